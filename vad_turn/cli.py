@@ -1,0 +1,54 @@
+"""`vad-turn` command line: one subcommand per experiment, its options generated from the config dataclass.
+
+Each entry maps a subcommand to (module, config class, run function); modules are imported only
+when their subcommand runs, so `vad-turn --help` stays fast and importing has no side effects.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .config import add_config_args, config_from_args
+
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "build-data": ("vad_turn.build", "BuildConfig", "run", "build turn-span datasets from the original corpora"),
+    "render": ("vad_turn.render", "RenderConfig", "run", "synthesize real turns with several TTS voices"),
+    "vad-eval": ("vad_turn.vad_eval", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
+    "evaluate": ("vad_turn.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),
+}
+
+
+def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (mod, cls_name, _, helptext) in commands.items():
+        p = sub.add_parser(name, help=helptext, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(_entry=(mod, cls_name))
+        try:
+            cls = getattr(importlib.import_module(mod), cls_name)
+        except (ImportError, AttributeError) as e:  # a module that fails to import must say so, not vanish
+            p.set_defaults(_import_error=f"{mod}.{cls_name}: {e}")
+            continue
+        add_config_args(p, cls)
+    return parser
+
+
+def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: list[str] | None = None) -> int:
+    parser = build_parser(commands, prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "_import_error", None):
+        parser.error(f"cannot load {args.command}: {args._import_error}")
+    mod, cls_name, run_name, _ = commands[args.command]
+    module = importlib.import_module(mod)
+    cfg = config_from_args(getattr(module, cls_name), args)
+    result = getattr(module, run_name)(cfg)
+    return 0 if result is None or not isinstance(result, int) else result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(COMMANDS, "vad-turn", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

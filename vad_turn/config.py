@@ -1,0 +1,197 @@
+"""Frozen experiment configs, the CLI generated from them, and run folders.
+
+One frozen dataclass per experiment. `add_config_args` turns its fields into argparse
+options (`--window-s`, booleans via BooleanOptionalAction, tuples via nargs), and
+`config_from_args` builds the instance back. `RunFolder` writes `config.json`, the git
+commit, split ids and `metrics.json` next to the results, each written atomically
+(temporary file + rename), so an interrupted run never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_root() -> Path:
+    """The folder holding the original corpora: $VAD_TURN_DATA_ROOT or ../shared/data."""
+    env = os.environ.get("VAD_TURN_DATA_ROOT")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
+
+
+def default_built_root() -> Path:
+    """Where built datasets go (git-ignored): $VAD_TURN_BUILT_ROOT or data/built."""
+    env = os.environ.get("VAD_TURN_BUILT_ROOT")
+    return Path(env) if env else (REPO_ROOT / "data" / "built")
+
+
+def default_runs_root() -> Path:
+    """Where run folders go (git-ignored): $VAD_TURN_RUNS_ROOT or runs/."""
+    env = os.environ.get("VAD_TURN_RUNS_ROOT")
+    return Path(env) if env else (REPO_ROOT / "runs")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _field_type(cls: type, field: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(cls)
+    return hints[field.name]
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one `--field-name` option per field of the frozen dataclass `cls`.
+
+    Defaults come from the dataclass; the help text is the field's `metadata["help"]`.
+    """
+    for f in dataclasses.fields(cls):
+        tp, optional = _strip_optional(_field_type(cls, f))
+        name = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        helptext = f.metadata.get("help", "") + f" (default: {default})"
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+        elif origin in (tuple, list):
+            inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
+            conv = Path if inner is Path else inner
+            parser.add_argument(name, nargs="*", type=conv, default=default, help=helptext)
+        else:
+            conv = Path if tp is Path else tp
+            if optional:
+                base = conv
+
+                def conv(s: str, _b=base):  # noqa: E731 - "none" maps to None for optional fields
+                    return None if s.lower() == "none" else _b(s)
+
+            parser.add_argument(name, type=conv, default=default, help=helptext)
+
+
+def config_from_args(cls: type, args: argparse.Namespace):
+    """Build `cls` from parsed args (lists become tuples so the config stays hashable)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f.name)
+        if isinstance(v, list):
+            v = tuple(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """JSON-ready dict of a config dataclass (paths become strings)."""
+
+    def conv(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        if dataclasses.is_dataclass(v):
+            return {k: conv(x) for k, x in dataclasses.asdict(v).items()}
+        return v
+
+    return {f.name: conv(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def atomic_replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a fully written `tmp_dir` into place as `final_dir`, replacing an old one.
+
+    The old folder is renamed aside first and deleted only after the new one is in place,
+    so at every moment `final_dir` is either the complete old or the complete new version.
+    """
+    final_dir = Path(final_dir)
+    old = final_dir.with_name(final_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final_dir.exists():
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def git_commit() -> str:
+    """The current commit of the repository (with '-dirty' when there are changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class RunFolder:
+    """A run folder: `config.json`, `commit.txt`, `split_ids.json`, `metrics.json`, artefacts."""
+
+    def __init__(self, path: Path, cfg: Any | None = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if cfg is not None:
+            atomic_write_json(self.path / "config.json", {"type": type(cfg).__name__, **config_to_dict(cfg)})
+            atomic_write_text(self.path / "commit.txt", git_commit() + "\n")
+
+    def write_split_ids(self, ids_by_split: dict[str, Iterable[str]]) -> None:
+        atomic_write_json(self.path / "split_ids.json", {k: sorted(v) for k, v in ids_by_split.items()})
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_json(self.path / "metrics.json", metrics)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
