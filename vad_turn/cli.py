@@ -1,7 +1,7 @@
 """`vad-turn` command line: one subcommand per experiment, its options generated from the config dataclass.
 
-Each entry maps a subcommand to (module, config class, run function); modules are imported only
-when their subcommand runs, so `vad-turn --help` stays fast and importing has no side effects.
+Each entry maps a subcommand to (module, config class, run function, help). Modules are imported
+to generate the options from their config dataclass; they load no model or data at import.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "render": ("vad_turn.render", "RenderConfig", "run", "synthesize real turns with several TTS voices"),
     "vad-eval": ("vad_turn.vad_eval", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
     "evaluate": ("vad_turn.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),
+    "explore": ("vad_turn.explore", "ExploreConfig", "run", "pause-length distributions of holds vs ends of turn"),
+    "headline": ("vad_turn.headline", "HeadlineConfig", "run", "build what is missing and print the headline table"),
 }
 
 
