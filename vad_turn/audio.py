@@ -133,3 +133,13 @@ def add_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     p_noise = float(np.mean(pink**2)) + 1e-12
     scale = np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
     return np.clip(audio + scale * pink, -1.0, 1.0).astype(np.float32)
+
+
+def resample_stream(from_hz: int, to_hz: int = SAMPLE_RATE_HZ):
+    """A chunk-by-chunk resampler with the same soxr HQ filter as `resample` (for streamed audio).
+
+    Call `.resample_chunk(float32 chunk)` per chunk and `.resample_chunk(empty, last=True)` at the end.
+    """
+    import soxr
+
+    return soxr.ResampleStream(from_hz, to_hz, 1, dtype="float32", quality="HQ")
