@@ -11,6 +11,7 @@ import soundfile as sf
 from vad_turn.config import default_data_root
 from vad_turn.vad_eval import (
     VadEvalConfig,
+    advance,
     apply_condition,
     frame_metrics,
     frames_to_cells,
@@ -83,6 +84,13 @@ def test_frame_metrics_on_a_hand_made_pair():
     assert binary["f1"] == pytest.approx(2 * 2 / (2 * 2 + 3 + 2)) and np.isnan(binary["auc"])
     none = frame_metrics(ref, np.zeros(10), 0.5)
     assert np.isnan(none["precision"]) and none["recall"] == 0.0 and none["f1"] == 0.0
+
+
+def test_advance_shifts_outputs_earlier():
+    p = np.array([0.0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(advance(p, 2), [0.2, 0.3, 0.3, 0.3])
+    assert advance(p, 0) is p
+    np.testing.assert_allclose(advance(p, 10), [0.3, 0.3, 0.3, 0.3])
 
 
 def test_apply_condition():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
+from .audio import SAMPLE_RATE_HZ, prepare_audio, resample_stream
 
 
 class FrameVAD(abc.ABC):
@@ -293,33 +293,40 @@ def run_vad(
 class StreamingVAD:
     """Feeds chunks of any length to a `FrameVAD`, buffering to its native frame.
 
-    `push(chunk)` takes float32 (n,) 16 kHz audio (int16 PCM and (n, channels) chunks are
-    converted by `prepare_audio`; other sample rates are refused, since chunk-by-chunk
-    resampling is not the offline resampling) and returns `(frame_times_s, probs)` for the
-    frames it completed, possibly empty. `flush()` zero-pads and processes what remains, ends
-    the stream and resets for the next one. push...push + flush gives exactly `run_vad`.
+    `push(chunk)` takes audio chunks at `sample_rate_hz` (float32 (n,); int16 PCM and
+    (n, channels) chunks are converted by `prepare_audio`; other rates than 16 kHz go through
+    `audio.resample_stream`, the same soxr filter as the offline path, which holds back a few
+    ms until later chunks arrive) and returns `(frame_times_s, probs)` for the frames it
+    completed, possibly empty. `flush()` zero-pads and processes what remains, ends the stream
+    and resets for the next one. push...push + flush gives exactly `run_vad` on the whole audio.
     """
 
     def __init__(self, vad: FrameVAD, sample_rate_hz: int = SAMPLE_RATE_HZ):
-        if sample_rate_hz != SAMPLE_RATE_HZ:
-            raise AudioError(f"StreamingVAD: chunks must be {SAMPLE_RATE_HZ} Hz, got {sample_rate_hz} Hz")
         self.vad = vad
+        self.sample_rate_hz = int(sample_rate_hz)
+        prepare_audio(np.zeros(0, dtype=np.float32), self.sample_rate_hz, source="StreamingVAD", allow_empty=True)
         self.reset()
 
     def reset(self) -> None:
         self.vad.reset()
         self._buf = np.zeros(0, dtype=np.float32)
         self._n_frames_done = 0
+        self._resampler = None if self.sample_rate_hz == SAMPLE_RATE_HZ else resample_stream(self.sample_rate_hz)
 
     def push(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        chunk = prepare_audio(chunk, SAMPLE_RATE_HZ, source="StreamingVAD chunk", allow_empty=True)
+        rate = self.sample_rate_hz
+        chunk = prepare_audio(chunk, rate, source="StreamingVAD chunk", target_rate_hz=rate, allow_empty=True)
+        if self._resampler is not None:
+            chunk = self._resampler.resample_chunk(chunk)
         self._buf = np.concatenate([self._buf, chunk])
         return self._drain()
 
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.vad.frame_samples
-        if self._buf.size:
-            self._buf = np.concatenate([self._buf, np.zeros(n - self._buf.size, dtype=np.float32)])
+        if self._resampler is not None:
+            self._buf = np.concatenate([self._buf, self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
+            self._resampler = None
+        self._buf = np.concatenate([self._buf, np.zeros(-self._buf.size % n, dtype=np.float32)])
         out = self._drain()
         self.reset()
         return out
