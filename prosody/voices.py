@@ -9,6 +9,10 @@ festival all come out at 16 kHz):
   `espeak-ng` CLI (`EnginePaths(espeak_backend="cli")`). The library starts audio ~100x sooner
   than the CLI (no process start; `python -m prosody.voices` prints the medians) and is the
   only engine that truly streams. It is the engine for SSML (`<break time="800ms"/>`).
+  Caveat: the library keeps synthesis state between calls (not reset by espeak_ng_SetRandSeed,
+  srand or re-initialising), so the same text gives slightly different samples (a few samples of
+  length) depending on what was synthesized before in the process. The CLI starts fresh each
+  call and is byte-reproducible: the dataset renderer uses it; the pipeline uses the library.
 - flite (`Voice("flite", "slt")`): the `flite` CLI with its built-in voices (`flite -lv`).
 - festival (`Voice("festival", "cmu_us_slt_arctic_hts")`): `festival --batch` running a Scheme
   script (as text2wave does); `synthesize_many` renders many texts in one festival process.
@@ -364,9 +368,10 @@ def _espeak_lib_blocks(text: str, voice: Voice, ssml: bool, paths: EnginePaths) 
 
 def text_to_ssml(text: str, *, comma_ms: int = 250, period_ms: int = 500, question_ms: int = 500) -> str:
     """Punctuated text -> espeak SSML with explicit <break time="..ms"/> after , . ; : ! ? (the mark is kept)."""
-    esc = text.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     pause = {",": comma_ms, ";": comma_ms, ":": comma_ms, ".": period_ms, "!": period_ms, "?": question_ms}
-    out = re.sub(r"([,;:.!?])(?=\s|$)", lambda m: f'{m[1]}<break time="{pause[m[1]]}ms"/>', esc)
+    parts = re.split(r"([,;:.!?])(?=\s|$)", text.strip())  # odd items are the marks
+    esc = [p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in parts]
+    out = "".join(p if i % 2 == 0 else f'{p}<break time="{pause[p]}ms"/>' for i, p in enumerate(esc))
     return f"<speak>{out}</speak>"
 
 
