@@ -25,7 +25,7 @@ def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str) -> a
     parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (mod, cls_name, _, helptext) in commands.items():
-        p = sub.add_parser(name, help=helptext, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=helptext)
         p.set_defaults(_entry=(mod, cls_name))
         try:
             cls = getattr(importlib.import_module(mod), cls_name)
