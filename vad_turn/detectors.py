@@ -98,7 +98,7 @@ def predict_many(detector: Detector, queries: Sequence[Query]) -> np.ndarray:
     bad = ~np.isfinite(p) | (p < 0.0) | (p > 1.0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"detector {name!r} returned p_eot={p[i]!r} (query {i}, silence {queries[i].silence_s} s); "
+        raise ValueError(f"detector {name!r} returned p_eot={float(p[i])} (query {i}, silence {queries[i].silence_s} s); "
                          "p_eot must be a finite probability in [0, 1]")
     return p
 
