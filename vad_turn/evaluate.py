@@ -104,6 +104,8 @@ def _turn_queries(row: dict, detector: Detector, cfg: EvalConfig) -> tuple[list[
     if isinstance(row, TurnRecord):
         row = row.to_row()
     spans, words, messages = row_spans(row), row_words(row), tuple(row_messages(row))
+    if not spans:
+        raise ValueError(f"turn {row['id']}: no silence spans (a turn needs at least its end-of-turn span)")
     keep = kept_span_indices(spans, cfg)
     audio = None
     if detector.needs_audio and row.get("audio") and row["audio"].get("bytes"):
