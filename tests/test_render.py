@@ -97,12 +97,12 @@ def test_same_seed_is_byte_identical_and_other_seed_changes_voices(tmp_path):
 
 
 def test_run_writes_dataset_and_resume_reuses_shards(tmp_path):
-    recs = [make_turn(f"sw{i}-A", split="val" if i < 2 else "train", spec=TURN_SPEC[:7]) for i in range(5)]
+    recs = [make_turn(f"sw{i}-A", split="dev" if i < 2 else "train", spec=TURN_SPEC[:7]) for i in range(5)]
     recs.append(make_turn("sw9-A", split="train", spec=[("<UNK>", 0.3)]))  # nothing speakable: skipped
     write_turns(recs, tmp_path / "built" / "switchboard")
-    cfg = cfg_for(tmp_path, shard_size=2, condition_splits=("val",), max_turns=("switchboard:train=3",))
+    cfg = cfg_for(tmp_path, shard_size=2, condition_splits=("dev",), max_turns=("switchboard:train=3",))
     info = run(cfg)["switchboard"]
-    assert info["counts"] == {"train/clean": 2, "val/clean": 2, "val/8k": 2, "val/noisy": 2}
+    assert info["counts"] == {"train/clean": 2, "dev/clean": 2, "dev/8k": 2, "dev/noisy": 2}
     assert info["skipped"] == 1 and info["skipped_examples"][0][0] == "sw9-A"
     out = tmp_path / "out" / "switchboard-rendered"
     first = load_turns(out).to_pandas()

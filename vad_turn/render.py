@@ -44,9 +44,9 @@ class RenderConfig:
     built_root: Path = field(default_factory=default_built_root, metadata={"help": "folder of the text turn datasets"})
     out_root: Path = field(default_factory=default_built_root, metadata={"help": "where <corpus>-rendered goes"})
     corpora: tuple[str, ...] = field(default=("switchboard", "sbcsae"), metadata={"help": "datasets under built_root"})
-    splits: tuple[str, ...] = field(default=("train", "val"), metadata={"help": "splits to render"})
+    splits: tuple[str, ...] = field(default=("train", "dev", "test"), metadata={"help": "splits to render (if present)"})
     max_turns: tuple[str, ...] = field(
-        default=("switchboard:train=600", "switchboard:val=300", "sbcsae:*=300"),
+        default=("switchboard:train=600", "switchboard:dev=300", "sbcsae:*=300"),
         metadata={"help": "caps as corpus:split=N ('*' = any split); turns are drawn by a seeded hash of the id"},
     )
     min_words: int = field(default=1, metadata={"help": "skip shorter turns"})
@@ -56,7 +56,7 @@ class RenderConfig:
     rate_jitter: float = field(default=0.08, metadata={"help": "speaking rate x uniform(1-j, 1+j) per turn"})
     lead_in_s: float = field(default=0.2, metadata={"help": "silence before the first word"})
     tail_s: float = field(default=5.0, metadata={"help": "end-of-turn silence after the last word"})
-    condition_splits: tuple[str, ...] = field(default=("val",), metadata={"help": "splits also rendered 8k and noisy"})
+    condition_splits: tuple[str, ...] = field(default=("dev", "test"), metadata={"help": "splits also rendered 8k and noisy"})
     noise_snr_db: float = field(default=10.0, metadata={"help": "SNR of the noisy condition"})
     shard_size: int = field(default=100, metadata={"help": "turns per resumable shard"})
     workers: int = field(default=2, metadata={"help": "rendering processes (1 = in this process)"})
@@ -252,8 +252,11 @@ def _select(cfg: RenderConfig, corpus: str) -> dict[str, list[dict]]:
     meta = ds.select_columns(["id", "split", "n_words"]).to_pandas() if "n_words" in cols else None
     if meta is None or "split" not in cols:
         raise ValueError(f"{cfg.built_root / corpus}: the dataset needs `split` and `n_words` columns")
+    present = sorted(set(meta["split"]))
+    if not set(cfg.splits) & set(present):
+        raise ValueError(f"{cfg.built_root / corpus}: none of the splits {cfg.splits} is present (it has {present})")
     out = {}
-    for split in cfg.splits:
+    for split in (s for s in cfg.splits if s in present):
         m = meta[(meta["split"] == split) & meta["n_words"].between(cfg.min_words, cfg.max_words)]
         order = sorted(m.index, key=lambda i: _id_hash(cfg.seed, "select", m.at[i, "id"]))
         cap = _cap(cfg, corpus, split)
