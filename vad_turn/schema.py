@@ -21,6 +21,7 @@ A row is one user turn:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -167,6 +168,7 @@ def is_nonspeech_token(token: str) -> bool:
     return bool(_NONSPEECH.match(token.strip()))
 
 
+@functools.lru_cache(maxsize=1 << 17)  # pure; corpus vocabularies are small, builders call it millions of times
 def normalize_word(word: str) -> str:
     """The one text normalisation, ASR style: lowercase, no punctuation or markup.
 
