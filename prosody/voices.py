@@ -6,9 +6,10 @@ festival all come out at 16 kHz):
 
 - espeak (`Voice("espeak", "en-us+f3")`): in process by default, through the `espeakng-loader`
   package's libespeak-ng (ctypes, synchronous mode with a callback per ~60 ms block), or the
-  `espeak-ng` CLI (`EnginePaths(espeak_backend="cli")`). The library starts audio ~100x sooner
-  than the CLI (no process start; `python -m prosody.voices` prints the medians) and is the
-  only engine that truly streams. It is the engine for SSML (`<break time="800ms"/>`).
+  `espeak-ng` CLI (`EnginePaths(espeak_backend="cli")`). The library starts audio 3-10x sooner
+  than the CLI (median time to the first 20 ms chunk 1-5 ms vs 12-25 ms on the 2-core dev box,
+  depending on load; flite 55-170 ms, festival 0.34-0.72 s; `python -m prosody.voices` prints
+  the medians) and streams. It is the engine for SSML (`<break time="800ms"/>`).
   Caveat: the library keeps synthesis state between calls (not reset by espeak_ng_SetRandSeed,
   srand or re-initialising), so the same text gives slightly different samples (a few samples of
   length) depending on what was synthesized before in the process. The CLI starts fresh each

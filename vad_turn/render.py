@@ -14,6 +14,9 @@ Voice, rate jitter and noise come from `numpy.random.default_rng([seed, hash(tur
 turn's rendering does not depend on which other turns are selected or in what order. Work goes
 in shards written atomically under `out_root/.render-work/`; a rerun skips finished shards, and
 the final datasets `out_root/<corpus>-rendered` are written with `dataset.write_turns`.
+build_info.json holds counts per split/condition, voices, skipped turns, rendering speed per
+engine (engine output seconds, its own lead/trail silence included, per synthesis wall second,
+summed over workers) and how many IPUs hold an engine-made silence >= 0.1 s that no span marks.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import json
 import os
 import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -299,7 +302,7 @@ def run(cfg: RenderConfig) -> dict:
         else:
             with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
                 futs = [pool.submit(_render_shard, rows, cfg, corpus, p) for rows, p in todo]
-                for f in futs:
+                for f in as_completed(futs):
                     f.result()
                     bar.update()
         bar.close()
