@@ -20,6 +20,7 @@ line `SBCnnn 1 SPEAKER start_s end_s text`, and `Diarization/scored.uem` (`SBCnn
 - Scored regions: a turn is a row only if it lies inside one scored.uem region from its first word
   to the end of its end-of-turn span (the unscored gaps are the anonymised, low-pass-filtered
   stretches whose timing is unreliable); dropped turns still count as context in `messages`.
+  The last turn's end span runs to the end of the last scored region.
 """
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def build(
         if conv not in uem:
             raise CorpusError(f"{uem_path}: no scored region for conversation {conv}")
         turns = build_turns(conversation_units(stm[conv]))
-        end_s = max(e for _, _, e, _ in stm[conv])
+        end_s = max(max(e for _, _, e, _ in stm[conv]), uem[conv][-1][1])  # the recording's scored end
 
         def keep(i: int, turn: Turn, regions=uem[conv], end_s=end_s) -> bool:
             if is_group_speaker(turn.speaker, groups):
