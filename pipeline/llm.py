@@ -295,10 +295,11 @@ def parse_sse_deltas(lines: Iterator[str], *, source: str = "stream") -> Iterato
                 yield piece
 
 
-def load_llm(backend: str = "local", *, base_url: str = "", model: str = "", api_key_env: str = "OPENAI_API_KEY") -> LLM:
-    """`backend` "local" -> LocalLLM; "openai" -> OpenAIChatLLM(base_url, model)."""
+def load_llm(backend: str = "local", *, base_url: str = "", model: str = "", api_key_env: str = "OPENAI_API_KEY",
+             n_threads: int | None = None) -> LLM:
+    """`backend` "local" -> LocalLLM(n_threads=...); "openai" -> OpenAIChatLLM(base_url, model)."""
     if backend == "local":
-        return LocalLLM()
+        return LocalLLM(n_threads=n_threads)
     if backend == "openai":
         if not base_url or not model:
             raise LLMError("backend 'openai' needs base_url and model (e.g. http://127.0.0.1:8000/v1, my-model)")

@@ -7,8 +7,8 @@ Text measures (`text_measures`, on the reply text as sent to TTS):
 - `punct_per_word`: prosodic punctuation marks (, ; : . ! ? and dashes) per word.
 - `filler_rate`: (single-word fillers from `vad_turn.schema.FILLERS` plus "well" as the first
   word of a clause + bridge phrases from `BRIDGES` such as "let me check") per word.
-- `first_clause_words`: words before the first clause boundary (, ; : . ! ? or a dash), or all
-  words when there is none. A short first clause lets streaming TTS start sooner.
+- `first_clause_words`: words up to the first clause boundary (, ; : . ! ? followed by a space or
+  the end, or a dash), or all words when there is none. A short first clause lets streaming TTS start sooner.
 
 Praat measures (`praat_measures`, parselmouth, on float32 (n_samples,) 16 kHz mono audio):
 
@@ -41,9 +41,9 @@ from vad_turn.audio import SAMPLE_RATE_HZ, AudioError
 from vad_turn.schema import FILLERS
 
 BRIDGES = ("let me check", "let me see", "let me think", "you know", "i mean", "let's see", "hold on", "one moment")
-CLAUSE_MARKS = r"[,;:.!?]|\s[-\u2013\u2014]+\s|--"
-PROSODIC_PUNCT = re.compile(r"[,;:.!?]|--|\u2013|\u2014|(?<=\s)-(?=\s)")
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+CLAUSE_MARKS = r"[,;:.!?](?=\s|$)|\s[-\u2013\u2014]+\s|--"
+PROSODIC_PUNCT = re.compile(r"[,;:.!?](?=\s|$)|--|\u2013|\u2014|(?<=\s)-(?=\s)")
+_WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9'\-]|\.(?=\d))*")
 TEXT_MEASURES = ("words_per_sentence", "punct_per_word", "filler_rate", "first_clause_words")
 PRAAT_MEASURES = (
     "f0_median_st", "f0_range_st", "f0_sd_st", "declination_st_per_s", "n_pauses", "pause_mean_s",
