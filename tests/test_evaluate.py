@@ -17,7 +17,9 @@ from vad_turn.dataset import load_turns, write_turns  # noqa: E402
 from vad_turn.detectors import (  # noqa: E402
     DETECTORS, VADOnlyDetector, make_detector, predict_many, register_detector, Query,
 )
-from vad_turn.evaluate import EvalConfig, evaluate_detector, hold_counts, run, score_turns, select_turns  # noqa: E402
+from vad_turn.evaluate import (  # noqa: E402
+    EvalConfig, evaluate_detector, hold_counts, resolve_split, run, score_turns, select_turns,
+)
 from vad_turn.schema import Message, Span, TurnRecord, Word, silence_spans_from_words  # noqa: E402
 
 
@@ -197,6 +199,10 @@ def test_split_selection_and_seeded_sample(tmp_path):
     assert a == b and len(a) == 4 and len(set(a)) == 4
     with pytest.raises(ValueError, match="no rows of split 'test'.*'train', 'val'"):
         select_turns(ds, EvalConfig(split="test"))
+    assert resolve_split("val", {"train", "dev"}) == "dev" and resolve_split("dev", {"val"}) == "val"
+    assert resolve_split("val", {"val", "dev"}) == "val" and resolve_split("test", {"dev"}) == "test"
+    _, dev = select_turns(ds, EvalConfig(split="dev"))
+    assert dev == [f"v{i}" for i in range(6)]
 
 
 def test_interrupted_run_resumes_without_rescoring(tmp_path):

@@ -192,6 +192,27 @@ def score_turns(rows: Iterable[dict | TurnRecord], detector: Detector, cfg: Eval
 # ----------------------------------------------------------------------------- selection and metrics
 
 
+_SPLIT_ALIASES = {"val": ("dev", "validation"), "dev": ("val", "validation"), "validation": ("val", "dev")}
+
+
+def resolve_split(split: str | None, available) -> str | None:
+    """The split name to use: `split` itself, or its alias when the data names it differently
+    ("val" <-> "dev" <-> "validation"; e.g. Switchboard's val.txt list is built as split "dev")."""
+    available = {a for a in available if a is not None}
+    if split is None or split in available or not available:
+        return split
+    for alias in _SPLIT_ALIASES.get(split, ()):
+        if alias in available:
+            return alias
+    return split
+
+
+def _row_splits(ds) -> list:
+    if isinstance(ds, (list, tuple)):
+        return [r.split if isinstance(r, TurnRecord) else r.get("split") for r in ds]
+    return list(ds["split"]) if "split" in ds.column_names else [None] * len(ds)
+
+
 def select_turns(ds, cfg: EvalConfig, *, needs_audio: bool = True):
     """The rows to evaluate: `cfg.split` (if the data has splits), then a seeded sample of `max_turns`.
 
@@ -201,12 +222,11 @@ def select_turns(ds, cfg: EvalConfig, *, needs_audio: bool = True):
     is_list = isinstance(ds, (list, tuple))
     if is_list:
         ds = [r.to_row() if isinstance(r, TurnRecord) else r for r in ds]
-        splits = [r.get("split") for r in ds]
-    else:
-        splits = ds["split"] if "split" in ds.column_names else [None] * len(ds)
+    splits = _row_splits(ds)
+    split = resolve_split(cfg.split, set(splits))
     idx = list(range(len(splits)))
-    if cfg.split is not None and any(s is not None for s in splits):
-        idx = [i for i in idx if splits[i] == cfg.split]
+    if split is not None and any(s is not None for s in splits):
+        idx = [i for i in idx if splits[i] == split]
         if not idx:
             raise ValueError(f"no rows of split {cfg.split!r}; the data has splits {sorted(set(map(str, splits)))}")
     if cfg.max_turns is not None and cfg.max_turns < len(idx):
@@ -226,9 +246,11 @@ def select_turns(ds, cfg: EvalConfig, *, needs_audio: bool = True):
     return rows, ids
 
 
-def compute_metrics(preds: pd.DataFrame, cfg: EvalConfig, detector_name: str) -> tuple[dict, pd.DataFrame]:
+def compute_metrics(preds: pd.DataFrame, cfg: EvalConfig, detector_name: str,
+                    split: str | None = None) -> tuple[dict, pd.DataFrame]:
     """Sweep, operating points, Pareto frontiers and slices for the detector and VAD-only on the
-    same grid. Returns (metrics dict, sweep frame with a `detector` column)."""
+    same grid. Returns (metrics dict, sweep frame with a `detector` column). `split`: the split
+    name actually evaluated (default cfg.split)."""
     table = M.build_span_table(preds, cfg.grid_s)
     p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
     p_vad = np.ones_like(p)
@@ -240,7 +262,7 @@ def compute_metrics(preds: pd.DataFrame, cfg: EvalConfig, detector_name: str) ->
         op["vad_only"] = vop
         op["ratio_to_vad_only"] = M.ratio_to_baseline(op, vop)
     metrics = {
-        "detector": detector_name, "dataset": str(cfg.dataset), "split": cfg.split,
+        "detector": detector_name, "dataset": str(cfg.dataset), "split": split or cfg.split,
         "counts": {"n_turns": table.n_turns, "n_spans_scored": int(len(table.span_offset)),
                    "n_holds_scored": int((~table.is_end).sum()), "n_points": int(len(p))},
         "operating_points": ops,
@@ -262,7 +284,7 @@ def evaluate_detector(ds, detector: Detector, cfg: EvalConfig) -> dict:
     """
     rows, ids = select_turns(ds, cfg, needs_audio=detector.needs_audio)
     preds = score_turns(rows, detector, cfg, total=len(ids))
-    metrics, sweep = compute_metrics(preds, cfg, detector.name)
+    metrics, sweep = compute_metrics(preds, cfg, detector.name, resolve_split(cfg.split, set(_row_splits(ds))))
     metrics["counts"].update(hold_counts(_span_rows(rows), cfg))
     return {"metrics": metrics, "predictions": preds, "sweep": sweep, "ids": ids}
 
@@ -311,8 +333,11 @@ def run(cfg: EvalConfig) -> dict:
     detector = make_detector(cfg.detector, **parse_detector_opts(cfg.detector_opts))
     ds = load_turns(cfg.dataset)
     rows, ids = select_turns(ds, cfg, needs_audio=detector.needs_audio)
+    split = resolve_split(cfg.split, set(_row_splits(ds)))
+    if split != cfg.split:
+        print(f"split {cfg.split!r} is named {split!r} in {cfg.dataset}")
     rf = RunFolder(out, cfg)
-    rf.write_split_ids({cfg.split or "all": ids})
+    rf.write_split_ids({split or "all": ids})
     parts_dir = out / "predictions.parts"
     parts_dir.mkdir(exist_ok=True)
     done = set().union(*(set(p["id"].unique()) for p in parts)) if parts else set()
@@ -327,7 +352,7 @@ def run(cfg: EvalConfig) -> dict:
         print(f"resuming {out}: {len(done)} of {len(ids)} turns already scored")
     score_turns(todo_rows, detector, cfg, total=len(todo), on_chunk=write_part)
     preds = pd.concat(parts, ignore_index=True) if parts else score_turns([], detector, cfg)
-    metrics, sweep = compute_metrics(preds, cfg, detector.name)
+    metrics, sweep = compute_metrics(preds, cfg, detector.name, split)
     metrics["counts"].update(hold_counts(_span_rows(rows), cfg))
     _write_parquet(preds, rf.file("predictions.parquet"))
     _write_parquet(sweep, rf.file("sweep.parquet"))
