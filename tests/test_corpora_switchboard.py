@@ -33,7 +33,7 @@ def flat(pairs):
 def test_turns_holds_and_ends_of_the_hand_made_conversation(built):
     by_split, notes = built
     train = by_split["train"]
-    assert notes == {"conversations_with_swda": 1}
+    assert notes == {"conversations_with_swda": 1, "conversations": {"train": 1, "dev": 1}}
     assert [r.id for r in train] == ["sw9901-0000-A", "sw9901-0001-B", "sw9901-0002-A", "sw9901-0003-B"]
     assert span_counts(train) == {"turns": 4, "holds": 3, "ends": 4, "holds_0.2-5s": 3}
     a0, b1, a2, b3 = train
@@ -64,6 +64,15 @@ def test_conversation_without_swda_uses_backchannel_words(built):
     assert spans(b1) == pytest.approx(flat([(0.6, 0.9)]), abs=1e-6)
     assert a2.messages[0].content == "hello how are you"  # y[ou]- normalised
     assert spans(a2) == pytest.approx(flat([(0.4, 1.0)]), abs=1e-6)
+
+
+def test_without_swda_the_word_rule_applies_everywhere(root):
+    by_split, notes = switchboard.build(root, {**load_recipe("switchboard"), "use_swda": False})
+    assert notes["conversations_with_swda"] == 0
+    a0 = by_split["train"][0]
+    # "uh-huh" is a backchannel word too, and A's utterance is one unit: the same turns here
+    assert [r.id for r in by_split["train"]] == ["sw9901-0000-A", "sw9901-0001-B", "sw9901-0002-A", "sw9901-0003-B"]
+    assert a0.backchannel_context and spans(a0) == pytest.approx(flat([(0.8, 1.6), (2.2, 2.5), (3.0, 3.3)]), abs=1e-6)
 
 
 @pytest.mark.parametrize(

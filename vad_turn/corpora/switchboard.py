@@ -7,11 +7,14 @@ Inputs (read in place, see data/recipes/switchboard.json):
   `uttid,start,end,word,B/I,da_tag,turn-utt`, the same words as MS98 (matched on uttid and times).
 - split lists (conversation numbers, e.g. 4637 -> sw4637); `val.txt` becomes split "dev".
 
-Units: with SWDA for a side, a unit is one dialog-act unit (a new unit at every `B` word or new
+Units: with SWDA for a side (and the recipe's `use_swda`, default true), a unit is one dialog-act unit (a new unit at every `B` word or new
 turn-utt id); it is a backchannel when its tag is `b` or `bh` after dropping modifiers (`b^r`,
 `b^m`, `b@`, `bh^m`, ... ; `ba` appreciation, `bk` acknowledgement, `bf`, `br`, `bd` are not
 backchannels). Without SWDA, a unit is one MS98 utterance (uttid) and is a backchannel when it is
 made only of backchannel words (`schema.is_backchannel_text`).
+The shipped SWDA covers exactly the `val` (dev) conversations, so by default dev and train are
+segmented by different rules; `"use_swda": false` in the recipe applies the word rule to both
+(see data/README.md for how much the two rules differ).
 
 Words: `[silence]`, `[noise]`, `[laughter]`, `[vocalized-noise]` and the `<b_aside>`/`<e_aside>`
 markers are dropped; vocal noise inside a turn therefore counts as silence (a hold may contain
@@ -155,10 +158,12 @@ def split_conversations(data_root: Path, recipe: dict, max_conversations: int | 
 def read_archives(data_root: Path, recipe: dict, conversations: set[str]) -> tuple[dict, dict]:
     """({(conv, side): (ms98 rows, end_s)}, {(conv, side): swda map}) for the wanted conversations.
 
-    Every wanted conversation needs both MS98 sides (CorpusError otherwise); SWDA is optional.
+    Every wanted conversation needs both MS98 sides (CorpusError otherwise); SWDA is optional, and
+    not read at all when the recipe says `"use_swda": false`.
     """
     ms98_path = require_file(data_root, recipe["word_alignments"])
-    swda_path = require_file(data_root, recipe["dialog_acts"])
+    use_swda = recipe.get("use_swda", True)
+    swda_path = require_file(data_root, recipe["dialog_acts"]) if use_swda else None
     wanted = {(c, s) for c in conversations for s in "AB"}
 
     def pick(pattern):
@@ -183,6 +188,8 @@ def read_archives(data_root: Path, recipe: dict, conversations: set[str]) -> tup
             f"({len(missing)} sides missing in all)"
         )
     swda: dict = {}
+    if swda_path is None:
+        return ms98, swda
     for name, text in tqdm(iter_tar_texts(swda_path, pick(_SWDA_MEMBER)), desc="switchboard: SWDA sides", leave=False):
         m = _SWDA_MEMBER.search(name)
         swda[(f"sw{m.group(1)}", m.group(2))] = parse_swda(text, f"{swda_path}:{name}")
@@ -197,7 +204,7 @@ def build(
     ms98, swda = read_archives(data_root, recipe, {c for convs in splits.values() for c in convs})
     bc_tags = frozenset(recipe.get("backchannel_tags", ("b", "bh")))
     out: dict[str, list] = {}
-    stats = {"conversations_with_swda": 0}
+    stats = {"conversations_with_swda": 0, "conversations": {split: len(convs) for split, convs in splits.items()}}
     for split, convs in splits.items():
         records = []
         for conv in tqdm(convs, desc=f"switchboard {split}", unit="conv"):
