@@ -258,7 +258,10 @@ class OpenAIChatLLM:
                 if resp.status_code != 200:
                     detail = resp.read().decode("utf-8", "replace")[:500]
                     raise LLMError(f"LLM endpoint {self.url} answered HTTP {resp.status_code}: {detail}")
-                yield from parse_sse_deltas(resp.iter_lines(), source=self.url)
+                lines = resp.iter_lines()
+                yield from parse_sse_deltas(lines, source=self.url)
+                for _ in lines:  # drain to the end of the response so the connection is reused
+                    pass
         except httpx.TimeoutException as e:
             raise LLMError(f"LLM endpoint {self.url} timed out ({type(e).__name__}): is the server up?") from e
         except httpx.TransportError as e:

@@ -33,6 +33,11 @@ class LLMHTTPServer(ThreadingHTTPServer):
         self.llm = llm
         self.model_name = model_name
         self.requests: list[dict] = []
+        self.n_connections = 0  # TCP connections accepted (a keep-alive client uses one for many requests)
+
+    def process_request(self, request, client_address) -> None:
+        self.n_connections += 1
+        super().process_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
