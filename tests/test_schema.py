@@ -32,6 +32,7 @@ def test_normalisation_is_asr_like():
     assert normalize_word("[laughter-yeah]") == "yeah"
     assert normalize_word("Bridgette,") == "bridgette"
     assert normalize_word("<UNK>") == ""
+    assert normalize_word("José") == "jose"
     assert normalize_text(["Well,", "I", "don't", "KNOW."]) == "well i don't know"
     assert is_backchannel_text(["uh-huh"]) and is_backchannel_text(["oh", "yeah"])
     assert not is_backchannel_text(["yeah", "i", "went", "there"])

@@ -31,6 +31,7 @@ def write_turns(records: Iterable[TurnRecord], out_dir: Path, *, info: dict | No
         raise ValueError(f"{out_dir}: no turns to write (the builder found none)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a built dataset is for everyone who can read data/
         # Build with a plain struct for audio, then cast at the Arrow level to Audio(decode=False):
         # encoding through the Audio feature would need torchcodec/FFmpeg.
         feats = features()

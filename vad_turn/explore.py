@@ -66,9 +66,6 @@ def summarize(df):
 
 def plot_pause_distributions(df, max_pause_s: float = 3.0):
     """Histograms (density) of hold vs end-of-turn pause lengths, one panel per corpus."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     corpora = list(dict.fromkeys(df["corpus"]))
@@ -90,6 +87,9 @@ def plot_pause_distributions(df, max_pause_s: float = 3.0):
 
 
 def run(cfg: ExploreConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless CLI; notebooks keep their inline backend
     df = pause_table(cfg.built_root, cfg.corpora)
     folder = RunFolder(cfg.out or default_runs_root() / "explore-turns", cfg)
     table = summarize(df)

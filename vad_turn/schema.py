@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -175,7 +176,8 @@ def normalize_word(word: str) -> str:
     "thi[s]-" -> "this", "Bridgette," -> "bridgette", "[laughter-yeah]" -> "yeah", "~Mae" -> "mae",
     "<UNK>" -> "". Hyphens inside words and apostrophes stay ("uh-huh", "don't").
     """
-    w = word.strip().lower()
+    w = unicodedata.normalize("NFKD", word.strip().lower())
+    w = "".join(c for c in w if not unicodedata.combining(c))  # José -> jose
     m = re.match(r"^\[laughter-(.+)\]$", w)
     if m:
         w = m.group(1)
