@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vad_turn.config import RunFolder, atomic_write_json, config_to_dict, default_data_root, default_runs_root
+from vad_turn.config import (
+    RunFolder, atomic_write_json, config_to_dict, default_data_root, default_runs_root, git_commit,
+)
 
 from .prompts import VARIANTS_PATH, chat_messages, load_variants
 
@@ -127,8 +129,9 @@ def _open_run(cfg: ProsodyConfig) -> RunFolder:
         prev = json.loads(old.read_text())
         prev.pop("type", None)
         now = config_to_dict(cfg)
+        defaults = config_to_dict(ProsodyConfig())  # a field added since that run counts at its default
         keep = {"n_boot", "out", "tag"}
-        diff = sorted(k for k in now if k not in keep and prev.get(k) != now[k])
+        diff = sorted(k for k in now if k not in keep and prev.get(k, defaults[k]) != now[k])
         if diff:
             raise ValueError(f"{path} holds a run with a different config ({', '.join(diff)}); use another --tag")
     return RunFolder(path, cfg)
@@ -265,7 +268,13 @@ def run(cfg: ProsodyConfig) -> dict:
         os.replace(tmp, ref_log)
 
     metrics = write_report(folder.path, cfg, prompts, [v.name for v in variants], [q.id for q in requests])
-    metrics["wall_s"] = time.time() - t_start
+    old = json.loads(folder.file("metrics.json").read_text()) if folder.file("metrics.json").exists() else {}
+    this = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_start)), "wall_s": time.time() - t_start,
+            "commit": git_commit(), "new_replies": len(todo)}
+    earlier = old.get("invocations") or ([{"wall_s": old["wall_s"], "commit": "see commit.txt history"}] if "wall_s" in old else [])
+    metrics["invocations"] = earlier + [this]
+    metrics["wall_s"] = this["wall_s"]
+    metrics["wall_s_total"] = sum(i["wall_s"] for i in metrics["invocations"])
     folder.write_metrics(metrics)
-    print(f"prosody: wrote {folder.path} in {metrics['wall_s']:.0f} s")
+    print(f"prosody: wrote {folder.path} in {this['wall_s']:.0f} s (all invocations: {metrics['wall_s_total']:.0f} s)")
     return metrics

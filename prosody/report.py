@@ -25,6 +25,15 @@ TABLE_MEASURES = (
 )
 EXTRA_MEASURES = ("n_words", "pauses_per_min", "articulation_rate_syl_per_s", "tts_first_audio_s", "llm_first_clause_s")
 REFERENCE = "real speech"
+REFERENCE_FEMALE = "real speech (female)"  # AMI participant ids start with F/M; the default voices are female
+
+
+def female_reference(reference: pd.DataFrame) -> pd.DataFrame:
+    """Reference rows of female AMI speakers (id "ami:<uri>:<start>:<speaker>", speaker "F...")."""
+    if reference.empty or "id" not in reference:
+        return reference
+    spk = reference["id"].str.split(":").str[-1]
+    return reference[(reference["source"] == "ami") & spk.str.startswith("F")]
 
 
 def _jsonl(path: Path) -> pd.DataFrame:
@@ -45,7 +54,10 @@ def per_reply_table(run_dir: Path) -> pd.DataFrame:
 
 def summarize(per_reply: pd.DataFrame, reference: pd.DataFrame, variants: list[str], request_ids: list[str],
               *, measures=TABLE_MEASURES + EXTRA_MEASURES, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Long results table: one row per (variant, measure) plus the real-speech rows.
+    """Long results table: one row per (variant, measure) plus the real-speech rows (all, female).
+
+    Distances are to all reference utterances; the female subset is shown for context (F0 level
+    depends on speaker sex, the default TTS voices are female).
 
     Columns: variant, measure, n, mean, ci_lo, ci_hi, diff, diff_lo, diff_hi (variant - baseline),
     dz, dz_lo, dz_hi (Cohen's d_z), dist, dist_lo, dist_hi (standardized distance to real speech).
@@ -69,9 +81,10 @@ def summarize(per_reply: pd.DataFrame, reference: pd.DataFrame, variants: list[s
                 row.update(dist=d.value, dist_lo=d.lo, dist_hi=d.hi)
             rows.append(row)
         if ref is not None:
-            est = bootstrap_mean_ci(ref, **kw)
-            rows.append({"variant": REFERENCE, "measure": m, "n": est.n, "mean": est.value,
-                         "ci_lo": est.lo, "ci_hi": est.hi, "ref_sd": float(np.nanstd(ref, ddof=1))})
+            for name, vals in ((REFERENCE, ref), (REFERENCE_FEMALE, female_reference(reference)[m].to_numpy(float))):
+                est = bootstrap_mean_ci(vals, **kw)
+                rows.append({"variant": name, "measure": m, "n": est.n, "mean": est.value, "ci_lo": est.lo,
+                             "ci_hi": est.hi, "ref_sd": float(np.nanstd(vals, ddof=1)) if est.n > 1 else np.nan})
     out = pd.DataFrame(rows)
     for c in ("diff", "diff_lo", "diff_hi", "dz", "dz_lo", "dz_hi", "dist", "dist_lo", "dist_hi", "ref_sd"):
         if c not in out:
@@ -88,7 +101,7 @@ def _cell(row: pd.Series, key: str, digits: int = 2) -> str:
 
 def markdown_table(results: pd.DataFrame, key: str, variants: list[str], measures=TABLE_MEASURES) -> str:
     """Measures as rows, variants as columns; cells 'value [95% CI]' for key mean | dz | dist."""
-    cols = list(variants) + ([REFERENCE] if key == "mean" and REFERENCE in set(results["variant"]) else [])
+    cols = list(variants) + [r for r in (REFERENCE, REFERENCE_FEMALE) if key == "mean" and r in set(results["variant"])]
     if key == "dz":
         cols = [v for v in variants if v != "baseline"]
     lines = ["| measure | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -209,7 +222,7 @@ def write_report(run_dir: Path, cfg, prompts, variants: list[str], request_ids: 
                                                 "dist": r.dist} for r in res.itertuples()},
     }
     per_voice = pd.concat(by_voice)
-    pv = per_voice[per_voice["variant"] != REFERENCE].pivot_table(index=["voice", "variant"], columns="measure", values="mean")
+    pv = per_voice[~per_voice["variant"].isin([REFERENCE, REFERENCE_FEMALE])].pivot_table(index=["voice", "variant"], columns="measure", values="mean")
     pv = pv[[m for m in TABLE_MEASURES[4:] if m in pv.columns]].round(2)
     examples = replies[replies["request_id"] == request_ids[0]][["variant", "text"]]
     md = [

@@ -44,7 +44,7 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_run):
     res = pd.read_csv(tiny_run / "results.csv")
     row = res[(res["variant"] == "baseline") & (res["measure"] == "f0_median_st")].iloc[0]
     assert row["ci_lo"] <= row["mean"] <= row["ci_hi"] and row["n"] == 3
-    assert set(res["variant"]) == {"baseline", "concise", "real speech"}
+    assert set(res["variant"]) == {"baseline", "concise", "real speech", "real speech (female)"}
     assert len(list((tiny_run / "audio").glob("*.wav"))) == 2  # first request, 2 variants, 1 voice
     report = (tiny_run / "report.md").read_text()
     assert "| f0_median_st |" in report and "Cohen's d_z" in report
