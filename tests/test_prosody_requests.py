@@ -32,8 +32,8 @@ def test_selection_is_deterministic_capped_per_conversation_and_never_short():
 
 
 def test_real_corpus_requests(data_root, tmp_path):
-    reqs, notes = load_requests(4, 3, 2, data_root=data_root, built_root=tmp_path / "none", max_conversations=25)
-    again, _ = load_requests(4, 3, 2, data_root=data_root, built_root=tmp_path / "none", max_conversations=25)
+    reqs, notes = load_requests(4, 3, 2, data_root=data_root, built_root=tmp_path / "none", max_conversations=8)
+    again, _ = load_requests(4, 3, 2, data_root=data_root, built_root=tmp_path / "none", max_conversations=8)
     assert [r.id for r in reqs] == [r.id for r in again]
     assert [r.source for r in reqs] == ["switchboard"] * 4 + ["sbcsae"] * 3 + ["task"] * 2
     assert all(r.id.startswith("sw") for r in reqs[:4]) and all(r.id.startswith("SBC") for r in reqs[4:7])
