@@ -99,8 +99,12 @@ def hold_counts(rows: Iterable[dict], cfg: EvalConfig) -> dict:
             "n_holds_too_long": long_}
 
 
-def _turn_queries(row: dict, detector: Detector, cfg: EvalConfig) -> tuple[list[Query], dict]:
-    """The queries of one turn (see the module docstring) and their prediction-row metadata."""
+def turn_queries(row: dict, detector: Detector, cfg: EvalConfig) -> tuple[list[Query], dict]:
+    """The queries of one turn (see the module docstring) and their prediction-row metadata.
+
+    `detector` only needs `needs_audio` / `needs_words`; training examples
+    (`vad_turn.examples`) are built through this very function, so they match evaluation.
+    """
     if isinstance(row, TurnRecord):
         row = row.to_row()
     spans, words, messages = row_spans(row), row_words(row), tuple(row_messages(row))
@@ -145,6 +149,9 @@ def _turn_queries(row: dict, detector: Detector, cfg: EvalConfig) -> tuple[list[
     return queries, meta
 
 
+_turn_queries = turn_queries  # the former private name
+
+
 def score_turns(rows: Iterable[dict | TurnRecord], detector: Detector, cfg: EvalConfig, *, total: int | None = None,
                 on_chunk: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Query `detector` causally on every kept span of `rows`; return the grid predictions.
@@ -174,7 +181,7 @@ def score_turns(rows: Iterable[dict | TurnRecord], detector: Detector, cfg: Eval
             on_chunk(df)
 
     for row in tqdm(rows, total=total, desc=f"scoring {detector.name}", unit="turn", mininterval=2.0):
-        q, meta = _turn_queries(row, detector, cfg)
+        q, meta = turn_queries(row, detector, cfg)
         pending.extend(q)
         metas.append(meta)
         if len(pending) >= cfg.batch_size:
