@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import atomic_write_json, config_to_dict, default_built_root, default_data_root, git_commit
-from .corpora import CORPORA, RECIPES_DIR, CorpusError, corpus_builder, load_recipe
+from .corpora import CORPORA, RECIPES_DIR, VARIANTS, CorpusError, corpus_builder, load_recipe
 from .corpora.turns import span_counts
 from .dataset import build_info, load_turns, write_turns
 
@@ -29,7 +29,7 @@ _SOURCES = ("__init__.py", "turns.py")
 class BuildConfig:
     data_root: Path = field(default_factory=default_data_root, metadata={"help": "folder of the original corpora"})
     out_root: Path = field(default_factory=default_built_root, metadata={"help": "where built datasets go"})
-    corpora: tuple[str, ...] = field(default=CORPORA, metadata={"help": "corpora to build"})
+    corpora: tuple[str, ...] = field(default=CORPORA + VARIANTS, metadata={"help": "corpora (and recipe variants) to build"})
     min_silence_s: float = field(default=0.1, metadata={"help": "shortest silence counted as a hold"})
     max_conversations: int | None = field(
         default=None, metadata={"help": "at most this many conversations per split (tiny test builds); none = all"}
@@ -44,7 +44,8 @@ def recipe_hash(corpus: str, recipe: dict, cfg: BuildConfig) -> str:
     h.update(json.dumps(recipe, sort_keys=True).encode())
     h.update(json.dumps({"min_silence_s": cfg.min_silence_s, "max_conversations": cfg.max_conversations}).encode())
     here = Path(__file__).resolve().parent
-    for p in [here / "corpora" / s for s in _SOURCES] + [here / "corpora" / f"{corpus}.py", here / "schema.py"]:
+    builder = recipe.get("builder", corpus)
+    for p in [here / "corpora" / s for s in _SOURCES] + [here / "corpora" / f"{builder}.py", here / "schema.py"]:
         h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -59,7 +60,7 @@ def build_corpus(corpus: str, cfg: BuildConfig) -> dict:
         print(f"{corpus}: up to date in {out_dir} (use --force to rebuild)")
         return {**old, "skipped": True}
     t0 = time.perf_counter()
-    by_split, notes = corpus_builder(corpus)(
+    by_split, notes = corpus_builder(recipe.get("builder", corpus))(
         Path(cfg.data_root), recipe, max_conversations=cfg.max_conversations, min_silence_s=cfg.min_silence_s
     )
     counts = {split: span_counts(recs, KEEP_RANGE_S) for split, recs in by_split.items()}
@@ -92,9 +93,9 @@ def counts_table(infos: dict[str, dict]) -> str:
 
 def run(cfg: BuildConfig) -> dict[str, dict]:
     """Build every corpus of cfg.corpora; writes out_root/build_info.json and prints the counts."""
-    unknown = [c for c in cfg.corpora if c not in CORPORA]
+    unknown = [c for c in cfg.corpora if c not in CORPORA + VARIANTS]
     if unknown:
-        raise CorpusError(f"unknown corpora {unknown} (known: {', '.join(CORPORA)})")
+        raise CorpusError(f"unknown corpora {unknown} (known: {', '.join(CORPORA + VARIANTS)})")
     infos: dict[str, dict] = {}
     t0 = time.perf_counter()
     for corpus in cfg.corpora:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import atomic_write_json, atomic_write_text, default_built_root, default_data_root, default_runs_root
 
 # (dataset folder under built_root, split, label)
-DEFAULT_SETS = ("switchboard:val", "sbcsae:none", "ami:none")
+DEFAULT_SETS = ("switchboard:val", "switchboard-wordrule:val", "sbcsae:none", "ami:none")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ def run(cfg: HeadlineConfig) -> list[dict]:
 
     corpora = tuple(dict.fromkeys(s.split(":")[0] for s in cfg.sets))
     missing = tuple(c for c in corpora if not (Path(cfg.built_root) / c).exists())
-    base = {"switchboard", "sbcsae", "ami"}
+    from .corpora import CORPORA, VARIANTS
+
+    base = set(CORPORA + VARIANTS)
     if missing:
         unbuildable = [c for c in missing if c not in base]
         if unbuildable:

@@ -20,7 +20,10 @@ from typing import Callable, Iterator
 from ..config import REPO_ROOT
 
 RECIPES_DIR = REPO_ROOT / "data" / "recipes"
-CORPORA = ("switchboard", "sbcsae", "ami")
+CORPORA = ("switchboard", "sbcsae", "ami")  # the builder modules
+# Recipe variants: a recipe `<name>.json` with `"builder": "<corpus>"` builds `<name>` with that
+# corpus's builder and its own parameters (e.g. switchboard-wordrule: one backchannel rule everywhere).
+VARIANTS = ("switchboard-wordrule",)
 
 
 class CorpusError(ValueError):
@@ -31,7 +34,7 @@ def load_recipe(corpus: str, recipes_dir: Path = RECIPES_DIR) -> dict:
     """The recipe of `corpus` (files relative to the data root, splits, builder parameters)."""
     path = Path(recipes_dir) / f"{corpus}.json"
     if not path.exists():
-        raise CorpusError(f"{path}: no recipe for corpus {corpus!r} (known: {', '.join(CORPORA)})")
+        raise CorpusError(f"{path}: no recipe for corpus {corpus!r} (known: {', '.join(CORPORA + VARIANTS)})")
     return json.loads(path.read_text())
 
 
