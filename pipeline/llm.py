@@ -115,6 +115,18 @@ def ensure_smollm2_cache(cache_dir: Path | None = None) -> Path:
     return cache_dir
 
 
+class _StopWhenSet:
+    """A transformers stopping criterion that ends generation once `event` is set (cancellation)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class LocalLLM:
     """SmolLM2-135M-Instruct on the CPU via transformers, streaming text pieces.
 
@@ -176,6 +188,8 @@ class LocalLLM:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         errors: list[BaseException] = []
+        stop = threading.Event()  # set when the consumer closes the generator: generation stops early
+        kwargs["stopping_criteria"] = [_StopWhenSet(stop)]
 
         def work() -> None:
             try:
@@ -188,10 +202,13 @@ class LocalLLM:
 
         thread = threading.Thread(target=work, name="smollm2-generate", daemon=True)
         thread.start()
-        for piece in streamer:
-            if piece:
-                yield piece
-        thread.join()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:  # the caller closed the stream early (e.g. a barge-in): stop generating after this token
+            stop.set()
+            thread.join()
         if errors:
             raise LLMError(f"{self.name}: generation failed: {errors[0]!r}") from errors[0]
 

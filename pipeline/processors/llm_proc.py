@@ -1,0 +1,196 @@
+"""LLM processor: end of turn -> streamed tokens, with preemptive starts, tools and bridging.
+
+On `EndOfTurn(tentative=True)` generation starts but its tokens are held; the confirming
+`EndOfTurn` with the same turn id and text releases them (what preemption hides is the LLM time
+spent before the confirmation); a different text, or an `Interrupt` for that id (the user went on),
+discards it. A final EndOfTurn without a preemptive start starts generation at once.
+
+Tools: every Transcript and EndOfTurn text is offered to `ToolRunner.prefetch`, so predictable
+calls start before the turn ends. Before generating, the processor waits for the turn's calls;
+if they (or the LLM's first token) take longer than `bridge_after_s`, it says `bridge_phrase`
+first (an `AgentText(bridge=True)`). Tool results reach the LLM as a system message.
+
+The LLM's `stream` runs on a worker thread (`llm_wrappers.ThreadedStream`); an Interrupt cancels
+it (LocalLLM stops after the current token). If the LLM fails, the failure is logged in the
+conversation and `error_phrase` is said instead, so the turn still gets an answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue as _queue
+
+from ..frames import AgentText, EndOfResponse, EndOfStream, EndOfTurn, Interrupt, LLMToken, Transcript
+from ..llm import LLMError
+from ..llm_wrappers import _DONE, ThreadedStream
+from ..tools import ToolRunner
+from .base import Processor
+
+
+class _Job:
+    def __init__(self, turn: EndOfTurn, hold: bool):
+        self.turn, self.hold = turn, hold
+        self.held: list = []  # frames waiting for the confirmation
+        self.stream: ThreadedStream | None = None
+        self.task: asyncio.Task | None = None
+        self.text = ""
+        self.cancelled = False
+
+
+class LLMProcessor(Processor):
+    name = "llm"
+
+    def __init__(self, llm, *, max_new_tokens: int = 32, temperature: float = 0.0, tools: ToolRunner | None = None,
+                 bridge_after_s: float = 1.0, bridge_phrase: str = "Let me pull that up.",
+                 error_phrase: str = "Sorry, I lost my train of thought."):
+        super().__init__()
+        self.llm, self.max_new_tokens, self.temperature = llm, int(max_new_tokens), float(temperature)
+        self.tools, self.bridge_after_s = tools, float(bridge_after_s)
+        self.bridge_phrase, self.error_phrase = bridge_phrase, error_phrase
+        self.jobs: dict[int, _Job] = {}
+
+    def on_system(self, frame) -> None:
+        if isinstance(frame, Interrupt):
+            self.conv.cancelled.add(frame.response_id)
+            job = self.jobs.get(frame.response_id)
+            if job is not None:
+                job.cancelled = True
+                if job.stream is not None:
+                    job.stream.cancel()
+                if job.task is not None:
+                    job.task.cancel()
+                if frame.reason == "barge-in" and job.text and not job.hold:
+                    self.conv.messages.append({"role": "assistant", "content": job.text.strip()})
+            if self.conv.active_response == frame.response_id:
+                self.conv.active_response = None
+
+    async def process(self, frame) -> None:
+        if isinstance(frame, Transcript):
+            if self.tools is not None:
+                self.tools.prefetch(frame.text)
+            return
+        if isinstance(frame, EndOfTurn):
+            await self._end_of_turn(frame)
+            return
+        if isinstance(frame, EndOfStream):
+            for job in list(self.jobs.values()):
+                if job.task is not None and not job.hold:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(job.task), 120)
+                    except (asyncio.CancelledError, asyncio.TimeoutError):
+                        pass
+            await self.push(frame)
+            return
+        await self.push(frame)
+
+    async def _end_of_turn(self, eot: EndOfTurn) -> None:
+        if self.tools is not None:
+            self.tools.prefetch(eot.text)
+        job = self.jobs.get(eot.turn_id)
+        if job is not None and not job.cancelled:
+            if job.hold and not eot.tentative:
+                if job.turn.text == eot.text:  # confirmed: release what was held
+                    job.hold = False
+                    self._commit_user(eot)
+                    for f in job.held:
+                        await self.push(f)
+                    job.held = []
+                    return
+                self._cancel(job)
+            else:
+                return  # a repeated decision for a running job
+        if not eot.text.strip():
+            return
+        job = _Job(eot, hold=eot.tentative)
+        self.jobs[eot.turn_id] = job
+        self.conv.active_response = eot.turn_id
+        if not eot.tentative:
+            self._commit_user(eot)
+        job.task = asyncio.create_task(self._generate(job))
+
+    def _commit_user(self, eot: EndOfTurn) -> None:
+        self.conv.messages.append({"role": "user", "content": eot.text})
+
+    def _cancel(self, job: _Job) -> None:
+        job.cancelled = True
+        if job.stream is not None:
+            job.stream.cancel()
+        if job.task is not None:
+            job.task.cancel()
+
+    async def _out(self, job: _Job, frame) -> None:
+        if job.cancelled:
+            return
+        if job.hold:
+            job.held.append(frame)
+        else:
+            await self.push(frame)
+
+    async def _generate(self, job: _Job) -> None:
+        rid = job.turn.turn_id
+        loop = asyncio.get_running_loop()
+        bridged = False
+        try:
+            extra = []
+            if self.tools is not None:
+                futs = [asyncio.wrap_future(f) for f in self.tools.calls_for(job.turn.text)]
+                if futs:
+                    done, pending = await asyncio.wait(futs, timeout=self.bridge_after_s)
+                    if pending:
+                        bridged = True
+                        await self._out(job, AgentText(self.now(), rid, self.bridge_phrase, bridge=True))
+                        await asyncio.wait(pending)
+                    results = self.tools.results_text(job.turn.text)
+                    if results:
+                        extra = [{"role": "system", "content": f"Tool results:\n{results}"}]
+            msgs = [m for m in self.conv.messages if m["role"] == "system"][:1]
+            history = [m for m in self.conv.messages if m["role"] != "system"]
+            if job.hold:
+                history = history + [{"role": "user", "content": job.turn.text}]
+            msgs = msgs + history + extra
+            job.stream = ThreadedStream(self.llm, msgs, dict(max_new_tokens=self.max_new_tokens,
+                                                            temperature=self.temperature))
+            q = job.stream.q
+            first = True
+            while True:
+                timeout = self.bridge_after_s if (first and not bridged) else None
+                try:
+                    item = await loop.run_in_executor(None, _get, q, timeout)
+                except _queue.Empty:
+                    bridged = True
+                    self.conv.note(self.now(), f"response {rid}: no LLM token after {self.bridge_after_s} s, bridging")
+                    await self._out(job, AgentText(self.now(), rid, self.bridge_phrase, bridge=True))
+                    continue
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                first = False
+                job.text += item
+                await self._out(job, LLMToken(self.now(), rid, item))
+        except asyncio.CancelledError:
+            if job.stream is not None:
+                job.stream.cancel()
+            return
+        except LLMError as e:
+            self.conv.note(self.now(), f"response {rid}: LLM failed ({e}); saying the error phrase")
+            job.text = self.error_phrase
+            await self._out(job, AgentText(self.now(), rid, self.error_phrase, bridge=True))
+        if job.cancelled:
+            return
+        if job.text.strip():
+            entry = {"role": "assistant", "content": job.text.strip()}
+            if job.hold:
+                job.held.append(entry)
+            else:
+                self.conv.messages.append(entry)
+        await self._out(job, EndOfResponse(self.now(), rid))
+
+    async def push(self, frame) -> None:
+        if isinstance(frame, dict):  # a held history entry released on confirmation
+            self.conv.messages.append(frame)
+            return
+        await super().push(frame)
+
+
+def _get(q: _queue.Queue, timeout: float | None):
+    return q.get(timeout=timeout)

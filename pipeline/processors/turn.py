@@ -1,0 +1,237 @@
+"""Turn-taking: end-of-turn decisions, preemptive starts and barge-in arbitration.
+
+TurnPolicy is the online form of the harness's policy (`vad_turn.metrics`): during a silence it
+fires at the first moment with silence >= `action_delay_s` and p_eot >= `threshold`, or at
+`timeout_s`. VAD-only is the special case p_eot = 1 with action_delay_s = stop_silence_s.
+The detector (any `vad_turn.detectors.Detector`) is queried on a `grid_s` grid of silence in the
+processor's executor, so a slow model delays decisions but never the audio.
+
+Barge-in (user speech while agent audio plays). The output pauses by itself at the user's onset
+(`UserStartedSpeaking`), so the agent stops within one audio chunk. This processor then decides,
+within a bounded time, whether the speech was a backchannel:
+- any transcript word (partial or final) that is not a backchannel word (`schema.BACKCHANNEL_WORDS`)
+  -> `Interrupt(reason="barge-in")`: buffered audio flushed, LLM cancelled, the speech starts a new turn;
+- speech still going after `backchannel_max_s` -> Interrupt (too long for "uh-huh", "yeah", "right", "okay");
+- the speech stopped and its final transcript is a backchannel (or empty) -> `ResumeOutput`: the agent
+  carries on where it paused and the words are dropped (they are not a turn). If no final transcript
+  arrives within `final_wait_s` after the stop, the latest partial decides.
+The agent is therefore silent for at most about backchannel_max_s + final_wait_s on a backchannel,
+and never interrupted by one (LiveKit Agents does the same with its "false interruption" resume).
+
+User speech while a response is being prepared but not yet heard (a preemptive start or a false
+cut-off) cancels it at once (`Interrupt(reason="user-resumed")`); the turn goes on and its new
+words are appended.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vad_turn.audio import SAMPLE_RATE_HZ
+from vad_turn.schema import BACKCHANNEL_WORDS, Message, Word, normalize_word
+
+from ..frames import (AgentSpeaking, AudioIn, EndOfStream, EndOfTurn, Interrupt, ResumeOutput, Transcript,
+                      UserStartedSpeaking, UserStoppedSpeaking)
+from .base import Processor
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    """threshold on p_eot in [0, 1]; action_delay_s <= timeout_s, seconds of silence."""
+
+    threshold: float = 0.5
+    action_delay_s: float = 0.2
+    timeout_s: float = 2.0
+    preemptive_threshold: float | None = None  # start the LLM early when p_eot >= this (< threshold)
+
+    def fires(self, silence_s: float, p_eot: float | None) -> bool:
+        if silence_s >= self.timeout_s - 1e-9:
+            return True
+        return p_eot is not None and p_eot >= self.threshold and silence_s >= self.action_delay_s - 1e-9
+
+    @classmethod
+    def vad_only(cls, stop_silence_s: float = 0.6) -> "TurnPolicy":
+        return cls(threshold=0.0, action_delay_s=stop_silence_s, timeout_s=stop_silence_s)
+
+
+def backchannel_only(text: str) -> bool:
+    """True when every word of `text` is a backchannel word (empty text counts: nothing was said)."""
+    words = [normalize_word(w) for w in text.replace("-", "-").split()]
+    return all(w in BACKCHANNEL_WORDS for w in words if w)
+
+
+class TurnProcessor(Processor):
+    name = "turn"
+
+    def __init__(self, policy: TurnPolicy, detector=None, *, grid_s: float = 0.1, backchannel_max_s: float = 0.8,
+                 final_wait_s: float = 0.4, barge_in: bool = True):
+        super().__init__()
+        self.policy, self.detector, self.grid_s = policy, detector, float(grid_s)
+        self.backchannel_max_s, self.final_wait_s, self.barge_in = float(backchannel_max_s), float(final_wait_s), barge_in
+        self.turn_id = 0
+        self._new_turn()
+        self.user_speaking = False
+        self.now_stream_s = 0.0
+        self.barge: dict | None = None
+        self._dropped: set[int] = set()  # STT segments that were backchannels
+
+    def _new_turn(self) -> None:
+        self.finals: dict[int, Transcript] = {}
+        self.partials: dict[int, str] = {}
+        self.speech_end_s: float | None = None
+        self.awaiting_final = False
+        self.fired = False
+        self.tentative_sent = False
+        self.p_eot: float | None = None
+        self._p_gen = 0
+        self._pending: asyncio.Future | None = None
+        self._last_k = -1
+        self._audio: list[np.ndarray] = []
+        self._audio_start_s: float | None = None
+
+    # -- transcript of the current turn
+    def text(self) -> str:
+        segs = sorted(set(self.finals) | set(self.partials))
+        return " ".join((self.finals[s].text if s in self.finals else self.partials[s]) for s in segs).strip()
+
+    def words(self) -> tuple[Word, ...]:
+        return tuple(w for s in sorted(self.finals) for w in self.finals[s].words)
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.text())
+
+    # -- system frames
+    def on_system(self, frame) -> None:
+        if isinstance(frame, UserStartedSpeaking):
+            self.user_speaking = True
+            self._p_gen += 1  # any running detector query is stale now
+            self.p_eot, self._last_k = None, -1
+            active = self.conv.active_response
+            if self.barge_in and self.conv.agent_speaking and active is not None:
+                self.barge = {"onset_s": frame.stream_t_s, "response_id": active, "segment": None}
+            elif self.fired or self.tentative_sent:
+                self._cancel_unheard("user-resumed")
+        elif isinstance(frame, AgentSpeaking) and frame.response_id == self.turn_id and self.fired:
+            if frame.speaking or frame.reason == "done":  # the agent answered: the user turn is committed
+                self.turn_id += 1
+                self._new_turn()
+
+    def _cancel_unheard(self, reason: str) -> None:
+        self.broadcast(Interrupt(self.now(), self.turn_id, reason))
+        self.turn_id += 1
+        self.fired = self.tentative_sent = False
+
+    # -- queued frames
+    async def process(self, frame) -> None:
+        if isinstance(frame, AudioIn):
+            self.now_stream_s = frame.end_stream_s
+            if self.user_speaking or self.has_content:
+                if self._audio_start_s is None:
+                    self._audio_start_s = frame.stream_t_s
+                if getattr(self.detector, "needs_audio", False):
+                    self._audio.append(frame.audio)
+            if self.barge is not None:
+                self._barge_tick()
+            elif not self.user_speaking and not self.fired and self.speech_end_s is not None and self.has_content:
+                await self._policy_tick()
+        elif isinstance(frame, UserStoppedSpeaking):
+            self.user_speaking = False
+            self.speech_end_s = frame.stream_t_s
+            self.awaiting_final = True
+            if self.barge is not None:
+                self.barge["stopped_s"] = frame.stream_t_s
+        elif isinstance(frame, Transcript):
+            self._transcript(frame)
+            await self.push(frame)  # the LLM processor prefetches predictable tool calls from partials
+        elif isinstance(frame, EndOfStream):
+            await self.push(frame)
+
+    def _transcript(self, tr: Transcript) -> None:
+        if tr.segment in self._dropped:
+            return
+        if self.barge is not None and self.barge["segment"] is None:
+            self.barge["segment"] = tr.segment
+        if tr.final:
+            self.finals[tr.segment] = tr
+            self.partials.pop(tr.segment, None)
+            self.awaiting_final = False
+            self.p_eot, self._last_k = None, -1
+        else:
+            self.partials[tr.segment] = tr.text
+        if self.barge is not None and tr.segment == self.barge["segment"]:
+            if not backchannel_only(tr.text):
+                self._barge_decide(interrupt=True, text=tr.text)
+            elif tr.final:
+                self._barge_decide(interrupt=False, text=tr.text)
+
+    def _barge_tick(self) -> None:
+        b = self.barge
+        if self.user_speaking and self.now_stream_s - b["onset_s"] > self.backchannel_max_s:
+            self._barge_decide(interrupt=True, text="")
+        elif not self.user_speaking and "stopped_s" in b and self.now_stream_s - b["stopped_s"] > self.final_wait_s:
+            seg = b["segment"]
+            text = self.partials.get(seg, "") if seg is not None else ""
+            self._barge_decide(interrupt=not backchannel_only(text), text=text)
+
+    def _barge_decide(self, *, interrupt: bool, text: str) -> None:
+        b, self.barge = self.barge, None
+        if interrupt:
+            self.broadcast(Interrupt(self.now(), b["response_id"], "barge-in"))
+            return
+        seg = b["segment"]  # a backchannel is not a turn: forget its words
+        if seg is not None:
+            self._dropped.add(seg)
+            self.finals.pop(seg, None)
+            self.partials.pop(seg, None)
+        if not self.has_content:
+            self.speech_end_s = None
+            self.awaiting_final = False
+        self.broadcast(ResumeOutput(self.now(), b["response_id"], text))
+
+    async def _policy_tick(self) -> None:
+        silence_s = self.now_stream_s - self.speech_end_s
+        p = self.p_eot
+        if self.detector is not None and self.policy.threshold > 0:
+            self._maybe_query(silence_s)
+            if self._pending is not None and self._pending.done():
+                gen, val = self._pending.result()
+                self._pending = None
+                if gen == self._p_gen:
+                    self.p_eot = p = val
+        elif self.detector is None:
+            p = 1.0
+        ready = not self.awaiting_final or silence_s - self.policy.timeout_s > self.final_wait_s
+        pre = self.policy.preemptive_threshold
+        if (pre is not None and not self.tentative_sent and ready and p is not None and p >= pre
+                and silence_s >= self.policy.action_delay_s - 1e-9):
+            self.tentative_sent = True
+            await self._emit(True, p, silence_s)
+        if ready and self.policy.fires(silence_s, p):
+            self.fired = True
+            await self._emit(False, 1.0 if p is None else p, silence_s)
+
+    def _maybe_query(self, silence_s: float) -> None:
+        k = int(math.floor(silence_s / self.grid_s + 1e-9))
+        if k <= self._last_k or self._pending is not None or self.awaiting_final:
+            return
+        self._last_k = k
+        audio = None
+        if getattr(self.detector, "needs_audio", False) and self._audio:
+            audio = np.concatenate(self._audio)
+        msgs = tuple(Message(m["role"], m["content"]) for m in self.conv.messages if m["role"] != "system")
+        t0 = self._audio_start_s or 0.0  # detectors see times from the start of the turn's audio
+        words = tuple(Word(w.word, w.start - t0, w.end - t0) for w in self.words())
+        gen, det = self._p_gen, self.detector
+
+        def query():
+            return gen, float(det.predict(audio, words, msgs, k * self.grid_s))
+
+        self._pending = asyncio.ensure_future(self.run_blocking(query))
+
+    async def _emit(self, tentative: bool, p: float, silence_s: float) -> None:
+        await self.push(EndOfTurn(self.now(), self.turn_id, self.text(), float(p), float(silence_s), self.now_stream_s,
+                                  tentative, self.words()))

@@ -1,0 +1,240 @@
+"""Building and running a pipeline: config, loaded models, real-time audio input.
+
+`PipelineConfig` (frozen) chooses the mode ("streaming" or the naive "cascade"), the turn strategy
+("semantic" or "vad"), the engines and the policy. `load_models(cfg)` loads everything once
+(`Models`, reused across runs of a benchmark); `build_pipeline(cfg, models, clock)` wires fresh
+processors; `AudioInput` plays audio into a pipeline in real time (20 ms chunks paced by the
+clock; the chunk covering stream time [t, t + 0.02) is fed at start + t + 0.02, when a sound card
+would deliver it); `run_audio` runs one file and returns the per-turn records.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.audio import SAMPLE_RATE_HZ
+
+from .clock import Clock, WallClock
+from .frames import AudioIn, EndOfStream
+from .observers import FrameLog, LatencyObserver
+from .processors.base import Conversation, Pipeline
+from .processors.llm_proc import LLMProcessor
+from .processors.speech import ClauseAggregator, OutputProcessor, TTSProcessor
+from .processors.turn import TurnPolicy, TurnProcessor
+from .processors.vad_stt import STTProcessor, VADProcessor
+
+log = logging.getLogger("pipeline")
+SYSTEM_PROMPT = ("You are a friendly voice assistant on a phone call. Reply in one or two short, natural "
+                 "spoken sentences. No lists, no markdown.")
+SEMANTIC_DETECTORS = ("fused", "lexical", "acoustic", "lexical-zeroshot")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    mode: str = field(default="streaming", metadata={"help": "streaming, or cascade (whole STT, LLM reply, TTS)"})
+    turn: str = field(default="semantic", metadata={"help": "semantic (detector + policy) or vad (silence only)"})
+    detectors: tuple[str, ...] = field(default=SEMANTIC_DETECTORS,
+                                       metadata={"help": "semantic detectors to try in order (first registered wins)"})
+    threshold: float = field(default=0.5, metadata={"help": "semantic policy: p_eot threshold"})
+    action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy: minimum silence before acting"})
+    timeout_s: float = field(default=1.5, metadata={"help": "semantic policy: end the turn after this silence anyway"})
+    preemptive_threshold: float | None = field(default=None,
+                                               metadata={"help": "start the LLM when p_eot >= this ('none': off)"})
+    stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only: silence that ends a turn"})
+    vad: str = field(default="silero", metadata={"help": "VAD for speech start/stop"})
+    stt: str = field(default="pocketsphinx", metadata={"help": "pocketsphinx (streaming) or whisper (tiny.en)"})
+    llm: str = field(default="local", metadata={"help": "local (SmolLM2) or openai (OpenAI-compatible endpoint)"})
+    base_url: str = field(default="", metadata={"help": "openai backend: e.g. http://127.0.0.1:8000/v1"})
+    model: str = field(default="", metadata={"help": "openai backend: model name"})
+    latency_profile: str = field(default="", metadata={"help": "add a provider's TTFT (llm_wrappers.PROFILES)"})
+    fallback_timeout_s: float = field(default=2.0, metadata={"help": "openai backend: fall back to local after"})
+    llm_threads: int = field(default=1, metadata={"help": "torch threads for the local LLM"})
+    max_new_tokens: int = field(default=24, metadata={"help": "reply length cap"})
+    voice: str = field(default="espeak:en-us+f3", metadata={"help": "TTS voice id (engine:name)"})
+    tools: bool = field(default=True, metadata={"help": "clock and calculator tools with prefetch"})
+    bridge_after_s: float = field(default=1.2, metadata={"help": "say the bridging phrase after this wait"})
+    barge_in: bool = field(default=True, metadata={"help": "user speech over the agent pauses/interrupts it"})
+    system_prompt: str = SYSTEM_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("streaming", "cascade"):
+            raise ValueError(f"mode must be streaming or cascade, got {self.mode!r}")
+        if self.turn not in ("semantic", "vad"):
+            raise ValueError(f"turn must be semantic or vad, got {self.turn!r}")
+
+    def policy(self) -> TurnPolicy:
+        if self.turn == "vad":
+            return TurnPolicy.vad_only(self.stop_silence_s)
+        return TurnPolicy(self.threshold, self.action_delay_s, self.timeout_s, self.preemptive_threshold)
+
+
+def make_turn_detector(names) -> tuple[object, str]:
+    """The first of `names` that `vad_turn.detectors.make_detector` can build, and its name.
+
+    Falls back to "vad-only" (logged) when none is registered, so the pipeline runs with whatever
+    detectors exist; the run records which one it used.
+    """
+    from vad_turn.detectors import make_detector
+
+    errors = []
+    for name in names:
+        try:
+            return make_detector(name), name
+        except Exception as e:  # noqa: BLE001 - any detector that cannot be built is skipped, and said so
+            errors.append(f"{name}: {e}")
+    log.warning("no semantic detector available (%s); using vad-only", "; ".join(errors))
+    return make_detector("vad-only"), "vad-only"
+
+
+@dataclass
+class Models:
+    vad_name: str
+    stt: object
+    llm: object
+    detector: object | None
+    detector_name: str
+    voice: object
+
+
+def load_llm_for(cfg: PipelineConfig):
+    from .llm import LocalLLM, OpenAIChatLLM
+    from .llm_wrappers import FallbackLLM, LatencyProfileLLM
+
+    local = LocalLLM(n_threads=cfg.llm_threads)
+    llm = local
+    if cfg.llm == "openai":
+        llm = FallbackLLM(OpenAIChatLLM(cfg.base_url, cfg.model), local, first_token_timeout_s=cfg.fallback_timeout_s)
+    elif cfg.llm != "local":
+        raise ValueError(f"llm must be local or openai, got {cfg.llm!r}")
+    if cfg.latency_profile:
+        llm = LatencyProfileLLM(llm, cfg.latency_profile)
+    local.load()
+    return llm
+
+
+def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None) -> Models:
+    """Load the STT engine, the LLM (warmed up), the detector (semantic runs) and check the voice."""
+    from prosody.voices import synthesize, voice_from_id
+
+    from .stt import make_stt
+
+    voice = voice_from_id(cfg.voice)
+    synthesize("Hello.", voice)  # loads the engine now, not inside the first reply
+    llm = llm if llm is not None else load_llm_for(cfg)
+    llm.complete([{"role": "user", "content": "Hi"}], max_new_tokens=2)  # first call pays the graph warm-up
+    det, det_name = (None, "vad-only")
+    if cfg.turn == "semantic":
+        det, det_name = detector if detector is not None else make_turn_detector(cfg.detectors)
+        if det_name == "vad-only":
+            det = None
+    return Models(cfg.vad, make_stt(cfg.stt), llm, det, det_name, voice)
+
+
+def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = None, *, observers=()) -> Pipeline:
+    from vad_turn.vad import make_vad
+
+    from .tools import ToolRunner, calculator_tool, clock_tool
+
+    cascade = cfg.mode == "cascade"
+    tools = ToolRunner([clock_tool(), calculator_tool()]) if cfg.tools else None
+    detector = models.detector if cfg.turn == "semantic" else None
+    policy = cfg.policy() if detector is not None else TurnPolicy.vad_only(
+        cfg.stop_silence_s if cfg.turn == "vad" else cfg.timeout_s)
+    procs = [
+        VADProcessor(make_vad(models.vad_name)),
+        STTProcessor(models.stt, batch=cascade),
+        TurnProcessor(policy, detector, barge_in=cfg.barge_in),
+        LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s),
+        ClauseAggregator(mode="whole" if cascade else "clause"),
+        TTSProcessor(models.voice, mode="whole" if cascade else "stream"),
+        OutputProcessor(),
+    ]
+    conv = Conversation(system_prompt=cfg.system_prompt, messages=[{"role": "system", "content": cfg.system_prompt}])
+    return Pipeline(procs, clock or WallClock(), observers=list(observers), conversation=conv)
+
+
+class AudioInput:
+    """Feeds audio into `pipeline` in real time in `chunk_s` chunks; tracks the input stream time.
+
+    `start_s` is the clock time of stream time 0, so stream time t happens at start_s + t.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, chunk_s: float = 0.02, sample_rate_hz: int = SAMPLE_RATE_HZ):
+        self.p, self.chunk_s, self.rate = pipeline, float(chunk_s), int(sample_rate_hz)
+        self.n = int(round(self.chunk_s * self.rate))
+        self.stream_s = 0.0
+        self.start_s = pipeline.clock.now()
+        self._zeros = np.zeros(self.n, np.float32)
+
+    def wall(self, stream_s: float) -> float:
+        return self.start_s + stream_s
+
+    async def _chunk(self, chunk: np.ndarray) -> None:
+        t = self.stream_s
+        await self.p.clock.sleep_until(self.start_s + t + len(chunk) / self.rate)
+        self.p.feed(AudioIn(self.p.clock.now(), chunk, self.rate, t))
+        self.stream_s = t + len(chunk) / self.rate
+
+    async def play(self, audio: np.ndarray) -> float:
+        """Play `audio` ((n,) or (n, ch) at `sample_rate_hz`); return the stream time it started at."""
+        t0 = self.stream_s
+        for i in range(0, len(audio), self.n):
+            await self._chunk(audio[i:i + self.n])
+        return t0
+
+    async def silence(self, duration_s: float) -> None:
+        for _ in range(int(round(duration_s / self.chunk_s))):
+            await self._chunk(self._zeros)
+
+    async def silence_until(self, done, max_s: float) -> bool:
+        """Silence until `done()` is true (checked every chunk) or `max_s` passed; returns done()."""
+        end = self.stream_s + max_s
+        while not done() and self.stream_s < end:
+            await self._chunk(self._zeros)
+        return bool(done())
+
+    def end(self) -> None:
+        self.p.feed(EndOfStream(self.p.clock.now()))
+
+
+async def run_audio_async(cfg: PipelineConfig, models: Models, audio: np.ndarray, sample_rate_hz: int, *,
+                          tail_s: float = 3.0, timeout_s: float = 120.0) -> dict:
+    lat, frames = LatencyObserver(), FrameLog()
+    p = build_pipeline(cfg, models, observers=[lat, frames])
+    await p.start()
+    src = AudioInput(p, sample_rate_hz=sample_rate_hz)
+    await src.play(audio)
+    conv = p.conversation
+    await src.silence(tail_s)
+    await src.silence_until(lambda: conv.active_response is None and not conv.agent_speaking, 30.0)
+    src.end()
+    await p.wait(timeout_s)
+    return {"records": lat.table(), "start_s": src.start_s, "messages": conv.messages, "log": conv.log,
+            "frames": frames}
+
+
+def run_audio(cfg: PipelineConfig, models: Models, audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ,
+              **kw) -> dict:
+    return asyncio.run(run_audio_async(cfg, models, audio, sample_rate_hz, **kw))
+
+
+def read_input(path: Path) -> tuple[np.ndarray, int]:
+    """A WAV/FLAC file as float32 (n,) or (n, ch) at its own rate (the pipeline converts); AudioError if bad."""
+    import soundfile as sf
+
+    from vad_turn.audio import AudioError
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise AudioError(f"{path}: cannot decode audio ({e})") from e
+    if data.size == 0:
+        raise AudioError(f"{path}: audio is empty (0 samples)")
+    return data, int(sr)
