@@ -46,6 +46,7 @@ class ResponseRecord:
     interrupt_reason: str = ""
     stopped: float | None = None
     stop_reason: str = ""
+    paused: list[float] = field(default_factory=list)
     resumed: list[float] = field(default_factory=list)
     reply: str = ""
 
@@ -105,7 +106,9 @@ class LatencyObserver:
             r = self.rec(frame.response_id)
             if frame.speaking and frame.reason == "start":
                 r.first_played = r.first_played or t
-            elif not frame.speaking and r.stopped is None and frame.reason in ("paused", "interrupted", "done"):
+            elif not frame.speaking and frame.reason == "paused":
+                r.paused.append(t)
+            if not frame.speaking and r.stopped is None and frame.reason in ("paused", "interrupted", "done"):
                 if frame.reason != "done" or r.first_played is not None:
                     r.stopped, r.stop_reason = t, frame.reason
             elif frame.speaking and frame.reason == "resume":

@@ -222,7 +222,9 @@ class OutputProcessor(Processor):
                 self.delivered.append(frame)
         elif isinstance(frame, EndOfResponse):
             self.ended.add(frame.response_id)
-            if frame.response_id not in self._started and frame.response_id not in self.conv.cancelled:
+            rid = frame.response_id
+            if (rid not in self._started and rid not in self.conv.cancelled
+                    and not any(r == rid for r, _ in self.buffer)):
                 self.current = frame.response_id  # a response without audio (TTS failed) still ends
                 self._speaking(False, "done")
                 self.current = None

@@ -8,15 +8,20 @@ processor's executor, so a slow model delays decisions but never the audio.
 
 Barge-in (user speech while agent audio plays). The output pauses by itself at the user's onset
 (`UserStartedSpeaking`), so the agent stops within one audio chunk. This processor then decides,
-within a bounded time, whether the speech was a backchannel:
-- any transcript word (partial or final) that is not a backchannel word (`schema.BACKCHANNEL_WORDS`)
-  -> `Interrupt(reason="barge-in")`: buffered audio flushed, LLM cancelled, the speech starts a new turn;
+within a bounded time, whether the speech was a backchannel (`is_backchannel`):
+- a word from `INTERRUPT_WORDS` ("stop", "wait", "no", ...) or, in a partial, three or more words
+  that are not all backchannel words -> `Interrupt(reason="barge-in")`: buffered audio flushed,
+  LLM cancelled, the speech starts a new turn;
 - speech still going after `backchannel_max_s` -> Interrupt (too long for "uh-huh", "yeah", "right", "okay");
-- the speech stopped and its final transcript is a backchannel (or empty) -> `ResumeOutput`: the agent
-  carries on where it paused and the words are dropped (they are not a turn). If no final transcript
-  arrives within `final_wait_s` after the stop, the latest partial decides.
+- the speech stopped and its final transcript is a backchannel -> `ResumeOutput`: the agent carries on
+  where it paused and the words are dropped (they are not a turn). A backchannel is all backchannel /
+  filler words (`schema.BACKCHANNEL_WORDS`, `schema.FILLERS`), or at most two words in at most
+  `backchannel_short_s` of speech: STT is unreliable on such short clips (pocketsphinx hears espeak's
+  "uh-huh" as "aha", "oh ha" or "op op", and "okay" as "o que"), so short speech without an
+  interrupt word is taken as a backchannel. If no final transcript arrives within `final_wait_s`
+  after the stop, the latest partial decides.
 The agent is therefore silent for at most about backchannel_max_s + final_wait_s on a backchannel,
-and never interrupted by one (LiveKit Agents does the same with its "false interruption" resume).
+and never interrupted by one (LiveKit Agents resumes after "false interruptions" the same way).
 
 User speech while a response is being prepared but not yet heard (a preemptive start or a false
 cut-off) cancels it at once (`Interrupt(reason="user-resumed")`); the turn goes on and its new
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vad_turn.audio import SAMPLE_RATE_HZ
-from vad_turn.schema import BACKCHANNEL_WORDS, Message, Word, normalize_word
+from vad_turn.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_word
 
 from ..frames import (AgentSpeaking, AudioIn, EndOfStream, EndOfTurn, Interrupt, ResumeOutput, Transcript,
                       UserStartedSpeaking, UserStoppedSpeaking)
@@ -57,20 +62,43 @@ class TurnPolicy:
         return cls(threshold=0.0, action_delay_s=stop_silence_s, timeout_s=stop_silence_s)
 
 
+INTERRUPT_WORDS = frozenset({"stop", "wait", "no", "hold", "hang", "sorry", "excuse", "hey", "but", "actually",
+                             "what", "pardon", "listen", "shut", "enough", "cancel"})
+_BC_WORDS = BACKCHANNEL_WORDS | FILLERS | {"aha", "uh-huh", "uhhuh", "mhmm", "yes"}
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in (normalize_word(t) for t in text.split()) if w]
+
+
 def backchannel_only(text: str) -> bool:
-    """True when every word of `text` is a backchannel word (empty text counts: nothing was said)."""
-    words = [normalize_word(w) for w in text.replace("-", "-").split()]
-    return all(w in BACKCHANNEL_WORDS for w in words if w)
+    """True when every word of `text` is a backchannel or filler word (empty text counts: nothing was said)."""
+    return all(w in _BC_WORDS for w in _words(text))
+
+
+def is_backchannel(text: str, speech_s: float, short_s: float = 0.6) -> bool:
+    """The barge-in rule for finished speech of `speech_s` seconds (see the module docstring)."""
+    words = _words(text)
+    if any(w in INTERRUPT_WORDS for w in words):
+        return False
+    return backchannel_only(text) or (speech_s <= short_s and len(words) <= 2)
+
+
+def clearly_not_backchannel(partial: str) -> bool:
+    """A partial transcript that already settles it: an interrupt word, or 3+ words not all backchannels."""
+    words = _words(partial)
+    return any(w in INTERRUPT_WORDS for w in words) or (len(words) >= 3 and not backchannel_only(partial))
 
 
 class TurnProcessor(Processor):
     name = "turn"
 
     def __init__(self, policy: TurnPolicy, detector=None, *, grid_s: float = 0.1, backchannel_max_s: float = 0.8,
-                 final_wait_s: float = 0.4, barge_in: bool = True):
+                 final_wait_s: float = 0.4, barge_in: bool = True, backchannel_short_s: float = 0.6):
         super().__init__()
         self.policy, self.detector, self.grid_s = policy, detector, float(grid_s)
         self.backchannel_max_s, self.final_wait_s, self.barge_in = float(backchannel_max_s), float(final_wait_s), barge_in
+        self.backchannel_short_s = float(backchannel_short_s)
         self.turn_id = 0
         self._new_turn()
         self.user_speaking = False
@@ -147,7 +175,7 @@ class TurnProcessor(Processor):
         elif isinstance(frame, Transcript):
             self._transcript(frame)
             await self.push(frame)  # the LLM processor prefetches predictable tool calls from partials
-        elif isinstance(frame, EndOfStream):
+        else:
             await self.push(frame)
 
     def _transcript(self, tr: Transcript) -> None:
@@ -163,10 +191,12 @@ class TurnProcessor(Processor):
         else:
             self.partials[tr.segment] = tr.text
         if self.barge is not None and tr.segment == self.barge["segment"]:
-            if not backchannel_only(tr.text):
+            if tr.final:
+                speech_s = self.barge.get("stopped_s", self.now_stream_s) - self.barge["onset_s"]
+                self._barge_decide(interrupt=not is_backchannel(tr.text, speech_s, self.backchannel_short_s),
+                                   text=tr.text)
+            elif clearly_not_backchannel(tr.text):
                 self._barge_decide(interrupt=True, text=tr.text)
-            elif tr.final:
-                self._barge_decide(interrupt=False, text=tr.text)
 
     def _barge_tick(self) -> None:
         b = self.barge
@@ -175,7 +205,8 @@ class TurnProcessor(Processor):
         elif not self.user_speaking and "stopped_s" in b and self.now_stream_s - b["stopped_s"] > self.final_wait_s:
             seg = b["segment"]
             text = self.partials.get(seg, "") if seg is not None else ""
-            self._barge_decide(interrupt=not backchannel_only(text), text=text)
+            speech_s = b["stopped_s"] - b["onset_s"]
+            self._barge_decide(interrupt=not is_backchannel(text, speech_s, self.backchannel_short_s), text=text)
 
     def _barge_decide(self, *, interrupt: bool, text: str) -> None:
         b, self.barge = self.barge, None

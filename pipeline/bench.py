@@ -1,0 +1,264 @@
+"""End-to-end latency harness: scripted conversations played into the pipeline in real time.
+
+For every configuration (mode x turn strategy, plus semantic with preemptive generation) every
+scenario of `scenarios.build_scenarios` runs through a fresh pipeline on the wall clock; one JSON
+line per user turn / barge-in / backchannel goes to `turns.jsonl` as soon as it is known (a rerun
+skips finished (config, scenario) pairs), then `metrics.json` and `report.md` summarise them.
+
+Per user turn (times on the pipeline clock; `speech_end` is the ground truth: when the scripted
+audio's last word ended):
+- e2e_s = first agent audio played - speech_end (what the user waits; includes endpointing);
+- endpoint_s = end-of-turn decision - speech_end (the policy's dead air; < 0 is a cut-off);
+- processing_s = first agent audio played - end-of-turn decision (the 300 ms budget part);
+- stt_final_s = final transcript - VAD stop; llm_ttft_s = first LLM token - the EndOfTurn that
+  started the generation (the preemptive one when it was confirmed); tts_first_s = first TTS
+  audio - first text to speak; preempt_hidden_s = confirmed decision - preemptive start;
+- cutoff: an end-of-turn decision before speech_end (the agent answered a turn not yet finished).
+Barge-in: reaction_s = agent audio stopped - onset of the user's speech, success = an Interrupt for
+the agent's response. Backchannel: a false interruption is an Interrupt; pause_s = how long the
+agent was silent before resuming.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
+
+from .observers import LatencyObserver
+from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
+from .scenarios import Scenario, build_scenarios
+
+CONFIGS = {
+    "streaming-semantic": dict(mode="streaming", turn="semantic"),
+    "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=0.2),
+    "streaming-vad": dict(mode="streaming", turn="vad"),
+    "cascade-semantic": dict(mode="cascade", turn="semantic"),
+    "cascade-vad": dict(mode="cascade", turn="vad"),
+}
+TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    out: Path | None = field(default=None, metadata={"help": "run folder (default runs/pipeline-bench-<time>)"})
+    configs: tuple[str, ...] = field(default=tuple(CONFIGS), metadata={"help": f"of {', '.join(CONFIGS)}"})
+    n_conversation_turns: int = field(default=8, metadata={"help": "real user turns (half Switchboard dev, half SBCSAE test)"})
+    turns_per_conversation: int = field(default=4, metadata={"help": "user turns per scripted conversation"})
+    n_barge_in: int = field(default=3, metadata={"help": "barge-in scenarios (streaming configs only)"})
+    n_backchannel: int = field(default=4, metadata={"help": "backchannel scenarios (streaming configs only)"})
+    max_words: int = field(default=15, metadata={"help": "longest user turn, words"})
+    threshold: float = field(default=0.5, metadata={"help": "semantic policy threshold"})
+    action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy action delay"})
+    timeout_s: float = field(default=1.5, metadata={"help": "semantic policy timeout"})
+    stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only silence"})
+    max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
+    stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
+    seed: int = 0
+
+
+def pipeline_config(bench: BenchConfig, name: str) -> PipelineConfig:
+    if name not in CONFIGS:
+        raise ValueError(f"unknown bench config {name!r}; choose from {', '.join(CONFIGS)}")
+    return PipelineConfig(**CONFIGS[name], threshold=bench.threshold, action_delay_s=bench.action_delay_s,
+                          timeout_s=bench.timeout_s, stop_silence_s=bench.stop_silence_s,
+                          max_new_tokens=bench.max_new_tokens, stt=bench.stt)
+
+
+async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_wait_s: float = 20.0) -> list[dict]:
+    """Play one scenario in real time; return its per-turn / per-interjection result rows."""
+    lat = LatencyObserver()
+    p = build_pipeline(cfg, models, observers=[lat])
+    await p.start()
+    src, conv = AudioInput(p), p.conversation
+
+    def answered(since: float):
+        return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped
+                           is not None for r in lat.records.values()) and conv.active_response is None \
+            and not conv.agent_speaking
+
+    truths = []
+    await src.silence(0.3)
+    for turn in sc.turns:
+        t0 = await src.play(turn.audio)
+        truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
+                 "end": src.wall(t0 + turn.duration_s), "n_holds": len(turn.holds)}
+        truths.append(truth)
+        if sc.interjection is not None:
+            speaking = await src.silence_until(lambda: conv.agent_speaking, max_wait_s)
+            truth["agent_was_speaking"] = speaking
+            if speaking:
+                await src.silence(sc.interject_after_s)
+                truth["agent_was_speaking"] = conv.agent_speaking
+                t1 = await src.play(sc.interjection.audio)
+                truth.update(onset=src.wall(t1), interjection=sc.interjection.text)
+        await src.silence_until(answered(truth["start"]), max_wait_s)
+        await src.silence(0.3)
+    src.end()
+    await p.wait(60.0)
+    return score(sc, truths, lat.table(), conv.log)
+
+
+def _d(a, b):
+    return None if a is None or b is None else float(a - b)
+
+
+def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> list[dict]:
+    """Per-turn rows from the ground truth and the observer's response records (see the module doc)."""
+    rows = []
+    for i, tr in enumerate(truths):
+        nxt = truths[i + 1]["start"] if i + 1 < len(truths) else float("inf")
+        mine = [r for r in records if r["eot"] is not None and tr["start"] <= r["eot"] < nxt]
+        mine_tent = [r for r in records if r["eot_tentative"] is not None and tr["start"] <= r["eot_tentative"] < nxt]
+        cutoff = any(r["eot"] < tr["end"] for r in mine)
+        played = [r for r in mine if r["first_played"] is not None and r["first_played"] < tr.get("onset", nxt)
+                  and (r["eot"] >= tr["end"] or r["interrupt_reason"] != "user-resumed")]
+        r = played[0] if played else None
+        row = {"scenario": sc.id, "kind": sc.kind, **{k: v for k, v in tr.items() if k not in ("start", "end", "onset")},
+               "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
+               "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed")}
+        if r is not None:
+            start_gen = r["eot_tentative"] if r["eot_tentative"] is not None else r["eot"]
+            row.update(transcript=r["text"], reply=r["reply"], p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
+                       e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(r["eot"], tr["end"]),
+                       processing_s=_d(r["first_played"], r["eot"]), stt_final_s=_d(r["stt_final"], r["user_stopped"]),
+                       llm_ttft_s=_d(r["first_token"], start_gen), tts_first_s=_d(r["first_tts"], r["first_text"]),
+                       preempt_hidden_s=_d(r["eot"], r["eot_tentative"]))
+        if sc.kind in ("barge-in", "backchannel") and r is not None and "onset" in tr:
+            row["interrupted"] = r["interrupt_reason"] == "barge-in"
+            row["reaction_s"] = _d(r["paused"][0] if r["paused"] else r["stopped"], tr["onset"])
+            row["pause_s"] = _d(r["resumed"][0], r["paused"][0]) if r["resumed"] and r["paused"] else None
+        rows.append(row)
+    if log:
+        rows[-1]["log"] = [t for _, t in log]
+    return rows
+
+
+def pct(values, q: float) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.percentile(v, q)) if v else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """{config: {metric: {p50, p99, mean, n}, cutoff_rate, barge-in and backchannel figures}}."""
+    out = {}
+    for name in sorted({r["config"] for r in rows}):
+        rs = [r for r in rows if r["config"] == name]
+        conv = [r for r in rs if r["kind"] == "conversation"]
+        s = {m: {"p50": pct([r.get(m) for r in conv], 50), "p99": pct([r.get(m) for r in conv], 99),
+                 "mean": (float(np.mean(v)) if (v := [r[m] for r in conv if r.get(m) is not None]) else None),
+                 "n": len(v)} for m in TURN_METRICS}
+        s["n_turns"] = len(conv)
+        s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
+        s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
+        barge = [r for r in rs if r["kind"] == "barge-in" and r.get("agent_was_speaking")]
+        if barge:
+            s["barge_in"] = {"n": len(barge), "success_rate": sum(bool(r.get("interrupted")) for r in barge) / len(barge),
+                             "reaction_p50_s": pct([r.get("reaction_s") for r in barge], 50),
+                             "reaction_p99_s": pct([r.get("reaction_s") for r in barge], 99)}
+        bc = [r for r in rs if r["kind"] == "backchannel" and r.get("agent_was_speaking")]
+        if bc:
+            s["backchannel"] = {"n": len(bc), "false_interruptions": sum(bool(r.get("interrupted")) for r in bc),
+                                "pause_p50_s": pct([r.get("pause_s") for r in bc], 50),
+                                "pause_max_s": pct([r.get("pause_s") for r in bc], 100)}
+        out[name] = s
+    return out
+
+
+def _ms(x) -> str:
+    return "-" if x is None else f"{1000 * x:.0f}"
+
+
+def report_md(summary: dict, info: dict) -> str:
+    lines = ["# Pipeline latency benchmark", "", f"Machine: {info.get('machine', '')}", "",
+             f"Detector for the semantic strategy: `{info.get('detector')}`; STT `{info.get('stt')}`; "
+             f"LLM `{info.get('llm')}`; voice `{info.get('voice')}`.", "",
+             "Times in ms, P50 / P99 over user turns (n in brackets). e2e = end of user speech -> first agent audio; "
+             "endpoint = end of speech -> end-of-turn decision; processing = decision -> first agent audio.", "",
+             "| config | n | e2e | endpoint | processing | STT final | LLM TTFT | TTS first | preempt hidden | false cut-off |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        cells = [f"{_ms(s[m]['p50'])} / {_ms(s[m]['p99'])} ({s[m]['n']})" for m in TURN_METRICS]
+        fcr = "-" if s["false_cutoff_rate"] is None else f"{100 * s['false_cutoff_rate']:.0f}%"
+        lines.append(f"| {name} | {s['n_turns']} | " + " | ".join(cells) + f" | {fcr} |")
+    lines += ["", "| config | barge-in n | success | reaction P50 / P99 ms | backchannel n | false interruptions | "
+              "pause P50 / max ms |", "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        b, c = s.get("barge_in"), s.get("backchannel")
+        if not (b or c):
+            continue
+        bcells = (f"{b['n']} | {100 * b['success_rate']:.0f}% | {_ms(b['reaction_p50_s'])} / {_ms(b['reaction_p99_s'])}"
+                  if b else "0 | - | -")
+        ccells = (f"{c['n']} | {c['false_interruptions']} | {_ms(c['pause_p50_s'])} / {_ms(c['pause_max_s'])}"
+                  if c else "0 | - | -")
+        lines.append(f"| {name} | {bcells} | {ccells} |")
+    ratios = info.get("ratios", {})
+    if ratios:
+        lines += ["", "Ratios (P50): " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items() if v is not None)]
+    lines += ["", f"Command: `{info.get('command', '')}`", ""]
+    return "\n".join(lines)
+
+
+def _ratios(summary: dict) -> dict:
+    def g(c, m, q="p50"):
+        return (summary.get(c) or {}).get(m, {}).get(q)
+
+    out = {}
+    for a, b, m in (("cascade-vad", "streaming-vad", "processing_s"), ("cascade-semantic", "streaming-semantic",
+                                                                         "processing_s"),
+                    ("streaming-semantic", "streaming-vad", "e2e_s")):
+        x, y = g(a, m), g(b, m)
+        out[f"{a}/{b} {m}"] = (x / y) if x and y else None
+    return out
+
+
+def run(cfg: BenchConfig) -> dict:
+    import os
+    import platform
+
+    from tqdm import tqdm
+
+    out = cfg.out or default_runs_root() / f"pipeline-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = RunFolder(out, cfg)
+    path = folder.file("turns.jsonl")
+    done = set()
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows.append(r)
+                done.add((r["config"], r["scenario"]))
+    scen = build_scenarios(n_conversation_turns=cfg.n_conversation_turns, turns_per_conversation=cfg.turns_per_conversation,
+                           n_barge_in=cfg.n_barge_in, n_backchannel=cfg.n_backchannel, seed=cfg.seed,
+                           max_words=cfg.max_words)
+    base = load_models(pipeline_config(cfg, "streaming-semantic"))  # every model once, the detector included
+    jobs = [(c, s) for c in cfg.configs for s in scen
+            if (c, s.id) not in done and (s.kind == "conversation" or c.startswith("streaming"))]
+    bar = tqdm(jobs, desc="pipeline bench", unit="scenario")
+    for name, sc in bar:
+        pc = pipeline_config(cfg, name)
+        models = dataclasses.replace(base, detector=base.detector if pc.turn == "semantic" else None)
+        res = asyncio.run(run_scenario_async(pc, models, sc))
+        with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
+            fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))
+        rows += [{"config": name, **r} for r in res]
+    summary = summarize(rows)
+    load = os.getloadavg()
+    info = {"detector": base.detector_name, "stt": cfg.stt, "llm": base.llm.name, "voice": base.voice.id,
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+                       f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end (the CPU is shared)",
+            "ratios": _ratios(summary), "command": "pipeline bench " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in dataclasses.asdict(cfg).items()
+                if k != "out" and v != getattr(BenchConfig, k, None) and not isinstance(v, tuple))}
+    folder.write_metrics({"summary": summary, "info": info})
+    atomic_write_text(folder.file("report.md"), report_md(summary, info))
+    print(report_md(summary, info))
+    print(f"wrote {folder.path}")
+    return {"summary": summary, "info": info, "out": str(folder.path)}
