@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "vad-eval": ("vad_turn.vad_eval", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
     "evaluate": ("vad_turn.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),
     "explore": ("vad_turn.explore", "ExploreConfig", "run", "pause-length distributions of holds vs ends of turn"),
+    "train-acoustic": ("vad_turn.acoustic_train", "AcousticTrainConfig", "run",
+                       "train the acoustic end-of-turn model (+ checked fp32/int8 ONNX export)"),
     "headline": ("vad_turn.headline", "HeadlineConfig", "run", "build what is missing and print the headline table"),
 }
 

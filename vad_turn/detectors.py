@@ -108,6 +108,7 @@ def predict_many(detector: Detector, queries: Sequence[Query]) -> np.ndarray:
 # name -> "module:factory". Add a line here or call `register_detector` from your own code.
 DETECTORS: dict[str, str | Callable[..., Any]] = {
     "vad-only": "vad_turn.detectors:VADOnlyDetector",
+    "acoustic": "vad_turn.acoustic:AcousticDetector",
 }
 
 

@@ -1,0 +1,205 @@
+"""The acoustic end-of-turn model: the last `window_s` of audio + the silence so far -> p_eot.
+
+    window (float32 (batch, n_samples), 16 kHz)  --AcousticFrontEnd-->  (batch, 45, 398) features
+      -> input BatchNorm -> 3 x [Conv1d k5 stride 2, BatchNorm, ReLU]  (10 ms -> 80 ms frames)
+      -> LSTM (last state) ++ silence features  -> MLP -> logit
+
+The front end (`vad_turn.features`) is part of the module, so the torch model, training and the
+ONNX graph (`vad_turn.acoustic_export`) share one definition of the features. A saved model is a
+folder: `config.json` (AcousticModelConfig), `model.pt` (state dict), and after export
+`model.onnx` / `model.int8.onnx`. `AcousticDetector` (registered as "acoustic") runs either.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
+from .config import REPO_ROOT, atomic_write_json
+from .features import AcousticFrontEnd, FeatureConfig, window_audio
+
+DEFAULT_MODEL_DIR = REPO_ROOT / "vad_turn" / "models" / "acoustic"
+MAX_SILENCE_S = 5.0
+
+
+@dataclass(frozen=True)
+class AcousticModelConfig:
+    """Architecture and front end of the acoustic model (saved as the model folder's config.json)."""
+
+    window_s: float = 4.0
+    n_mels: int = 40
+    conv_channels: int = 64
+    lstm_hidden: int = 64
+    head_hidden: int = 32
+    dropout: float = 0.1
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(window_s=self.window_s, n_mels=self.n_mels)
+
+
+def silence_features(silence_s: torch.Tensor) -> torch.Tensor:
+    """(batch,) seconds of silence so far -> (batch, 3): s/5, ln(s + 0.05), 1[s > 0], s clipped to [0, 5]."""
+    s = torch.clamp(silence_s, 0.0, MAX_SILENCE_S)
+    return torch.stack([s / MAX_SILENCE_S, torch.log(s + 0.05), (s > 0).float()], dim=-1)
+
+
+class AcousticNet(nn.Module):
+    """forward(x, silence_s) -> logit (batch,).
+
+    x: float32 (batch, n_samples) raw 16 kHz windows (`window_audio`), or (batch, n_channels,
+    n_frames) front-end features (precomputed once in training: the front end has no weights).
+    silence_s: float32 (batch,), seconds of silence so far (>= 0).
+    """
+
+    def __init__(self, cfg: AcousticModelConfig = AcousticModelConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = AcousticFrontEnd(cfg.features)
+        c_in, ch = cfg.features.n_channels, cfg.conv_channels
+        self.in_norm = nn.BatchNorm1d(c_in)
+        layers: list[nn.Module] = []
+        for i in range(3):
+            layers += [nn.Conv1d(c_in if i == 0 else ch, ch, 5, stride=2, padding=2), nn.BatchNorm1d(ch), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.lstm = nn.LSTM(ch, cfg.lstm_hidden, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(cfg.lstm_hidden + 3, cfg.head_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                                  nn.Linear(cfg.head_hidden, 1))
+
+    def forward(self, x: torch.Tensor, silence_s: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = self.frontend(x)
+        h = self.convs(self.in_norm(x))
+        _, (last, _) = self.lstm(h.transpose(1, 2))
+        return self.head(torch.cat([last[-1], silence_features(silence_s)], dim=-1))[:, 0]
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class ProbabilityNet(nn.Module):
+    """The exported graph: (window (batch, n_samples), silence_s (batch,)) -> p_eot (batch,) in [0, 1]."""
+
+    def __init__(self, net: AcousticNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, audio: torch.Tensor, silence_s: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(audio, silence_s))
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def save_model(net: AcousticNet, folder: Path, extra: dict | None = None) -> Path:
+    """Write `config.json` (architecture + `extra`) and `model.pt` (state dict) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".model.pt.tmp"
+    torch.save(net.state_dict(), tmp)
+    tmp.replace(folder / "model.pt")
+    atomic_write_json(folder / "config.json", {"model": dataclasses.asdict(net.cfg), **(extra or {})})
+    return folder
+
+
+def load_model_config(folder: Path) -> AcousticModelConfig:
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no acoustic model config (train one with `vad-turn train-acoustic`)")
+    try:
+        raw = json.loads(path.read_text())["model"]
+        return AcousticModelConfig(**raw)
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not an acoustic model config ({e})") from e
+
+
+def load_model(folder: Path = DEFAULT_MODEL_DIR) -> AcousticNet:
+    """The torch model saved in `folder` (eval mode)."""
+    folder = Path(folder)
+    net = AcousticNet(load_model_config(folder))
+    weights = folder / "model.pt"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: no acoustic model weights")
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+def query_window(audio: np.ndarray | None, cfg: FeatureConfig, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """One query's model input: any-rate mono/stereo audio (through `prepare_audio`) -> (n_samples,) window.
+
+    Empty audio (turn start) gives an all-zero window; None or non-finite audio raises AudioError.
+    """
+    if audio is None:
+        raise AudioError("the acoustic detector needs audio (this query has none: a text-only row?)")
+    a = np.asarray(audio)
+    if a.ndim == 1 and sample_rate_hz == SAMPLE_RATE_HZ:
+        a = a[-cfg.n_samples:]  # only the window is needed (and checked)
+    return window_audio(prepare_audio(a, sample_rate_hz, source="acoustic query", allow_empty=True), cfg)
+
+
+class AcousticDetector:
+    """The harness `Detector` for the acoustic model.
+
+    model: a model folder (default vad_turn/models/acoustic), or a .onnx / .pt file in one.
+    backend: "onnx" (default; the folder's `model.int8.onnx` when int8, else `model.onnx`) or "torch".
+    threads: onnxruntime / torch intra-op threads. batch_size: windows per inference call.
+    """
+
+    needs_audio = True
+    needs_words = False
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", int8: bool | str = False,
+                 threads: int | str = 1, batch_size: int | str = 64, name: str = "acoustic"):
+        path = Path(model)
+        folder = path if path.is_dir() else path.parent
+        if isinstance(int8, str):
+            int8 = int8.lower() in ("1", "true", "yes")
+        self.name, self.threads, self.batch_size = name, int(threads), int(batch_size)
+        self.cfg = load_model_config(folder)
+        self.features = self.cfg.features
+        if path.suffix == ".pt":
+            backend = "torch"
+        elif path.suffix == ".onnx":
+            backend = "onnx"
+        if backend == "torch":
+            self._net, self._session = load_model(folder), None
+        elif backend == "onnx":
+            from .acoustic_export import make_session
+
+            onnx_path = path if path.suffix == ".onnx" else folder / ("model.int8.onnx" if int8 else "model.onnx")
+            self._net, self._session = None, make_session(onnx_path, threads=self.threads)
+        else:
+            raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+        self.backend = backend
+
+    def predict(self, audio, words, messages, silence_s: float) -> float:
+        return float(self.predict_windows(query_window(audio, self.features)[None], np.array([silence_s]))[0])
+
+    def predict_batch(self, queries: Sequence) -> np.ndarray:
+        windows = np.stack([query_window(q.audio, self.features) for q in queries]) if queries else \
+            np.zeros((0, self.features.n_samples), np.float32)
+        return self.predict_windows(windows, np.array([q.silence_s for q in queries], dtype=np.float32))
+
+    def predict_windows(self, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
+        """windows float32 (n, n_samples), silence_s (n,) -> p_eot float64 (n,) in [0, 1]."""
+        out = []
+        for i in range(0, len(windows), self.batch_size):
+            w = np.ascontiguousarray(windows[i:i + self.batch_size], dtype=np.float32)
+            s = np.ascontiguousarray(silence_s[i:i + self.batch_size], dtype=np.float32)
+            if self._session is not None:
+                out.append(self._session.run(None, {"audio": w, "silence_s": s})[0])
+            else:
+                torch.set_num_threads(self.threads)
+                with torch.no_grad():
+                    out.append(torch.sigmoid(self._net(torch.from_numpy(w), torch.from_numpy(s))).numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

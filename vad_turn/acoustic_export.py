@@ -1,0 +1,146 @@
+"""ONNX export of the acoustic model (front end included) and its int8 quantization, with parity checks.
+
+The exported graph: inputs `audio` float32 (batch, n_samples) -- the raw 16 kHz window from
+`features.window_audio` -- and `silence_s` float32 (batch,); output `p_eot` float32 (batch,) in [0, 1].
+
+`export_onnx` checks the file with onnx.checker and compares onnxruntime against torch on the given
+probe windows; `quantize_int8` applies onnxruntime dynamic quantization to the network's Conv /
+MatMul / LSTM weights (or, when that misses the tolerance, to its MatMul / LSTM weights only) (the front end's fixed DFT and filterbank constants stay fp32: quantizing
+them would change the features, not just the network). Both raise `ExportError` on any failure.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .acoustic import AcousticNet, ProbabilityNet
+
+OPSET = 17
+FP32_TOL = 1e-4
+QUANT_OP_SETS = (("Conv", "MatMul", "LSTM"), ("MatMul", "LSTM"))
+
+
+class ExportError(RuntimeError):
+    """The ONNX export or quantization failed or does not reproduce the torch model."""
+
+
+def make_session(path: Path, threads: int = 1):
+    """An onnxruntime CPU session with `threads` intra-op threads (1 inter-op thread)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no ONNX model (export it with `vad-turn export-acoustic`)")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
+    """p_eot float64 (n,) from an exported model."""
+    out = session.run(None, {"audio": np.ascontiguousarray(windows, np.float32),
+                             "silence_s": np.ascontiguousarray(silence_s, np.float32)})[0]
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def torch_probabilities(net: AcousticNet, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return ProbabilityNet(net.eval())(torch.from_numpy(np.asarray(windows, np.float32)),
+                                          torch.from_numpy(np.asarray(silence_s, np.float32))).double().numpy()
+
+
+def export_onnx(net: AcousticNet, path: Path, probe_windows: np.ndarray, probe_silence_s: np.ndarray,
+                *, tol: float = FP32_TOL) -> dict:
+    """Export `net` (front end included) to `path` and check it against torch on the probes.
+
+    probe_windows: float32 (n, n_samples) real windows; probe_silence_s: (n,). Returns
+    {"path", "max_abs_diff", "size_bytes"}. Raises ExportError when the export, the ONNX checker or
+    the parity (max |p_onnx - p_torch| <= tol) fails; a failed export leaves no file at `path`.
+    """
+    import onnx
+
+    path = Path(path)
+    net = net.eval()
+    n = net.cfg.features.n_samples
+    example = (torch.zeros(2, n), torch.zeros(2))
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(ProbabilityNet(net), example, buf, opset_version=OPSET, input_names=["audio", "silence_s"],
+                          output_names=["p_eot"], dynamic_axes={"audio": {0: "batch"}, "silence_s": {0: "batch"},
+                                                                "p_eot": {0: "batch"}}, dynamo=False)
+        model = onnx.load_from_string(buf.getvalue())
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - every exporter failure must surface as ExportError
+        raise ExportError(f"ONNX export of the acoustic model failed: {e}") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    try:
+        diff = _parity(net, make_session(tmp), probe_windows, probe_silence_s)
+        if not diff <= tol:
+            raise ExportError(f"{path}: ONNX and torch disagree, max |p_onnx - p_torch| = {diff:.2e} > {tol:.0e}")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(path), "max_abs_diff": diff, "size_bytes": path.stat().st_size}
+
+
+def _parity(net: AcousticNet, session, windows: np.ndarray, silence_s: np.ndarray) -> float:
+    if len(windows) == 0:
+        raise ExportError("parity needs at least one probe window")
+    return float(np.max(np.abs(run_session(session, windows, silence_s) - torch_probabilities(net, windows, silence_s))))
+
+
+def network_nodes(model) -> list[str]:
+    """Names of the quantizable nodes outside the front end (the torch exporter scopes them by module)."""
+    return [nd.name for nd in model.graph.node
+            if nd.op_type in ("Conv", "MatMul", "Gemm", "LSTM") and not nd.name.startswith("/net/frontend/")]
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, net: AcousticNet, probe_windows: np.ndarray,
+                  probe_silence_s: np.ndarray, *, tol: float = 0.02, threshold: float = 0.5,
+                  min_agreement: float = 0.99, op_sets: tuple[tuple[str, ...], ...] = QUANT_OP_SETS) -> dict:
+    """Dynamic int8 quantization (per-channel weights) of the network, checked against torch on the probes.
+
+    Tries each op set of `op_sets` in order (default: Conv + MatMul + LSTM, then MatMul + LSTM only)
+    and keeps the first whose max |p_int8 - p_torch| <= tol with at least `min_agreement` of the probes
+    getting the same decision (p >= threshold) as torch. Returns {"path", "max_abs_diff",
+    "decision_agreement", "size_bytes", "quantized_ops", "quantized_nodes", "attempts"}; raises
+    ExportError (listing every attempt) when none passes.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    model = onnx.load(str(fp32_path))
+    tmp = int8_path.with_name(f".{int8_path.name}.tmp")
+    p_t = torch_probabilities(net, probe_windows, probe_silence_s)
+    attempts = []
+    try:
+        for ops in op_sets:
+            nodes = [n for n in network_nodes(model) if any(n.endswith(f"/{op}") or f"/{op}_" in n for op in ops)]
+            if not nodes:
+                attempts.append({"ops": list(ops), "error": "no such nodes"})
+                continue
+            quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                             op_types_to_quantize=list(ops), per_channel=True)
+            p_q = run_session(make_session(tmp), probe_windows, probe_silence_s)
+            diff = float(np.max(np.abs(p_q - p_t)))
+            agree = float(np.mean((p_q >= threshold) == (p_t >= threshold)))
+            attempts.append({"ops": list(ops), "n_nodes": len(nodes), "max_abs_diff": diff, "decision_agreement": agree})
+            if diff <= tol and agree >= min_agreement:
+                tmp.replace(int8_path)
+                return {"path": str(int8_path), "max_abs_diff": diff, "decision_agreement": agree,
+                        "size_bytes": int8_path.stat().st_size, "quantized_ops": list(ops),
+                        "quantized_nodes": len(nodes), "attempts": attempts}
+    except Exception as e:  # noqa: BLE001 - every quantizer failure must surface as ExportError
+        raise ExportError(f"int8 quantization of {fp32_path} failed: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    raise ExportError(f"{int8_path}: no int8 model within tol {tol} and decision agreement {min_agreement} at threshold "
+                      f"{threshold}: {attempts}")
