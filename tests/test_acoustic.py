@@ -215,3 +215,36 @@ def test_shipped_model_parity_on_real_fixtures(data_root, rendered):
     assert np.mean((p_8 >= threshold) == (p_t >= threshold)) >= 0.99
     assert (DEFAULT_MODEL_DIR / "model.int8.onnx").stat().st_size <= 10 * MB
     assert dataclasses.asdict(net.cfg) == card["model"]
+
+
+def test_condition_table_reproduces_the_harness_run(trained, rendered, workdir):
+    import json
+
+    from vad_turn.acoustic_report import condition_rows, format_table
+    from vad_turn.dataset import write_turns
+    from vad_turn.evaluate import run as evaluate_run
+
+    folder = workdir / "model"
+    if not (folder / "model.onnx").exists():
+        save_model(trained[0], folder)
+        probe = np.stack([window_audio(load_audio_bytes(r), trained[0].cfg.features) for r in rendered])
+        export_onnx(trained[0], folder / "model.onnx", probe, np.zeros(len(probe), np.float32))
+    noisy = [dataclasses.replace(r, id=r.id + "+8k", audio_condition="8k") for r in rendered[:3]]
+    data = write_turns(list(rendered) + noisy, workdir / "ds")
+    out = workdir / "eval"
+    metrics = evaluate_run(EvalConfig(dataset=data, split="val", detector="acoustic", detector_opts=(f"model={folder}",),
+                                      timeouts_s=(1.0, 2.0), out=out))
+    rows = {r["condition"]: r for r in condition_rows(out)}
+    assert set(rows) == {"clean", "8k", "all"} and rows["all"]["n_turns"] == len(rendered) + 3
+    assert rows["clean"]["n_turns"] == len(rendered) and rows["8k"]["n_turns"] == 3
+    ops = {op["name"]: op for op in metrics["operating_points"]}
+    for name in ("fcr@lat<=0.6s", "lat@fcr<=10%"):
+        key = "false_cutoff_rate" if name.startswith("fcr") else "mean_latency_s"
+        assert rows["all"][name] == pytest.approx(ops[name][key])
+        assert rows["all"][f"{name} vad"] == pytest.approx(ops[name]["vad_only"][key])
+    assert json.loads((out / "config.json").read_text())["detector"] == "acoustic"
+    assert "| clean |" in format_table(list(rows.values()))
+    from vad_turn.acoustic_report import write_model_card
+
+    card = write_model_card(folder, format_table(list(rows.values())), [str(out)]).read_text()
+    assert '"conv_channels": 32' in card and "| clean |" in card and "vad-turn train-acoustic" in card

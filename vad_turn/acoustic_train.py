@@ -13,6 +13,7 @@ grid of `val_set` (clean rendered Switchboard dev by default), scored with the h
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,14 +224,16 @@ def run(cfg: AcousticTrainConfig) -> dict:
                "feature_wall_s": round(feature_wall_s, 1), "n_train_examples": len(train), "n_val_examples": len(val),
                "n_parameters": net.n_parameters()}
     if cfg.model_out is not None:
-        summary["export"] = save_trained(net, val, cfg, summary)
+        summary["export"] = save_trained(net, cfg, summary)
+        shutil.copyfile(res.out / "split_ids.json", Path(cfg.model_out) / "split_ids.json")
     atomic_write_json(res.out / "summary.json", summary)
     print(summary)
     return summary
 
 
-def save_trained(net: AcousticNet, val: FeatureSet, cfg: AcousticTrainConfig, summary: dict) -> dict:
-    """Save the model folder (config, weights) and, with cfg.export, the checked fp32 + int8 ONNX files."""
+def save_trained(net: AcousticNet, cfg: AcousticTrainConfig, summary: dict) -> dict:
+    """Save the model folder (config.json with the training config and summary, weights) and, with
+    cfg.export, the checked fp32 + int8 ONNX files; returns the export checks (also in config.json)."""
     from .acoustic_export import export_onnx, quantize_int8
     from .config import config_to_dict
 
@@ -239,9 +242,10 @@ def save_trained(net: AcousticNet, val: FeatureSet, cfg: AcousticTrainConfig, su
     if not cfg.export:
         return {}
     probe = probe_windows(cfg, n=64)
-    fp32 = export_onnx(net, folder / "model.onnx", *probe)
-    int8 = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", net, *probe)
-    return {"fp32": fp32, "int8": int8}
+    checks = {"fp32": export_onnx(net, folder / "model.onnx", *probe)}
+    checks["int8"] = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", net, *probe)
+    save_model(net, folder, {"train_config": config_to_dict(cfg), "summary": {**summary, "export": checks}})
+    return checks
 
 
 def probe_windows(cfg: AcousticTrainConfig, n: int = 64) -> tuple[np.ndarray, np.ndarray]:

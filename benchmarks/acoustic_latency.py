@@ -1,0 +1,90 @@
+"""CPU latency per decision of the exported acoustic model (fp32 and int8) at 1 thread, and its size.
+
+One decision = one onnxruntime call on one 16 kHz window (batch 1), the front end included, as a
+streaming agent would make it every grid step of a silence. Windows are real speech (a public clip
+from the data root) at varied end times. Wall-clock and process CPU time are both reported, with
+the load average, because this machine is shared: wall P99 mostly measures the neighbours.
+
+    .venv/bin/python benchmarks/acoustic_latency.py --model vad_turn/models/acoustic --n 300
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.acoustic import DEFAULT_MODEL_DIR, load_model_config
+from vad_turn.acoustic_export import make_session
+from vad_turn.audio import load_audio
+from vad_turn.config import add_config_args, atomic_write_json, config_from_args, config_to_dict, default_data_root
+from vad_turn.config import default_runs_root
+from vad_turn.features import window_audio
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    model: Path = field(default=DEFAULT_MODEL_DIR, metadata={"help": "acoustic model folder (model.onnx, model.int8.onnx)"})
+    clip: Path = field(default_factory=lambda: default_data_root() / "clips" / "silero_test.wav",
+                       metadata={"help": "real speech the windows are cut from"})
+    n: int = field(default=300, metadata={"help": "timed decisions per model"})
+    warmup: int = field(default=20, metadata={"help": "untimed decisions first"})
+    threads: int = field(default=1, metadata={"help": "onnxruntime intra-op threads"})
+    out: Path | None = field(default=None, metadata={"help": "JSON report (default runs/bench-acoustic-<time>.json)"})
+
+
+def time_session(session, windows: np.ndarray, silence_s: np.ndarray, warmup: int) -> dict:
+    """Per-call wall and CPU milliseconds over `windows` (one call per window)."""
+    for i in range(warmup):
+        session.run(None, {"audio": windows[i % len(windows)][None], "silence_s": silence_s[i % len(windows)][None]})
+    wall, cpu = [], []
+    for w, s in zip(windows, silence_s):
+        t0, c0 = time.perf_counter(), time.process_time()
+        session.run(None, {"audio": w[None], "silence_s": s[None]})
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    wall_ms, cpu_ms = 1e3 * np.array(wall), 1e3 * np.array(cpu)
+    return {"n": len(wall_ms), "wall_p50_ms": float(np.median(wall_ms)), "wall_p99_ms": float(np.percentile(wall_ms, 99)),
+            "wall_mean_ms": float(wall_ms.mean()), "cpu_p50_ms": float(np.median(cpu_ms)),
+            "cpu_p99_ms": float(np.percentile(cpu_ms, 99))}
+
+
+def run(cfg: LatencyConfig) -> dict:
+    feats = load_model_config(cfg.model).features
+    audio = load_audio(cfg.clip)
+    rng = np.random.default_rng(0)
+    ends = rng.integers(feats.n_samples // 4, audio.size, size=cfg.n)
+    windows = np.stack([window_audio(audio[:e], feats) for e in ends])
+    silence_s = rng.uniform(0.0, 3.0, size=cfg.n).astype(np.float32)
+    report = {"config": config_to_dict(cfg), "window_s": feats.window_s, "machine": platform.processor() or platform.machine(),
+              "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "models": {}}
+    for name in ("model.onnx", "model.int8.onnx"):
+        path = Path(cfg.model) / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing (train and export with `vad-turn train-acoustic --model-out`)")
+        stats = time_session(make_session(path, threads=cfg.threads), windows, silence_s, cfg.warmup)
+        report["models"][name] = {"size_bytes": path.stat().st_size, "size_mb": round(path.stat().st_size / 2**20, 3),
+                                  **stats}
+    report["load_average_after"] = os.getloadavg()
+    out = cfg.out or default_runs_root() / f"bench-acoustic-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_json(Path(out), report)
+    for name, r in report["models"].items():
+        print(f"{name:16s} {r['size_mb']:6.2f} MB  wall P50 {r['wall_p50_ms']:6.2f} ms  P99 {r['wall_p99_ms']:6.2f} ms  "
+              f"cpu P50 {r['cpu_p50_ms']:6.2f} ms")
+    print(f"load average {report['load_average_before']} -> {report['load_average_after']}; report: {out}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_args(parser, LatencyConfig)
+    run(config_from_args(LatencyConfig, parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Per-condition operating points of evaluation runs (the acoustic model's evaluation table).
+
+`vad-turn evaluate` on a rendered dataset scores its clean, 8k and noisy rows together and its
+slices reuse the policy chosen on the whole set. This recomputes the harness metrics
+(`evaluate.compute_metrics`, VAD-only on the same spans) separately for every audio condition of
+each run folder's predictions, so each condition gets its own best policy, and prints one table.
+
+    .venv/bin/python -m vad_turn.acoustic_report --runs runs/eval-a runs/eval-b --out runs/acoustic_table.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import add_config_args, atomic_write_json, atomic_write_text, config_from_args
+
+_SWEEP_FIELDS = ("thresholds", "action_delays_s", "timeouts_s", "latency_budgets_s", "false_cutoff_budgets", "grid_s")
+
+
+@dataclass(frozen=True)
+class AcousticReportConfig:
+    runs: tuple[Path, ...] = field(default=(), metadata={"help": "evaluation run folders (with predictions.parquet)"})
+    out: Path | None = field(default=None, metadata={"help": "write the markdown table here (and .json beside it)"})
+    card: Path | None = field(default=None, metadata={"help": "model folder whose README.md model card to (re)write"})
+
+
+def _eval_config(run: Path):
+    from .evaluate import EvalConfig
+
+    raw = json.loads((run / "config.json").read_text())
+    kw = {k: (tuple(raw[k]) if isinstance(raw[k], list) else raw[k]) for k in _SWEEP_FIELDS if k in raw}
+    return EvalConfig(**kw), raw
+
+
+def condition_rows(run: Path) -> list[dict]:
+    """One row per audio condition (and 'all' when there are several) of one run folder."""
+    from sklearn.metrics import roc_auc_score
+
+    from .evaluate import compute_metrics
+
+    run = Path(run)
+    path = run / "predictions.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no predictions (is {run} a finished `vad-turn evaluate` run?)")
+    preds = pd.read_parquet(path)
+    cfg, raw = _eval_config(run)
+    conds = sorted(preds["audio_condition"].unique())
+    rows = []
+    for cond in conds + (["all"] if len(conds) > 1 else []):
+        sub = preds if cond == "all" else preds[preds["audio_condition"] == cond]
+        m, _ = compute_metrics(sub.reset_index(drop=True), cfg, raw.get("detector", "?"))
+        row = {"dataset": Path(raw.get("dataset", "?")).name, "split": raw.get("split"),
+               "condition": cond, "detector": raw.get("detector"), "n_turns": m["counts"]["n_turns"],
+               "n_holds": m["counts"]["n_holds_scored"],
+               "auc": float(roc_auc_score(sub["label"], sub["p_eot"])) if sub["label"].nunique() == 2 else None}
+        for op in m["operating_points"]:
+            key = "fcr" if op["kind"] == "min_fcr_at_latency" else "lat"
+            name = op["name"]
+            row[name] = op[f"{'false_cutoff_rate' if key == 'fcr' else 'mean_latency_s'}"] if op["reachable"] else None
+            vad = op["vad_only"]
+            row[f"{name} vad"] = vad["false_cutoff_rate" if key == "fcr" else "mean_latency_s"] if vad["reachable"] else None
+            ratio = op.get("ratio_to_vad_only")
+            row[f"{name} ratio"] = ratio if isinstance(ratio, (int, float)) and np.isfinite(ratio) else None
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown: per dataset/condition, each operating point as detector / VAD-only (ratio)."""
+    ops = ["fcr@lat<=0.3s", "fcr@lat<=0.6s", "lat@fcr<=5%", "lat@fcr<=10%"]
+
+    def cell(r, op):
+        d, v, q = r.get(op), r.get(f"{op} vad"), r.get(f"{op} ratio")
+        f = (lambda x: f"{x:.3f}") if op.startswith("fcr") else (lambda x: f"{x:.2f}s")
+        if d is None and v is None:
+            return "unreachable"
+        return f"{'-' if d is None else f(d)} / {'-' if v is None else f(v)}" + ("" if q is None else f" ({q:.2f}x)")
+
+    head = "| dataset | split | condition | turns | holds | AUC | " + " | ".join(ops) + " |"
+    lines = [head, "|" + "---|" * (6 + len(ops))]
+    for r in rows:
+        auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r['n_turns']} | {r['n_holds']} | {auc} | "
+                     + " | ".join(cell(r, op) for op in ops) + " |")
+    return "\n".join(lines) + "\n\nCells: detector / VAD-only on the same spans (ratio detector / VAD-only).\n"
+
+
+def run(cfg: AcousticReportConfig) -> list[dict]:
+    if not cfg.runs:
+        raise ValueError("give at least one evaluation run folder with --runs")
+    rows = [r for run_dir in cfg.runs for r in condition_rows(run_dir)]
+    table = format_table(rows)
+    print(table)
+    if cfg.out is not None:
+        atomic_write_text(Path(cfg.out), table)
+        atomic_write_json(Path(cfg.out).with_suffix(".json"), {"runs": [str(r) for r in cfg.runs], "rows": rows})
+    if cfg.card is not None:
+        write_model_card(Path(cfg.card), table, [str(r) for r in cfg.runs])
+    return rows
+
+
+def rebuild_command(train_config: dict, folder: Path) -> str:
+    """`vad-turn train-acoustic` with the options of `train_config` that differ from the defaults."""
+    from .acoustic_train import AcousticTrainConfig
+    from .config import config_to_dict
+
+    default = json.loads(json.dumps(config_to_dict(AcousticTrainConfig())))
+    args = []
+    for k, v in train_config.items():
+        if k in ("out", "model_out", "built_root") or default.get(k) == v:
+            continue
+        if isinstance(v, bool):
+            args.append(f"--{'' if v else 'no-'}{k.replace('_', '-')}")
+            continue
+        vals = v if isinstance(v, list) else [v]
+        args.append(f"--{k.replace('_', '-')} " + " ".join(map(str, vals)))
+    return " ".join(["vad-turn train-acoustic", *args, f"--model-out {folder}"])
+
+
+def write_model_card(folder: Path, eval_table: str | None = None, eval_runs: list[str] | None = None) -> Path:
+    """(Re)write `folder/README.md` from its config.json (architecture, training summary, export checks)."""
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    summ, tc = cfg.get("summary", {}), cfg.get("train_config", {})
+    best = summ.get("best", {})
+    exp = summ.get("export", {})
+    sizes = {n: (folder / n).stat().st_size for n in ("model.pt", "model.onnx", "model.int8.onnx") if (folder / n).exists()}
+    lines = [
+        "# Acoustic end-of-turn model (stub card; the fused model's card supersedes it)", "",
+        "Last `window_s` of 16 kHz audio (log-mel + causal F0 / voicing / intensity, `vad_turn/features.py`) and the",
+        "silence so far -> p_eot, `vad_turn/acoustic.py`. Detector: `vad-turn evaluate --detector acoustic`.", "",
+        "## Model", "", f"- architecture: `{json.dumps(cfg['model'])}`",
+        f"- parameters: {summ.get('n_parameters')}; files: " + ", ".join(f"{n} {b / 2**20:.2f} MB" for n, b in sizes.items()),
+        f"- ONNX fp32 parity (max |p_onnx - p_torch| on {64} real dev windows): {exp.get('fp32', {}).get('max_abs_diff')}",
+        f"- int8 (dynamic, ops {exp.get('int8', {}).get('quantized_ops')}): max diff {exp.get('int8', {}).get('max_abs_diff')}, "
+        f"decision agreement {exp.get('int8', {}).get('decision_agreement')}", "",
+        "## Training", "",
+        f"- data: {tc.get('train_sets')} ({summ.get('n_train_examples')} examples, {tc.get('points_per_span')} grid "
+        f"points per span, real-audio turns x{tc.get('real_repeat')}, augmentation clean/8k/noisy/8k+noisy "
+        f"{tc.get('aug_probs')}, SNR {tc.get('snr_db_range')} dB, gain {tc.get('gain_db_range')} dB)",
+        f"- selection: {tc.get('select_metric')} ({tc.get('select_mode')}) on {tc.get('val_set')} "
+        f"({summ.get('n_val_examples')} grid queries); selected epoch {summ.get('best_epoch')} of {tc.get('epochs')}",
+        f"- wall time: features {summ.get('feature_wall_s')} s + training {summ.get('train_wall_s')} s on the 2-core CPU",
+        f"- split ids: `split_ids.json` (run folder {summ.get('run')})", "",
+        "## Validation (selected epoch)", "", "| metric | value |", "|---|---|",
+        *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in best.items()], "",
+    ]
+    if eval_table:
+        lines += ["## Evaluation (harness, per audio condition)", "", f"Runs: {', '.join(eval_runs or [])}", "", eval_table, ""]
+    lines += ["## Limitations", "",
+              "Trained and selected on TTS renderings of real Switchboard turns: each inter-pausal unit is synthesized",
+              "on its own, so TTS gives it sentence-final prosody whether the real speaker held or yielded the floor.",
+              "Acoustic cues learnt here are mostly those of the words themselves and of the TTS voices, not human",
+              "turn-yielding prosody; the 32 real AMI training turns are too few to change that.", "",
+              "## Rebuild", "", "```", rebuild_command(tc, folder),
+              "```", ""]
+    atomic_write_text(folder / "README.md", "\n".join(lines))
+    return folder / "README.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_args(parser, AcousticReportConfig)
+    run(config_from_args(AcousticReportConfig, parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
