@@ -5,8 +5,9 @@ The exported graph: inputs `audio` float32 (batch, n_samples) -- the raw 16 kHz 
 
 `export_onnx` checks the file with onnx.checker and compares onnxruntime against torch on the given
 probe windows; `quantize_int8` applies onnxruntime dynamic quantization to the network's Conv /
-MatMul / LSTM weights (or, when that misses the tolerance, to its MatMul / LSTM weights only) (the front end's fixed DFT and filterbank constants stay fp32: quantizing
-them would change the features, not just the network). Both raise `ExportError` on any failure.
+MatMul / LSTM weights (or, when that misses the tolerance, to its MatMul / LSTM weights only).
+The front end's fixed DFT and filterbank constants stay fp32: quantizing them would change the
+features, not just the network. Both raise `ExportError` on any failure.
 """
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def build_feature_set(sources: list[tuple[str, object]], cfg: AcousticTrainConfi
             for c0 in range(0, len(turn_ids), chunk_turns):
                 chunk = rows.select(range(c0, min(c0 + chunk_turns, len(turn_ids)))) if hasattr(rows, "select") \
                     else rows[c0:c0 + chunk_turns]
-                ex = build_examples(chunk, None, seed=cfg.seed, points_per_span=cfg.points_per_span if train else None,
+                ex = build_examples(chunk, None, seed=cfg.seed + rep, points_per_span=cfg.points_per_span if train else None,
                                     needs_audio=True, needs_words=False, progress=False)
                 kinds = rng.choice(len(_AUG_KINDS), size=len(ex), p=cfg.aug_probs) if train else np.zeros(len(ex), int)
                 for i0 in range(0, len(ex), batch):

@@ -60,13 +60,15 @@ class FeatureConfig:
     octave_cost: float = 0.01
 
     def __post_init__(self) -> None:
-        if SAMPLE_RATE_HZ % self.pitch_rate_hz or self.hop_samples % self.decimation or self.mel_win_samples % self.decimation:
+        d = self.decimation
+        if SAMPLE_RATE_HZ % self.pitch_rate_hz or self.hop_samples % d or self.mel_win_samples % d:
             raise ValueError(f"pitch_rate_hz={self.pitch_rate_hz} must divide 16000, and hop and mel window "
                              "must be whole numbers of pitch-rate samples")
         if self.n_samples < self.mel_win_samples or self.n_mels < 1:
             raise ValueError(f"window_s={self.window_s} is shorter than one frame, or n_mels < 1")
         if not (0 < self.f0_min_hz < self.f0_max_hz <= self.pitch_rate_hz / 4):
-            raise ValueError(f"need 0 < f0_min_hz < f0_max_hz <= pitch_rate_hz / 4, got {self.f0_min_hz}, {self.f0_max_hz}")
+            raise ValueError(f"need 0 < f0_min_hz < f0_max_hz <= pitch_rate_hz / 4, "
+                             f"got {self.f0_min_hz}, {self.f0_max_hz}")
         if self.pitch_rate_hz / self.f0_min_hz >= 0.5 * self.pitch_win_samples:
             raise ValueError("pitch_win_ms must cover at least two periods of f0_min_hz")
 
@@ -187,7 +189,8 @@ class AcousticFrontEnd(nn.Module):
         hann = _hann(pw)
         self.register_buffer("pitch_dft", torch.from_numpy(_dft_kernels(hann, n_fft, p_bins)))
         w_spec = np.fft.rfft(hann, n_fft)
-        self.register_buffer("pitch_win_dft", torch.from_numpy(np.concatenate([w_spec.real, w_spec.imag])).float()[None, :, None])
+        w_dft = np.concatenate([w_spec.real, w_spec.imag])
+        self.register_buffer("pitch_win_dft", torch.from_numpy(w_dft).float()[None, :, None])
         n_st = int(np.floor(12 * cfg.f0_bins_per_semitone * np.log2(cfg.f0_max_hz / cfg.f0_min_hz))) + 1
         f0_grid = cfg.f0_min_hz * 2.0 ** (np.arange(n_st) / (12 * cfg.f0_bins_per_semitone))
         lags = cfg.pitch_rate_hz / f0_grid
@@ -197,8 +200,10 @@ class AcousticFrontEnd(nn.Module):
         r_win = (np.abs(w_spec) ** 2) @ cos / ((np.abs(w_spec) ** 2) @ c)  # normalised window autocorrelation
         # Column 0: r(0) (the frame's energy); columns 1..: r(lag of each F0 candidate) / r_window(lag).
         self.register_buffer("ac_basis", torch.from_numpy(np.concatenate([c[:, None], cos / r_win[None]], 1)).float())
-        self.register_buffer("octave_bonus", torch.from_numpy(cfg.octave_cost * np.arange(n_st) / (12 * cfg.f0_bins_per_semitone)).float())
-        self.pitch_start = (self.mel_offset + win) // cfg.decimation  # frame 0's end at the pitch rate = its start after left padding by pw
+        bonus = cfg.octave_cost * np.arange(n_st) / (12 * cfg.f0_bins_per_semitone)  # Praat's octave cost
+        self.register_buffer("octave_bonus", torch.from_numpy(bonus).float())
+        # frame 0's end at the pitch rate = its start once the signal is left-padded by one pitch frame
+        self.pitch_start = (self.mel_offset + win) // cfg.decimation
         self.n_pitch_candidates = n_st
 
     # ------------------------------------------------------------------ tracks
@@ -272,7 +277,8 @@ class AcousticFrontEnd(nn.Module):
         return torch.cat([t["log_mel"], pros], dim=1)
 
 
-def features_np(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig(), front: AcousticFrontEnd | None = None) -> np.ndarray:
+def features_np(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig(),
+                front: AcousticFrontEnd | None = None) -> np.ndarray:
     """Features of one query: window_audio(audio) through the front end -> float32 (n_channels, n_frames)."""
     front = front or AcousticFrontEnd(cfg)
     with torch.no_grad():
