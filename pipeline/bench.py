@@ -31,13 +31,14 @@ import numpy as np
 
 from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
 
+from .frames import Interrupt
 from .observers import LatencyObserver
 from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
 from .scenarios import Scenario, build_scenarios
 
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
-    "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=0.2),
+    "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=10.0),
     "streaming-vad": dict(mode="streaming", turn="vad"),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
     "cascade-vad": dict(mode="cascade", turn="vad"),
@@ -54,11 +55,12 @@ class BenchConfig:
     n_barge_in: int = field(default=3, metadata={"help": "barge-in scenarios (streaming configs only)"})
     n_backchannel: int = field(default=4, metadata={"help": "backchannel scenarios (streaming configs only)"})
     max_words: int = field(default=15, metadata={"help": "longest user turn, words"})
-    threshold: float = field(default=0.5, metadata={"help": "semantic policy threshold"})
+    threshold: float | None = field(default=None, metadata={"help": "semantic policy threshold ('none': detector default)"})
     action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy action delay"})
     timeout_s: float = field(default=1.5, metadata={"help": "semantic policy timeout"})
     stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only silence"})
     max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
+    hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
     seed: int = 0
 
@@ -71,8 +73,12 @@ def pipeline_config(bench: BenchConfig, name: str) -> PipelineConfig:
                           max_new_tokens=bench.max_new_tokens, stt=bench.stt)
 
 
-async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_wait_s: float = 20.0) -> list[dict]:
-    """Play one scenario in real time; return its per-turn / per-interjection result rows."""
+async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_wait_s: float = 20.0,
+                             hear_s: float | None = 1.0) -> list[dict]:
+    """Play one scenario in real time; return its per-turn / per-interjection result rows.
+
+    hear_s: in conversations, stop each reply after this much of it was played (None: play it all).
+    """
     lat = LatencyObserver()
     p = build_pipeline(cfg, models, observers=[lat])
     await p.start()
@@ -98,6 +104,12 @@ async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_w
                 truth["agent_was_speaking"] = conv.agent_speaking
                 t1 = await src.play(sc.interjection.audio)
                 truth.update(onset=src.wall(t1), interjection=sc.interjection.text)
+        if sc.interjection is None and hear_s is not None:  # latency is measured at the first audio: listen
+            # to `hear_s` of the reply, then stop it, so the next turn need not wait for the whole reply
+            heard = lambda: any(r.first_played is not None and p.clock.now() - r.first_played >= hear_s  # noqa: E731
+                                and r.eot is not None and r.eot >= truth["start"] for r in lat.records.values())
+            if await src.silence_until(heard, max_wait_s) and conv.active_response is not None:
+                p.broadcast(Interrupt(p.clock.now(), conv.active_response, "stop"), "bench")
         await src.silence_until(answered(truth["start"]), max_wait_s)
         await src.silence(0.3)
     src.end()
@@ -125,7 +137,7 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
                "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed")}
         if r is not None:
             start_gen = r["eot_tentative"] if r["eot_tentative"] is not None else r["eot"]
-            row.update(transcript=r["text"], reply=r["reply"], p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
+            row.update(transcript=r["text"], reply=r["reply"], bridged=r.get("bridged", False), p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
                        e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(r["eot"], tr["end"]),
                        processing_s=_d(r["first_played"], r["eot"]), stt_final_s=_d(r["stt_final"], r["user_stopped"]),
                        llm_ttft_s=_d(r["first_token"], start_gen), tts_first_s=_d(r["first_tts"], r["first_text"]),
@@ -245,7 +257,7 @@ def run(cfg: BenchConfig) -> dict:
     for name, sc in bar:
         pc = pipeline_config(cfg, name)
         models = dataclasses.replace(base, detector=base.detector if pc.turn == "semantic" else None)
-        res = asyncio.run(run_scenario_async(pc, models, sc))
+        res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))
         with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
             fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))
         rows += [{"config": name, **r} for r in res]

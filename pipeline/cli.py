@@ -57,6 +57,7 @@ def run(cfg: RunConfig) -> int:
 COMMANDS = {
     "run": ("pipeline.cli", "RunConfig", "run", "play an audio file through the pipeline, print the per-turn timeline"),
     "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report)"),
+    "stt-wer": ("pipeline.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),
 }
 
 

@@ -49,6 +49,7 @@ class ResponseRecord:
     paused: list[float] = field(default_factory=list)
     resumed: list[float] = field(default_factory=list)
     reply: str = ""
+    bridged: bool = False  # a bridging phrase was said (slow tool or LLM)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +94,7 @@ class LatencyObserver:
         elif isinstance(frame, AgentText) and source == "llm" and frame.bridge:
             r = self.rec(frame.response_id)
             r.first_text = r.first_text or t
+            r.bridged = True
         elif isinstance(frame, AgentText) and source == "tts":
             r = self.rec(frame.response_id)
             r.reply = (r.reply + " " + frame.text).strip()

@@ -31,6 +31,9 @@ log = logging.getLogger("pipeline")
 SYSTEM_PROMPT = ("You are a friendly voice assistant on a phone call. Reply in one or two short, natural "
                  "spoken sentences. No lists, no markdown.")
 SEMANTIC_DETECTORS = ("fused", "lexical", "acoustic", "lexical-zeroshot")
+# The zero-shot p(<|im_end|>) is tiny even after complete turns (1e-7..1e-3 on Switchboard-like text, 1e-12..1e-6
+# after "and" / "uh"), so its threshold is on that scale; calibrated detectors use 0.5.
+DEFAULT_THRESHOLDS = {"lexical-zeroshot": 1e-6}
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,12 @@ class PipelineConfig:
     turn: str = field(default="semantic", metadata={"help": "semantic (detector + policy) or vad (silence only)"})
     detectors: tuple[str, ...] = field(default=SEMANTIC_DETECTORS,
                                        metadata={"help": "semantic detectors to try in order (first registered wins)"})
-    threshold: float = field(default=0.5, metadata={"help": "semantic policy: p_eot threshold"})
+    threshold: float | None = field(default=None, metadata={
+        "help": "semantic policy: p_eot threshold ('none': the detector's default in DEFAULT_THRESHOLDS)"})
     action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy: minimum silence before acting"})
     timeout_s: float = field(default=1.5, metadata={"help": "semantic policy: end the turn after this silence anyway"})
-    preemptive_threshold: float | None = field(default=None,
-                                               metadata={"help": "start the LLM when p_eot >= this ('none': off)"})
+    preemptive_threshold: float | None = field(default=None, metadata={
+        "help": "start the LLM when p_eot >= this ('none': off; a value >= 1 means threshold / value)"})
     stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only: silence that ends a turn"})
     vad: str = field(default="silero", metadata={"help": "VAD for speech start/stop"})
     stt: str = field(default="pocketsphinx", metadata={"help": "pocketsphinx (streaming) or whisper (tiny.en)"})
@@ -66,10 +70,14 @@ class PipelineConfig:
         if self.turn not in ("semantic", "vad"):
             raise ValueError(f"turn must be semantic or vad, got {self.turn!r}")
 
-    def policy(self) -> TurnPolicy:
+    def policy(self, detector_name: str = "") -> TurnPolicy:
         if self.turn == "vad":
             return TurnPolicy.vad_only(self.stop_silence_s)
-        return TurnPolicy(self.threshold, self.action_delay_s, self.timeout_s, self.preemptive_threshold)
+        thr = self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
+        pre = self.preemptive_threshold
+        if pre is not None and pre >= 1.0:  # given as a fraction of the threshold's decade: e.g. 10 -> thr / 10
+            pre = thr / pre
+        return TurnPolicy(thr, self.action_delay_s, self.timeout_s, pre)
 
 
 def make_turn_detector(names) -> tuple[object, str]:
@@ -131,6 +139,10 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
         det, det_name = detector if detector is not None else make_turn_detector(cfg.detectors)
         if det_name == "vad-only":
             det = None
+        else:  # the first forward pass builds the graph (seconds): pay it now, not in the first silence
+            from vad_turn.schema import Word
+
+            det.predict(None, (Word("hello", 0.0, 0.3),), (), 0.2)
     return Models(cfg.vad, make_stt(cfg.stt), llm, det, det_name, voice)
 
 
@@ -142,7 +154,7 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
     cascade = cfg.mode == "cascade"
     tools = ToolRunner([clock_tool(), calculator_tool()]) if cfg.tools else None
     detector = models.detector if cfg.turn == "semantic" else None
-    policy = cfg.policy() if detector is not None else TurnPolicy.vad_only(
+    policy = cfg.policy(models.detector_name) if detector is not None else TurnPolicy.vad_only(
         cfg.stop_silence_s if cfg.turn == "vad" else cfg.timeout_s)
     procs = [
         VADProcessor(make_vad(models.vad_name)),

@@ -58,7 +58,7 @@ class LLMProcessor(Processor):
                     job.stream.cancel()
                 if job.task is not None:
                     job.task.cancel()
-                if frame.reason == "barge-in" and job.text and not job.hold:
+                if frame.reason in ("barge-in", "stop") and job.text and not job.hold:
                     self.conv.messages.append({"role": "assistant", "content": job.text.strip()})
             if self.conv.active_response == frame.response_id:
                 self.conv.active_response = None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,7 @@ class TurnProcessor(Processor):
         self.now_stream_s = 0.0
         self.barge: dict | None = None
         self._dropped: set[int] = set()  # STT segments that were backchannels
+        self.query_s: list[float] = []  # wall time of each detector query (diagnostics)
 
     def _new_turn(self) -> None:
         self.finals: dict[int, Transcript] = {}
@@ -229,25 +231,37 @@ class TurnProcessor(Processor):
         if self.detector is not None and self.policy.threshold > 0:
             self._maybe_query(silence_s)
             if self._pending is not None and self._pending.done():
-                gen, val = self._pending.result()
+                (gen, on_partial), val = self._pending.result()
                 self._pending = None
-                if gen == self._p_gen:
-                    self.p_eot = p = val
+                if gen == self._p_gen and not (on_partial and not self.awaiting_final):
+                    self.p_eot = p = val  # (a score of partial words is dropped once the final is in)
         elif self.detector is None:
             p = 1.0
         ready = not self.awaiting_final or silence_s - self.policy.timeout_s > self.final_wait_s
         pre = self.policy.preemptive_threshold
-        if (pre is not None and not self.tentative_sent and ready and p is not None and p >= pre
-                and silence_s >= self.policy.action_delay_s - 1e-9):
+        if pre is not None and not self.tentative_sent and ready and p is not None and p >= pre:
             self.tentative_sent = True
             await self._emit(True, p, silence_s)
         if ready and self.policy.fires(silence_s, p):
             self.fired = True
             await self._emit(False, 1.0 if p is None else p, silence_s)
 
+    def _query_words(self) -> tuple[Word, ...]:
+        """Final words, plus the pending segment's partial words spread evenly up to the speech end."""
+        words = self.words()
+        pending = [s for s in sorted(self.partials) if s not in self.finals]
+        if pending and self.speech_end_s is not None:
+            toks = self.partials[pending[-1]].split()
+            t0 = words[-1].end if words else (self._audio_start_s or 0.0)
+            step = max(self.speech_end_s - t0, 1e-3) / max(len(toks), 1)
+            words += tuple(Word(w, t0 + i * step, t0 + (i + 1) * step) for i, w in enumerate(toks))
+        return words
+
     def _maybe_query(self, silence_s: float) -> None:
         k = int(math.floor(silence_s / self.grid_s + 1e-9))
-        if k <= self._last_k or self._pending is not None or self.awaiting_final:
+        if k <= self._last_k or self._pending is not None:
+            return
+        if self.awaiting_final and not self.partials:
             return
         self._last_k = k
         audio = None
@@ -255,11 +269,14 @@ class TurnProcessor(Processor):
             audio = np.concatenate(self._audio)
         msgs = tuple(Message(m["role"], m["content"]) for m in self.conv.messages if m["role"] != "system")
         t0 = self._audio_start_s or 0.0  # detectors see times from the start of the turn's audio
-        words = tuple(Word(w.word, w.start - t0, w.end - t0) for w in self.words())
-        gen, det = self._p_gen, self.detector
+        words = tuple(Word(w.word, w.start - t0, w.end - t0) for w in self._query_words())
+        gen, det = (self._p_gen, self.awaiting_final), self.detector
 
         def query():
-            return gen, float(det.predict(audio, words, msgs, k * self.grid_s))
+            t = time.perf_counter()
+            p = float(det.predict(audio, words, msgs, k * self.grid_s))
+            self.query_s.append(time.perf_counter() - t)
+            return gen, p
 
         self._pending = asyncio.ensure_future(self.run_blocking(query))
 

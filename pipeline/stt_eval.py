@@ -1,0 +1,85 @@
+"""Word error rate and speed of the STT engines on rendered turns and on real speech.
+
+Rendered: real Switchboard dev / SBCSAE test turns rendered by `scenarios.render_turns` (espeak
+voices, real pauses); the reference is the turn's normalised text. Real: `clips/jfk.flac` from the
+shared data root (11 s, 1961, public domain) with its known transcript. Each engine decodes each
+utterance streamed in 20 ms chunks (pocketsphinx) or whole (whisper); we report corpus WER, the
+real-time factor (decode seconds per audio second) and the finalisation time (`finish()` after the
+last chunk, what the pipeline waits for after the user stops).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.config import RunFolder, default_data_root, default_runs_root
+
+from .stt import make_stt, word_error_rate
+
+JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+
+
+@dataclass(frozen=True)
+class SttEvalConfig:
+    engines: tuple[str, ...] = field(default=("pocketsphinx", "whisper"), metadata={"help": "STT engines"})
+    n_rendered: int = field(default=20, metadata={"help": "rendered real turns (half Switchboard dev, half SBCSAE test)"})
+    data_root: Path = field(default_factory=default_data_root, metadata={"help": "shared data root (clips/jfk.flac)"})
+    seed: int = 0
+    out: Path | None = field(default=None, metadata={"help": "run folder (default runs/stt-wer-<time>)"})
+
+
+def decode(engine, audio: np.ndarray) -> tuple[str, float, float]:
+    """(text, decode seconds, finish seconds): streamed in 20 ms chunks when the engine streams."""
+    t0 = time.perf_counter()
+    engine.start()
+    for i in range(0, audio.size, 320):
+        engine.accept(audio[i:i + 320])
+    t1 = time.perf_counter()
+    text, _ = engine.finish()
+    t2 = time.perf_counter()
+    return text, t2 - t0, t2 - t1
+
+
+def run(cfg: SttEvalConfig) -> dict:
+    from tqdm import tqdm
+
+    from vad_turn.audio import load_audio
+
+    from .scenarios import render_turns, select_rows
+    from vad_turn.config import default_built_root
+
+    out = cfg.out or default_runs_root() / f"stt-wer-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = RunFolder(out, cfg)
+    pad = np.zeros(3200, np.float32)
+    sets = {"real:jfk": [(JFK_TEXT, load_audio(Path(cfg.data_root) / "clips" / "jfk.flac"))]}
+    n_sw = (cfg.n_rendered + 1) // 2
+    rendered = []
+    for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", cfg.n_rendered - n_sw)):
+        if n:
+            rendered += render_turns(select_rows(default_built_root(), corpus, split, n, seed=cfg.seed), corpus,
+                                     seed=cfg.seed)
+    sets["rendered"] = [(t.text, np.concatenate([pad, t.audio, pad])) for t in rendered]
+    results = {}
+    for name in cfg.engines:
+        engine = make_stt(name)
+        for set_name, items in sets.items():
+            hyps, dec_s, fin_s, audio_s = [], [], [], 0.0
+            for ref, audio in tqdm(items, desc=f"{name} {set_name}", leave=False):
+                text, d, f = decode(engine, audio)
+                hyps.append(text)
+                dec_s.append(d)
+                fin_s.append(f)
+                audio_s += audio.size / 16000
+            w = word_error_rate([r for r, _ in items], hyps)
+            results[f"{name}/{set_name}"] = {**w, "rtf": float(sum(dec_s) / audio_s),
+                                             "finish_p50_s": float(np.median(fin_s)),
+                                             "examples": [{"ref": r, "hyp": h} for (r, _), h in list(zip(items, hyps))[:5]]}
+    folder.write_metrics(results)
+    print(f"{'engine/set':32s} {'WER':>6s} {'words':>6s} {'RTF':>6s} {'finish_p50_ms':>14s}")
+    for k, r in results.items():
+        print(f"{k:32s} {r['wer']:6.3f} {r['n_ref_words']:6d} {r['rtf']:6.2f} {1000 * r['finish_p50_s']:14.0f}")
+    print(f"wrote {folder.path}")
+    return results

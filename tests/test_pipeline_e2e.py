@@ -1,0 +1,75 @@
+"""Real-time end-to-end runs (wall clock, real models): a tiny bench run, its report, the notebook on it,
+and (slow) the semantic strategy with barge-in scenarios."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from pipeline.bench import BenchConfig, run  # noqa: E402
+from vad_turn.config import default_built_root  # noqa: E402
+
+needs_built = pytest.mark.skipif(not (default_built_root() / "switchboard").exists()
+                                 or not (default_built_root() / "sbcsae").exists(),
+                                 reason="built Switchboard / SBCSAE datasets not present (vad-turn build-data)")
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    res = run(BenchConfig(out=out, configs=("streaming-vad",), n_conversation_turns=1, turns_per_conversation=1,
+                          n_barge_in=0, n_backchannel=1, max_new_tokens=8))
+    return out, res
+
+
+@needs_built
+@pytest.mark.timeout(300)
+def test_real_time_run_answers_and_ignores_a_backchannel(tiny_bench):
+    out, res = tiny_bench
+    rows = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    conv = [r for r in rows if r["kind"] == "conversation"]
+    assert len(conv) == 1 and conv[0]["answered"] and conv[0]["transcript"].strip()
+    r = conv[0]
+    # VAD-only: the decision comes stop_silence_s (0.6 s) after the VAD's speech end, plus its hangover/frame lag
+    assert 0.5 <= r["endpoint_s"] <= 1.2
+    assert r["e2e_s"] == pytest.approx(r["endpoint_s"] + r["processing_s"], abs=1e-6)
+    assert 0.0 < r["processing_s"] < 15.0 and 0.0 <= r["tts_first_s"] < 1.0
+    bc = [x for x in rows if x["kind"] == "backchannel"]
+    assert len(bc) == 1
+    if bc[0]["agent_was_speaking"]:
+        assert bc[0]["interrupted"] is False and bc[0]["reaction_s"] < 0.2
+    s = res["summary"]["streaming-vad"]
+    assert s["n_turns"] == 1 and s["e2e_s"]["p50"] == pytest.approx(r["e2e_s"])
+    report = (out / "report.md").read_text()
+    assert "streaming-vad" in report and (out / "metrics.json").exists() and (out / "config.json").exists()
+
+
+@needs_built
+@pytest.mark.timeout(300)
+def test_notebook_05_runs_on_the_tiny_bench(tiny_bench):
+    from pathlib import Path
+
+    from test_notebooks import NOTEBOOKS, execute
+
+    out, _ = tiny_bench
+    nb = execute(NOTEBOOKS / "05_pipeline_latency.ipynb", {"PIPELINE_BENCH_DIR": str(Path(out))})
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+@needs_built
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_semantic_streaming_with_barge_in(tmp_path):
+    res = run(BenchConfig(out=tmp_path, configs=("streaming-semantic", "cascade-vad"), n_conversation_turns=2,
+                          turns_per_conversation=2, n_barge_in=1, n_backchannel=1, max_new_tokens=12))
+    s = res["summary"]["streaming-semantic"]
+    assert s["n_turns"] == 2 and s["answered_rate"] == 1.0
+    if "barge_in" in s:
+        assert s["barge_in"]["success_rate"] == 1.0 and s["barge_in"]["reaction_p99_s"] < 0.2
+    if "backchannel" in s:
+        assert s["backchannel"]["false_interruptions"] == 0
