@@ -1,9 +1,10 @@
 """The user turns every prompt variant answers: real conversational questions plus task requests.
 
 Real turns come from the workbench's turn-span datasets (the builders' output, never a second
-turn construction): `data/built/<corpus>` when `vad-turn build-data` has written it, otherwise
-the corpus builder runs in memory on the first `max_conversations` conversations of each split
-(reading the original files in place from the data root).
+turn construction): the first `max_conversations` conversations of each split of
+`data/built/<corpus>` when `vad-turn build-data` has written it, otherwise the corpus builder run
+in memory on the same conversations (reading the original files in place from the data root).
+Both paths give the same rows, so the selected requests do not depend on whether data was built.
 
 Selection (deterministic, recorded in the run folder by turn id):
 
@@ -134,13 +135,34 @@ def corpus_rows(corpus: str, *, built_root: Path | None = None, data_root: Path 
     if built.exists():
         from vad_turn.dataset import iter_rows, load_turns
 
-        return list(iter_rows(load_turns(built), cols)), f"built dataset {built}"
+        ds = load_turns(built)
+        keys = list(zip(ds["split"], ds["conversation"])) if "split" in ds.column_names else None
+        keep = _first_conversations(keys, max_conversations) if keys else None
+        rows = [r for i, r in enumerate(iter_rows(ds, cols)) if keep is None or i in keep]
+        return rows, f"built dataset {built} (first {max_conversations} conversations per split)"
     from vad_turn.corpora import corpus_builder, load_recipe
 
     root = Path(data_root or default_data_root())
     splits, _ = corpus_builder(corpus)(root, load_recipe(corpus), max_conversations=max_conversations)
     rows = [{k: v for k, v in r.to_row().items() if k in cols} for recs in splits.values() for r in recs]
     return rows, f"{corpus} builder on {root} (first {max_conversations} conversations per split)"
+
+
+def _first_conversations(keys: list[tuple[str, str]], n: int) -> set[int]:
+    """Row indices of the first `n` distinct conversations of each split, in row (= split list) order.
+
+    The same rows the builder gives with `max_conversations=n`, so selection does not depend on
+    whether the dataset was built.
+    """
+    seen: dict[str, set[str]] = {}
+    out = set()
+    for i, (split, conv) in enumerate(keys):
+        convs = seen.setdefault(split, set())
+        if conv not in convs and len(convs) < n:
+            convs.add(conv)
+        if conv in convs:
+            out.add(i)
+    return out
 
 
 def task_requests(n: int) -> list[Request]:

@@ -42,3 +42,17 @@ def test_real_corpus_requests(data_root, tmp_path):
     assert "builder" in notes["switchboard_origin"]
     assert reqs[-1].text == TASK_REQUESTS[1][1]
     assert len(TASK_REQUESTS) >= 18 and len({t for _, t in TASK_REQUESTS}) == len(TASK_REQUESTS)
+
+
+def test_built_dataset_and_in_memory_builder_give_the_same_rows(data_root, tmp_path):
+    from prosody.requests import corpus_rows
+    from vad_turn.corpora import corpus_builder, load_recipe
+    from vad_turn.dataset import write_turns
+
+    splits, _ = corpus_builder("switchboard")(data_root, load_recipe("switchboard"), max_conversations=3)
+    write_turns([r for recs in splits.values() for r in recs], tmp_path / "built" / "switchboard")
+    built, origin = corpus_rows("switchboard", built_root=tmp_path / "built", data_root=data_root, max_conversations=2)
+    fresh, _ = corpus_rows("switchboard", built_root=tmp_path / "none", data_root=data_root, max_conversations=2)
+    assert "built dataset" in origin
+    assert [r["id"] for r in built] == [r["id"] for r in fresh] and len(built) > 50
+    assert len({r["conversation"] for r in built}) == 4  # 2 per split, train and dev
