@@ -224,7 +224,9 @@ def run(cfg: ProsodyConfig) -> dict:
     # 1. replies
     replies_log = folder.file("replies.jsonl")
     replies = {(r["variant"], r["request_id"]): r for r in read_jsonl(replies_log)}
-    todo = [(v, q) for v in variants for q in requests if (v.name, q.id) not in replies]
+    # Variants interleaved per request: a shared CPU's load drifts over a run, and timing measures
+    # (llm_first_clause_s, ttfa_s) must not confound that drift with the variant.
+    todo = [(v, q) for q in requests for v in variants if (v.name, q.id) not in replies]
     if todo:
         llm = load_llm(cfg.llm_backend, base_url=cfg.llm_base_url, model=cfg.llm_model, n_threads=cfg.llm_threads)
         for v, q in tqdm(todo, desc="prosody: LLM replies", unit="reply"):

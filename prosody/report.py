@@ -25,6 +25,12 @@ TABLE_MEASURES = (
 )
 EXTRA_MEASURES = ("n_words", "pauses_per_min", "articulation_rate_syl_per_s", "tts_first_audio_s", "llm_first_clause_s")
 REFERENCE = "real speech"
+LOCAL_LLM_CAVEAT = (
+    "**Caveat: the LLM is SmolLM2-135M-Instruct.** A 135M-parameter model follows style instructions "
+    "weakly (compare the text measures, e.g. filler_rate under 'disfluent', with what the prompt asks), so "
+    "the effects below measure what this model does with the prompts, not what prompt wording can do "
+    "with a capable LLM; rerun with `--llm-backend openai` for that."
+)
 REFERENCE_FEMALE = "real speech (female)"  # AMI participant ids start with F/M; the default voices are female
 
 
@@ -92,6 +98,9 @@ def summarize(per_reply: pd.DataFrame, reference: pd.DataFrame, variants: list[s
     return out
 
 
+SMALL_MEASURES = frozenset({"punct_per_word", "filler_rate", "pause_mean_s"})
+
+
 def _cell(row: pd.Series, key: str, digits: int = 2) -> str:
     v, lo, hi = row.get(key), row.get(f"{key}_lo" if key != "mean" else "ci_lo"), row.get(f"{key}_hi" if key != "mean" else "ci_hi")
     if v is None or not np.isfinite(v):
@@ -109,7 +118,8 @@ def markdown_table(results: pd.DataFrame, key: str, variants: list[str], measure
     for m in measures:
         if m not in set(results["measure"]):
             continue
-        cells = [_cell(idx.loc[(m, c)], key) if (m, c) in idx.index else "n/a" for c in cols]
+        digits = 3 if key == "mean" and m in SMALL_MEASURES else 2
+        cells = [_cell(idx.loc[(m, c)], key, digits) if (m, c) in idx.index else "n/a" for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -233,6 +243,7 @@ def write_report(run_dir: Path, cfg, prompts, variants: list[str], request_ids: 
         f"({', '.join(metrics['voices'])}); real speech: {len(ref)} utterances ({', '.join(cfg.reference_sources)}).",
         "Means with 95% percentile-bootstrap CIs over requests (each request's value is its mean over voices).",
         "",
+        *([LOCAL_LLM_CAVEAT, ""] if cfg.llm_backend == "local" else []),
         "## Means per variant",
         "", markdown_table(res, "mean", variants), "",
         "## Paired effect vs baseline (Cohen's d_z, 95% CI)",
