@@ -109,6 +109,9 @@ def predict_many(detector: Detector, queries: Sequence[Query]) -> np.ndarray:
 DETECTORS: dict[str, str | Callable[..., Any]] = {
     "vad-only": "vad_turn.detectors:VADOnlyDetector",
     "acoustic": "vad_turn.acoustic:AcousticDetector",
+    "lexical": "vad_turn.lexical_runtime:LexicalDetector",
+    "lexical-lr": "vad_turn.lexical_baselines:LogRegDetector",
+    "lexical-zeroshot": "vad_turn.lexical_baselines:ZeroShotDetector",
 }
 
 

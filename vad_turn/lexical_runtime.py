@@ -1,0 +1,221 @@
+"""The lexical end-of-turn model at inference: text encoding, timing features, incremental state, detector.
+
+Needs only numpy, onnxruntime and `tokenizers` (torch only for the optional torch backend). The
+text encoding and timing features defined here are the very functions training uses
+(`vad_turn.lexical` imports them), so training, torch inference and ONNX inference see the same inputs.
+
+Input of one decision: the previous turns (`messages`, the last "assistant" = other-party message
+is the context), the user's words visible so far (ASR-normalised with `schema.normalize_word`:
+lowercase, no punctuation) and the silence so far. The GRU reads
+`<|im_start|> context-tokens <|im_end|>` then each word's SmolLM2 tokens (" " + word); its state
+after the last visible word, with the timing features, goes to a small MLP head -> p_eot.
+
+Incremental: the state after each visible word is cached (keyed by the context and the word
+prefix), so a new word costs one GRU step over its 1-3 tokens, and a new silence step only the head.
+
+A model folder holds `tokenizer.json` (SmolLM2's), `lexical_step.onnx` (raw token ids (T,) int64 +
+state (1, 1, H) -> state), `lexical_head.onnx` (states (N, H) + timing (N, F) -> p_eot (N,)),
+`lexical.json` (sizes, special ids, feature names, metrics) and `model.pt` (torch weights).
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import REPO_ROOT
+from .schema import Message, Word, normalize_text, normalize_word
+
+TIMING_FEATURES = ("silence_s", "log1p_n_seen", "no_words", "last_dur_s", "gap_before_last_s", "rate_wps")
+RATE_WINDOW_WORDS = 5
+CONTEXT_MAX_TOKENS = 24
+DEFAULT_MODEL_DIR = REPO_ROOT / "vad_turn" / "models" / "lexical"
+
+
+def timing_features(words: Sequence[Word], silence_s: float) -> np.ndarray:
+    """float32 (len(TIMING_FEATURES),): silence so far (s, clipped to [0, 3]), log(1 + n visible
+    words), 1 if no word is visible, the last visible word's duration (s, <= 2), the pause before
+    it (s, <= 2) and the speaking rate over the last <= 5 visible words (words/s, <= 8)."""
+    n = len(words)
+    f = np.zeros(len(TIMING_FEATURES), dtype=np.float32)
+    f[0] = min(max(float(silence_s), 0.0), 3.0)
+    f[1] = np.log1p(n)
+    f[2] = float(n == 0)
+    if n:
+        last = words[-1]
+        f[3] = min(max(last.end - last.start, 0.0), 2.0)
+        f[4] = min(max(last.start - words[-2].end, 0.0), 2.0) if n > 1 else 0.0
+        first = words[max(n - RATE_WINDOW_WORDS, 0)]
+        span = last.end - first.start
+        f[5] = min(min(n, RATE_WINDOW_WORDS) / span, 8.0) if span > 0 else 0.0
+    return f
+
+
+def context_text(messages: Sequence[Message]) -> str:
+    """The context of a decision: the last other-party ("assistant") message, ASR-normalised ("" if none)."""
+    for m in reversed(messages):
+        role, content = (m.role, m.content) if isinstance(m, Message) else (m["role"], m["content"])
+        if role == "assistant":
+            return normalize_text(content.split())
+    return ""
+
+
+class LexicalTokenizer:
+    """SmolLM2's tokenizer (tokenizers' tokenizer.json) with the encodings of the lexical model."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: tokenizer.json not found (SmolLM2's, saved next to the model)")
+        self.path = path
+        self._tok = Tokenizer.from_file(str(path))
+        self.bos_id = self._tok.token_to_id("<|im_start|>")
+        self.sep_id = self._tok.token_to_id("<|im_end|>")
+        if self.bos_id is None or self.sep_id is None:
+            raise ValueError(f"{path}: not SmolLM2's tokenizer (no <|im_start|> / <|im_end|> tokens)")
+        self.vocab_size = self._tok.get_vocab_size()
+        self._words: dict[str, tuple[int, ...]] = {}
+
+    def word_ids(self, word: str) -> tuple[int, ...]:
+        """Token ids of one word, normalised, with its leading space (empty for words that normalise away)."""
+        ids = self._words.get(word)
+        if ids is None:
+            w = normalize_word(word)
+            ids = tuple(self._tok.encode(" " + w, add_special_tokens=False).ids) if w else ()
+            self._words[word] = ids
+        return ids
+
+    def context_ids(self, text: str, max_tokens: int = CONTEXT_MAX_TOKENS) -> list[int]:
+        """`<|im_start|>` + the last `max_tokens` tokens of the normalised context + `<|im_end|>`."""
+        ids = self._tok.encode(" " + text, add_special_tokens=False).ids if text else []
+        return [self.bos_id, *(ids[-max_tokens:] if max_tokens > 0 else []), self.sep_id]
+
+
+class LexicalModel:
+    """The lexical model for inference: ONNX (default) or torch backend, incremental per visible word.
+
+    `p_eot(queries)` -> float64 (n,) in [0, 1] for (words, messages, silence_s) triples.
+    """
+
+    def __init__(self, model_dir: Path = DEFAULT_MODEL_DIR, *, backend: str = "onnx", threads: int = 1,
+                 cache_size: int = 8192):
+        model_dir = Path(model_dir)
+        meta_path = model_dir / "lexical.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path}: no lexical model here (train one with `vad-turn train-lexical`)")
+        self.meta = json.loads(meta_path.read_text())
+        if tuple(self.meta["timing_features"]) != TIMING_FEATURES:
+            raise ValueError(f"{meta_path}: trained with timing features {self.meta['timing_features']}, "
+                             f"this code computes {list(TIMING_FEATURES)}")
+        self.model_dir, self.backend = model_dir, backend
+        self.tok = LexicalTokenizer(model_dir / "tokenizer.json")
+        self.hidden = int(self.meta["hidden"])
+        self.context_max_tokens = int(self.meta["context_max_tokens"])
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_size = cache_size
+        if backend == "onnx":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            for name in ("lexical_step.onnx", "lexical_head.onnx"):
+                if not (model_dir / name).exists():
+                    raise FileNotFoundError(f"{model_dir / name}: missing (export with vad_turn.lexical.export_onnx)")
+            self._step_sess = ort.InferenceSession(str(model_dir / "lexical_step.onnx"), so,
+                                                   providers=["CPUExecutionProvider"])
+            self._head_sess = ort.InferenceSession(str(model_dir / "lexical_head.onnx"), so,
+                                                   providers=["CPUExecutionProvider"])
+        elif backend == "torch":
+            import torch
+
+            from .lexical import load_torch_model
+
+            torch.set_num_threads(threads)
+            self._torch = load_torch_model(model_dir)
+        else:
+            raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+
+    # -- the two network pieces
+    def step(self, ids: Sequence[int], h: np.ndarray) -> np.ndarray:
+        """GRU over token ids (T >= 1,) from state h (1, 1, H) float32 -> new state (1, 1, H)."""
+        x = np.asarray(ids, dtype=np.int64).reshape(1, -1)
+        if self.backend == "onnx":
+            return self._step_sess.run(None, {"token_ids": x, "h0": h})[0]
+        import torch
+
+        with torch.inference_mode():
+            return self._torch.step(torch.from_numpy(x), torch.from_numpy(h)).numpy()
+
+    def head(self, states: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """p_eot (N,) float32 from states (N, H) and timing features (N, F)."""
+        states = np.ascontiguousarray(states, dtype=np.float32)
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if self.backend == "onnx":
+            return self._head_sess.run(None, {"h": states, "timing": feats})[0]
+        import torch
+
+        with torch.inference_mode():
+            return self._torch.head_prob(torch.from_numpy(states), torch.from_numpy(feats)).numpy()
+
+    # -- incremental state
+    def _remember(self, key, h: np.ndarray) -> None:
+        self._cache[key] = h
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def state(self, words: Sequence[Word], messages: Sequence[Message]) -> np.ndarray:
+        """The GRU state (1, 1, H) after the context and `words`, reusing cached prefix states."""
+        ctx = context_text(messages)
+        keys = [("ctx", ctx)]
+        for w in words:  # key of each prefix, built incrementally (O(n))
+            keys.append(hash((keys[-1], w.word, round(w.start, 4))))
+        m = len(words)
+        while m >= 0 and keys[m] not in self._cache:
+            m -= 1
+        if m < 0:
+            h = self.step(self.tok.context_ids(ctx, self.context_max_tokens), np.zeros((1, 1, self.hidden), np.float32))
+            self._remember(keys[0], h)
+            m = 0
+        else:
+            h = self._cache[keys[m]]
+            self._cache.move_to_end(keys[m])
+        for i in range(m, len(words)):
+            ids = self.tok.word_ids(words[i].word)
+            if ids:
+                h = self.step(ids, h)
+            self._remember(keys[i + 1], h)
+        return h
+
+    def p_eot(self, queries: Sequence[tuple[Sequence[Word], Sequence[Message], float]]) -> np.ndarray:
+        """float64 (n,) p_eot for (words, messages, silence_s) triples; one head call for all."""
+        if not queries:
+            return np.zeros(0, dtype=np.float64)
+        states = np.concatenate([self.state(w, m).reshape(1, -1) for w, m, _ in queries])
+        feats = np.stack([timing_features(w, s) for w, _, s in queries])
+        return self.head(states, feats).astype(np.float64).reshape(-1)
+
+
+class LexicalDetector:
+    """The trained lexical model as a harness `Detector` ("lexical"): words + context + silence -> p_eot.
+
+    model: a model folder (default the shipped vad_turn/models/lexical); backend: "onnx" or "torch".
+    """
+
+    needs_audio = False
+    needs_words = True
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", threads: int | str = 1):
+        self.model = LexicalModel(Path(model), backend=backend, threads=int(threads))
+        self.name = "lexical" if backend == "onnx" else f"lexical-{backend}"
+
+    def predict(self, audio, words, messages, silence_s: float) -> float:
+        return float(self.model.p_eot([(words, messages, silence_s)])[0])
+
+    def predict_batch(self, queries) -> np.ndarray:
+        return self.model.p_eot([(q.words, q.messages, q.silence_s) for q in queries])
