@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = field(default=64, metadata={"help": "examples per optimiser step (per rank under DDP)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0: no clipping)"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads per process"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads per process (1: the CPU is shared)"})
     max_examples: int | None = field(default=None, metadata={"help": "train on a seeded subset of this many examples"})
     select_metric: str = field(default="val_loss", metadata={"help": "validation metric that selects the epoch"})
     select_mode: str = field(default="min", metadata={"help": "min or max of select_metric is best"})
