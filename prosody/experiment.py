@@ -229,6 +229,7 @@ def run(cfg: ProsodyConfig) -> dict:
     todo = [(v, q) for q in requests for v in variants if (v.name, q.id) not in replies]
     if todo:
         llm = load_llm(cfg.llm_backend, base_url=cfg.llm_base_url, model=cfg.llm_model, n_threads=cfg.llm_threads)
+        llm.complete([{"role": "user", "content": "Hello."}], max_new_tokens=2)  # untimed warm-up: first call is slow
         for v, q in tqdm(todo, desc="prosody: LLM replies", unit="reply"):
             row = generate_reply(llm, v, q, cfg)
             append_jsonl(replies_log, row)
@@ -239,6 +240,8 @@ def run(cfg: ProsodyConfig) -> dict:
     done = {(r["variant"], r["request_id"], r["voice"]) for r in read_jsonl(renders_log)}
     keep_audio = {q.id for q in requests[: cfg.save_audio_requests]}
     for voice in voices:
+        if cfg.measure_tts_latency:
+            tts_first_audio_s("Hello.", voice)  # untimed warm-up (library load, disk cache)
         items = [replies[(v.name, q.id)] for v in variants for q in requests
                  if (v.name, q.id, voice.id) not in done and replies[(v.name, q.id)]["text"]]
         bar = tqdm(total=len(items), desc=f"prosody: render+measure {voice.id}", unit="reply")
