@@ -8,8 +8,9 @@ skips finished (config, scenario) pairs), then `metrics.json` and `report.md` su
 Per user turn (times on the pipeline clock; `speech_end` is the ground truth: when the scripted
 audio's last word ended):
 - e2e_s = first agent audio played - speech_end (what the user waits; includes endpointing);
-- endpoint_s = end-of-turn decision - speech_end (the policy's dead air; < 0 is a cut-off);
-- processing_s = first agent audio played - end-of-turn decision (the 300 ms budget part);
+- endpoint_s = end-of-turn decision (when the policy fired) - speech_end (the policy's dead air);
+- processing_s = first agent audio played - that decision (the 300 ms budget part: in the cascade it
+  includes the batch STT, which the EndOfTurn frame has to wait for);
 - stt_final_s = final transcript - VAD stop; llm_ttft_s = first LLM token - the EndOfTurn that
   started the generation (the preemptive one when it was confirmed); tts_first_s = first TTS
   audio - first text to speak; preempt_hidden_s = confirmed decision - preemptive start;
@@ -128,7 +129,7 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
         nxt = truths[i + 1]["start"] if i + 1 < len(truths) else float("inf")
         mine = [r for r in records if r["eot"] is not None and tr["start"] <= r["eot"] < nxt]
         mine_tent = [r for r in records if r["eot_tentative"] is not None and tr["start"] <= r["eot_tentative"] < nxt]
-        cutoff = any(r["eot"] < tr["end"] for r in mine)
+        cutoff = any((r.get("decided") or r["eot"]) < tr["end"] for r in mine)
         played = [r for r in mine if r["first_played"] is not None and r["first_played"] < tr.get("onset", nxt)
                   and (r["eot"] >= tr["end"] or r["interrupt_reason"] != "user-resumed")]
         r = played[0] if played else None
@@ -138,8 +139,9 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
         if r is not None:
             start_gen = r["eot_tentative"] if r["eot_tentative"] is not None else r["eot"]
             row.update(transcript=r["text"], reply=r["reply"], bridged=r.get("bridged", False), p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
-                       e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(r["eot"], tr["end"]),
-                       processing_s=_d(r["first_played"], r["eot"]), stt_final_s=_d(r["stt_final"], r["user_stopped"]),
+                       e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(r.get("decided") or r["eot"], tr["end"]),
+                       processing_s=_d(r["first_played"], r.get("decided") or r["eot"]),
+                       stt_final_s=_d(r["stt_final"], r["user_stopped"]),
                        llm_ttft_s=_d(r["first_token"], start_gen), tts_first_s=_d(r["first_tts"], r["first_text"]),
                        preempt_hidden_s=_d(r["eot"], r["eot_tentative"]))
         if sc.kind in ("barge-in", "backchannel") and r is not None and "onset" in tr:

@@ -58,6 +58,7 @@ COMMANDS = {
     "run": ("pipeline.cli", "RunConfig", "run", "play an audio file through the pipeline, print the per-turn timeline"),
     "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report)"),
     "stt-wer": ("pipeline.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),
+    "demo": ("pipeline.demo.app", "DemoConfig", "run", "Gradio demo: semantic vs VAD-only side by side (port 7860)"),
 }
 
 

@@ -159,6 +159,7 @@ class EndOfTurn(Frame):
     stream_t_s: float
     tentative: bool = False
     words: tuple[Word, ...] = field(default=(), compare=False)
+    decided_t_s: float | None = None  # clock time the policy fired (t_s can be later: waiting for the final transcript)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ builds one record per agent response (= per EndOfTurn id) with the clock times o
 user_stopped (VAD's UserStoppedSpeaking before the decision), stt_final (the last final
 Transcript before the decision), eot (the confirming EndOfTurn), eot_tentative (a preemptive one),
 first_token (LLMToken), first_text (AgentText), first_tts (TTSAudio), first_played
-(AgentSpeaking start), interrupt (its time and reason), stopped (AgentSpeaking stop, reason).
+(AgentSpeaking start), decided (when the policy fired; the EndOfTurn waits for the final
+transcript, which in the batch cascade comes later), interrupt (its time and reason), stopped (AgentSpeaking stop, reason).
 Latencies are differences of these; the scenario player adds the ground truth (when the user
 really stopped speaking) to turn them into end-to-end figures.
 """
@@ -36,6 +37,7 @@ class ResponseRecord:
     stt_final: float | None = None
     eot: float | None = None
     eot_tentative: float | None = None
+    decided: float | None = None  # when the policy fired (eot can be later in the cascade: batch STT)
     eot_silence_s: float | None = None
     p_eot: float | None = None
     first_token: float | None = None
@@ -84,6 +86,7 @@ class LatencyObserver:
                 r.eot_tentative = r.eot_tentative or t
             elif r.eot is None:
                 r.eot, r.text, r.eot_silence_s, r.p_eot = t, frame.text, frame.silence_s, frame.p_eot
+                r.decided = frame.decided_t_s if frame.decided_t_s is not None else t
                 r.user_stopped, r.stt_final = self._last_stop, self._last_final
         elif isinstance(frame, LLMToken) and source == "llm":
             r = self.rec(frame.response_id)

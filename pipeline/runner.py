@@ -60,7 +60,9 @@ class PipelineConfig:
     max_new_tokens: int = field(default=24, metadata={"help": "reply length cap"})
     voice: str = field(default="espeak:en-us+f3", metadata={"help": "TTS voice id (engine:name)"})
     tools: bool = field(default=True, metadata={"help": "clock and calculator tools with prefetch"})
-    bridge_after_s: float = field(default=1.2, metadata={"help": "say the bridging phrase after this wait"})
+    bridge_after_s: float = field(default=1.2, metadata={"help": "tools: say the bridging phrase after this wait"})
+    llm_bridge_after_s: float | None = field(default=None, metadata={
+        "help": "say the bridging phrase when the LLM's first token takes longer ('none': never)"})
     barge_in: bool = field(default=True, metadata={"help": "user speech over the agent pauses/interrupts it"})
     system_prompt: str = SYSTEM_PROMPT
 
@@ -142,7 +144,8 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
         else:  # the first forward pass builds the graph (seconds): pay it now, not in the first silence
             from vad_turn.schema import Word
 
-            det.predict(None, (Word("hello", 0.0, 0.3),), (), 0.2)
+            warm_audio = np.zeros(SAMPLE_RATE_HZ, np.float32) if getattr(det, "needs_audio", False) else None
+            det.predict(warm_audio, (Word("hello", 0.0, 0.3),), (), 0.2)
     return Models(cfg.vad, make_stt(cfg.stt), llm, det, det_name, voice)
 
 
@@ -160,7 +163,8 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
         VADProcessor(make_vad(models.vad_name)),
         STTProcessor(models.stt, batch=cascade),
         TurnProcessor(policy, detector, barge_in=cfg.barge_in),
-        LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s),
+        LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s,
+                     llm_bridge_after_s=cfg.llm_bridge_after_s),
         ClauseAggregator(mode="whole" if cascade else "clause"),
         TTSProcessor(models.voice, mode="whole" if cascade else "stream"),
         OutputProcessor(),

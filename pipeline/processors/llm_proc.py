@@ -7,8 +7,10 @@ discards it. A final EndOfTurn without a preemptive start starts generation at o
 
 Tools: every Transcript and EndOfTurn text is offered to `ToolRunner.prefetch`, so predictable
 calls start before the turn ends. Before generating, the processor waits for the turn's calls;
-if they (or the LLM's first token) take longer than `bridge_after_s`, it says `bridge_phrase`
-first (an `AgentText(bridge=True)`). Tool results reach the LLM as a system message.
+if they take longer than `bridge_after_s` (or the LLM's first token longer than
+`llm_bridge_after_s`, when set: a slow or failing endpoint), it says `bridge_phrase` first (an
+`AgentText(bridge=True)`, logged). Tool results reach the LLM as a system message. The prompt is
+the system prompt plus the last `max_history` messages.
 
 The LLM's `stream` runs on a worker thread (`llm_wrappers.ThreadedStream`); an Interrupt cancels
 it (LocalLLM stops after the current token). If the LLM fails, the failure is logged in the
@@ -40,11 +42,14 @@ class LLMProcessor(Processor):
     name = "llm"
 
     def __init__(self, llm, *, max_new_tokens: int = 32, temperature: float = 0.0, tools: ToolRunner | None = None,
-                 bridge_after_s: float = 1.0, bridge_phrase: str = "Let me pull that up.",
-                 error_phrase: str = "Sorry, I lost my train of thought."):
+                 bridge_after_s: float = 1.0, llm_bridge_after_s: float | None = None,
+                 bridge_phrase: str = "Let me pull that up.", error_phrase: str = "Sorry, I lost my train of thought.",
+                 max_history: int = 6):
         super().__init__()
         self.llm, self.max_new_tokens, self.temperature = llm, int(max_new_tokens), float(temperature)
         self.tools, self.bridge_after_s = tools, float(bridge_after_s)
+        self.llm_bridge_after_s = None if llm_bridge_after_s is None else float(llm_bridge_after_s)
+        self.max_history = int(max_history)
         self.bridge_phrase, self.error_phrase = bridge_phrase, error_phrase
         self.jobs: dict[int, _Job] = {}
 
@@ -146,18 +151,18 @@ class LLMProcessor(Processor):
             history = [m for m in self.conv.messages if m["role"] != "system"]
             if job.hold:
                 history = history + [{"role": "user", "content": job.turn.text}]
-            msgs = msgs + history + extra
+            msgs = msgs + history[-self.max_history:] + extra
             job.stream = ThreadedStream(self.llm, msgs, dict(max_new_tokens=self.max_new_tokens,
                                                             temperature=self.temperature))
             q = job.stream.q
             first = True
             while True:
-                timeout = self.bridge_after_s if (first and not bridged) else None
+                timeout = self.llm_bridge_after_s if (first and not bridged) else None
                 try:
                     item = await loop.run_in_executor(None, _get, q, timeout)
                 except _queue.Empty:
                     bridged = True
-                    self.conv.note(self.now(), f"response {rid}: no LLM token after {self.bridge_after_s} s, bridging")
+                    self.conv.note(self.now(), f"response {rid}: no LLM token after {self.llm_bridge_after_s} s, bridging")
                     await self._out(job, AgentText(self.now(), rid, self.bridge_phrase, bridge=True))
                     continue
                 if item is _DONE:

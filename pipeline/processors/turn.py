@@ -101,6 +101,7 @@ class TurnProcessor(Processor):
         self.backchannel_max_s, self.final_wait_s, self.barge_in = float(backchannel_max_s), float(final_wait_s), barge_in
         self.backchannel_short_s = float(backchannel_short_s)
         self.turn_id = 0
+        self._p_gen = 0  # increases whenever scores in flight become stale (never reset)
         self._new_turn()
         self.user_speaking = False
         self.now_stream_s = 0.0
@@ -115,8 +116,9 @@ class TurnProcessor(Processor):
         self.awaiting_final = False
         self.fired = False
         self.tentative_sent = False
+        self._decided_t: float | None = None
         self.p_eot: float | None = None
-        self._p_gen = 0
+        self._p_gen += 1
         self._pending: asyncio.Future | None = None
         self._last_k = -1
         self._audio: list[np.ndarray] = []
@@ -138,6 +140,7 @@ class TurnProcessor(Processor):
     def on_system(self, frame) -> None:
         if isinstance(frame, UserStartedSpeaking):
             self.user_speaking = True
+            self._decided_t = None
             self._p_gen += 1  # any running detector query is stale now
             self.p_eot, self._last_k = None, -1
             active = self.conv.active_response
@@ -242,7 +245,9 @@ class TurnProcessor(Processor):
         if pre is not None and not self.tentative_sent and ready and p is not None and p >= pre:
             self.tentative_sent = True
             await self._emit(True, p, silence_s)
-        if ready and self.policy.fires(silence_s, p):
+        if self.policy.fires(silence_s, p) and self._decided_t is None:
+            self._decided_t = self.now()
+        if ready and self._decided_t is not None:
             self.fired = True
             await self._emit(False, 1.0 if p is None else p, silence_s)
 
@@ -282,4 +287,4 @@ class TurnProcessor(Processor):
 
     async def _emit(self, tentative: bool, p: float, silence_s: float) -> None:
         await self.push(EndOfTurn(self.now(), self.turn_id, self.text(), float(p), float(silence_s), self.now_stream_s,
-                                  tentative, self.words()))
+                                  tentative, self.words(), None if tentative else self._decided_t))

@@ -1,0 +1,85 @@
+"""The demo's report tabs: the turn model's evaluation runs and the prosody study, read from run folders.
+
+Evaluation runs are folders with `metrics.json` + `report.md` + `pareto.png`, written by
+`vad-turn evaluate` (runs/eval-*) and `vad-turn headline` (runs/headline/<set>-<detector>/).
+The prosody study's folder is `runs/prosody-<tag>` (`prosody run`; default tag "default").
+Nothing here computes results: it lists and formats what those commands wrote.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from vad_turn.config import default_runs_root
+
+_IMAGE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.M)
+
+
+def find_eval_runs(runs_root: Path | None = None) -> list[Path]:
+    """Evaluation run folders under `runs_root`: learned detectors first, then VAD-only; newest first within each."""
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    cands = [p.parent for pat in ("eval-*/metrics.json", "headline/*/metrics.json") for p in root.glob(pat)]
+    runs = [p for p in cands if (p / "report.md").exists()]
+
+    def key(p: Path):
+        try:
+            det = json.loads((p / "metrics.json").read_text()).get("detector", "")
+        except (OSError, json.JSONDecodeError):
+            det = ""
+        return (det == "vad-only", -(p / "metrics.json").stat().st_mtime)
+
+    return sorted(runs, key=key)
+
+
+def run_label(folder: Path, runs_root: Path | None = None) -> str:
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    try:
+        return str(folder.relative_to(root))
+    except ValueError:
+        return str(folder)
+
+
+def operating_points(metrics: dict) -> list[list]:
+    """Rows [operating point, FCR %, mean latency s, VAD-only FCR %, VAD-only latency s, ratio, policy]."""
+    rows = []
+    for op in metrics.get("operating_points", []):
+        v = op.get("vad_only") or {}
+        pct = lambda x: None if x is None else round(100 * x, 1)  # noqa: E731
+        sec = lambda x: None if x is None else round(x, 3)  # noqa: E731
+        ratio = op.get("ratio_to_vad_only")
+        rows.append([op["name"], pct(op.get("false_cutoff_rate")) if op.get("reachable", True) else None,
+                     sec(op.get("mean_latency_s")), pct(v.get("false_cutoff_rate")), sec(v.get("mean_latency_s")),
+                     None if ratio is None else round(ratio, 3),
+                     f"thr {op.get('threshold')} / delay {op.get('action_delay_s')} s / timeout {op.get('timeout_s')} s"])
+    return rows
+
+
+OP_HEADERS = ["operating point", "FCR %", "mean latency s", "VAD-only FCR %", "VAD-only latency s",
+              "ratio to VAD-only", "policy"]
+
+
+def eval_view(folder: Path) -> dict:
+    """{"title", "markdown" (report.md without its image lines), "pareto" (path or None), "ops" (rows)}."""
+    folder = Path(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    md = _IMAGE.sub("", (folder / "report.md").read_text())
+    pareto = folder / "pareto.png"
+    return {"title": f"{metrics.get('detector')} on {metrics.get('dataset')} ({metrics.get('split')})",
+            "markdown": md, "pareto": str(pareto) if pareto.exists() else None, "ops": operating_points(metrics)}
+
+
+def find_prosody_run(runs_root: Path | None = None) -> Path | None:
+    """runs/prosody-default when it has a report, else the newest runs/prosody-*/report.md; None if none."""
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    if (root / "prosody-default" / "report.md").exists():
+        return root / "prosody-default"
+    found = sorted(root.glob("prosody-*/report.md"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return found[0].parent if found else None
+
+
+def prosody_view(folder: Path) -> dict:
+    """{"markdown": report.md without image lines, "plots": [png paths]}."""
+    folder = Path(folder)
+    return {"markdown": _IMAGE.sub("", (folder / "report.md").read_text()),
+            "plots": [str(p) for p in sorted(folder.glob("*.png"))]}

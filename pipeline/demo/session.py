@@ -1,0 +1,298 @@
+"""Running one input through two panes at once: VAD-only and semantic endpointing.
+
+`DemoSettings` (frozen) holds what the UI edits; `pane_config(settings, turn)` turns it into a
+`runner.PipelineConfig`. `ModelPool` keeps loaded model sets (one per pane: STT, LLM, voice, and
+the detector for the semantic pane) and lends each run its own set, so concurrent browser sessions
+never share a stateful engine. `compare(source, settings)` plays the same input into both panes in
+real time on the wall clock, in one event loop, and returns a `PaneResult` per pane: the scored
+per-turn rows (`bench.score`: cut-off, e2e, endpoint latency...), the timelines
+(`pipeline.timeline`), the transcript and the conversation audio (user + agent mixed).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vad_turn.audio import SAMPLE_RATE_HZ
+
+from ..bench import pct, score
+from ..observers import FrameLog, LatencyObserver
+from ..runner import DEFAULT_THRESHOLDS, AudioInput, Models, PipelineConfig, build_pipeline
+from ..scenarios import Scenario, ScriptedTurn
+from ..timeline import RecordingDetector, TurnTimeline, turn_timelines
+from .samples import InputError
+
+PANES = ("vad", "semantic")
+PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
+# The semantic pane tries these in order (the first that loads wins). Text-aware detectors come
+# before the acoustic-only one: on the hesitation sample ("...a flight to, um" + 1.0 s pause) the
+# acoustic model's p_eot climbs with the silence and passes 0.5 at about 0.6 s (a cut-off, measured
+# in the demo), while the words "to, um" keep a text model's p_eot low.
+DEMO_DETECTORS = ("fused", "lexical", "lexical-zeroshot", "acoustic")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the settings panel edits. threshold None = the detector's default (runner.DEFAULT_THRESHOLDS)."""
+
+    threshold: float | None = None
+    action_delay_s: float = 0.2
+    timeout_s: float = 1.5
+    stop_silence_s: float = 0.6
+    llm: str = "local"
+    base_url: str = ""
+    model: str = ""
+    voice: str = "espeak:en-us+f3"
+    hedging: bool = False
+    max_new_tokens: int = 20
+    detectors: tuple[str, ...] = DEMO_DETECTORS
+
+    def __post_init__(self) -> None:
+        if self.llm not in ("local", "openai"):
+            raise InputError(f"LLM backend must be local or openai, got {self.llm!r}")
+        if self.llm == "openai" and not self.base_url.strip():
+            raise InputError("the openai backend needs an endpoint URL, e.g. http://127.0.0.1:8000/v1")
+        if not 0.0 < self.stop_silence_s <= 5.0 or not 0.0 <= self.action_delay_s <= self.timeout_s <= 10.0:
+            raise InputError("need 0 < stop_silence_s <= 5 and 0 <= action delay <= timeout <= 10 s")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise InputError(f"threshold must be in (0, 1], got {self.threshold}")
+
+    def model_key(self) -> tuple:
+        """Settings that need other loaded models (the rest only change the policy)."""
+        return self.llm, self.base_url, self.model, self.voice, self.hedging, self.detectors
+
+
+def pane_config(s: DemoSettings, turn: str) -> PipelineConfig:
+    return PipelineConfig(mode="streaming", turn=turn, detectors=s.detectors, threshold=s.threshold,
+                          action_delay_s=s.action_delay_s, timeout_s=s.timeout_s, stop_silence_s=s.stop_silence_s,
+                          llm=s.llm, base_url=s.base_url, model=s.model, voice=s.voice,
+                          max_new_tokens=s.max_new_tokens)
+
+
+def make_llm(s: DemoSettings):
+    """The pane's LLM: local SmolLM2, or the endpoint with a local fallback; hedging races two requests."""
+    from ..llm import LocalLLM, OpenAIChatLLM
+    from ..llm_wrappers import FallbackLLM, HedgedLLM
+
+    local = LocalLLM(n_threads=1).load()
+    if s.llm == "local":
+        return HedgedLLM(local, LocalLLM(n_threads=1).load()) if s.hedging else local
+    remote = OpenAIChatLLM(s.base_url, s.model)
+    if s.hedging:
+        remote = HedgedLLM(remote, OpenAIChatLLM(s.base_url, s.model))
+    return FallbackLLM(remote, local, first_token_timeout_s=2.0)
+
+
+def load_model_set(s: DemoSettings) -> dict[str, Models]:
+    """{pane: Models}; each pane its own STT and LLM (they hold state / a lock), the detector once."""
+    from ..runner import load_models, make_turn_detector
+
+    det = make_turn_detector(s.detectors)
+    return {pane: load_models(pane_config(s, pane), llm=make_llm(s), detector=det) for pane in PANES}
+
+
+class ModelPool:
+    """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time."""
+
+    def __init__(self, max_sets_per_key: int = 2):
+        self.max_sets = max_sets_per_key
+        self._sets: dict[tuple, list[dict]] = {}
+        self._busy: set[int] = set()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def acquire(self, s: DemoSettings):
+        key = s.model_key()
+        with self._lock:
+            sets = self._sets.setdefault(key, [])
+            free = [m for m in sets if id(m) not in self._busy]
+            if not free and len(sets) >= self.max_sets:
+                raise InputError(f"all {self.max_sets} model sets are busy with other sessions; try again shortly")
+            if free:
+                chosen = free[0]
+            else:
+                chosen = load_model_set(s)
+                sets.append(chosen)
+            self._busy.add(id(chosen))
+        try:
+            yield chosen
+        finally:
+            with self._lock:
+                self._busy.discard(id(chosen))
+
+
+POOL = ModelPool()
+
+
+@dataclass
+class PaneResult:
+    """One pane's run. rows: `bench.score` rows (one per user turn); timelines: one per user turn;
+    audio: float32 (n,) 16 kHz, the user's input and the agent's played audio mixed."""
+
+    pane: str
+    detector: str
+    threshold: float
+    rows: list[dict]
+    timelines: list[TurnTimeline]
+    transcript: list[tuple[str, str]]
+    audio: np.ndarray
+    log: list[str] = field(default_factory=list)
+
+
+async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, *, max_wait_s: float = 15.0) -> list[dict]:
+    """Play `sc` (turns; an interjection over the agent's reply for barge-in/backchannel), full replies; return truths."""
+    conv = p.conversation
+
+    def answered(since: float):
+        return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped is not None
+                           for r in lat.records.values()) and conv.active_response is None and not conv.agent_speaking
+
+    truths = []
+    await src.silence(0.3)
+    for turn in sc.turns:
+        t0 = await src.play(turn.audio)
+        truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
+                 "end": src.wall(t0 + turn.duration_s), "n_holds": len(turn.holds),
+                 "holds": [(src.wall(t0 + a), src.wall(t0 + b)) for a, b in turn.holds]}
+        truths.append(truth)
+        if sc.interjection is not None:
+            truth["agent_was_speaking"] = await src.silence_until(lambda: conv.agent_speaking, max_wait_s)
+            if truth["agent_was_speaking"]:
+                await src.silence(sc.interject_after_s)
+                t1 = await src.play(sc.interjection.audio)
+                truth.update(onset=src.wall(t1), interjection=sc.interjection.text)
+        await src.silence_until(answered(truth["start"]), max_wait_s)
+        await src.silence(0.3)
+    return truths
+
+
+async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray, *, max_wait_s: float = 15.0) -> list[dict]:
+    """Play an upload/clip (no ground truth), then silence until the agent is done; returns no truths."""
+    conv = p.conversation
+    await src.silence(0.3)
+    await src.play(audio)
+    await src.silence(1.0)
+    await src.silence_until(lambda: conv.active_response is None and not conv.agent_speaking, max_wait_s)
+    return []
+
+
+def untruthed_rows(records: list[dict]) -> list[dict]:
+    """Rows for input without ground truth: latencies from the VAD's stop (cut-offs unknown: None)."""
+    rows = []
+    for r in records:
+        if r["eot"] is None:
+            continue
+        stop = r["user_stopped"]
+        rows.append({"kind": "input", "text": r["text"], "transcript": r["text"], "reply": r["reply"], "cutoff": None,
+                     "answered": r["first_played"] is not None,
+                     "e2e_s": None if stop is None or r["first_played"] is None else r["first_played"] - stop,
+                     "endpoint_s": None if stop is None else r["eot"] - stop})
+    return rows
+
+
+def mix_conversation(frames: FrameLog, played: list, start_s: float) -> np.ndarray:
+    """float32 (n,) 16 kHz: the input stream with the agent's played chunks added at their play times."""
+    from ..frames import AudioIn
+
+    ins = [f for f in frames.of(AudioIn)]
+    n = int(round(max([f.end_stream_s for f in ins] + [t - start_s + 0.02 for t, _, _ in played] + [0.0])
+                  * SAMPLE_RATE_HZ))
+    out = np.zeros(n + SAMPLE_RATE_HZ // 10, np.float32)
+    for f in ins:
+        i = int(round(f.stream_t_s * SAMPLE_RATE_HZ))
+        out[i:i + f.audio.size] += np.asarray(f.audio, np.float32)[: out.size - i]
+    for t, _, chunk in played:
+        i = int(round((t - start_s) * SAMPLE_RATE_HZ))
+        if 0 <= i < out.size:
+            out[i:i + chunk.size] += chunk[: out.size - i]
+    return np.clip(out, -1.0, 1.0)
+
+
+@dataclass
+class PaneRun:
+    """A pane's pipeline while it runs: the pipeline, its input, observers and the recording detector."""
+
+    pane: str
+    cfg: PipelineConfig
+    models: Models
+    p: object
+    src: AudioInput
+    lat: LatencyObserver
+    frames: FrameLog
+    rec: RecordingDetector | None
+
+
+async def start_pane(pane: str, models: Models, s: DemoSettings) -> PaneRun:
+    cfg = pane_config(s, pane)
+    rec = RecordingDetector(models.detector) if pane == "semantic" and models.detector is not None else None
+    if rec is not None:
+        models = dataclasses.replace(models, detector=rec)
+    lat, frames = LatencyObserver(), FrameLog()
+    p = build_pipeline(cfg, models, observers=[lat, frames])
+    await p.start()
+    return PaneRun(pane, cfg, models, p, AudioInput(p), lat, frames, rec)
+
+
+async def finish_pane(run: PaneRun, source, truths: list[dict], s: DemoSettings) -> PaneResult:
+    """End the input, wait for the pipeline, and score and draw what happened."""
+    run.src.end()
+    await run.p.wait(60.0)
+    records = run.lat.table()
+    rows = score(source, truths, records, run.p.conversation.log) if truths else untruthed_rows(records)
+    sem = run.rec is not None
+    threshold = run.cfg.policy(run.models.detector_name).threshold if sem else 1.0
+    tls = turn_timelines(run.frames, run.rec.scores if sem else [], start_s=run.src.start_s, truths=truths,
+                         threshold=threshold, stop_silence_s=None if sem else s.stop_silence_s)
+    transcript = [("user" if m["role"] == "user" else "agent", m["content"]) for m in run.p.conversation.messages[1:]]
+    return PaneResult(run.pane, run.models.detector_name if sem else "vad-only", threshold, rows, tls, transcript,
+                      mix_conversation(run.frames, run.p.processors[-1].played, run.src.start_s),
+                      [t for _, t in run.p.conversation.log])
+
+
+async def run_pane(pane: str, models: Models, s: DemoSettings, source) -> PaneResult:
+    run = await start_pane(pane, models, s)
+    if isinstance(source, Scenario):
+        truths = await play_scenario(run.p, run.src, run.lat, source)
+    else:
+        truths = await play_audio(run.p, run.src, run.lat, source)
+    return await finish_pane(run, source, truths, s)
+
+
+def compare(source: Scenario | np.ndarray, s: DemoSettings, pool: ModelPool = POOL) -> dict[str, PaneResult]:
+    """Play `source` (a Scenario, or float32 (n,) 16 kHz audio) into both panes at once, in real time."""
+    if isinstance(source, ScriptedTurn):
+        source = Scenario(source.id, "conversation", (source,))
+    with pool.acquire(s) as sets:
+        async def both():
+            return await asyncio.gather(*(run_pane(pane, sets[pane], s, source) for pane in PANES))
+
+        t = time.perf_counter()
+        results = asyncio.run(both())
+    for r in results:
+        r.log.append(f"run took {time.perf_counter() - t:.1f} s (real time, both panes at once)")
+    return dict(zip(PANES, results))
+
+
+def summary_row(pane: str, detector: str, rows: list[dict]) -> dict:
+    """The running table's row: P50/P99 of e2e and endpoint latency (ms) and false cut-offs over `rows`."""
+    turns = rows  # every row is one user turn (the question of a barge-in/backchannel scenario too)
+    known = [r for r in turns if r.get("cutoff") is not None]
+
+    def ms(q, key):
+        v = pct([r.get(key) for r in turns], q)
+        return None if v is None else round(1000 * v)
+
+    return {"pane": PANE_TITLES[pane], "detector": detector, "turns": len(turns),
+            "e2e P50 ms": ms(50, "e2e_s"), "e2e P99 ms": ms(99, "e2e_s"),
+            "endpoint P50 ms": ms(50, "endpoint_s"), "endpoint P99 ms": ms(99, "endpoint_s"),
+            "false cut-offs": f"{sum(bool(r['cutoff']) for r in known)}/{len(known)}" if known else "n/a"}
+
+
+def default_threshold(detector: str) -> float:
+    return DEFAULT_THRESHOLDS.get(detector, 0.5)
