@@ -4,11 +4,11 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.setup-stamp
-DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox
+DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps test test-all demo lab reproduce clean-built
+.PHONY: setup system-deps test test-all demo headline lab reproduce clean-built
 
 setup: $(STAMP)
 
@@ -43,8 +43,12 @@ test: setup
 test-all: setup
 	.venv/bin/pytest -q
 
-# Until the Gradio demo exists: the headline VAD-only end-of-turn evaluation on the embedded defaults.
+# The Gradio demo at http://127.0.0.1:7860: semantic endpointing beside VAD-only, on the embedded defaults.
 demo: setup
+	.venv/bin/pipeline demo
+
+# The headline end-of-turn evaluation table (every detector beside VAD-only, per corpus).
+headline: setup
 	.venv/bin/vad-turn headline
 
 lab: setup
