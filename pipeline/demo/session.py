@@ -100,8 +100,9 @@ def load_model_set(s: DemoSettings) -> dict[str, Models]:
 class ModelPool:
     """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time."""
 
-    def __init__(self, max_sets_per_key: int = 2):
+    def __init__(self, max_sets_per_key: int = 2, loader=None):
         self.max_sets = max_sets_per_key
+        self.loader = loader or load_model_set  # settings -> {pane: Models}
         self._sets: dict[tuple, list[dict]] = {}
         self._busy: set[int] = set()
         self._lock = threading.Lock()
@@ -117,7 +118,7 @@ class ModelPool:
             if free:
                 chosen = free[0]
             else:
-                chosen = load_model_set(s)
+                chosen = self.loader(s)
                 sets.append(chosen)
             self._busy.add(id(chosen))
         try:

@@ -1,0 +1,187 @@
+"""The demo's library parts without a browser: input checks, samples, timelines, tables, reports, pool."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipeline.frames import AgentSpeaking, EndOfTurn, Interrupt, LLMToken, UserStartedSpeaking, UserStoppedSpeaking  # noqa: E402
+from pipeline.observers import FrameLog  # noqa: E402
+from pipeline.timeline import RecordingDetector, plot_timelines, turn_timelines  # noqa: E402
+
+
+def _tone(dur_s, rate=16000, hz=220.0, amp=0.3):
+    t = np.arange(int(dur_s * rate)) / rate
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_check_upload_refuses_bad_input_with_the_file_name(tmp_path):
+    from pipeline.demo.samples import InputError, check_upload
+
+    txt = tmp_path / "notes.wav"
+    txt.write_text("not audio at all\n")
+    with pytest.raises(InputError, match="notes.wav: not an audio file"):
+        check_upload(txt)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(32000, np.float32), 16000)
+    with pytest.raises(InputError, match="quiet.wav: silence only"):
+        check_upload(quiet)
+    long = tmp_path / "meeting.wav"
+    sf.write(long, np.zeros(8000 * 600, np.int16), 8000, subtype="PCM_16")  # 10 minutes
+    with pytest.raises(InputError, match=r"meeting.wav: 10.0 min of audio is too long"):
+        check_upload(long)
+    with pytest.raises(InputError, match="no file"):
+        check_upload(None)
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([_tone(1.5, 44100), _tone(1.5, 44100)], 1), 44100)
+    a = check_upload(stereo)
+    assert a.dtype == np.float32 and a.ndim == 1 and abs(a.size - 24000) <= 2
+    assert np.abs(a).max() == pytest.approx(0.3, abs=0.02)
+
+
+def test_hesitation_sample_has_one_real_silent_pause():
+    from pipeline.demo.samples import hesitation_turn, peak_level_db, sample_scenario
+
+    turn = hesitation_turn(1.0)
+    (a, b), = turn.holds
+    assert b - a == pytest.approx(1.0, abs=1e-6)
+    sr = 16000
+    assert peak_level_db(turn.audio[int(a * sr) + 1:int(b * sr) - 1]) < -100
+    assert peak_level_db(turn.audio[:int(a * sr)]) > -20 and peak_level_db(turn.audio[int(b * sr):]) > -20
+    assert 0.8 <= a <= 3.0 and 0.2 <= turn.duration_s - b <= 1.5  # "... to, um" then "Boston"
+    assert sample_scenario("barge-in").interjection is not None and sample_scenario("backchannel").kind == "backchannel"
+    with pytest.raises(ValueError, match="unknown sample"):
+        sample_scenario("nope")
+
+
+def _framelog(t0=100.0):
+    log = FrameLog()
+    for src, f in [("vad", UserStartedSpeaking(t0 + 0.35, 0.3)), ("vad", UserStoppedSpeaking(t0 + 2.4, 2.3)),
+                   ("turn", EndOfTurn(t0 + 2.95, 0, "i want a flight to um", 1.0, 0.6, 2.9)),
+                   ("llm", LLMToken(t0 + 3.1, 0, "Sure")),
+                   ("vad", UserStartedSpeaking(t0 + 3.35, 3.3)), ("turn", Interrupt(t0 + 3.36, 0, "user-resumed")),
+                   ("vad", UserStoppedSpeaking(t0 + 3.9, 3.8)),
+                   ("turn", EndOfTurn(t0 + 4.4, 1, "i want a flight to um boston", 1.0, 0.6, 4.4)),
+                   ("llm", LLMToken(t0 + 4.6, 1, "Boston")), ("output", AgentSpeaking(t0 + 4.8, 1, True, "start")),
+                   ("output", AgentSpeaking(t0 + 6.0, 1, False, "done"))]:
+        log.on_frame(f, src)
+    return log
+
+
+def test_turn_timelines_find_the_cut_off_and_the_intervals():
+    t0 = 100.0
+    truths = [{"start": t0 + 0.3, "end": t0 + 3.8, "holds": [(t0 + 2.3, t0 + 3.3)], "text": "flight"}]
+    scores = [(t0 + 2.5, t0 + 2.6, 0.0, 1e-9), (t0 + 4.0, t0 + 4.1, 0.2, 3e-6)]
+    tl, = turn_timelines(_framelog(t0), scores, start_s=t0, truths=truths, threshold=1e-6)
+    assert tl.speech == [(0.3, 2.3), (3.3, 3.8)]
+    assert tl.holds == [pytest.approx((2.3, 3.3))]
+    assert [(round(t, 2), tent, cut) for t, tent, cut in tl.eots] == [(2.95, False, True), (4.4, False, False)]
+    assert tl.cut_off is True and tl.truth_end == pytest.approx(3.8)
+    assert [round(t, 2) for t in tl.tokens] == [3.1, 4.6]
+    assert tl.agent_audio == [pytest.approx((4.8, 6.0))]
+    assert tl.interrupts == [(pytest.approx(3.36), "user-resumed")]
+    assert [(round(t, 2), p) for t, p in tl.p_eot] == [(2.6, 1e-9), (4.1, 3e-6)]
+    # without ground truth the turns are cut at the decisions and cut-offs are unknown
+    tls = turn_timelines(_framelog(t0), [], start_s=t0)
+    assert len(tls) == 2 and [round(t.window[0], 2) for t in tls] == [0.0, 3.0]
+    assert all(t.cut_off is None for t in tls)
+    fig = plot_timelines([tl], "Semantic")
+    assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
+    assert "CUT OFF" in fig.axes[0].get_title(loc="left")
+    fig_vad = plot_timelines(tls)
+    assert len(fig_vad.axes) == 4 and fig_vad.axes[1].get_yscale() == "linear"
+
+
+def test_recording_detector_forwards_and_records():
+    from vad_turn.detectors import VADOnlyDetector
+
+    clock = iter([1.0, 1.25, 2.0, 2.5])
+    rec = RecordingDetector(VADOnlyDetector(), clock=lambda: next(clock))
+    assert rec.predict(None, (), (), 0.3) == 1.0 and rec.predict(None, (), (), 0.4) == 1.0
+    assert rec.scores == [(1.0, 1.25, 0.3, 1.0), (2.0, 2.5, 0.4, 1.0)]
+    assert rec.name == "vad-only" and rec.needs_audio is False
+
+
+def test_running_table_percentiles_and_cutoffs():
+    from pipeline.demo.session import summary_row
+    from pipeline.demo.views import add_to_history, running_table
+
+    rows = [{"kind": "conversation", "cutoff": c, "e2e_s": e, "endpoint_s": p}
+            for c, e, p in ((True, 0.5, -0.3), (False, 1.0, 0.6), (False, 2.0, 1.5))]
+    s = summary_row("vad", "vad-only", rows)
+    assert (s["e2e P50 ms"], s["e2e P99 ms"], s["endpoint P50 ms"]) == (1000, 1980, 600)
+    assert s["false cut-offs"] == "1/3"
+    assert summary_row("semantic", "x", [{"cutoff": None, "e2e_s": None}])["false cut-offs"] == "n/a"
+
+    class R:  # the two fields add_to_history reads from a PaneResult
+        def __init__(self, det, rows):
+            self.detector, self.rows = det, rows
+
+    h1 = add_to_history({}, {"vad": R("vad-only", rows[:1]), "semantic": R("lexical", rows[1:2])})
+    h2 = add_to_history(h1, {"vad": R("vad-only", rows[1:]), "semantic": R("lexical", rows[2:])})
+    assert len(h1["vad"]["rows"]) == 1 and len(h2["vad"]["rows"]) == 3  # sessions' histories are values
+    table = running_table(h2)
+    assert [r[0] for r in table] == ["VAD-only", "Semantic"] and table[0][-1] == "1/3" and table[1][-1] == "0/2"
+
+
+def test_model_pool_lends_one_set_per_run():
+    from pipeline.demo.samples import InputError
+    from pipeline.demo.session import DemoSettings, ModelPool
+
+    loads = []
+    pool = ModelPool(max_sets_per_key=2, loader=lambda s: loads.append(s) or {"n": len(loads)})
+    s = DemoSettings()
+    with pool.acquire(s) as a, pool.acquire(s) as b:
+        assert a is not b and len(loads) == 2
+        with pytest.raises(InputError, match="busy"):
+            with pool.acquire(s):
+                pass
+    with pool.acquire(s) as c:
+        assert c is a and len(loads) == 2  # reused, not reloaded
+    with pool.acquire(DemoSettings(voice="espeak:en-us")):
+        assert len(loads) == 3  # another voice needs other models
+
+
+def test_settings_are_checked():
+    from pipeline.demo.app import _settings
+    from pipeline.demo.samples import InputError
+    from pipeline.demo.session import DemoSettings
+
+    with pytest.raises(InputError, match="endpoint URL"):
+        DemoSettings(llm="openai")
+    with pytest.raises(InputError, match="threshold"):
+        DemoSettings(threshold=2.0)
+    with pytest.raises(InputError, match="threshold must be a number"):
+        _settings("abc", 0.2, 1.5, 0.6, "local", "", "", "espeak:en-us", False, "auto")
+    s = _settings("1e-6", 0.2, 1.5, 0.6, "local", "", "", "espeak:en-us", True, "acoustic")
+    assert s.threshold == 1e-6 and s.detectors[0] == "acoustic" and len(set(s.detectors)) == len(s.detectors)
+
+
+def test_reports_list_and_format_run_folders(tmp_path):
+    from pipeline.demo.reports import eval_view, find_eval_runs, find_prosody_run, prosody_view
+
+    op = {"name": "fcr@lat<=0.6s", "kind": "min_fcr_at_latency", "false_cutoff_rate": 0.25, "mean_latency_s": 0.55,
+          "threshold": 0.4, "action_delay_s": 0.1, "timeout_s": 1.0, "ratio_to_vad_only": 0.625,
+          "vad_only": {"false_cutoff_rate": 0.4, "mean_latency_s": 0.6}}
+    for name, det in (("eval-a-vad-only", "vad-only"), ("headline/sw-val-lexical", "lexical")):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"detector": det, "dataset": "sw", "split": "val",
+                                                    "operating_points": [op]}))
+        (d / "report.md").write_text("# Report\n\n![Pareto frontier](pareto.png)\n\ntext\n")
+    runs = find_eval_runs(tmp_path)
+    assert [r.name for r in runs] == ["sw-val-lexical", "eval-a-vad-only"]
+    v = eval_view(runs[0])
+    assert "![" not in v["markdown"] and "text" in v["markdown"] and v["pareto"] is None
+    assert v["ops"][0][:6] == ["fcr@lat<=0.6s", 25.0, 0.55, 40.0, 0.6, 0.625]
+    assert find_prosody_run(tmp_path) is None
+    (tmp_path / "prosody-x").mkdir()
+    (tmp_path / "prosody-x" / "report.md").write_text("# Prosody\n![m](measures.png)\n")
+    (tmp_path / "prosody-x" / "measures.png").write_bytes(b"\x89PNG")
+    pv = prosody_view(find_prosody_run(tmp_path))
+    assert pv["markdown"].strip() == "# Prosody" and pv["plots"][0].endswith("measures.png")
