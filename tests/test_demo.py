@@ -185,3 +185,35 @@ def test_reports_list_and_format_run_folders(tmp_path):
     (tmp_path / "prosody-x" / "measures.png").write_bytes(b"\x89PNG")
     pv = prosody_view(find_prosody_run(tmp_path))
     assert pv["markdown"].strip() == "# Prosody" and pv["plots"][0].endswith("measures.png")
+
+
+@pytest.mark.slow
+def test_live_session_streams_a_real_clip_into_both_panes():
+    """Browser-sized chunks (0.5 s, 44.1 kHz stereo int16) of the JFK clip, paced in real time (~40 s)."""
+    import time
+
+    from pipeline.demo.live import LiveSession
+    from pipeline.demo.session import DemoSettings
+    from vad_turn.config import default_data_root
+
+    path = default_data_root() / "clips" / "jfk.flac"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    a, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    a = a[: sr * 6]
+    sess = LiveSession(DemoSettings())
+    t0, step = time.monotonic(), sr // 2
+    for k, i in enumerate(range(0, len(a), step)):
+        sess.feed(sr, a[i:i + step])
+        time.sleep(max(0.0, t0 + (k + 1) * 0.5 - time.monotonic()))
+    assert sess.stream_s == pytest.approx(6.0, abs=0.05)
+    res = sess.finish()
+    for r in res.values():
+        assert len(r.rows) >= 1 and r.rows[0]["endpoint_s"] is not None and r.rows[0]["cutoff"] is None
+        assert r.audio.size / 16000 >= 6.0 and any(who == "agent" for who, _ in r.transcript)
+    quiet = LiveSession(DemoSettings())
+    quiet.feed(16000, np.zeros(16000, np.int16))
+    from pipeline.demo.samples import InputError
+
+    with pytest.raises(InputError, match="microphone: silence only"):
+        quiet.finish()

@@ -51,7 +51,7 @@ class LiveSession:
 
     def feed(self, sample_rate_hz: int, audio: np.ndarray) -> None:
         """One browser chunk ((n,) or (n, ch), int16 or float, any rate) into both panes."""
-        if self.closed:
+        if self.closed or np.asarray(audio).size == 0:
             return
         try:
             a = prepare_audio(np.asarray(audio), int(sample_rate_hz), source="microphone chunk", allow_empty=True)
