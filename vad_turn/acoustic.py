@@ -2,7 +2,8 @@
 
     window (float32 (batch, n_samples), 16 kHz)  --AcousticFrontEnd-->  (batch, 45, 398) features
       -> input BatchNorm -> 3 x [Conv1d k5 stride 2, BatchNorm, ReLU]  (10 ms -> 80 ms frames)
-      -> LSTM (last state) ++ silence features  -> MLP -> logit
+      -> LSTM; its output at the frame where the silence began (speech-end readout, so a long
+         silence cannot wash out the last words) ++ its last state ++ silence features -> MLP -> logit
 
 The front end (`vad_turn.features`) is part of the module, so the torch model, training and the
 ONNX graph (`vad_turn.acoustic_export`) share one definition of the features. A saved model is a
@@ -39,6 +40,16 @@ class AcousticModelConfig:
     lstm_hidden: int = 64
     head_hidden: int = 32
     dropout: float = 0.1
+    readout: str = "speech_end+last"  # or "last": the LSTM's final state only
+
+    def __post_init__(self) -> None:
+        if self.readout not in ("speech_end+last", "last"):
+            raise ValueError(f"readout must be 'speech_end+last' or 'last', got {self.readout!r}")
+
+    @property
+    def step_s(self) -> float:
+        """Seconds per LSTM step (three stride-2 convolutions over 10 ms frames)."""
+        return 8 * self.features.hop_ms / 1000
 
     @property
     def features(self) -> FeatureConfig:
@@ -70,15 +81,26 @@ class AcousticNet(nn.Module):
             layers += [nn.Conv1d(c_in if i == 0 else ch, ch, 5, stride=2, padding=2), nn.BatchNorm1d(ch), nn.ReLU()]
         self.convs = nn.Sequential(*layers)
         self.lstm = nn.LSTM(ch, cfg.lstm_hidden, batch_first=True)
-        self.head = nn.Sequential(nn.Linear(cfg.lstm_hidden + 3, cfg.head_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+        n_read = 2 if cfg.readout == "speech_end+last" else 1
+        self.head = nn.Sequential(nn.Linear(n_read * cfg.lstm_hidden + 3, cfg.head_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
                                   nn.Linear(cfg.head_hidden, 1))
 
-    def forward(self, x: torch.Tensor, silence_s: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, silence_s: torch.Tensor) -> torch.Tensor:
+        """Windows (batch, n_samples) or features (batch, n_channels, n_frames), and silence_s (batch,)
+        -> (batch, n_read * lstm_hidden): the audio summary the head reads (reusable by fusion models)."""
         if x.dim() == 2:
             x = self.frontend(x)
         h = self.convs(self.in_norm(x))
-        _, (last, _) = self.lstm(h.transpose(1, 2))
-        return self.head(torch.cat([last[-1], silence_features(silence_s)], dim=-1))[:, 0]
+        out, (last, _) = self.lstm(h.transpose(1, 2))  # out: (batch, steps, hidden)
+        if self.cfg.readout == "last":
+            return last[-1]
+        steps = out.shape[1]
+        back = torch.floor(torch.clamp(silence_s, min=0.0) / self.cfg.step_s + 1e-4).long()
+        idx = torch.clamp(steps - 1 - back, min=0)[:, None, None].expand(-1, 1, out.shape[2])
+        return torch.cat([torch.gather(out, 1, idx)[:, 0], last[-1]], dim=-1)
+
+    def forward(self, x: torch.Tensor, silence_s: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.encode(x, silence_s), silence_features(silence_s)], dim=-1))[:, 0]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -106,6 +128,8 @@ def save_model(net: AcousticNet, folder: Path, extra: dict | None = None) -> Pat
     torch.save(net.state_dict(), tmp)
     tmp.replace(folder / "model.pt")
     atomic_write_json(folder / "config.json", {"model": dataclasses.asdict(net.cfg), **(extra or {})})
+    for f in (folder / "config.json", folder / "model.pt"):
+        f.chmod(0o644)  # temp files are private; a shipped model is for everyone
     return folder
 
 

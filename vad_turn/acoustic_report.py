@@ -41,6 +41,7 @@ def condition_rows(run: Path) -> list[dict]:
     """One row per audio condition (and 'all' when there are several) of one run folder."""
     from sklearn.metrics import roc_auc_score
 
+    from .acoustic_train import same_silence_auc
     from .evaluate import compute_metrics
 
     run = Path(run)
@@ -57,7 +58,8 @@ def condition_rows(run: Path) -> list[dict]:
         row = {"dataset": Path(raw.get("dataset", "?")).name, "split": raw.get("split"),
                "condition": cond, "detector": raw.get("detector"), "n_turns": m["counts"]["n_turns"],
                "n_holds": m["counts"]["n_holds_scored"],
-               "auc": float(roc_auc_score(sub["label"], sub["p_eot"])) if sub["label"].nunique() == 2 else None}
+               "auc": float(roc_auc_score(sub["label"], sub["p_eot"])) if sub["label"].nunique() == 2 else None,
+               "auc_same_silence": same_silence_auc(sub["p_eot"], sub["silence_dur"], sub["label"])}
         for op in m["operating_points"]:
             key = "fcr" if op["kind"] == "min_fcr_at_latency" else "lat"
             name = op["name"]
@@ -81,13 +83,16 @@ def format_table(rows: list[dict]) -> str:
             return "unreachable"
         return f"{'-' if d is None else f(d)} / {'-' if v is None else f(v)}" + ("" if q is None else f" ({q:.2f}x)")
 
-    head = "| dataset | split | condition | turns | holds | AUC | " + " | ".join(ops) + " |"
-    lines = [head, "|" + "---|" * (6 + len(ops))]
+    head = "| dataset | split | condition | turns | holds | AUC | AUC same silence | " + " | ".join(ops) + " |"
+    lines = [head, "|" + "---|" * (7 + len(ops))]
     for r in rows:
         auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
-        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r['n_turns']} | {r['n_holds']} | {auc} | "
+        same = r.get("auc_same_silence")
+        same = "-" if same is None or not np.isfinite(same) else f"{same:.3f}"
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r['n_turns']} | {r['n_holds']} | {auc} | {same} | "
                      + " | ".join(cell(r, op) for op in ops) + " |")
-    return "\n".join(lines) + "\n\nCells: detector / VAD-only on the same spans (ratio detector / VAD-only).\n"
+    return "\n".join(lines) + ("\n\nCells: detector / VAD-only on the same spans (ratio detector / VAD-only). AUC same "
+                               "silence: end vs hold queries at equal silence so far (<= 1 s), averaged.\n")
 
 
 def run(cfg: AcousticReportConfig) -> list[dict]:

@@ -51,6 +51,7 @@ class AcousticTrainConfig(TrainConfig):
     lstm_hidden: int = 64
     head_hidden: int = 32
     dropout: float = 0.1
+    readout: str = field(default="speech_end+last", metadata={"help": "LSTM readout: speech_end+last or last"})
     model_out: Path | None = field(default=None, metadata={"help": "also save the selected model (and ONNX) here"})
     export: bool = field(default=True, metadata={"help": "export fp32 + int8 ONNX into model_out"})
 
@@ -64,7 +65,8 @@ class AcousticTrainConfig(TrainConfig):
     @property
     def model(self) -> AcousticModelConfig:
         return AcousticModelConfig(window_s=self.window_s, n_mels=self.n_mels, conv_channels=self.conv_channels,
-                                   lstm_hidden=self.lstm_hidden, head_hidden=self.head_hidden, dropout=self.dropout)
+                                   lstm_hidden=self.lstm_hidden, head_hidden=self.head_hidden, dropout=self.dropout,
+                                   readout=self.readout)
 
 
 def parse_source(spec: str) -> tuple[str, str, str | None]:
@@ -176,6 +178,24 @@ def predict_features(model: AcousticNet, fs: FeatureSet, batch: int = 256) -> np
     return np.concatenate(out).astype(np.float64)
 
 
+def same_silence_auc(p_eot: np.ndarray, silence_s: np.ndarray, label: np.ndarray, max_silence_s: float = 1.0) -> float:
+    """Mean over grid times t <= max_silence_s of the AUC of end-of-turn vs hold queries at silence t
+    (weighted by the smaller class count at t).
+
+    The policy compares p_eot at the same silence time, so this is the separation it can use
+    (the pooled AUC also rewards merely learning that long silences end turns)."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs, weights = [], []
+    t, y, p = np.round(np.asarray(silence_s, float), 6), np.asarray(label), np.asarray(p_eot)
+    for v in np.unique(t[t <= max_silence_s + 1e-9]):
+        m = t == v
+        if 0 < y[m].sum() < m.sum():
+            aucs.append(roc_auc_score(y[m], p[m]))
+            weights.append(min(y[m].sum(), m.sum() - y[m].sum()))
+    return float(np.average(aucs, weights=weights)) if aucs else float("nan")
+
+
 def harness_metrics(p_eot: np.ndarray, table) -> dict:
     """Harness operating points of full-grid predictions (the example table of `build_examples`)."""
     import pandas as pd
@@ -190,7 +210,8 @@ def harness_metrics(p_eot: np.ndarray, table) -> dict:
                           "audio_condition": table["audio_condition"],
                           "backchannel_context": table["backchannel_context"].astype(bool), "n_words": table["n_words"]})
     m, _ = compute_metrics(preds, EvalConfig(), "acoustic")
-    out = {"val_auc": float(roc_auc_score(table["label"], p_eot)) if table["label"].nunique() == 2 else float("nan")}
+    out = {"val_auc": float(roc_auc_score(table["label"], p_eot)) if table["label"].nunique() == 2 else float("nan"),
+           "val_auc_same_silence": same_silence_auc(p_eot, table["silence_s"], table["label"])}
     for op in m["operating_points"]:
         key = op["name"]
         if op["reachable"]:

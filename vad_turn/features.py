@@ -22,7 +22,7 @@ o = (n_samples - win) % hop, so the last frame ends at the query time. Tracks pe
 
 Model inputs (channels, in this order): n_mels log-mels, then PROSODIC_CHANNELS:
 f0_st (semitones from the window's mean voiced log-F0, /12, clipped to +-1, 0 when unvoiced),
-voicing (strength, 0 when unvoiced-silent), voiced (0/1), intensity (dBFS/50 + 1, in [-1, 1]),
+voicing (strength; 0 in frames below the silence threshold), voiced (0/1), intensity (dBFS/50 + 1, in [-1, 1]),
 intensity_rel ((dB - window max)/60, clipped to [-1, 0]).
 """
 from __future__ import annotations
