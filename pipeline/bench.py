@@ -191,7 +191,8 @@ def _ms(x) -> str:
 
 def report_md(summary: dict, info: dict) -> str:
     lines = ["# Pipeline latency benchmark", "", f"Machine: {info.get('machine', '')}", "",
-             f"Detector for the semantic strategy: `{info.get('detector')}`; STT `{info.get('stt')}`; "
+             f"Detector for the semantic strategy: `{info.get('detector')}` with policy {info.get('semantic_policy')}; "
+             f"STT `{info.get('stt')}`; "
              f"LLM `{info.get('llm')}`; voice `{info.get('voice')}`.", "",
              "Times in ms, P50 / P99 over user turns (n in brackets). e2e = end of user speech -> first agent audio; "
              "endpoint = end of speech -> end-of-turn decision; processing = decision -> first agent audio.", "",
@@ -265,7 +266,8 @@ def run(cfg: BenchConfig) -> dict:
         rows += [{"config": name, **r} for r in res]
     summary = summarize(rows)
     load = os.getloadavg()
-    info = {"detector": base.detector_name, "stt": cfg.stt, "llm": base.llm.name, "voice": base.voice.id,
+    info = {"detector": base.detector_name, "stt": cfg.stt,
+            "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic").policy(base.detector_name)), "llm": base.llm.name, "voice": base.voice.id,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
                        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end (the CPU is shared)",
             "ratios": _ratios(summary), "command": "pipeline bench " + " ".join(

@@ -194,3 +194,48 @@ def test_hedging_fallback_and_cancellation(local_llm):
     assert np.median(draws) == pytest.approx(p.p50_s, rel=0.05)
     assert np.percentile(draws, 95) == pytest.approx(p.p95_s, rel=0.1)
     assert "tokenmix" in p.source
+
+
+def _llm_pipeline(llm, eot_text: str, **kw):
+    """[LLMProcessor, ClauseAggregator] on the wall clock: one EndOfTurn in, frames out."""
+    from pipeline.clock import WallClock
+    from pipeline.frames import EndOfTurn
+    from pipeline.processors.llm_proc import LLMProcessor
+
+    async def go():
+        conv = Conversation(messages=[{"role": "system", "content": "Answer in one short sentence."}])
+        log = FrameLog()
+        p = Pipeline([LLMProcessor(llm, max_new_tokens=6, **kw), ClauseAggregator()], WallClock(), observers=[log],
+                     conversation=conv)
+        await p.start()
+        p.feed(EndOfTurn(0.0, 0, eot_text, 1.0, 0.6, 1.0))
+        p.feed(EndOfStream(0.0))
+        await p.wait(60.0)
+        return log, conv, [f for f in p.outputs if isinstance(f, AgentText)]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.timeout(120)
+def test_llm_faults_fall_back_bridge_or_apologise_without_deadlock(local_llm):
+    from pipeline.llm import OpenAIChatLLM
+    from pipeline.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
+
+    dead = lambda: OpenAIChatLLM(f"http://127.0.0.1:{_free_port()}/v1", "nobody", connect_timeout_s=0.5)  # noqa: E731
+    expected = local_llm.complete([{"role": "system", "content": "Answer in one short sentence."},
+                                   {"role": "user", "content": "Name a color."}], max_new_tokens=6)
+    # endpoint down -> the local model answers, and the fallback is recorded
+    fb = FallbackLLM(dead(), local_llm, first_token_timeout_s=5.0)
+    log, conv, _ = _llm_pipeline(fb, "Name a color.")
+    assert "".join(f.text for f in log.of(LLMToken)) == expected and len(fb.events) == 1
+    # endpoint slow -> the bridging phrase comes first, then the answer
+    slow = LatencyProfileLLM(local_llm, LatencyProfile("slow", 1.5, 1.51, "test"))
+    log, conv, said = _llm_pipeline(slow, "Name a color.", llm_bridge_after_s=0.3)
+    texts = [(f.text, f.bridge) for f in said]
+    assert texts[0] == ("Let me pull that up.", True) and "".join(t for t, b in texts[1:]).strip()
+    assert any("bridging" in t for _, t in conv.log)
+    # endpoint down and no fallback -> an apology is said, the failure logged, and the stream still ends
+    log, conv, said = _llm_pipeline(dead(), "Name a color.")
+    assert [(f.text, f.bridge) for f in said] == [("Sorry, I lost my train of thought.", True)]
+    assert any("LLM failed" in t and "unreachable" in t for _, t in conv.log)
+    assert log.of(EndOfResponse) and log.of(EndOfStream)
