@@ -268,6 +268,7 @@ def save_model_folder(model, cfg: LexicalConfig, tok: LexicalTokenizer, n_emb: i
             "n_emb": n_emb, "emb_dim": cfg.emb_dim, "hidden": cfg.hidden, "head_hidden": cfg.head_hidden,
             "context_max_tokens": CONTEXT_MAX_TOKENS, "timing_features": list(TIMING_FEATURES),
             "special_ids": {"bos": tok.bos_id, "sep": tok.sep_id}, "onnx_parity": parity, **metrics})
+        (tmp / "lexical.json").chmod(0o644)
         atomic_replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
