@@ -109,6 +109,19 @@ def run(cfg: AcousticReportConfig) -> list[dict]:
     return rows
 
 
+def render_commands(train_config: dict) -> list[str]:
+    """The `vad-turn render` calls that made the rendered training sets (from their build_info.json)."""
+    out = []
+    for spec in train_config.get("train_sets", []):
+        name = spec.split(":")[0]
+        info = Path(train_config.get("built_root", ".")) / name / "build_info.json"
+        if name.endswith("-rendered") and info.exists():
+            rc = json.loads(info.read_text()).get("config", {})
+            out.append(f"vad-turn render --corpora {' '.join(rc.get('corpora', []))} "
+                       f"--max-turns {' '.join(rc.get('max_turns', []))}")
+    return out
+
+
 def rebuild_command(train_config: dict, folder: Path) -> str:
     """`vad-turn train-acoustic` with the options of `train_config` that differ from the defaults."""
     from .acoustic_train import AcousticTrainConfig
@@ -156,13 +169,16 @@ def write_model_card(folder: Path, eval_table: str | None = None, eval_runs: lis
         *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in best.items()], "",
     ]
     if eval_table:
-        lines += ["## Evaluation (harness, per audio condition)", "", f"Runs: {', '.join(eval_runs or [])}", "", eval_table, ""]
+        lines += ["## Evaluation (harness, per audio condition)", "", f"Runs: {', '.join(eval_runs or [])}", "",
+                  f"The validation set ({tc.get('val_set')}) also selected the epoch, so its rows are not held out;",
+                  "the 8k / noisy rows of a rendered split are the same turns through another channel.", "",
+                  eval_table, ""]
     lines += ["## Limitations", "",
               "Trained and selected on TTS renderings of real Switchboard turns: each inter-pausal unit is synthesized",
               "on its own, so TTS gives it sentence-final prosody whether the real speaker held or yielded the floor.",
               "Acoustic cues learnt here are mostly those of the words themselves and of the TTS voices, not human",
               "turn-yielding prosody; the 32 real AMI training turns are too few to change that.", "",
-              "## Rebuild", "", "```", rebuild_command(tc, folder),
+              "## Rebuild", "", "```", *render_commands(tc), rebuild_command(tc, folder),
               "```", ""]
     atomic_write_text(folder / "README.md", "\n".join(lines))
     return folder / "README.md"
