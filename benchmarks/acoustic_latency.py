@@ -1,9 +1,10 @@
-"""CPU latency per decision of the exported acoustic model (fp32 and int8) at 1 thread, and its size.
+"""CPU latency per decision of the exported acoustic model (fp32 and int8) at 1 thread, its size and parity.
 
 One decision = one onnxruntime call on one 16 kHz window (batch 1), the front end included, as a
 streaming agent would make it every grid step of a silence. Windows are real speech (a public clip
 from the data root) at varied end times. Wall-clock and process CPU time are both reported, with
-the load average, because this machine is shared: wall P99 mostly measures the neighbours.
+the load average, because this machine is shared: wall P99 mostly measures the neighbours. Parity:
+max |p_onnx - p_torch| and the share of windows with the same decision at `threshold` as torch.
 
     .venv/bin/python benchmarks/acoustic_latency.py --model vad_turn/models/acoustic --n 300
 """
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.acoustic import DEFAULT_MODEL_DIR, load_model_config
-from vad_turn.acoustic_export import make_session
+from vad_turn.acoustic import DEFAULT_MODEL_DIR, load_model, load_model_config
+from vad_turn.acoustic_export import make_session, run_session, torch_probabilities
 from vad_turn.audio import load_audio
 from vad_turn.config import add_config_args, atomic_write_json, config_from_args, config_to_dict, default_data_root
 from vad_turn.config import default_runs_root
@@ -34,6 +35,7 @@ class LatencyConfig:
     n: int = field(default=300, metadata={"help": "timed decisions per model"})
     warmup: int = field(default=20, metadata={"help": "untimed decisions first"})
     threads: int = field(default=1, metadata={"help": "onnxruntime intra-op threads"})
+    threshold: float = field(default=0.5, metadata={"help": "decision threshold of the parity check"})
     out: Path | None = field(default=None, metadata={"help": "JSON report (default runs/bench-acoustic-<time>.json)"})
 
 
@@ -62,19 +64,25 @@ def run(cfg: LatencyConfig) -> dict:
     silence_s = rng.uniform(0.0, 3.0, size=cfg.n).astype(np.float32)
     report = {"config": config_to_dict(cfg), "window_s": feats.window_s, "machine": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "models": {}}
+    p_torch = torch_probabilities(load_model(cfg.model), windows, silence_s)
     for name in ("model.onnx", "model.int8.onnx"):
         path = Path(cfg.model) / name
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing (train and export with `vad-turn train-acoustic --model-out`)")
-        stats = time_session(make_session(path, threads=cfg.threads), windows, silence_s, cfg.warmup)
+        session = make_session(path, threads=cfg.threads)
+        p = run_session(session, windows, silence_s)
+        parity = {"max_abs_diff_vs_torch": float(np.max(np.abs(p - p_torch))),
+                  "decision_agreement": float(np.mean((p >= cfg.threshold) == (p_torch >= cfg.threshold)))}
+        stats = time_session(session, windows, silence_s, cfg.warmup)
         report["models"][name] = {"size_bytes": path.stat().st_size, "size_mb": round(path.stat().st_size / 2**20, 3),
-                                  **stats}
+                                  **parity, **stats}
     report["load_average_after"] = os.getloadavg()
     out = cfg.out or default_runs_root() / f"bench-acoustic-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(Path(out), report)
     for name, r in report["models"].items():
         print(f"{name:16s} {r['size_mb']:6.2f} MB  wall P50 {r['wall_p50_ms']:6.2f} ms  P99 {r['wall_p99_ms']:6.2f} ms  "
-              f"cpu P50 {r['cpu_p50_ms']:6.2f} ms")
+              f"cpu P50 {r['cpu_p50_ms']:6.2f} ms  max|p-p_torch| {r['max_abs_diff_vs_torch']:.1e}  "
+              f"same decision {r['decision_agreement']:.3f}")
     print(f"load average {report['load_average_before']} -> {report['load_average_after']}; report: {out}")
     return report
 
