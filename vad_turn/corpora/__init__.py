@@ -14,6 +14,7 @@ import json
 import re
 import tarfile
 import zlib
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -99,3 +100,20 @@ def parse_float(value: str, where: str, what: str) -> float:
         return float(value)
     except ValueError:
         raise CorpusError(f"{where}: {what} {value!r} is not a number") from None
+
+
+def read_uem(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """{conversation: [(start_s, end_s)] sorted} from a UEM file."""
+    out: dict[str, list] = defaultdict(list)
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}:{lineno}"
+        if len(parts) != 4:
+            raise CorpusError(f"{where}: expected 'uri channel start end', got {line!r}")
+        a, b = parse_float(parts[2], where, "start"), parse_float(parts[3], where, "end")
+        if b < a:
+            raise CorpusError(f"{where}: region ends before it starts")
+        out[parts[0]].append((a, b))
+    return {k: sorted(v) for k, v in out.items()}

@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE_HZ, encode_wav_bytes, load_audio, seconds_to_samples
-from . import CorpusError, parse_float, read_id_list, require_file
+from . import CorpusError, parse_float, read_id_list, read_uem, require_file
 from .turns import Turn, Unit, build_turns, turns_to_records
 
 SOURCE = "ami"
@@ -52,18 +52,7 @@ def read_rttm(path: Path) -> dict[str, list[tuple[str, float, float]]]:
 
 def read_uem_ends(path: Path) -> dict[str, tuple[float, float]]:
     """{uri: (start_s, end_s)} of the annotated region (the union's extent when there are several)."""
-    out: dict[str, tuple[float, float]] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        where = f"{path}:{lineno}"
-        if len(parts) != 4:
-            raise CorpusError(f"{where}: expected 'uri channel start end', got {line!r}")
-        a, b = parse_float(parts[2], where, "start"), parse_float(parts[3], where, "end")
-        old = out.get(parts[0], (a, b))
-        out[parts[0]] = (min(old[0], a), max(old[1], b))
-    return out
+    return {uri: (regions[0][0], max(b for _, b in regions)) for uri, regions in read_uem(path).items()}
 
 
 def segment_units(segments: list[tuple[str, float, float]], backchannel_max_s: float = 1.0) -> list[Unit]:

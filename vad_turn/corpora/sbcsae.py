@@ -33,7 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..schema import Word, is_backchannel_text, normalize_word
-from . import CorpusError, parse_float, require_file
+from . import CorpusError, parse_float, read_uem, require_file
 from .turns import Turn, Unit, build_turns, turn_spans, turns_to_records
 
 SOURCE = "sbcsae"
@@ -94,23 +94,6 @@ def read_stm(path: Path) -> dict[str, list[tuple[str, float, float, str]]]:
     if not out:
         raise CorpusError(f"{path}: no intonation units")
     return dict(out)
-
-
-def read_uem(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """{conversation: [(start_s, end_s)] sorted} from a UEM file."""
-    out: dict[str, list] = defaultdict(list)
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        where = f"{path}:{lineno}"
-        if len(parts) != 4:
-            raise CorpusError(f"{where}: expected 'uri channel start end', got {line!r}")
-        a, b = parse_float(parts[2], where, "start"), parse_float(parts[3], where, "end")
-        if b < a:
-            raise CorpusError(f"{where}: region ends before it starts")
-        out[parts[0]].append((a, b))
-    return {k: sorted(v) for k, v in out.items()}
 
 
 def conversation_units(ius: list[tuple[str, float, float, str]]) -> list[Unit]:
