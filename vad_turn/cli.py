@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train-lexical": ("vad_turn.lexical", "LexicalConfig", "run", "train the lexical end-of-turn GRU (+ ONNX export)"),
     "train-lexical-lr": ("vad_turn.lexical_baselines", "LogRegConfig", "run",
                          "train the logistic-regression floor (last six words + last word duration)"),
+    "train-fusion": ("vad_turn.fusion", "FusionConfig", "run",
+                     "fuse the lexical and acoustic branches with timing (+ temperature calibration)"),
     "headline": ("vad_turn.headline", "HeadlineConfig", "run", "build what is missing and print the headline table"),
 }
 

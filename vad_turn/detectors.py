@@ -112,6 +112,7 @@ DETECTORS: dict[str, str | Callable[..., Any]] = {
     "lexical": "vad_turn.lexical_runtime:LexicalDetector",
     "lexical-lr": "vad_turn.lexical_baselines:LogRegDetector",
     "lexical-zeroshot": "vad_turn.lexical_baselines:ZeroShotDetector",
+    "fused": "vad_turn.fusion:FusedDetector",
 }
 
 

@@ -1,0 +1,270 @@
+"""Fusion of the lexical branch, the acoustic branch and timing into one p_eot; its detector "fused".
+
+The fused model is deliberately small: one logistic regression per available-input mode
+(`vad_turn.infer.MODES`: both branches / lexical only / acoustic only / timing only) over
+`vad_turn.infer.FUSION_FEATURES` = [lexical logit, acoustic logit, silence so far (s/5 and
+ln(s + 0.05)), logit x silence interactions, ln(1 + visible words)], then one calibration
+temperature. The branches stay frozen (each still usable alone as "lexical" / "acoustic").
+
+Training examples are the harness's own causal queries (`vad_turn.examples.turn_examples`):
+switchboard-rendered train (rendered audio + the real words and timing) and AMI train (real
+audio, no words: the lexical input is masked). Every example also trains the modes whose inputs
+are a subset of what it has (modality dropout), so the text-only fallback (rows without audio)
+and the audio-only mode are trained on the same turns. The regularisation C of each mode is
+selected, and the temperature fitted, on switchboard-rendered dev (clean condition).
+
+    vad-turn train-fusion --model-out vad_turn/models/turn
+    vad-turn evaluate --dataset data/built/switchboard-rendered --split dev --detector fused
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .calibration import expected_calibration_error, fit_temperature, nll, reliability_diagram
+from .config import REPO_ROOT, RunFolder, atomic_write_json, default_built_root, default_runs_root
+from .infer import (DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODE_MASKS, MODES, Branches, TurnModel,
+                    fusion_features, fusion_logit, sigmoid)
+
+LEXICAL_DIR = REPO_ROOT / "vad_turn" / "models" / "lexical"
+ACOUSTIC_DIR = REPO_ROOT / "vad_turn" / "models" / "acoustic"
+_MODE_NEEDS = {"both": (True, True), "lexical": (True, False), "acoustic": (False, True), "timing": (False, False)}
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    dataset: Path = field(default_factory=lambda: default_built_root() / "switchboard-rendered",
+                          metadata={"help": "rendered-audio turn dataset (train + selection splits)"})
+    extra_dataset: Path | None = field(default_factory=lambda: default_built_root() / "ami",
+                                       metadata={"help": "real-audio dataset whose train split is added ('none': skip)"})
+    train_split: str = field(default="train", metadata={"help": "training split of both datasets"})
+    select_split: str = field(default="dev", metadata={"help": "selection + calibration split of `dataset`"})
+    select_condition: str = field(default="clean", metadata={"help": "audio_condition of the selection rows"})
+    max_train_turns: int | None = field(default=None, metadata={"help": "seeded sample of train turns (none: all)"})
+    points_per_span: int = field(default=3, metadata={"help": "grid points kept per silence span"})
+    c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0), metadata={"help": "inverse L2 strengths tried"})
+    lexical_dir: Path = field(default=LEXICAL_DIR, metadata={"help": "lexical model folder"})
+    acoustic_dir: Path = field(default=ACOUSTIC_DIR, metadata={"help": "acoustic model folder (model.onnx)"})
+    threshold: float = field(default=0.5, metadata={"help": "the decision threshold recorded with the model"})
+    seed: int = field(default=0, metadata={"help": "seed of the turn sample and grid subsample"})
+    out: Path | None = field(default=None, metadata={"help": "run folder (default runs/fusion-<time>)"})
+    model_out: Path | None = field(default=None, metadata={"help": "also write the model folder here"})
+
+
+# ----------------------------------------------------------------------------- examples -> branch logits
+
+
+def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, points_per_span: int | None,
+                 seed: int, condition: str | None = None, desc: str = "") -> pd.DataFrame:
+    """One row per harness query of `split` (optionally one audio_condition) with the frozen branches'
+    logits: the `vad_turn.examples` columns + lex_logit, ac_logit, has_lex, has_ac. Turns are
+    scored a few at a time so their decoded audio is freed as we go."""
+    from .evaluate import EvalConfig, select_turns
+    from .examples import turn_examples
+
+    if condition is not None and "audio_condition" in ds.column_names:
+        keep = [i for i, c in enumerate(ds["audio_condition"]) if c == condition]
+        ds = ds.select(keep)
+    cfg = dataclasses.replace(EvalConfig(), split=split, max_turns=max_turns, seed=seed)
+    rows, _ = select_turns(ds, cfg, needs_audio=True)
+    frames, items, metas = [], [], []
+
+    def flush():
+        if not items:
+            return
+        b = branches.logits(items)
+        m = {k: np.concatenate([x[k] for x in metas]) for k in metas[0]}
+        frames.append(pd.DataFrame({**m, **{k: b[k] for k in ("lex_logit", "ac_logit", "has_lex", "has_ac")}}))
+        items.clear()
+        metas.clear()
+
+    for row in tqdm(rows, desc=f"branches {desc or split}", unit="turn", mininterval=2.0):
+        queries, meta = turn_examples(row, cfg, needs_audio=True, needs_words=True,
+                                      points_per_span=points_per_span, seed=seed)
+        items.extend((q.audio, q.words, q.messages, q.silence_s) for q in queries)
+        metas.append({"turn_id": meta["id"], "silence_s": meta["silence_dur"], "label": meta["label"],
+                      "n_seen": meta["n_seen"], "audio_condition": meta["audio_condition"].astype(str)})
+        if len(items) >= 512:
+            flush()
+    flush()
+    if not frames:
+        raise ValueError(f"no queries in split {split!r} of {desc or 'the dataset'}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n, F), labels (n,)) of the rows of `t` that have the inputs of `mode`, cast to that mode."""
+    need_lex, need_ac = _MODE_NEEDS[mode]
+    ok = (t["has_lex"].to_numpy() | ~np.bool_(need_lex)) & (t["has_ac"].to_numpy() | ~np.bool_(need_ac))
+    s = t[ok]
+    n = len(s)
+    X, m = fusion_features(s["lex_logit"].to_numpy(), s["ac_logit"].to_numpy(), s["silence_s"].to_numpy(),
+                           s["n_seen"].to_numpy(), np.full(n, need_lex), np.full(n, need_ac))
+    assert (m == MODES.index(mode)).all()
+    return X, s["label"].to_numpy().astype(int)
+
+
+def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float) -> np.ndarray:
+    """L2 logistic regression on the features `mode` uses -> weights (F,) (bias unpenalised)."""
+    from sklearn.linear_model import LogisticRegression
+
+    cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
+    lr = LogisticRegression(C=c, max_iter=2000)
+    lr.fit(X[:, cols], y)
+    w = np.zeros(len(FUSION_FEATURES))
+    w[cols] = lr.coef_[0]
+    w[FUSION_FEATURES.index("bias")] = lr.intercept_[0]
+    return w
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
+
+
+def natural_logits(t: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
+    """Fused logits of the rows of `t` with the inputs they actually have."""
+    X, mode = fusion_features(t["lex_logit"].to_numpy(), t["ac_logit"].to_numpy(), t["silence_s"].to_numpy(),
+                              t["n_seen"].to_numpy(), t["has_lex"].to_numpy(), t["has_ac"].to_numpy())
+    return fusion_logit(X, mode, weights)
+
+
+# ----------------------------------------------------------------------------- training entry
+
+
+def _cached(path: Path, make) -> pd.DataFrame:
+    """Read `path` if a previous (interrupted) run wrote it, else make and write it atomically."""
+    if path.exists():
+        return pd.read_parquet(path)
+    df = make()
+    tmp = path.with_name("." + path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return df
+
+
+def run(cfg: FusionConfig) -> dict:
+    """Score the branches on the train and selection queries, fit the per-mode regressions, select C,
+    fit the temperature, write the run folder (and `cfg.model_out`). Returns the metrics."""
+    from .dataset import load_turns
+
+    t0 = time.time()
+    out = Path(cfg.out or default_runs_root() / f"fusion-{time.strftime('%Y%m%d-%H%M%S')}")
+    rf = RunFolder(out, cfg)
+    window_s = _acoustic_window_s(cfg.acoustic_dir)
+    branches = Branches(cfg.lexical_dir, Path(cfg.acoustic_dir) / "model.onnx", window_s)
+    ds = load_turns(cfg.dataset)
+    kw = dict(points_per_span=cfg.points_per_span, seed=cfg.seed)
+    parts = [_cached(out / "branches-train.parquet", lambda: branch_table(
+        ds, cfg.train_split, branches, max_turns=cfg.max_train_turns, desc=f"{Path(cfg.dataset).name}:train", **kw))]
+    if cfg.extra_dataset is not None:
+        extra = load_turns(cfg.extra_dataset)
+        parts.append(_cached(out / "branches-train-extra.parquet", lambda: branch_table(
+            extra, cfg.train_split, branches, max_turns=None, desc=f"{Path(cfg.extra_dataset).name}:train", **kw)))
+    train = pd.concat(parts, ignore_index=True)
+    sel = _cached(out / "branches-select.parquet", lambda: branch_table(
+        ds, cfg.select_split, branches, max_turns=None, condition=cfg.select_condition,
+        desc=f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition}", **kw))
+    t_data = time.time() - t0
+
+    weights = np.zeros((len(MODES), len(FUSION_FEATURES)))
+    selection = {}
+    for mi, mode in enumerate(MODES):
+        Xt, yt = mode_design(train, mode)
+        Xs, ys = mode_design(sel, mode)
+        tried = {}
+        for c in cfg.c_grid:
+            w = fit_mode(Xt, yt, mode, c)
+            tried[c] = (nll(Xs @ w, ys), w)
+        best = min(tried, key=lambda c: tried[c][0])
+        weights[mi] = tried[best][1]
+        selection[mode] = {"c": best, "select_nll": {str(c): v[0] for c, v in tried.items()},
+                           "n_train": int(yt.size), "n_select": int(ys.size),
+                           "select_auc": _auc(Xs @ weights[mi], ys)}
+
+    z_sel, y_sel = natural_logits(sel, weights), sel["label"].to_numpy().astype(int)
+    temperature = fit_temperature(z_sel, y_sel)
+    p_before, p_after = sigmoid(z_sel), sigmoid(z_sel / temperature)
+    cal = {"fitted_on": f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition} (natural modes)",
+           "n": int(y_sel.size), "temperature": temperature,
+           "nll_before": nll(z_sel, y_sel), "nll_after": nll(z_sel, y_sel, temperature),
+           "ece_before": expected_calibration_error(p_before, y_sel),
+           "ece_after": expected_calibration_error(p_after, y_sel)}
+    reliability_diagram({"fused (T=1)": (p_before, y_sel), f"fused (T={temperature:.2f})": (p_after, y_sel)},
+                        out / "reliability.png", title=f"fused p_eot on {cal['fitted_on'].split(' ')[0]}")
+    ab = {"lexical": _auc(sigmoid(sel["lex_logit"])[sel["has_lex"]], y_sel[sel["has_lex"].to_numpy()]),
+          "acoustic": _auc(sigmoid(sel["ac_logit"])[sel["has_ac"]], y_sel[sel["has_ac"].to_numpy()]),
+          "fused": _auc(p_after, y_sel)}
+    metrics = {"selection": selection, "calibration": cal, "select_auc_by_branch": ab,
+               "n_train": int(len(train)), "n_train_turns": int(train["turn_id"].nunique()),
+               "n_select": int(len(sel)), "n_select_turns": int(sel["turn_id"].nunique()),
+               "wall_s": {"branches": t_data, "total": time.time() - t0}}
+    rf.write_split_ids({"train": sorted(set(train["turn_id"])), "select": sorted(set(sel["turn_id"]))})
+    rf.write_metrics(metrics)
+    model = {"features": list(FUSION_FEATURES), "modes": list(MODES), "weights": weights.tolist(),
+             "temperature": temperature, "threshold": cfg.threshold, "acoustic_window_s": window_s,
+             "train": {"run": str(out), "metrics": metrics}}
+    save_turn_model(out / "model", model, cfg.lexical_dir, cfg.acoustic_dir)
+    if cfg.model_out is not None:
+        save_turn_model(Path(cfg.model_out), model, cfg.lexical_dir, cfg.acoustic_dir)
+        (Path(cfg.model_out) / "reliability.png").write_bytes((out / "reliability.png").read_bytes())
+    print(f"fusion: select AUC lexical {ab['lexical']:.3f} acoustic {ab['acoustic']:.3f} fused {ab['fused']:.3f}; "
+          f"T={temperature:.3f} ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; run folder {out}")
+    return metrics
+
+
+def _acoustic_window_s(acoustic_dir: Path) -> float:
+    import json
+
+    path = Path(acoustic_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no acoustic model config")
+    return float(json.loads(path.read_text())["model"]["window_s"])
+
+
+def save_turn_model(folder: Path, model: dict, lexical_dir: Path, acoustic_dir: Path) -> Path:
+    """Write `fusion.json` into `folder`, referencing the branch models by paths relative to it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rel = lambda p: os.path.relpath(Path(p).resolve(), folder.resolve())  # noqa: E731
+    meta = {**model, "lexical_dir": rel(lexical_dir), "acoustic_onnx": rel(Path(acoustic_dir) / "model.onnx"),
+            "acoustic_int8_onnx": rel(Path(acoustic_dir) / "model.int8.onnx")}
+    atomic_write_json(folder / "fusion.json", meta)
+    (folder / "fusion.json").chmod(0o644)
+    return folder
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+class FusedDetector:
+    """The fused model as a harness `Detector` ("fused"). Rows without audio use the lexical + timing
+    mode; queries with no visible word the acoustic + timing mode.
+
+    model: a turn model folder (default the shipped vad_turn/models/turn); int8: the int8 acoustic graph.
+    """
+
+    needs_audio = True
+    needs_words = True
+
+    def __init__(self, model: str | Path = DEFAULT_TURN_MODEL_DIR, int8: bool | str = False, threads: int | str = 1,
+                 name: str = "fused"):
+        if isinstance(int8, str):
+            int8 = int8.lower() in ("1", "true", "yes")
+        self.model = TurnModel(Path(model), threads=int(threads), int8=bool(int8))
+        self.name = name
+
+    def predict(self, audio, words, messages, silence_s: float) -> float:
+        return float(self.model.p_eot([(audio, tuple(words), tuple(messages), float(silence_s))])[0])
+
+    def predict_batch(self, queries: Sequence) -> np.ndarray:
+        return self.model.p_eot([(q.audio, q.words, q.messages, q.silence_s) for q in queries])

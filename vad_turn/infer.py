@@ -1,0 +1,250 @@
+"""End-of-turn inference with the fused model: numpy, onnxruntime and `tokenizers` only (no torch).
+
+    model = load_turn_model()                      # the shipped vad_turn/models/turn
+    p = predict_eot(audio, 8000, words, messages, silence_s=0.4, model=model)
+
+A turn model folder holds `fusion.json`: the fusion weights (one small logistic regression per
+available-input mode), the calibration temperature, the chosen threshold and the paths (relative
+to the folder) of the lexical model folder (`lexical_step.onnx`, `lexical_head.onnx`,
+`tokenizer.json`, `lexical.json`) and of the acoustic ONNX graph (front end included).
+
+Fusion (`fusion_logit`): per query, the lexical logit (when >= 1 word is visible), the acoustic
+logit (when audio is given), the silence so far and the number of visible words form the feature
+vector `FUSION_FEATURES`; the mode (both / lexical / acoustic / timing) picks the weight row;
+p_eot = sigmoid(logit / temperature). `vad_turn.fusion` trains these weights with the very same
+`fusion_features`, so training and inference share one definition.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
+from .config import REPO_ROOT
+from .schema import Message, Word
+
+DEFAULT_TURN_MODEL_DIR = REPO_ROOT / "vad_turn" / "models" / "turn"
+FUSION_FEATURES = ("bias", "lex_logit", "ac_logit", "silence_norm", "log_silence", "lex_x_silence", "ac_x_silence",
+                   "log1p_n_seen")
+MODES = ("both", "lexical", "acoustic", "timing")
+_MODE_USES = {"both": FUSION_FEATURES,
+              "lexical": ("bias", "lex_logit", "silence_norm", "log_silence", "lex_x_silence", "log1p_n_seen"),
+              "acoustic": ("bias", "ac_logit", "silence_norm", "log_silence", "ac_x_silence"),
+              "timing": ("bias", "silence_norm", "log_silence")}
+MODE_MASKS = np.array([[f in _MODE_USES[m] for f in FUSION_FEATURES] for m in MODES], dtype=bool)
+MAX_SILENCE_S = 5.0
+_P_CLIP = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """ln(p / (1 - p)) of probabilities clipped to [1e-6, 1 - 1e-6] (float64)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), _P_CLIP, 1 - _P_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def mode_index(has_lex: np.ndarray, has_ac: np.ndarray) -> np.ndarray:
+    """(n,) int index into MODES: 0 both, 1 lexical only, 2 acoustic only, 3 timing only."""
+    has_lex, has_ac = np.asarray(has_lex, bool), np.asarray(has_ac, bool)
+    return np.where(has_lex & has_ac, 0, np.where(has_lex, 1, np.where(has_ac, 2, 3)))
+
+
+def fusion_features(lex_logit: np.ndarray, ac_logit: np.ndarray, silence_s: np.ndarray, n_seen: np.ndarray,
+                    has_lex: np.ndarray, has_ac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (X float64 (n, len(FUSION_FEATURES)), mode (n,) int). Features a mode does not use are 0.
+
+    lex_logit / ac_logit: branch logits (ignored where has_lex / has_ac is False); silence_s >= 0
+    (clipped to [0, 5] s); n_seen: number of visible words.
+    """
+    s = np.clip(np.asarray(silence_s, dtype=np.float64), 0.0, MAX_SILENCE_S)
+    lex = np.where(has_lex, np.asarray(lex_logit, dtype=np.float64), 0.0)
+    ac = np.where(has_ac, np.asarray(ac_logit, dtype=np.float64), 0.0)
+    sn = s / MAX_SILENCE_S
+    cols = {"bias": np.ones_like(s), "lex_logit": lex, "ac_logit": ac, "silence_norm": sn,
+            "log_silence": np.log(s + 0.05), "lex_x_silence": lex * sn, "ac_x_silence": ac * sn,
+            "log1p_n_seen": np.log1p(np.asarray(n_seen, dtype=np.float64))}
+    X = np.stack([cols[f] for f in FUSION_FEATURES], axis=1)
+    mode = mode_index(has_lex, has_ac)
+    return X * MODE_MASKS[mode], mode
+
+
+def fusion_logit(X: np.ndarray, mode: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Uncalibrated fused logit (n,) from features (n, F), modes (n,) and weights (len(MODES), F)."""
+    return np.einsum("nf,nf->n", X, np.asarray(weights, dtype=np.float64)[mode])
+
+
+def acoustic_window(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """The acoustic model's window: the last `n_samples` of 16 kHz audio, left-padded with zeros.
+
+    The same as `vad_turn.features.window_audio` (which imports torch; tests/test_infer.py checks
+    they agree). audio: float32 (n,), n >= 0. Returns float32 (n_samples,).
+    """
+    a = np.asarray(audio, dtype=np.float32).reshape(-1)[-n_samples:]
+    out = np.zeros(n_samples, dtype=np.float32)
+    if a.size:
+        out[-a.size:] = a
+    return out
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: ONNX model file missing")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class Branches:
+    """The two branch models at inference: the lexical ONNX pair and the acoustic ONNX graph.
+
+    lexical_dir: a lexical model folder; acoustic_onnx: the acoustic graph ((batch, n) audio +
+    (batch,) silence_s -> p_eot); window_s: its window length in seconds.
+    """
+
+    def __init__(self, lexical_dir: Path, acoustic_onnx: Path, window_s: float, *, threads: int = 1,
+                 batch_size: int = 64):
+        from .lexical_runtime import LexicalModel
+
+        self.lexical = LexicalModel(Path(lexical_dir), backend="onnx", threads=threads)
+        self.acoustic_path = Path(acoustic_onnx)
+        self._ac = _session(self.acoustic_path, threads)
+        self.window_samples = int(round(float(window_s) * SAMPLE_RATE_HZ))
+        self.batch_size = int(batch_size)
+
+    def acoustic_p(self, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
+        """windows float32 (n, window_samples), silence_s (n,) -> acoustic p_eot float64 (n,)."""
+        out = [np.zeros(0)]
+        for i in range(0, len(windows), self.batch_size):
+            out.append(self._ac.run(None, {
+                "audio": np.ascontiguousarray(windows[i:i + self.batch_size], np.float32),
+                "silence_s": np.ascontiguousarray(silence_s[i:i + self.batch_size], np.float32)})[0])
+        return np.concatenate(out).astype(np.float64)
+
+    def logits(self, items: Sequence[tuple]) -> dict[str, np.ndarray]:
+        """Per item: lex_logit, ac_logit, has_lex, has_ac, silence_s, n_seen (arrays of length n).
+
+        items: (audio, words, messages, silence_s) with audio float32 16 kHz mono (n_samples,) or
+        None. The lexical branch is used when >= 1 word is visible, the acoustic one when audio is given.
+        """
+        n = len(items)
+        sil = np.array([float(it[3]) for it in items], dtype=np.float64)
+        n_seen = np.array([len(it[1]) for it in items], dtype=np.int64)
+        has_lex, has_ac = n_seen > 0, np.array([it[0] is not None for it in items], dtype=bool)
+        lex, ac = np.zeros(n), np.zeros(n)
+        li = np.flatnonzero(has_lex)
+        if li.size:
+            lex[li] = logit(self.lexical.p_eot([(items[i][1], items[i][2], sil[i]) for i in li]))
+        ai = np.flatnonzero(has_ac)
+        if ai.size:
+            win = np.stack([acoustic_window(items[i][0], self.window_samples) for i in ai])
+            ac[ai] = logit(self.acoustic_p(win, sil[ai]))
+        return {"lex_logit": lex, "ac_logit": ac, "has_lex": has_lex, "has_ac": has_ac, "silence_s": sil,
+                "n_seen": n_seen}
+
+
+def fused_logits(b: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Uncalibrated fused logits (n,) from `Branches.logits` output and weights (len(MODES), F)."""
+    X, mode = fusion_features(b["lex_logit"], b["ac_logit"], b["silence_s"], b["n_seen"], b["has_lex"], b["has_ac"])
+    return fusion_logit(X, mode, weights)
+
+
+class TurnModel:
+    """The fused end-of-turn model at inference (see the module docstring).
+
+    `p_eot(items)` -> float64 (n,) in [0, 1] for (audio16k | None, words, messages, silence_s) items.
+    int8: use the acoustic graph's int8 file (`acoustic_int8_onnx` in fusion.json).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, threads: int = 1, int8: bool = False, batch_size: int = 64):
+        self.path = Path(path) if path is not None else DEFAULT_TURN_MODEL_DIR
+        meta_path = self.path / "fusion.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path}: no fused turn model here (train one with `vad-turn train-fusion`)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            if tuple(self.meta["features"]) != FUSION_FEATURES or tuple(self.meta["modes"]) != MODES:
+                raise ValueError(f"features/modes {self.meta['features']}/{self.meta['modes']} differ from this code's")
+            self.weights = np.asarray(self.meta["weights"], dtype=np.float64).reshape(len(MODES), len(FUSION_FEATURES))
+            self.temperature = float(self.meta.get("temperature", 1.0))
+            self.threshold = float(self.meta["threshold"])
+            window_s = float(self.meta["acoustic_window_s"])
+            lex_dir = (self.path / self.meta["lexical_dir"]).resolve()
+            ac_path = (self.path / self.meta["acoustic_int8_onnx" if int8 else "acoustic_onnx"]).resolve()
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+            raise ValueError(f"{meta_path}: not a fused turn model file ({e})") from e
+        if not self.temperature > 0:
+            raise ValueError(f"{meta_path}: temperature must be > 0, got {self.temperature}")
+        self.branches = Branches(lex_dir, ac_path, window_s, threads=threads, batch_size=batch_size)
+
+    def logits(self, items: Sequence[tuple]) -> np.ndarray:
+        """Uncalibrated fused logits (n,)."""
+        return fused_logits(self.branches.logits(items), self.weights)
+
+    def p_eot(self, items: Sequence[tuple]) -> np.ndarray:
+        """Calibrated p_eot float64 (n,) in [0, 1]."""
+        if not items:
+            return np.zeros(0, dtype=np.float64)
+        return sigmoid(self.logits(items) / self.temperature)
+
+
+def load_turn_model(path: str | Path | None = None, *, threads: int = 1, int8: bool = False) -> TurnModel:
+    """The fused turn model in `path` (default: the shipped vad_turn/models/turn). Raises
+    FileNotFoundError naming the missing file."""
+    return TurnModel(path, threads=threads, int8=int8)
+
+
+def as_words(words: Sequence) -> tuple[Word, ...]:
+    """Words as `Word`s: Word objects, {"word", "start", "end"} dicts or (word, start_s, end_s) tuples."""
+    out = []
+    for i, w in enumerate(words):
+        if isinstance(w, Word):
+            out.append(w)
+        elif isinstance(w, dict):
+            out.append(Word(str(w["word"]), float(w["start"]), float(w["end"])))
+        elif isinstance(w, (tuple, list)) and len(w) == 3:
+            out.append(Word(str(w[0]), float(w[1]), float(w[2])))
+        else:
+            raise ValueError(f"word {i} ({w!r}) must be a Word, a dict with word/start/end or a (word, start, end) tuple")
+    return tuple(out)
+
+
+def as_messages(messages: Sequence) -> tuple[Message, ...]:
+    """Messages as `Message`s (Message objects or {"role", "content"} dicts)."""
+    out = []
+    for i, m in enumerate(messages or ()):
+        if isinstance(m, Message):
+            out.append(m)
+        elif isinstance(m, dict) and "role" in m and "content" in m:
+            out.append(Message(str(m["role"]), str(m["content"])))
+        else:
+            raise ValueError(f"message {i} ({m!r}) must be a Message or a dict with role and content")
+    return tuple(out)
+
+
+def predict_eot(audio: np.ndarray | None, sample_rate_hz: int, words: Sequence = (), messages: Sequence = (), *,
+                silence_s: float = 0.0, model: TurnModel | None = None) -> float:
+    """p_eot in [0, 1] that the user has finished their turn, after `silence_s` of silence.
+
+    audio: the user's audio up to now, any rate (8 kHz telephony, 44.1/48 kHz), mono (n,) or
+        stereo (n, 2), float or integer PCM; None for text only (lexical + timing fallback).
+        Empty or non-finite audio raises AudioError.
+    words: the words recognised so far (Word / dict / (word, start_s, end_s)); messages: earlier turns.
+    model: a loaded TurnModel (default: the shipped one, loaded on each call -- pass one to reuse).
+    """
+    if not np.isfinite(silence_s) or silence_s < 0:
+        raise ValueError(f"silence_s must be a finite number >= 0, got {silence_s!r}")
+    model = model or load_turn_model()
+    a16 = None
+    if audio is not None:
+        a16 = prepare_audio(np.asarray(audio), sample_rate_hz, source="predict_eot audio")
+    return float(model.p_eot([(a16, as_words(words), as_messages(messages), float(silence_s))])[0])
