@@ -268,3 +268,35 @@ class FusedDetector:
 
     def predict_batch(self, queries: Sequence) -> np.ndarray:
         return self.model.p_eot([(q.audio, q.words, q.messages, q.silence_s) for q in queries])
+
+
+# ----------------------------------------------------------------------------- shipped-model check
+
+SUBSETS = {"audio": ("switchboard-rendered", "dev", "clean", 40), "text": ("switchboard", "val", None, 120)}
+SUBSET_SEED = 7
+
+
+def subset_metrics(model: str | Path = DEFAULT_TURN_MODEL_DIR, built_root: Path | None = None) -> dict:
+    """Harness metrics of the fused model on fixed seeded subsets of the selection / val turns
+    (SUBSETS: dataset, split, audio_condition, n turns; seed SUBSET_SEED): AUC and the
+    fcr@lat<=0.6s / lat@fcr<=10% operating points with their VAD-only ratios. About a minute on 2 cores."""
+    from .dataset import load_turns
+    from .evaluate import EvalConfig, evaluate_detector
+
+    root = Path(built_root or default_built_root())
+    det = FusedDetector(model)
+    out = {}
+    for key, (name, split, condition, n) in SUBSETS.items():
+        ds = load_turns(root / name)
+        if condition is not None:
+            ds = ds.select([i for i, c in enumerate(ds["audio_condition"]) if c == condition])
+        cfg = EvalConfig(dataset=root / name, split=split, detector="fused", max_turns=n, seed=SUBSET_SEED)
+        m = evaluate_detector(ds, det, cfg)["metrics"]
+        ops = {o["name"]: o for o in m["operating_points"]}
+        row = {"n_turns": m["counts"]["n_turns"], "n_points": m["counts"]["n_points"], "auc": m["diagnostics"]["auc"]}
+        for op, key_ in (("fcr@lat<=0.6s", "false_cutoff_rate"), ("lat@fcr<=10%", "mean_latency_s")):
+            row[op] = ops[op].get(key_)
+            row[op + "_vad_only"] = ops[op]["vad_only"].get(key_)
+            row[op + "_ratio"] = ops[op]["ratio_to_vad_only"]
+        out[key] = row
+    return out
