@@ -300,3 +300,17 @@ def subset_metrics(model: str | Path = DEFAULT_TURN_MODEL_DIR, built_root: Path 
             row[op + "_ratio"] = ops[op]["ratio_to_vad_only"]
         out[key] = row
     return out
+
+
+def record_subset_metrics(model: str | Path = DEFAULT_TURN_MODEL_DIR) -> dict:
+    """Compute `subset_metrics` and store them in the model's fusion.json under "subset_check"
+    (what tests/test_shipped_model.py asserts)."""
+    import json
+
+    path = Path(model) / "fusion.json"
+    meta = json.loads(path.read_text())
+    meta["subset_check"] = {"subsets": {k: list(v) for k, v in SUBSETS.items()}, "seed": SUBSET_SEED,
+                            "metrics": subset_metrics(model)}
+    atomic_write_json(path, meta)
+    path.chmod(0o644)
+    return meta["subset_check"]
