@@ -1,0 +1,113 @@
+"""Per-decision CPU latency of the fused turn model at 1 thread, and its size (JSON report).
+
+A decision is what a streaming system asks every 100 ms of a user's silence. Replayed here on a
+real clip (the JFK clip, 16 kHz) with its words appearing as they are spoken:
+
+- audio model: the acoustic ONNX graph (front end included) on one 4 s window (fp32 and int8);
+- lexical step: the lexical model's decision after one new word (one GRU step over its tokens +
+  the head; earlier words come from the incremental cache);
+- fused decision: `TurnModel.p_eot` on one item (window + both branches + fusion + calibration),
+  from 16 kHz audio; and `predict_eot` from 8 kHz audio (resampling included).
+
+    python benchmarks/turn_latency.py --out runs/bench-turn-latency.json
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.audio import load_audio, resample
+from vad_turn.config import atomic_write_json, default_data_root
+from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, acoustic_window, load_turn_model, predict_eot
+from vad_turn.schema import Message, Word
+
+TRANSCRIPT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+
+
+def _stats(cpu_s: list[float], wall_s: list[float]) -> dict:
+    c, w = np.array(cpu_s) * 1000, np.array(wall_s) * 1000
+    return {"n": int(c.size), "cpu_p50_ms": float(np.percentile(c, 50)), "cpu_p99_ms": float(np.percentile(c, 99)),
+            "wall_p50_ms": float(np.percentile(w, 50)), "wall_p99_ms": float(np.percentile(w, 99)),
+            "wall_mean_ms": float(w.mean())}
+
+
+def _time(fn, calls, warmup: int) -> dict:
+    for args in calls[:warmup]:
+        fn(*args)
+    cpu, wall = [], []
+    for args in calls:
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn(*args)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return _stats(cpu, wall)
+
+
+def _size(path: Path) -> int:
+    return Path(path).stat().st_size
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=DEFAULT_TURN_MODEL_DIR)
+    ap.add_argument("--clip", type=Path, default=default_data_root() / "clips" / "jfk.flac")
+    ap.add_argument("--repeats", type=int, default=3, help="passes over the clip's decision points")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-turn-latency.json"))
+    args = ap.parse_args(argv)
+
+    model, model8 = load_turn_model(args.model, threads=1), load_turn_model(args.model, threads=1, int8=True)
+    clip = load_audio(args.clip)
+    dur_s = clip.size / 16000
+    toks = TRANSCRIPT.split()
+    words = [Word(w, 0.3 + dur_s * 0.9 * i / len(toks), 0.3 + dur_s * 0.9 * (i + 1) / len(toks)) for i, w in enumerate(toks)]
+    msgs = (Message("assistant", "what would you like to say to the nation"),)
+    times = np.arange(0.5, dur_s, 0.1)
+    points = [(clip[: int(t * 16000)], tuple(w for w in words if w.end <= t), msgs, 0.2) for t in times] * args.repeats
+    n_win = model.branches.window_samples
+    win = [(acoustic_window(a, n_win)[None], np.array([s], np.float32)) for a, _, _, s in points]
+
+    lex = model.branches.lexical
+    res = {"audio_model_fp32": _time(model.branches.acoustic_p, win, args.warmup),
+           "audio_model_int8": _time(model8.branches.acoustic_p, win, args.warmup)}
+    # lexical step: a fresh cache per pass so each new word costs one GRU step (+ head)
+    lex_calls = [((tuple(words[: i + 1]), msgs, 0.2),) for i in range(len(words))]
+    cpu, wall = [], []
+    for _ in range(args.repeats * 4):
+        lex._cache.clear()
+        lex.p_eot(list(lex_calls[0]))  # the context + first word: not a per-word cost
+        for (q,) in lex_calls[1:]:
+            c0, w0 = time.process_time(), time.perf_counter()
+            lex.p_eot([q])
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+    res["lexical_step"] = _stats(cpu, wall)
+    res["fused_decision_16k"] = _time(lambda *it: model.p_eot([it]), points, args.warmup)
+    points8 = [(resample(a, 16000, 8000), w, m, s) for a, w, m, s in points[: len(times)]]
+    res["fused_decision_predict_eot_8k"] = _time(
+        lambda a, w, m, s: predict_eot(a, 8000, w, m, silence_s=s, model=model), points8, args.warmup)
+
+    lex_dir, ac = model.branches.lexical.model_dir, model.branches.acoustic_path
+    sizes = {"acoustic_model.onnx": _size(ac), "acoustic_model.int8.onnx": _size(ac.with_name("model.int8.onnx")),
+             "lexical_step.onnx": _size(lex_dir / "lexical_step.onnx"), "lexical_head.onnx": _size(lex_dir / "lexical_head.onnx"),
+             "tokenizer.json": _size(lex_dir / "tokenizer.json"), "fusion.json": _size(args.model / "fusion.json")}
+    sizes["runtime_total_fp32_mb"] = round((sizes["acoustic_model.onnx"] + sizes["lexical_step.onnx"] + sizes["lexical_head.onnx"]
+                                            + sizes["tokenizer.json"] + sizes["fusion.json"]) / 2**20, 3)
+    report = {"config": {k: str(v) for k, v in vars(args).items()}, "threads": 1, "n_decision_points": len(points),
+              "machine": {"cpu": platform.machine(), "n_cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
+              "latency": res, "size_bytes": sizes,
+              "targets": {"audio_model_p50_ms_max": 10.0, "lexical_decision_p50_ms_max": 15.0}}
+    atomic_write_json(args.out, report)
+    for k, v in res.items():
+        print(f"{k:32s} CPU P50 {v['cpu_p50_ms']:.3f} ms  P99 {v['cpu_p99_ms']:.3f} ms  (wall P50 {v['wall_p50_ms']:.3f})")
+    print(f"runtime files (fp32): {sizes['runtime_total_fp32_mb']} MB; report {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
