@@ -61,6 +61,28 @@ reproduce: setup
 	.venv/bin/vad-turn vad-eval
 	.venv/bin/vad-turn headline
 	.venv/bin/prosody run
+	@# The turn model: lexical GRU on all Switchboard train turns, acoustic model, fusion + calibration,
+	@# then the harness evaluations of every branch (VAD-only in each report) and the tables of the card.
+	.venv/bin/vad-turn train-lexical --max-turns none --epochs 3 --out runs/lexical-full
+	cp runs/lexical-full/model/{model.pt,lexical.json,tokenizer.json,lexical_step.onnx,lexical_head.onnx} vad_turn/models/lexical/
+	.venv/bin/vad-turn train-lexical-lr
+	.venv/bin/vad-turn train-acoustic --epochs 10 --select-metric val_auc_same_silence --select-mode max --model-out vad_turn/models/acoustic
+	.venv/bin/vad-turn train-fusion --out runs/fusion-v1 --model-out vad_turn/models/turn
+	$(PY) -c "from vad_turn.fusion import record_subset_metrics; print(record_subset_metrics())"
+	for d in fused lexical acoustic; do \
+	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard-rendered --split dev --detector $$d --out runs/eval-$$d-swbr-dev; \
+	  .venv/bin/vad-turn evaluate --dataset data/built/sbcsae-rendered --split test --detector $$d --out runs/eval-$$d-sbcsaer-test; \
+	done
+	for d in fused acoustic; do for s in dev test; do \
+	  .venv/bin/vad-turn evaluate --dataset data/built/ami --split $$s --detector $$d --out runs/eval-$$d-ami-$$s; \
+	done; done
+	for d in fused lexical; do \
+	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard --split val --detector $$d --max-turns 3000 --out runs/eval-$$d-switchboard-val3000; \
+	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard-wordrule --split val --detector $$d --max-turns 3000 --out runs/eval-$$d-swbwr-val3000; \
+	done
+	$(PY) -m vad_turn.acoustic_report --runs runs/eval-{fused,lexical,acoustic}-swbr-dev runs/eval-{fused,lexical,acoustic}-sbcsaer-test runs/eval-{fused,acoustic}-ami-{dev,test} --out runs/turn_table.md
+	$(PY) benchmarks/lexical_slices.py runs/eval-{fused,lexical}-switchboard-val3000 runs/eval-{fused,lexical}-swbwr-val3000 --json runs/turn-text-slices.json
+	$(PY) benchmarks/turn_latency.py --out runs/bench-turn-latency.json
 
 clean-built:
 	rm -rf data/built runs
