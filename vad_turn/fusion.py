@@ -11,7 +11,10 @@ switchboard-rendered train (rendered audio + the real words and timing) and AMI 
 audio, no words: the lexical input is masked). Every example also trains the modes whose inputs
 are a subset of what it has (modality dropout), so the text-only fallback (rows without audio)
 and the audio-only mode are trained on the same turns. The regularisation C of each mode is
-selected, and the temperature fitted, on switchboard-rendered dev (clean condition).
+selected, and the temperature fitted, on switchboard-rendered dev (clean condition) on every
+grid point the harness scores; training keeps `points_per_span` points per span, each weighted
+by (grid points of its span) / (points kept), so a probability refers to a random 100 ms moment of
+silence as the harness sees them (not to a random span).
 
     vad-turn train-fusion --model-out vad_turn/models/turn
     vad-turn evaluate --dataset data/built/switchboard-rendered --split dev --detector fused
@@ -67,7 +70,7 @@ def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, p
     """One row per harness query of `split` (optionally one audio_condition) with the frozen branches'
     logits: the `vad_turn.examples` columns + lex_logit, ac_logit, has_lex, has_ac. Turns are
     scored a few at a time so their decoded audio is freed as we go."""
-    from .evaluate import EvalConfig, select_turns
+    from .evaluate import EvalConfig, n_grid_points, select_turns
     from .examples import turn_examples
 
     if condition is not None and "audio_condition" in ds.column_names:
@@ -91,7 +94,8 @@ def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, p
                                       points_per_span=points_per_span, seed=seed)
         items.extend((q.audio, q.words, q.messages, q.silence_s) for q in queries)
         metas.append({"turn_id": meta["id"], "silence_s": meta["silence_dur"], "label": meta["label"],
-                      "n_seen": meta["n_seen"], "audio_condition": meta["audio_condition"].astype(str)})
+                      "n_seen": meta["n_seen"], "audio_condition": meta["audio_condition"].astype(str),
+                      "weight": _grid_weights(meta, cfg, n_grid_points)})
         if len(items) >= 512:
             flush()
     flush()
@@ -100,8 +104,19 @@ def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, p
     return pd.concat(frames, ignore_index=True)
 
 
-def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """(X (n, F), labels (n,)) of the rows of `t` that have the inputs of `mode`, cast to that mode."""
+def _grid_weights(meta: dict, cfg, n_grid_points) -> np.ndarray:
+    """Per kept query: (grid points of its span) / (kept points of its span), so the weighted examples
+    stand for every 100 ms moment of silence the harness scores (1 when nothing was subsampled)."""
+    w = np.ones(meta["span_index"].size)
+    for s in np.unique(meta["span_index"]):
+        idx = meta["span_index"] == s
+        is_end = bool(meta["label"][idx][0])
+        w[idx] = n_grid_points(float(meta["span_dur"][idx][0]), is_end, cfg) / idx.sum()
+    return w
+
+
+def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X (n, F), labels (n,), weights (n,)) of the rows of `t` that have the inputs of `mode`, cast to it."""
     need_lex, need_ac = _MODE_NEEDS[mode]
     ok = (t["has_lex"].to_numpy() | ~np.bool_(need_lex)) & (t["has_ac"].to_numpy() | ~np.bool_(need_ac))
     s = t[ok]
@@ -109,16 +124,18 @@ def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray]:
     X, m = fusion_features(s["lex_logit"].to_numpy(), s["ac_logit"].to_numpy(), s["silence_s"].to_numpy(),
                            s["n_seen"].to_numpy(), np.full(n, need_lex), np.full(n, need_ac))
     assert (m == MODES.index(mode)).all()
-    return X, s["label"].to_numpy().astype(int)
+    return X, s["label"].to_numpy().astype(int), s["weight"].to_numpy(dtype=np.float64)
 
 
-def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float) -> np.ndarray:
-    """L2 logistic regression on the features `mode` uses -> weights (F,) (bias unpenalised)."""
+def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """L2 logistic regression on the features `mode` uses -> weights (F,). sample_weight is
+    normalised to mean 1 so C means the same with and without weights."""
     from sklearn.linear_model import LogisticRegression
 
     cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
     lr = LogisticRegression(C=c, max_iter=2000)
-    lr.fit(X[:, cols], y)
+    sw = None if sample_weight is None else np.asarray(sample_weight, np.float64) / np.mean(sample_weight)
+    lr.fit(X[:, cols], y, sample_weight=sw)
     w = np.zeros(len(FUSION_FEATURES))
     w[cols] = lr.coef_[0]
     w[FUSION_FEATURES.index("bias")] = lr.intercept_[0]
@@ -171,19 +188,19 @@ def run(cfg: FusionConfig) -> dict:
         parts.append(_cached(out / "branches-train-extra.parquet", lambda: branch_table(
             extra, cfg.train_split, branches, max_turns=None, desc=f"{Path(cfg.extra_dataset).name}:train", **kw)))
     train = pd.concat(parts, ignore_index=True)
-    sel = _cached(out / "branches-select.parquet", lambda: branch_table(
-        ds, cfg.select_split, branches, max_turns=None, condition=cfg.select_condition,
-        desc=f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition}", **kw))
+    sel = _cached(out / "branches-select.parquet", lambda: branch_table(  # every grid point, as the harness scores
+        ds, cfg.select_split, branches, max_turns=None, condition=cfg.select_condition, points_per_span=None,
+        seed=cfg.seed, desc=f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition}"))
     t_data = time.time() - t0
 
     weights = np.zeros((len(MODES), len(FUSION_FEATURES)))
     selection = {}
     for mi, mode in enumerate(MODES):
-        Xt, yt = mode_design(train, mode)
-        Xs, ys = mode_design(sel, mode)
+        Xt, yt, wt = mode_design(train, mode)
+        Xs, ys, _ = mode_design(sel, mode)
         tried = {}
         for c in cfg.c_grid:
-            w = fit_mode(Xt, yt, mode, c)
+            w = fit_mode(Xt, yt, mode, c, wt)
             tried[c] = (nll(Xs @ w, ys), w)
         best = min(tried, key=lambda c: tried[c][0])
         weights[mi] = tried[best][1]
