@@ -8,7 +8,7 @@ DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps test test-all demo headline lab reproduce clean-built
+.PHONY: setup system-deps test-data test test-all demo headline lab reproduce clean-built
 
 setup: $(STAMP)
 
@@ -36,11 +36,18 @@ system-deps:
 	  fi; \
 	fi
 
+# The datasets the end-to-end tests read (built from ../shared/data when it is there; each step
+# skips what is already built with the same recipe, so this is quick after the first time).
+test-data: setup
+	@if [ -d "$${VAD_TURN_DATA_ROOT:-../shared/data}" ]; then \
+	  .venv/bin/vad-turn build-data && .venv/bin/vad-turn render; \
+	else echo "no data root (../shared/data): tests that need the real corpora will skip"; fi
+
 # The suite without the long end-to-end runs (essential end-to-end tests are not marked slow).
-test: setup
+test: setup test-data
 	.venv/bin/pytest -m "not slow" -q
 
-test-all: setup
+test-all: setup test-data
 	.venv/bin/pytest -q
 
 # The Gradio demo at http://127.0.0.1:7860: semantic endpointing beside VAD-only, on the embedded defaults.
