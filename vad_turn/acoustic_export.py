@@ -30,16 +30,9 @@ class ExportError(RuntimeError):
 
 def make_session(path: Path, threads: int = 1):
     """An onnxruntime CPU session with `threads` intra-op threads (1 inter-op thread)."""
-    import onnxruntime as ort
+    from .onnx import cpu_session
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no ONNX model (export it with `vad-turn export-acoustic`)")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads, what="acoustic model", hint="export it with `vad-turn train-acoustic`")
 
 
 def run_session(session, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:

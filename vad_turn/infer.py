@@ -93,15 +93,9 @@ def acoustic_window(audio: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
+    from .onnx import cpu_session
 
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: ONNX model file missing")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads, what="turn model")
 
 
 class Branches:

@@ -119,18 +119,11 @@ class LexicalModel:
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = cache_size
         if backend == "onnx":
-            import onnxruntime as ort
+            from .onnx import cpu_session
 
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            for name in ("lexical_step.onnx", "lexical_head.onnx"):
-                if not (model_dir / name).exists():
-                    raise FileNotFoundError(f"{model_dir / name}: missing (export with vad_turn.lexical.export_onnx)")
-            self._step_sess = ort.InferenceSession(str(model_dir / "lexical_step.onnx"), so,
-                                                   providers=["CPUExecutionProvider"])
-            self._head_sess = ort.InferenceSession(str(model_dir / "lexical_head.onnx"), so,
-                                                   providers=["CPUExecutionProvider"])
+            hint = "export with vad_turn.lexical.export_onnx"
+            self._step_sess = cpu_session(model_dir / "lexical_step.onnx", threads, what="lexical model", hint=hint)
+            self._head_sess = cpu_session(model_dir / "lexical_head.onnx", threads, what="lexical model", hint=hint)
         elif backend == "torch":
             import torch
 

@@ -170,17 +170,10 @@ class SileroVAD(FrameVAD):
     context_samples = 64
 
     def __init__(self, model_path: str | Path | None = None, threshold: float = 0.5, n_threads: int = 1):
-        import onnxruntime
+        from .onnx import cpu_session
 
         self.model_path = Path(model_path) if model_path is not None else silero_model_path()
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"silero VAD: model file not found: {self.model_path}")
-        opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = n_threads
-        opts.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(self.model_path, n_threads, what="silero VAD")
         names = {i.name for i in self._session.get_inputs()}
         if names != {"input", "state", "sr"}:
             raise ValueError(f"silero VAD: {self.model_path} has inputs {sorted(names)}, expected input/state/sr")
