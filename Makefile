@@ -64,7 +64,8 @@ lab: setup
 # The full experiment: every dataset, rendered audio, VAD table, end-of-turn evaluations, prosody study.
 reproduce: setup
 	.venv/bin/vad-turn build-data
-	.venv/bin/vad-turn render
+	@# 2,000 rendered Switchboard train turns for the acoustic model (dev/test turns are the same at any cap).
+	.venv/bin/vad-turn render --max-turns switchboard:train=2000 switchboard:dev=300 'sbcsae:*=300'
 	.venv/bin/vad-turn vad-eval
 	.venv/bin/vad-turn headline
 	.venv/bin/prosody run
