@@ -240,17 +240,9 @@ def run_audio(cfg: PipelineConfig, models: Models, audio: np.ndarray, sample_rat
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
     """A WAV/FLAC file as float32 (n,) or (n, ch) at its own rate (the pipeline converts); AudioError if bad."""
-    import soundfile as sf
+    from vad_turn.audio import AudioError, read_audio_file
 
-    from vad_turn.audio import AudioError
-
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except (RuntimeError, sf.LibsndfileError) as e:
-        raise AudioError(f"{path}: cannot decode audio ({e})") from e
+    data, sr = read_audio_file(path)
     if data.size == 0:
         raise AudioError(f"{path}: audio is empty (0 samples)")
-    return data, int(sr)
+    return data, sr

@@ -78,8 +78,12 @@ def prepare_audio(
     return resample(a, int(sample_rate_hz), target_rate_hz)
 
 
-def load_audio(path: str | Path, *, target_rate_hz: int = SAMPLE_RATE_HZ, allow_empty: bool = False) -> np.ndarray:
-    """Read an audio file (WAV/FLAC/OGG via soundfile) as float32 mono at `target_rate_hz`."""
+def read_audio_file(path: str | Path) -> tuple[np.ndarray, int]:
+    """An audio file (WAV/FLAC/OGG via soundfile) as it is: float32 (n,) or (n, channels), and its rate.
+
+    For streaming inputs that convert chunk by chunk; everything else uses `load_audio`.
+    Raises AudioError naming the file when it is missing or cannot be decoded.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -89,6 +93,12 @@ def load_audio(path: str | Path, *, target_rate_hz: int = SAMPLE_RATE_HZ, allow_
         data, sr = sf.read(str(path), dtype="float32", always_2d=False)
     except (RuntimeError, sf.LibsndfileError) as e:  # corrupt / truncated / not audio
         raise AudioError(f"{path}: cannot decode audio ({e})") from e
+    return data, int(sr)
+
+
+def load_audio(path: str | Path, *, target_rate_hz: int = SAMPLE_RATE_HZ, allow_empty: bool = False) -> np.ndarray:
+    """Read an audio file (WAV/FLAC/OGG via soundfile) as float32 mono at `target_rate_hz`."""
+    data, sr = read_audio_file(path)
     return prepare_audio(data, sr, source=str(path), target_rate_hz=target_rate_hz, allow_empty=allow_empty)
 
 

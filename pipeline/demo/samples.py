@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
+from vad_turn.audio import SAMPLE_RATE_HZ, AudioError, load_audio
 from vad_turn.config import default_data_root
 
 from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
@@ -111,8 +111,7 @@ def check_upload(path: str | Path | None, *, max_input_s: float = MAX_INPUT_S) -
         raise InputError(f"{path.name}: {info.duration / 60:.1f} min of audio is too long for a real-time "
                          f"comparison (at most {max_input_s:.0f} s); trim it first")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=False)
-        audio = prepare_audio(data, int(rate), source=path.name)
-    except (AudioError, RuntimeError, ValueError) as e:
+        audio = load_audio(path)
+    except (AudioError, ValueError) as e:
         raise InputError(f"{path.name}: cannot decode ({e})") from e
     return check_audio(audio, path.name, max_input_s=max_input_s)
