@@ -240,3 +240,14 @@ def test_interrupted_run_resumes_without_rescoring(tmp_path):
         assert not (tmp_path / "resumed/predictions.parts").exists()
     finally:
         DETECTORS.pop("test-flaky")
+
+
+def test_detector_options_parse_booleans_once_and_refuse_ambiguous_ones():
+    from vad_turn.detectors import parse_detector_opts, require_bool
+
+    assert parse_detector_opts(["int8=TRUE", "model=runs/x", "use-pitch=no", "threads=1"]) == {
+        "int8": True, "model": "runs/x", "use_pitch": False, "threads": "1"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_detector_opts(["int8"])
+    with pytest.raises(TypeError, match="int8 must be true or false, got '0'"):
+        require_bool("int8", "0")

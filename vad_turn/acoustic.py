@@ -25,6 +25,7 @@ from torch import nn
 from .audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
 from .config import REPO_ROOT, atomic_write_json
 from .features import AcousticFrontEnd, FeatureConfig, window_audio
+from .detectors import require_bool
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "vad_turn" / "models" / "acoustic"
 MAX_SILENCE_S = 5.0
@@ -182,12 +183,11 @@ class AcousticDetector:
     needs_audio = True
     needs_words = False
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", int8: bool | str = False,
+    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", int8: bool = False,
                  threads: int | str = 1, batch_size: int | str = 64, name: str = "acoustic"):
         path = Path(model)
         folder = path if path.is_dir() else path.parent
-        if isinstance(int8, str):
-            int8 = int8.lower() in ("1", "true", "yes")
+        int8 = require_bool("int8", int8)
         self.name, self.threads, self.batch_size = name, int(threads), int(batch_size)
         self.cfg = load_model_config(folder)
         self.features = self.cfg.features

@@ -166,12 +166,23 @@ def make_detector(name: str, **opts: Any) -> Detector:
     return det
 
 
-def parse_detector_opts(opts: Sequence[str]) -> dict[str, str]:
-    """["checkpoint=runs/x", "device=cpu"] -> {"checkpoint": "runs/x", "device": "cpu"}."""
-    out: dict[str, str] = {}
+def parse_detector_opts(opts: Sequence[str]) -> dict[str, str | bool]:
+    """["checkpoint=runs/x", "int8=true"] -> {"checkpoint": "runs/x", "int8": True}.
+
+    true/false/yes/no (any case) become booleans; every other value stays a string.
+    """
+    flags = {"true": True, "yes": True, "false": False, "no": False}
+    out: dict[str, str | bool] = {}
     for o in opts:
         key, sep, value = o.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"detector option {o!r} must look like key=value")
-        out[key.strip().replace("-", "_")] = value
+        out[key.strip().replace("-", "_")] = flags.get(value.strip().lower(), value)
     return out
+
+
+def require_bool(name: str, value) -> bool:
+    """A detector's boolean option, refusing strings such as "0" that would silently read as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"detector option {name} must be true or false, got {value!r}")
+    return value

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .calibration import expected_calibration_error, fit_temperature, nll, reliability_diagram
 from .config import REPO_ROOT, RunFolder, atomic_write_json, default_built_root, default_runs_root
+from .detectors import require_bool
 from .infer import (DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODE_MASKS, MODES, Branches, TurnModel,
                     fusion_features, fusion_logit, sigmoid)
 
@@ -273,11 +274,9 @@ class FusedDetector:
     needs_audio = True
     needs_words = True
 
-    def __init__(self, model: str | Path = DEFAULT_TURN_MODEL_DIR, int8: bool | str = False, threads: int | str = 1,
+    def __init__(self, model: str | Path = DEFAULT_TURN_MODEL_DIR, int8: bool = False, threads: int | str = 1,
                  name: str = "fused"):
-        if isinstance(int8, str):
-            int8 = int8.lower() in ("1", "true", "yes")
-        self.model = TurnModel(Path(model), threads=int(threads), int8=bool(int8))
+        self.model = TurnModel(Path(model), threads=int(threads), int8=require_bool("int8", int8))
         self.name = name
 
     def predict(self, audio, words, messages, silence_s: float) -> float:
