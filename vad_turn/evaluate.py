@@ -290,12 +290,21 @@ def compute_metrics(preds: pd.DataFrame, cfg: EvalConfig, detector_name: str,
     return metrics, both
 
 
+def check_detector_lag(detector: Detector, cfg: EvalConfig) -> None:
+    """Tell a detector trained for a transcript lag the harness's (its optional
+    `check_transcript_lag(lag_s)`, e.g. the lexical model's: warns or raises on a mismatch)."""
+    check = getattr(detector, "check_transcript_lag", None)
+    if callable(check):
+        check(cfg.transcript_lag_s)
+
+
 def evaluate_detector(ds, detector: Detector, cfg: EvalConfig) -> dict:
     """Score `detector` on `ds` (a load_turns dataset or a list of TurnRecords) and compute the metrics.
 
     Returns {"metrics": dict (as in metrics.json), "predictions": DataFrame, "sweep": DataFrame,
     "ids": evaluated turn ids}.
     """
+    check_detector_lag(detector, cfg)
     rows, ids = select_turns(ds, cfg, needs_audio=detector.needs_audio)
     preds = score_turns(rows, detector, cfg, total=len(ids))
     metrics, sweep = compute_metrics(preds, cfg, detector.name, resolve_split(cfg.split, set(_row_splits(ds))))
@@ -345,6 +354,7 @@ def run(cfg: EvalConfig) -> dict:
     out = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
     parts = _load_parts(out, cfg)
     detector = make_detector(cfg.detector, **parse_detector_opts(cfg.detector_opts))
+    check_detector_lag(detector, cfg)
     ds = load_turns(cfg.dataset)
     rows, ids = select_turns(ds, cfg, needs_audio=detector.needs_audio)
     split = resolve_split(cfg.split, set(_row_splits(ds)))

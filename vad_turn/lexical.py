@@ -2,12 +2,14 @@
 Switchboard train turns normalised like ASR output, with timing inputs; exported to ONNX.
 
     vad-turn train-lexical --max-turns 20000 --epochs 3          # default: a few minutes on 2 cores
+    vad-turn train-lexical --transcript-lag-s 0.2 --out runs/lexical-lag0.2   # for a faster STT
     vad-turn evaluate --detector lexical --detector-opts model=runs/<run>/model
 
 Training examples are the harness's causal queries (`vad_turn.examples`): label 1 in the
 end-of-turn span, 0 in kept holds, each with the words visible under the transcript lag and the
-silence so far. A batch is a bucket of turns of similar length: the GRU reads each turn once
-(context, then every word's tokens) and the head scores every example of the turn at the state
+silence so far; `--transcript-lag-s` sets that lag (recorded in the model folder's lexical.json and
+checked by the detector against the harness's). A batch is a bucket of turns of similar length: the
+GRU reads each turn once (context, then every word's tokens) and the head scores every example of the turn at the state
 after its last visible word. Text encoding and timing features come from `vad_turn.lexical_runtime`
 (the same functions inference uses). Model selection: validation loss on Switchboard dev (val).
 """
@@ -23,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import atomic_write_json, default_built_root
-from .lexical_runtime import CONTEXT_MAX_TOKENS, TIMING_FEATURES, LexicalTokenizer, context_text, timing_features
+from .lexical_runtime import (CONTEXT_MAX_TOKENS, DEFAULT_TRANSCRIPT_LAG_S, TIMING_FEATURES, LexicalTokenizer, context_text,
+                              timing_features)
 from .schema import row_messages, row_words
 from .train import TrainConfig, default_train_out, fit
 
@@ -45,6 +48,14 @@ class LexicalConfig(TrainConfig):
     lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
     epochs: int = field(default=3, metadata={"help": "passes over the training buckets"})
     tokenizer: Path | None = field(default=None, metadata={"help": "SmolLM2 tokenizer.json (default: the local cache)"})
+    transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={
+        "help": "words become visible this long after they end, in the training and validation examples (the "
+                "harness's --transcript-lag-s; match the STT the model will serve, recorded in lexical.json)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.transcript_lag_s >= 0:
+            raise ValueError(f"transcript_lag_s must be >= 0, got {self.transcript_lag_s}")
 
 
 # ----------------------------------------------------------------------------- model
@@ -180,11 +191,14 @@ def bce_loss(model, batch: dict):
 
 
 def build_items(ds, split: str, tok: LexicalTokenizer, *, max_turns: int | None, points_per_span: int,
-                seed: int) -> tuple[list[dict], list[str], list[dict]]:
-    """(turn items, turn ids, rows) of `split` through `build_examples` (harness queries)."""
+                seed: int, transcript_lag_s: float = DEFAULT_TRANSCRIPT_LAG_S) -> tuple[list[dict], list[str], list[dict]]:
+    """(turn items, turn ids, rows) of `split` through `build_examples` (harness queries, words visible
+    `transcript_lag_s` after they end, every other setting the harness default)."""
+    from .evaluate import EvalConfig
     from .examples import build_examples
 
-    ex = build_examples(ds, split, max_turns=max_turns, seed=seed, points_per_span=points_per_span, keep_queries=False)
+    ex = build_examples(ds, split, eval_cfg=EvalConfig(transcript_lag_s=transcript_lag_s), max_turns=max_turns, seed=seed,
+                        points_per_span=points_per_span, keep_queries=False)
     items = [turn_item(ex.rows[ti], g, tok) for ti, g in ex.table.groupby("turn_index", sort=True)]
     return items, ex.turn_ids, ex.rows
 
@@ -267,7 +281,8 @@ def save_model_folder(model, cfg: LexicalConfig, tok: LexicalTokenizer, n_emb: i
         atomic_write_json(tmp / "lexical.json", {
             "n_emb": n_emb, "emb_dim": cfg.emb_dim, "hidden": cfg.hidden, "head_hidden": cfg.head_hidden,
             "context_max_tokens": CONTEXT_MAX_TOKENS, "timing_features": list(TIMING_FEATURES),
-            "special_ids": {"bos": tok.bos_id, "sep": tok.sep_id}, "onnx_parity": parity, **metrics})
+            "special_ids": {"bos": tok.bos_id, "sep": tok.sep_id}, "transcript_lag_s": cfg.transcript_lag_s,
+            "onnx_parity": parity, **metrics})
         (tmp / "lexical.json").chmod(0o644)
         atomic_replace_dir(tmp, out_dir)
     except BaseException:
@@ -316,10 +331,12 @@ def run(cfg: LexicalConfig) -> dict:
         cfg = replace(cfg, out=default_train_out("lexical"))
     tok = LexicalTokenizer(cfg.tokenizer or default_tokenizer_path())
     ds = load_turns(cfg.dataset)
+    lag = cfg.transcript_lag_s
     train_items, train_ids, train_rows = build_items(ds, "train", tok, max_turns=cfg.max_turns,
-                                                     points_per_span=cfg.points_per_span, seed=cfg.seed)
+                                                     points_per_span=cfg.points_per_span, seed=cfg.seed,
+                                                     transcript_lag_s=lag)
     val_items, val_ids, _ = build_items(ds, "val", tok, max_turns=cfg.val_turns, points_per_span=cfg.points_per_span,
-                                        seed=cfg.seed + 1)
+                                        seed=cfg.seed + 1, transcript_lag_s=lag)
     id_map, n_emb = token_vocab(train_rows, tok, cfg.min_token_count)
     data_s = time.perf_counter() - t0
     seed_everything(cfg.seed)

@@ -15,11 +15,21 @@ prefix), so a new word costs one GRU step over its 1-3 tokens, and a new silence
 
 A model folder holds `tokenizer.json` (SmolLM2's), `lexical_step.onnx` (raw token ids (T,) int64 +
 state (1, 1, H) -> state), `lexical_head.onnx` (states (N, H) + timing (N, F) -> p_eot (N,)),
-`lexical.json` (sizes, special ids, feature names, metrics) and `model.pt` (torch weights).
+`lexical.json` (sizes, special ids, feature names, the `transcript_lag_s` the training examples
+used (absent in older folders: 0.5 s), metrics) and `model.pt` (torch weights). `lexical.json` may name
+the tokenizer with `"tokenizer": "<path relative to the folder>"` instead of holding a copy.
+
+Transcript lag: a model trained with words visible 0.5 s after they end learns that the last word is
+missing early in a pause; served by an STT that shows it after 0.1-0.2 s, its inputs differ from its
+training inputs (and vice versa). `LexicalModel.check_transcript_lag(lag_s)` warns
+(`TranscriptLagMismatch`) when they differ; the harness calls it with its `--transcript-lag-s`. It
+warns rather than refuses because scoring a model at another lag is a legitimate ablation (how much
+a lag-0.5 model loses or gains under a faster STT); pass `strict_lag=true` to the detector to refuse.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +43,12 @@ TIMING_FEATURES = ("silence_s", "log1p_n_seen", "no_words", "last_dur_s", "gap_b
 RATE_WINDOW_WORDS = 5
 CONTEXT_MAX_TOKENS = 24
 DEFAULT_MODEL_DIR = REPO_ROOT / "vad_turn" / "models" / "lexical"
+DEFAULT_TRANSCRIPT_LAG_S = 0.5  # the harness default; model folders written before the field existed used it
+LAG_TOLERANCE_S = 0.05  # lags closer than this count as the same
+
+
+class TranscriptLagMismatch(UserWarning):
+    """A lexical model is queried under a transcript lag other than the one it was trained for."""
 
 
 def timing_features(words: Sequence[Word], silence_s: float) -> np.ndarray:
@@ -61,6 +77,13 @@ def context_text(messages: Sequence[Message]) -> str:
         if role == "assistant":
             return normalize_text(content.split())
     return ""
+
+
+def tokenizer_path(model_dir: Path, meta: dict) -> Path:
+    """The tokenizer.json of a model folder: `meta["tokenizer"]` (relative to the folder) when set, else
+    the folder's own tokenizer.json."""
+    rel = meta.get("tokenizer")
+    return (Path(model_dir) / rel).resolve() if rel else Path(model_dir) / "tokenizer.json"
 
 
 class LexicalTokenizer:
@@ -113,7 +136,8 @@ class LexicalModel:
             raise ValueError(f"{meta_path}: trained with timing features {self.meta['timing_features']}, "
                              f"this code computes {list(TIMING_FEATURES)}")
         self.model_dir, self.backend = model_dir, backend
-        self.tok = LexicalTokenizer(model_dir / "tokenizer.json")
+        self.transcript_lag_s = float(self.meta.get("transcript_lag_s", DEFAULT_TRANSCRIPT_LAG_S))
+        self.tok = LexicalTokenizer(tokenizer_path(model_dir, self.meta))
         self.hidden = int(self.meta["hidden"])
         self.context_max_tokens = int(self.meta["context_max_tokens"])
         self._cache: OrderedDict = OrderedDict()
@@ -133,6 +157,19 @@ class LexicalModel:
             self._torch = load_torch_model(model_dir)
         else:
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+
+    def check_transcript_lag(self, lag_s: float, *, strict: bool = False) -> bool:
+        """True when `lag_s` (the lag of the words this model will be given) is within LAG_TOLERANCE_S of
+        the lag it was trained for; otherwise warn `TranscriptLagMismatch` (raise ValueError if `strict`)."""
+        if abs(float(lag_s) - self.transcript_lag_s) <= LAG_TOLERANCE_S + 1e-9:
+            return True
+        msg = (f"{self.model_dir}: lexical model trained with transcript lag {self.transcript_lag_s:g} s, "
+               f"queried with {float(lag_s):g} s; its p_eot is not calibrated for that (train one with "
+               f"`vad-turn train-lexical --transcript-lag-s {float(lag_s):g}`)")
+        if strict:
+            raise ValueError(msg)
+        warnings.warn(msg, TranscriptLagMismatch, stacklevel=2)
+        return False
 
     # -- the two network pieces
     def step(self, ids: Sequence[int], h: np.ndarray) -> np.ndarray:
@@ -197,15 +234,29 @@ class LexicalModel:
 class LexicalDetector:
     """The trained lexical model as a harness `Detector` ("lexical"): words + context + silence -> p_eot.
 
-    model: a model folder (default the shipped vad_turn/models/lexical); backend: "onnx" or "torch".
+    model: a model folder (default the shipped vad_turn/models/lexical); backend: "onnx" or "torch";
+    strict_lag: refuse (ValueError) instead of warning when `check_transcript_lag` sees another lag.
     """
 
     needs_audio = False
     needs_words = True
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", threads: int | str = 1):
+    def __init__(self, model: str | Path = DEFAULT_MODEL_DIR, backend: str = "onnx", threads: int | str = 1,
+                 strict_lag: bool = False):
+        from .detectors import require_bool
+
         self.model = LexicalModel(Path(model), backend=backend, threads=int(threads))
+        self.strict_lag = require_bool("strict_lag", strict_lag)
         self.name = "lexical" if backend == "onnx" else f"lexical-{backend}"
+
+    @property
+    def transcript_lag_s(self) -> float:
+        """The transcript lag (s) the model was trained for."""
+        return self.model.transcript_lag_s
+
+    def check_transcript_lag(self, lag_s: float) -> bool:
+        """Called by the harness with its transcript lag: see `LexicalModel.check_transcript_lag`."""
+        return self.model.check_transcript_lag(lag_s, strict=self.strict_lag)
 
     def predict(self, audio, words, messages, silence_s: float) -> float:
         return float(self.model.p_eot([(words, messages, silence_s)])[0])
