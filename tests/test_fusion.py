@@ -59,6 +59,72 @@ def test_fit_mode_weights_the_informative_branch():
     assert wt[F["lex_logit"]] == 0.0 and wt[F["ac_logit"]] == 0.0
 
 
+def _grouped_table(n_conv=40, per_conv=60, seed=1):
+    """Synthetic fit table with conversation ids: lexical informative, acoustic weakly so."""
+    t = _synthetic_table(n_conv * per_conv, seed)
+    t["conversation"] = np.repeat([f"sw{i:04d}" for i in range(n_conv)], per_conv)
+    t["turn_id"] = [f"{c}-{i % 6}" for i, c in enumerate(t["conversation"])]
+    t["ac_logit"] = np.where(t.label == 1, 0.5, -0.5) + np.random.default_rng(seed).normal(0, 1.5, len(t))
+    return t
+
+
+def test_conversation_folds_keep_conversations_together_and_balance():
+    from vad_turn.fusion_fit import conversation_folds, split_conversations
+
+    conv = np.repeat([f"c{i}" for i in range(23)], 7)
+    f = conversation_folds(conv, 5, seed=3)
+    for c in set(conv):
+        assert len(set(f[conv == c])) == 1
+    per_fold = [len(set(conv[f == j])) for j in range(5)]
+    assert sorted(per_fold) == [4, 4, 5, 5, 5]
+    np.testing.assert_array_equal(f, conversation_folds(conv[::-1], 5, seed=3)[::-1])  # order-free
+    assert not np.array_equal(f, conversation_folds(conv, 5, seed=4))
+    with pytest.raises(ValueError, match="conversation id"):
+        conversation_folds(np.array(["a", ""]), 2)
+    with pytest.raises(ValueError, match="3 conversations"):
+        conversation_folds(np.array(["a", "b", "c"]), 5)
+    a, b = split_conversations([f"c{i}" for i in range(400)], 0.5, seed=0)
+    assert not set(a) & set(b) and len(a) + len(b) == 400 and 170 < len(a) < 230
+
+
+def test_cross_validated_fit_is_out_of_fold_and_calibrated():
+    from vad_turn.calibration import fit_temperature
+    from vad_turn.fusion_fit import conversation_folds, design, fit_cross_validated, natural_logit, weighted_nll
+
+    t = _grouped_table()
+    cv = fit_cross_validated(t, (0.01, 1.0), k=4, seed=0)
+    w = cv["weights"]
+    assert w[0, F["lex_logit"]] > 0.8 and 0.1 < w[0, F["ac_logit"]] < w[0, F["lex_logit"]]
+    assert set(cv["selection"]) == set(MODES) and cv["cv"]["n_conversations"] == 40
+    # The out-of-fold logits of rows served by the timing mode are the fit without their fold.
+    folds = conversation_folds(t["conversation"].to_numpy(), 4, 0)
+    X, y, wt, ok = design(t, "timing")
+    c = cv["selection"]["timing"]["c"]
+    nat_timing = (~t.has_lex & ~t.has_ac).to_numpy()
+    for j in range(4):
+        wj = fit_mode(X[folds[ok] != j], y[folds[ok] != j], "timing", c, wt[folds[ok] != j])
+        rows = nat_timing & (folds == j)
+        np.testing.assert_allclose(cv["oof_logit"][rows], X[rows[ok]] @ wj, atol=1e-9)
+    # The temperature is the weighted-NLL optimum of those logits, and refitting on all rows beats them in-sample.
+    yl, ww = t.label.to_numpy(), t.weight.to_numpy()
+    assert cv["temperature"] == pytest.approx(fit_temperature(cv["oof_logit"], yl, sample_weight=ww), rel=1e-6)
+    assert weighted_nll(natural_logit(t, w), yl, ww) < cv["cv"]["oof_nll"]
+    assert cv["cv"]["oof_nll_calibrated"] <= cv["cv"]["oof_nll"] + 1e-12
+
+
+def test_weighted_temperature_equals_repeating_rows():
+    from vad_turn.calibration import fit_temperature, nll
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, 500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-z / 2.0))).astype(int)
+    k = rng.integers(1, 4, 500)
+    t_w = fit_temperature(z, y, sample_weight=k)
+    assert t_w == pytest.approx(fit_temperature(np.repeat(z, k), np.repeat(y, k)), rel=1e-6)
+    assert 1.4 < t_w < 2.8  # the logits were drawn 2x over-confident
+    assert nll(z, y, 1.0, k) == pytest.approx(nll(np.repeat(z, k), np.repeat(y, k)), rel=1e-12)
+
+
 needs_built = pytest.mark.skipif(not (default_built_root() / "switchboard-rendered").exists(),
                                  reason="switchboard-rendered is not built (vad-turn render)")
 

@@ -27,6 +27,9 @@ class AcousticReportConfig:
     runs: tuple[Path, ...] = field(default=(), metadata={"help": "evaluation run folders (with predictions.parquet)"})
     out: Path | None = field(default=None, metadata={"help": "write the markdown table here (and .json beside it)"})
     card: Path | None = field(default=None, metadata={"help": "model folder whose README.md model card to (re)write"})
+    turn_ids: Path | None = field(default=None, metadata={
+        "help": "JSON file {key: [turn ids]} (e.g. a run's split_ids.json): score only those turns of every run"})
+    turn_ids_key: str = field(default="eval", metadata={"help": "which list of --turn-ids to keep"})
 
 
 def _eval_config(run: Path):
@@ -37,8 +40,20 @@ def _eval_config(run: Path):
     return EvalConfig(**kw), raw
 
 
-def condition_rows(run: Path) -> list[dict]:
-    """One row per audio condition (and 'all' when there are several) of one run folder."""
+def load_turn_ids(path: Path, key: str) -> set[str]:
+    """The ids under `key` of a JSON file {key: [ids]}; errors name the file and the keys it has."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no turn id file")
+    d = json.loads(path.read_text())
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"{path}: no list {key!r} (it has {sorted(d) if isinstance(d, dict) else type(d).__name__})")
+    return set(map(str, d[key]))
+
+
+def condition_rows(run: Path, turn_ids: set[str] | None = None) -> list[dict]:
+    """One row per audio condition (and 'all' when there are several) of one run folder, scored on
+    the turns in `turn_ids` only when given (raises if none of them is in the run)."""
     from sklearn.metrics import roc_auc_score
 
     from .acoustic_train import same_silence_auc
@@ -49,6 +64,10 @@ def condition_rows(run: Path) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no predictions (is {run} a finished `vad-turn evaluate` run?)")
     preds = pd.read_parquet(path)
+    if turn_ids is not None:
+        preds = preds[preds["id"].astype(str).isin(turn_ids)].reset_index(drop=True)
+        if preds.empty:
+            raise ValueError(f"{path}: none of the {len(turn_ids)} requested turn ids is in this run")
     cfg, raw = _eval_config(run)
     conds = sorted(preds["audio_condition"].unique())
     rows = []
@@ -83,13 +102,13 @@ def format_table(rows: list[dict]) -> str:
             return "unreachable"
         return f"{'-' if d is None else f(d)} / {'-' if v is None else f(v)}" + ("" if q is None else f" ({q:.2f}x)")
 
-    head = "| dataset | split | condition | turns | holds | AUC | AUC same silence | " + " | ".join(ops) + " |"
-    lines = [head, "|" + "---|" * (7 + len(ops))]
+    head = "| dataset | split | condition | detector | turns | holds | AUC | AUC same silence | " + " | ".join(ops) + " |"
+    lines = [head, "|" + "---|" * (8 + len(ops))]
     for r in rows:
         auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
         same = r.get("auc_same_silence")
         same = "-" if same is None or not np.isfinite(same) else f"{same:.3f}"
-        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r['n_turns']} | {r['n_holds']} | {auc} | {same} | "
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r.get('detector')} | {r['n_turns']} | {r['n_holds']} | {auc} | {same} | "
                      + " | ".join(cell(r, op) for op in ops) + " |")
     return "\n".join(lines) + ("\n\nCells: detector / VAD-only on the same spans (ratio detector / VAD-only). AUC same "
                                "silence: end vs hold queries at equal silence so far (<= 1 s), averaged.\n")
@@ -98,7 +117,8 @@ def format_table(rows: list[dict]) -> str:
 def run(cfg: AcousticReportConfig) -> list[dict]:
     if not cfg.runs:
         raise ValueError("give at least one evaluation run folder with --runs")
-    rows = [r for run_dir in cfg.runs for r in condition_rows(run_dir)]
+    ids = None if cfg.turn_ids is None else load_turn_ids(cfg.turn_ids, cfg.turn_ids_key)
+    rows = [r for run_dir in cfg.runs for r in condition_rows(run_dir, ids)]
     table = format_table(rows)
     print(table)
     if cfg.out is not None:

@@ -14,17 +14,25 @@ import numpy as np
 _EPS = 1e-12
 
 
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean binary negative log-likelihood (nats) of sigmoid(logits / temperature) against labels in {0, 1}."""
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
+        sample_weight: np.ndarray | None = None) -> float:
+    """Mean binary negative log-likelihood (nats) of sigmoid(logits / temperature) against labels in {0, 1},
+    weighted by `sample_weight` (n,) >= 0 when given."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     y = np.asarray(labels, dtype=np.float64)
     # log(1 + exp(-z)) for y = 1, log(1 + exp(z)) for y = 0, computed stably
-    return float(np.mean(np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)))
+    per = np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y)
+    if sample_weight is None:
+        return float(np.mean(per))
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return float(np.sum(w * per) / np.sum(w))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """The T in `bounds` minimising `nll(logits, labels, T)` (golden-section search on log T; NLL is
-    unimodal in 1/T). logits: (n,) float; labels: (n,) in {0, 1}, both classes present."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0),
+                    sample_weight: np.ndarray | None = None) -> float:
+    """The T in `bounds` minimising `nll(logits, labels, T, sample_weight)` (golden-section search on
+    log T; NLL is unimodal in 1/T). logits: (n,) float; labels: (n,) in {0, 1}, both classes present;
+    sample_weight: (n,) >= 0 or None."""
     z, y = np.asarray(logits, dtype=np.float64).reshape(-1), np.asarray(labels).reshape(-1)
     if z.size == 0 or z.size != y.size:
         raise ValueError(f"need as many labels as logits (> 0), got {z.size} logits and {y.size} labels")
@@ -33,16 +41,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, bounds: tuple[flo
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     g = (np.sqrt(5) - 1) / 2
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = nll(z, y, np.exp(a)), nll(z, y, np.exp(b))
+    w = sample_weight
+    fa, fb = nll(z, y, np.exp(a), w), nll(z, y, np.exp(b), w)
     for _ in range(80):
         if fa < fb:
             hi, b, fb = b, a, fa
             a = hi - g * (hi - lo)
-            fa = nll(z, y, np.exp(a))
+            fa = nll(z, y, np.exp(a), w)
         else:
             lo, a, fa = a, b, fb
             b = lo + g * (hi - lo)
-            fb = nll(z, y, np.exp(b))
+            fb = nll(z, y, np.exp(b), w)
     return float(np.exp((lo + hi) / 2))
 
 

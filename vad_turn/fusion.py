@@ -51,7 +51,7 @@ class FusionConfig:
                                        metadata={"help": "real-audio dataset whose train split is added ('none': skip)"})
     train_split: str = field(default="train", metadata={"help": "training split of both datasets"})
     select_split: str = field(default="dev", metadata={"help": "selection + calibration split of `dataset`"})
-    select_condition: str = field(default="clean", metadata={"help": "audio_condition of the selection rows"})
+    select_condition: str = field(default="clean", metadata={"help": "audio_condition of the selection rows ('all': every one)"})
     max_train_turns: int | None = field(default=None, metadata={"help": "seeded sample of train turns (none: all)"})
     points_per_span: int = field(default=3, metadata={"help": "grid points kept per silence span"})
     c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0), metadata={"help": "inverse L2 strengths tried"})
@@ -60,6 +60,15 @@ class FusionConfig:
     threshold: float = field(default=0.5, metadata={"help": "the decision threshold recorded with the model"})
     seed: int = field(default=0, metadata={"help": "seed of the turn sample and grid subsample"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/fusion-<time>)"})
+    fit_dataset: Path | None = field(default=None, metadata={
+        "help": "held-aside rendered dataset the branches never trained on (its fit_split, every audio condition): "
+                "fit the fusion there, choose C and T by conversation-grouped CV, and keep the selection split for "
+                "evaluation only ('none': fit on train_split of dataset + extra_dataset, select on select_split)"})
+    fit_split: str = field(default="dev", metadata={"help": "split of fit_dataset to fit on"})
+    cv_folds: int = field(default=5, metadata={"help": "conversation folds for C and T when fit_dataset is given"})
+    standardize: bool = field(default=False, metadata={"help": "L2 penalty on z-scored features (weights still raw)"})
+    transcript_lag_s: float = field(default=0.5, metadata={"help": "words are visible this long after they end "
+                                                                   "(the lag of the queries the fusion is fitted on)"})
     model_out: Path | None = field(default=None, metadata={"help": "also write the model folder here"})
 
 
@@ -67,17 +76,20 @@ class FusionConfig:
 
 
 def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, points_per_span: int | None,
-                 seed: int, condition: str | None = None, desc: str = "") -> pd.DataFrame:
+                 seed: int, condition: str | None = None, desc: str = "", transcript_lag_s: float = 0.5) -> pd.DataFrame:
     """One row per harness query of `split` (optionally one audio_condition) with the frozen branches'
-    logits: the `vad_turn.examples` columns + lex_logit, ac_logit, has_lex, has_ac. Turns are
-    scored a few at a time so their decoded audio is freed as we go."""
+    logits: turn_id, conversation ("" when the data has none), silence_s, label, n_seen,
+    audio_condition, weight, lex_logit, ac_logit, has_lex, has_ac. Queries are the harness's with
+    words visible `transcript_lag_s` after they end. Turns are scored a few at a time so their
+    decoded audio is freed as we go."""
     from .evaluate import EvalConfig, n_grid_points, select_turns
     from .examples import turn_examples
 
     if condition is not None and "audio_condition" in ds.column_names:
         keep = [i for i, c in enumerate(ds["audio_condition"]) if c == condition]
         ds = ds.select(keep)
-    cfg = dataclasses.replace(EvalConfig(), split=split, max_turns=max_turns, seed=seed)
+    cfg = dataclasses.replace(EvalConfig(), split=split, max_turns=max_turns, seed=seed,
+                              transcript_lag_s=float(transcript_lag_s))
     rows, _ = select_turns(ds, cfg, needs_audio=True)
     frames, items, metas = [], [], []
 
@@ -94,7 +106,8 @@ def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, p
         queries, meta = turn_examples(row, cfg, needs_audio=True, needs_words=True,
                                       points_per_span=points_per_span, seed=seed)
         items.extend((q.audio, q.words, q.messages, q.silence_s) for q in queries)
-        metas.append({"turn_id": meta["id"], "silence_s": meta["silence_dur"], "label": meta["label"],
+        metas.append({"turn_id": meta["id"], "conversation": np.full(len(queries), str(row.get("conversation") or "")),
+                      "silence_s": meta["silence_dur"], "label": meta["label"],
                       "n_seen": meta["n_seen"], "audio_condition": meta["audio_condition"].astype(str),
                       "weight": _grid_weights(meta, cfg, n_grid_points)})
         if len(items) >= 512:
@@ -128,18 +141,24 @@ def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.
     return X, s["label"].to_numpy().astype(int), s["weight"].to_numpy(dtype=np.float64)
 
 
-def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """L2 logistic regression on the features `mode` uses -> weights (F,). sample_weight is
-    normalised to mean 1 so C means the same with and without weights."""
+def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None,
+             standardize: bool = False) -> np.ndarray:
+    """L2 logistic regression on the features `mode` uses -> weights (F,) on the raw features.
+    sample_weight is normalised to mean 1 so C means the same with and without weights. With
+    `standardize`, the penalty applies to weights of z-scored features (so it shrinks every input
+    alike whatever its scale); the weights returned still apply to the raw features."""
     from sklearn.linear_model import LogisticRegression
 
     cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
+    Z = X[:, cols]
+    mu, sd = (Z.mean(0), Z.std(0)) if standardize else (np.zeros(len(cols)), np.ones(len(cols)))
+    sd = np.where(sd > 1e-12, sd, 1.0)
     lr = LogisticRegression(C=c, max_iter=2000)
     sw = None if sample_weight is None else np.asarray(sample_weight, np.float64) / np.mean(sample_weight)
-    lr.fit(X[:, cols], y, sample_weight=sw)
+    lr.fit((Z - mu) / sd, y, sample_weight=sw)
     w = np.zeros(len(FUSION_FEATURES))
-    w[cols] = lr.coef_[0]
-    w[FUSION_FEATURES.index("bias")] = lr.intercept_[0]
+    w[cols] = lr.coef_[0] / sd
+    w[FUSION_FEATURES.index("bias")] = lr.intercept_[0] - float(np.sum(lr.coef_[0] * mu / sd))
     return w
 
 
@@ -171,8 +190,12 @@ def _cached(path: Path, make) -> pd.DataFrame:
 
 
 def run(cfg: FusionConfig) -> dict:
-    """Score the branches on the train and selection queries, fit the per-mode regressions, select C,
-    fit the temperature, write the run folder (and `cfg.model_out`). Returns the metrics."""
+    """Score the branches, fit the per-mode regressions, choose C, fit the temperature, write the run
+    folder (and `cfg.model_out`). Returns the metrics.
+
+    With `cfg.fit_dataset`: fit on its `fit_split` (held-aside turns, every audio condition), C and T by
+    conversation-grouped CV there; the selection split is only evaluated (its conversations must not
+    occur in the fit set). Without: fit on train turns, C and T on the selection split (the v2 recipe)."""
     from .dataset import load_turns
 
     t0 = time.time()
@@ -181,63 +204,96 @@ def run(cfg: FusionConfig) -> dict:
     window_s = _acoustic_window_s(cfg.acoustic_dir)
     branches = Branches(cfg.lexical_dir, Path(cfg.acoustic_dir) / "model.onnx", window_s)
     ds = load_turns(cfg.dataset)
-    kw = dict(points_per_span=cfg.points_per_span, seed=cfg.seed)
-    parts = [_cached(out / "branches-train.parquet", lambda: branch_table(
-        ds, cfg.train_split, branches, max_turns=cfg.max_train_turns, desc=f"{Path(cfg.dataset).name}:train", **kw))]
-    if cfg.extra_dataset is not None:
-        extra = load_turns(cfg.extra_dataset)
-        parts.append(_cached(out / "branches-train-extra.parquet", lambda: branch_table(
-            extra, cfg.train_split, branches, max_turns=None, desc=f"{Path(cfg.extra_dataset).name}:train", **kw)))
-    train = pd.concat(parts, ignore_index=True)
+    kw = dict(points_per_span=cfg.points_per_span, seed=cfg.seed, transcript_lag_s=cfg.transcript_lag_s)
+    cond = None if cfg.select_condition == "all" else cfg.select_condition
+    sel_name = f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition}"
     sel = _cached(out / "branches-select.parquet", lambda: branch_table(  # every grid point, as the harness scores
-        ds, cfg.select_split, branches, max_turns=None, condition=cfg.select_condition, points_per_span=None,
-        seed=cfg.seed, desc=f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition}"))
+        ds, cfg.select_split, branches, max_turns=None, condition=cond, points_per_span=None, seed=cfg.seed,
+        desc=sel_name, transcript_lag_s=cfg.transcript_lag_s))
+    if cfg.fit_dataset is not None:
+        fit_name = f"{cfg.fit_dataset}:{cfg.fit_split}:all"
+        train = _cached(out / "branches-fit.parquet", lambda: branch_table(
+            load_turns(cfg.fit_dataset), cfg.fit_split, branches, max_turns=cfg.max_train_turns, desc=fit_name, **kw))
+        shared = (set(train["conversation"]) & set(sel["conversation"])) - {""}
+        if shared:
+            raise ValueError(f"{cfg.fit_dataset} shares {len(shared)} conversations with {sel_name} "
+                             f"(e.g. {sorted(shared)[:3]}): the fit set must be held aside from the evaluation set")
+    else:
+        fit_name = f"{Path(cfg.dataset).name}:{cfg.train_split}"
+        parts = [_cached(out / "branches-train.parquet", lambda: branch_table(
+            ds, cfg.train_split, branches, max_turns=cfg.max_train_turns, desc=f"{Path(cfg.dataset).name}:train", **kw))]
+        if cfg.extra_dataset is not None:
+            extra = load_turns(cfg.extra_dataset)
+            parts.append(_cached(out / "branches-train-extra.parquet", lambda: branch_table(
+                extra, cfg.train_split, branches, max_turns=None, desc=f"{Path(cfg.extra_dataset).name}:train", **kw)))
+        train = pd.concat(parts, ignore_index=True)
     t_data = time.time() - t0
 
+    y_sel = sel["label"].to_numpy().astype(int)
+    if cfg.fit_dataset is not None:
+        from .fusion_fit import fit_cross_validated
+
+        cv = fit_cross_validated(train, cfg.c_grid, cfg.cv_folds, cfg.seed, standardize=cfg.standardize)
+        weights, selection, temperature = cv["weights"], cv["selection"], cv["temperature"]
+        fitted_on = f"{fit_name} (out-of-fold logits, {cfg.cv_folds} conversation folds)"
+        extra_metrics = {"cv": cv["cv"]}
+    else:
+        weights, selection = _select_on(train, sel, cfg.c_grid, cfg.standardize)
+        temperature = fit_temperature(natural_logits(sel, weights), y_sel)
+        fitted_on = f"{sel_name} (natural modes)"
+        extra_metrics = {}
+    z_sel = natural_logits(sel, weights)
+    p_before, p_after = sigmoid(z_sel), sigmoid(z_sel / temperature)
+    cal = {"fitted_on": fitted_on, "measured_on": sel_name, "n": int(y_sel.size), "temperature": temperature,
+           "nll_before": nll(z_sel, y_sel), "nll_after": nll(z_sel, y_sel, temperature),
+           "ece_before": expected_calibration_error(p_before, y_sel),
+           "ece_after": expected_calibration_error(p_after, y_sel)}
+    reliability_diagram({"fused (T=1)": (p_before, y_sel), f"fused (T={temperature:.2f})": (p_after, y_sel)},
+                        out / "reliability.png", title=f"fused p_eot on {sel_name}")
+    ab = {"lexical": _auc(sigmoid(sel["lex_logit"])[sel["has_lex"]], y_sel[sel["has_lex"].to_numpy()]),
+          "acoustic": _auc(sigmoid(sel["ac_logit"])[sel["has_ac"]], y_sel[sel["has_ac"].to_numpy()]),
+          "fused": _auc(p_after, y_sel)}
+    both = (sel["has_lex"] & sel["has_ac"]).to_numpy()  # the same rows for all three
+    ab_both = {"lexical": _auc(sel["lex_logit"].to_numpy()[both], y_sel[both]),
+               "acoustic": _auc(sel["ac_logit"].to_numpy()[both], y_sel[both]), "fused": _auc(z_sel[both], y_sel[both])}
+    metrics = {"fit_on": fit_name, "selection": selection, "calibration": cal, "select_auc_by_branch": ab,
+               "select_auc_rows_with_both": ab_both, **extra_metrics,
+               "n_train": int(len(train)), "n_train_turns": int(train["turn_id"].nunique()),
+               "n_select": int(len(sel)), "n_select_turns": int(sel["turn_id"].nunique()),
+               "transcript_lag_s": cfg.transcript_lag_s, "wall_s": {"branches": t_data, "total": time.time() - t0}}
+    rf.write_split_ids({"train": sorted(set(train["turn_id"])), "select": sorted(set(sel["turn_id"])),
+                        "train_conversations": sorted(set(train["conversation"]) - {""}),
+                        "select_conversations": sorted(set(sel["conversation"]) - {""})})
+    rf.write_metrics(metrics)
+    model = {"features": list(FUSION_FEATURES), "modes": list(MODES), "weights": weights.tolist(),
+             "temperature": temperature, "threshold": cfg.threshold, "acoustic_window_s": window_s,
+             "transcript_lag_s": cfg.transcript_lag_s, "train": {"run": str(out), "metrics": metrics}}
+    save_turn_model(out / "model", model, cfg.lexical_dir, cfg.acoustic_dir)
+    if cfg.model_out is not None:
+        save_turn_model(Path(cfg.model_out), model, cfg.lexical_dir, cfg.acoustic_dir)
+        (Path(cfg.model_out) / "reliability.png").write_bytes((out / "reliability.png").read_bytes())
+    print(f"fusion: {sel_name} AUC lexical {ab['lexical']:.3f} acoustic {ab['acoustic']:.3f} fused {ab['fused']:.3f}; "
+          f"T={temperature:.3f} ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; run folder {out}")
+    return metrics
+
+
+def _select_on(train: pd.DataFrame, sel: pd.DataFrame, c_grid, standardize: bool = False) -> tuple[np.ndarray, dict]:
+    """Per mode: fit on `train` for every C, keep the C with the lowest log loss on `sel`."""
     weights = np.zeros((len(MODES), len(FUSION_FEATURES)))
     selection = {}
     for mi, mode in enumerate(MODES):
         Xt, yt, wt = mode_design(train, mode)
         Xs, ys, _ = mode_design(sel, mode)
         tried = {}
-        for c in cfg.c_grid:
-            w = fit_mode(Xt, yt, mode, c, wt)
+        for c in c_grid:
+            w = fit_mode(Xt, yt, mode, c, wt, standardize)
             tried[c] = (nll(Xs @ w, ys), w)
         best = min(tried, key=lambda c: tried[c][0])
         weights[mi] = tried[best][1]
         selection[mode] = {"c": best, "select_nll": {str(c): v[0] for c, v in tried.items()},
                            "n_train": int(yt.size), "n_select": int(ys.size),
                            "select_auc": _auc(Xs @ weights[mi], ys)}
-
-    z_sel, y_sel = natural_logits(sel, weights), sel["label"].to_numpy().astype(int)
-    temperature = fit_temperature(z_sel, y_sel)
-    p_before, p_after = sigmoid(z_sel), sigmoid(z_sel / temperature)
-    cal = {"fitted_on": f"{Path(cfg.dataset).name}:{cfg.select_split}:{cfg.select_condition} (natural modes)",
-           "n": int(y_sel.size), "temperature": temperature,
-           "nll_before": nll(z_sel, y_sel), "nll_after": nll(z_sel, y_sel, temperature),
-           "ece_before": expected_calibration_error(p_before, y_sel),
-           "ece_after": expected_calibration_error(p_after, y_sel)}
-    reliability_diagram({"fused (T=1)": (p_before, y_sel), f"fused (T={temperature:.2f})": (p_after, y_sel)},
-                        out / "reliability.png", title=f"fused p_eot on {cal['fitted_on'].split(' ')[0]}")
-    ab = {"lexical": _auc(sigmoid(sel["lex_logit"])[sel["has_lex"]], y_sel[sel["has_lex"].to_numpy()]),
-          "acoustic": _auc(sigmoid(sel["ac_logit"])[sel["has_ac"]], y_sel[sel["has_ac"].to_numpy()]),
-          "fused": _auc(p_after, y_sel)}
-    metrics = {"selection": selection, "calibration": cal, "select_auc_by_branch": ab,
-               "n_train": int(len(train)), "n_train_turns": int(train["turn_id"].nunique()),
-               "n_select": int(len(sel)), "n_select_turns": int(sel["turn_id"].nunique()),
-               "wall_s": {"branches": t_data, "total": time.time() - t0}}
-    rf.write_split_ids({"train": sorted(set(train["turn_id"])), "select": sorted(set(sel["turn_id"]))})
-    rf.write_metrics(metrics)
-    model = {"features": list(FUSION_FEATURES), "modes": list(MODES), "weights": weights.tolist(),
-             "temperature": temperature, "threshold": cfg.threshold, "acoustic_window_s": window_s,
-             "train": {"run": str(out), "metrics": metrics}}
-    save_turn_model(out / "model", model, cfg.lexical_dir, cfg.acoustic_dir)
-    if cfg.model_out is not None:
-        save_turn_model(Path(cfg.model_out), model, cfg.lexical_dir, cfg.acoustic_dir)
-        (Path(cfg.model_out) / "reliability.png").write_bytes((out / "reliability.png").read_bytes())
-    print(f"fusion: select AUC lexical {ab['lexical']:.3f} acoustic {ab['acoustic']:.3f} fused {ab['fused']:.3f}; "
-          f"T={temperature:.3f} ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; run folder {out}")
-    return metrics
+    return weights, selection
 
 
 def _acoustic_window_s(acoustic_dir: Path) -> float:
