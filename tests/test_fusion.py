@@ -161,6 +161,15 @@ def test_registered_as_fused():
     assert det.needs_audio and det.needs_words
 
 
+@shipped
+def test_fused_detector_checks_the_transcript_lag():
+    det = FusedDetector()
+    lag = det.model.transcript_lag_s
+    assert lag == pytest.approx(0.5) and det.check_transcript_lag(lag)
+    with pytest.warns(UserWarning, match="not calibrated"):
+        assert not det.check_transcript_lag(lag - 0.3)
+
+
 def _hesitation_p(lag_s: float) -> list[float]:
     """Fused p_eot every 100 ms of the demo's 1.0 s pause after "I want to book a flight to, um"."""
     from pipeline.demo.samples import hesitation_turn

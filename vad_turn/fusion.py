@@ -203,6 +203,7 @@ def run(cfg: FusionConfig) -> dict:
     rf = RunFolder(out, cfg)
     window_s = _acoustic_window_s(cfg.acoustic_dir)
     branches = Branches(cfg.lexical_dir, Path(cfg.acoustic_dir) / "model.onnx", window_s)
+    branches.lexical.check_transcript_lag(cfg.transcript_lag_s)  # warns when the lexical branch had another lag
     ds = load_turns(cfg.dataset)
     kw = dict(points_per_span=cfg.points_per_span, seed=cfg.seed, transcript_lag_s=cfg.transcript_lag_s)
     cond = None if cfg.select_condition == "all" else cfg.select_condition
@@ -334,6 +335,19 @@ class FusedDetector:
                  name: str = "fused"):
         self.model = TurnModel(Path(model), threads=int(threads), int8=require_bool("int8", int8))
         self.name = name
+
+    def check_transcript_lag(self, lag_s: float) -> bool:
+        """Called by the harness with its transcript lag: warns (the lexical branch's
+        `TranscriptLagMismatch`) when it differs from the lag its lexical branch was trained for, and
+        when it differs from the lag the fusion was fitted with (p_eot is calibrated for that one)."""
+        import warnings
+
+        ok = self.model.branches.lexical.check_transcript_lag(lag_s)
+        if abs(float(lag_s) - self.model.transcript_lag_s) > 1e-6:
+            warnings.warn(f"{self.model.path}: fusion fitted with transcript lag {self.model.transcript_lag_s:g} s, "
+                          f"queried with {float(lag_s):g} s; its p_eot is not calibrated for that", stacklevel=2)
+            ok = False
+        return ok
 
     def predict(self, audio, words, messages, silence_s: float) -> float:
         return float(self.model.p_eot([(audio, tuple(words), tuple(messages), float(silence_s))])[0])

@@ -157,6 +157,8 @@ class TurnModel:
 
     `p_eot(items)` -> float64 (n,) in [0, 1] for (audio16k | None, words, messages, silence_s) items.
     int8: use the acoustic graph's int8 file (`acoustic_int8_onnx` in fusion.json).
+    `transcript_lag_s`: the lag the fusion was fitted with (pass words as a recogniser with that lag
+    would have them; the model is calibrated for it).
     """
 
     def __init__(self, path: str | Path | None = None, *, threads: int = 1, int8: bool = False, batch_size: int = 64):
@@ -171,6 +173,9 @@ class TurnModel:
             self.weights = np.asarray(self.meta["weights"], dtype=np.float64).reshape(len(MODES), len(FUSION_FEATURES))
             self.temperature = float(self.meta.get("temperature", 1.0))
             self.threshold = float(self.meta["threshold"])
+            # the transcript lag (s) of the queries the fusion was fitted on: words are visible this
+            # long after they end (0.5 s for models written before it was recorded)
+            self.transcript_lag_s = float(self.meta.get("transcript_lag_s", 0.5))
             window_s = float(self.meta["acoustic_window_s"])
             lex_dir = (self.path / self.meta["lexical_dir"]).resolve()
             ac_path = (self.path / self.meta["acoustic_int8_onnx" if int8 else "acoustic_onnx"]).resolve()
