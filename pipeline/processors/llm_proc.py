@@ -10,7 +10,9 @@ calls start before the turn ends. Before generating, the processor waits for the
 if they take longer than `bridge_after_s` (or the LLM's first token longer than
 `llm_bridge_after_s`, when set: a slow or failing endpoint), it says `bridge_phrase` first (an
 `AgentText(bridge=True)`, logged). Tool results reach the LLM as a system message. The prompt is
-the system prompt plus the last `max_history` messages.
+the system prompt plus at most the last `max_history` messages, a window whose start moves in
+blocks of half its size (`_window`), so consecutive prompts share their prefix for the LLM's
+prefix KV cache.
 
 The LLM's `stream` runs on a worker thread (`llm_wrappers.ThreadedStream`); an Interrupt cancels
 it (LocalLLM stops after the current token). If the LLM fails, the failure is logged in the
@@ -52,6 +54,7 @@ class LLMProcessor(Processor):
         self.max_history = int(max_history)
         self.bridge_phrase, self.error_phrase = bridge_phrase, error_phrase
         self.jobs: dict[int, _Job] = {}
+        self._hist_start = 0  # index into the non-system history where the prompt window starts
 
     def on_system(self, frame) -> None:
         if isinstance(frame, Interrupt):
@@ -112,6 +115,18 @@ class LLMProcessor(Processor):
             self._commit_user(eot)
         job.task = asyncio.create_task(self._generate(job))
 
+    def _window(self, history: list[dict]) -> list[dict]:
+        """The last messages of `history` (at most `max_history`), trimmed in blocks, not one by one.
+
+        The window's start only moves when it overflows, and then by half the window, so for
+        several turns in a row each prompt extends the previous one and the LLM's prefix KV cache
+        reuses all of it (a window sliding by one exchange per turn would leave only the system
+        prompt in common).
+        """
+        if len(history) - self._hist_start > self.max_history or self._hist_start > len(history):
+            self._hist_start = max(0, len(history) - max(1, self.max_history // 2))
+        return history[self._hist_start:]
+
     def _commit_user(self, eot: EndOfTurn) -> None:
         self.conv.messages.append({"role": "user", "content": eot.text})
 
@@ -151,7 +166,7 @@ class LLMProcessor(Processor):
             history = [m for m in self.conv.messages if m["role"] != "system"]
             if job.hold:
                 history = history + [{"role": "user", "content": job.turn.text}]
-            msgs = msgs + history[-self.max_history:] + extra
+            msgs = msgs + self._window(history) + extra
             job.stream = ThreadedStream(self.llm, msgs, dict(max_new_tokens=self.max_new_tokens,
                                                             temperature=self.temperature))
             q = job.stream.q

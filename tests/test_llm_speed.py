@@ -1,0 +1,139 @@
+"""Prefix KV cache, per-token streaming and int8 on the real local SmolLM2 (no mocks)."""
+from __future__ import annotations
+
+import os
+import threading
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from pipeline.llm import LLMError, LocalLLM  # noqa: E402
+from pipeline.llm_speed import PrefixKVCache, TokenStreamer, common_prefix_len  # noqa: E402
+from pipeline.llm_wrappers import HedgedLLM  # noqa: E402
+
+SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Reply in one short sentence."}
+USER_TURNS = ["so i was thinking about going to the lake this weekend", "what do you think makes a good weekend",
+              "yeah we tried that last year and it rained"]
+
+
+@pytest.fixture(scope="module")
+def cached() -> LocalLLM:
+    return LocalLLM(n_threads=1, prefix_cache=True).load()
+
+
+@pytest.fixture(scope="module")
+def plain() -> LocalLLM:
+    return LocalLLM(n_threads=1, prefix_cache=False).load()
+
+
+def _conversation(llm: LocalLLM, n_tokens: int = 8) -> tuple[list[str], list[tuple[int, int]]]:
+    msgs, replies, usage = [SYSTEM], [], []
+    for u in USER_TURNS:
+        msgs = msgs + [{"role": "user", "content": u}]
+        reply = llm.complete(msgs, max_new_tokens=n_tokens)
+        replies.append(reply)
+        usage.append((llm.last_prompt_tokens, llm.last_reused_tokens))
+        msgs = msgs + [{"role": "assistant", "content": reply.strip()}]
+    return replies, usage
+
+
+def test_common_prefix_len():
+    assert common_prefix_len([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert common_prefix_len([], [1]) == 0
+    assert common_prefix_len([7, 8], [7, 8]) == 2
+
+
+def test_prefix_cache_gives_the_same_greedy_replies_and_prefills_only_new_tokens(cached, plain):
+    n_system = cached.warm([SYSTEM])
+    text = cached._tok.apply_chat_template([SYSTEM], tokenize=False)
+    assert n_system == len(cached._tok(text, add_special_tokens=False)["input_ids"]) > 10
+    ref, ref_usage = _conversation(plain)
+    got, usage = _conversation(cached)
+    assert got == ref  # exact: same greedy output as prefilling everything
+    assert [u[1] for u in ref_usage] == [0, 0, 0]
+    assert usage[0][1] == n_system  # the first turn reuses exactly the warmed system prompt
+    for (n_prompt, n_reused), (prev_prompt, _) in zip(usage[1:], usage[:-1]):
+        # later turns reuse at least the whole previous prompt; only the new user turn (+ reply) is prefilled
+        assert prev_prompt <= n_reused < n_prompt
+        assert n_prompt - n_reused <= 40
+
+
+def test_cancelled_generation_leaves_an_exact_cache(cached, plain):
+    msgs = [SYSTEM, {"role": "user", "content": "tell me a long story about a dragon and a knight"}]
+    gen = cached.stream(msgs, max_new_tokens=30)
+    next(gen), next(gen)
+    gen.close()  # a barge-in: generation stops after the current token
+    kv = cached._kv
+    assert kv.kv.get_seq_length() == kv.n_cached < cached.last_prompt_tokens + 30
+    follow = msgs + [{"role": "assistant", "content": "Once upon"}, {"role": "user", "content": "actually make it short"}]
+    assert cached.complete(follow, max_new_tokens=8) == plain.complete(follow, max_new_tokens=8)
+    assert cached.last_reused_tokens >= len(cached._tok(cached.prompt_text(msgs[:1]))["input_ids"]) - 5
+
+
+def test_concurrent_and_hedged_calls_on_one_cached_model(cached, plain):
+    prompts = [[SYSTEM, {"role": "user", "content": u}] for u in USER_TURNS]
+    ref = [plain.complete(m, max_new_tokens=6) for m in prompts]
+    out = [None] * len(prompts)
+
+    def work(i):
+        out[i] = cached.complete(prompts[i], max_new_tokens=6)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert out == ref  # the lock serialises generations; each one saw a consistent cache
+    hedge = HedgedLLM(cached, cached)  # both requests on the same model: the loser is cancelled mid-way
+    assert hedge.complete(prompts[0], max_new_tokens=6) == ref[0]
+    assert cached.complete(prompts[1], max_new_tokens=6) == ref[1]
+
+
+def test_token_streamer_emits_after_every_token_and_never_half_characters(cached):
+    import torch
+
+    tok = cached._tok
+    ids = tok("Hi 𝄞 there", add_special_tokens=False)["input_ids"]  # 6 tokens; 𝄞 spans 3 of them
+    assert len(ids) == 6
+    s = TokenStreamer(tok, timeout_s=1.0)
+    s.put(torch.tensor([[1, 2, 3]]))  # the prompt: skipped
+    sizes = []
+    for i in ids:
+        s.put(torch.tensor([i]))
+        sizes.append(s.q.qsize())
+    s.end()
+    pieces = list(s)
+    assert "".join(pieces) == "Hi 𝄞 there"
+    assert sizes[0] == 1  # the first token's text is out at once, not held until the next word starts
+    assert not any("\ufffd" in p for p in pieces)
+    assert pieces == ["Hi", " ", "𝄞", " there"]  # the half character waited for its last byte
+
+
+def test_prefix_cache_store_refuses_more_positions_than_ids(cached):
+    c = PrefixKVCache(cached._model.config)
+    kv, n = c.take([1, 2, 3])
+    assert n == 0 and kv.get_seq_length() == 0
+    with cached._lock:
+        import torch
+
+        cached._model(input_ids=torch.tensor([[1, 2, 3]]), cache=kv, use_cache=True)
+    with pytest.raises(ValueError, match="3 positions"):
+        c.store(kv, [1, 2])
+    c.store(kv, [1, 2, 3, 4])
+    kv2, n2 = c.take([1, 2, 9, 9])
+    assert n2 == 2 and kv2.get_seq_length() == 2
+
+
+def test_int8_option_quantizes_every_linear_and_still_answers():
+    import torch
+
+    llm = LocalLLM(n_threads=1, quantize="int8").load()
+    assert llm.name.endswith("-int8")
+    linears = [m for m in llm._model.modules() if type(m) is torch.nn.Linear]
+    assert linears == []  # all replaced by their dynamic int8 versions
+    reply = llm.complete([SYSTEM, {"role": "user", "content": "What color is the sky on a clear day?"}],
+                         max_new_tokens=10)
+    assert len(reply.split()) >= 3
+    with pytest.raises(LLMError, match="quantize"):
+        LocalLLM(quantize="int4")
