@@ -35,15 +35,18 @@ from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
 from .frames import Interrupt
 from .observers import LatencyObserver
 from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
-from .scenarios import Scenario, build_scenarios
+from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
+from .scenarios import USER_VOICES, Scenario, build_scenarios
 
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
+    "streaming-semantic-int8": dict(mode="streaming", turn="semantic", llm_quantize="int8"),
     "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=10.0),
     "streaming-vad": dict(mode="streaming", turn="vad"),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
     "cascade-vad": dict(mode="cascade", turn="vad"),
 }
+CONVERSATION_ONLY = ("streaming-semantic-int8",)  # variants of the LLM only: barge-in/backchannel add nothing
 TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
 
 
@@ -51,27 +54,55 @@ TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_
 class BenchConfig:
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/pipeline-bench-<time>)"})
     configs: tuple[str, ...] = field(default=tuple(CONFIGS), metadata={"help": f"of {', '.join(CONFIGS)}"})
-    n_conversation_turns: int = field(default=8, metadata={"help": "real user turns (half Switchboard dev, half SBCSAE test)"})
+    n_conversation_turns: int = field(default=16, metadata={"help": "real user turns (half Switchboard dev, half SBCSAE test)"})
     turns_per_conversation: int = field(default=4, metadata={"help": "user turns per scripted conversation"})
     n_barge_in: int = field(default=3, metadata={"help": "barge-in scenarios (streaming configs only)"})
     n_backchannel: int = field(default=4, metadata={"help": "backchannel scenarios (streaming configs only)"})
     max_words: int = field(default=15, metadata={"help": "longest user turn, words"})
-    threshold: float | None = field(default=None, metadata={"help": "semantic policy threshold ('none': detector default)"})
-    action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy action delay"})
-    timeout_s: float = field(default=1.5, metadata={"help": "semantic policy timeout"})
+    operating_point: str = field(default=DEFAULT_OPERATING_POINT, metadata={
+        "help": "semantic policy: this operating point of the detector's evaluation run (operating_point.EVAL_RUNS), "
+                "or 'manual' for --threshold / --action-delay-s / --timeout-s"})
+    policy_run: Path | None = field(default=None, metadata={"help": "evaluation run folder to read it from (default: "
+                                                                    "the detector's in operating_point.EVAL_RUNS)"})
+    threshold: float | None = field(default=None, metadata={"help": "manual policy threshold ('none': detector default)"})
+    action_delay_s: float = field(default=0.2, metadata={"help": "manual policy action delay"})
+    timeout_s: float = field(default=1.5, metadata={"help": "manual policy timeout"})
     stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only silence"})
+    confident_p_eot: float = field(default=0.9, metadata={"help": "semantic turns decided at p_eot >= this are "
+                                                                  "'confident' (their e2e is reported apart)"})
+    voices: tuple[str, ...] = field(default=USER_VOICES, metadata={"help": "voices of the scripted user turns"})
+    first_clause_words: int = field(default=2, metadata={"help": "first TTS chunk after this many words (streaming)"})
     max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
     seed: int = 0
 
 
-def pipeline_config(bench: BenchConfig, name: str) -> PipelineConfig:
+def bench_policy(bench: BenchConfig, detector_name: str) -> dict:
+    """The semantic policy the bench uses and why: {"threshold", "action_delay_s", "timeout_s", "source", ...}.
+
+    From the detector's evaluation run (`operating_point.policy_from_eval`) unless
+    `bench.operating_point == "manual"` (then the bench's own fields, recorded as such).
+    """
+    if bench.operating_point == "manual" or detector_name == "vad-only" or not any(
+            CONFIGS[c]["turn"] == "semantic" for c in bench.configs if c in CONFIGS):  # unused: no eval run needed
+        from .runner import DEFAULT_THRESHOLDS
+
+        thr = bench.threshold if bench.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
+        return {"threshold": thr, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s,
+                "source": "manual (bench flags)", "operating_point": "manual"}
+    return policy_from_eval(detector_name, bench.operating_point, run_dir=bench.policy_run)
+
+
+def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None) -> PipelineConfig:
+    """The PipelineConfig of bench config `name`; `policy` (from `bench_policy`) sets the semantic policy."""
     if name not in CONFIGS:
         raise ValueError(f"unknown bench config {name!r}; choose from {', '.join(CONFIGS)}")
-    return PipelineConfig(**CONFIGS[name], threshold=bench.threshold, action_delay_s=bench.action_delay_s,
-                          timeout_s=bench.timeout_s, stop_silence_s=bench.stop_silence_s,
-                          max_new_tokens=bench.max_new_tokens, stt=bench.stt)
+    pol = policy or {"threshold": bench.threshold, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s}
+    return PipelineConfig(**CONFIGS[name], threshold=pol["threshold"], action_delay_s=pol["action_delay_s"],
+                          timeout_s=pol["timeout_s"], stop_silence_s=bench.stop_silence_s,
+                          max_new_tokens=bench.max_new_tokens, stt=bench.stt,
+                          first_clause_words=bench.first_clause_words)
 
 
 async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_wait_s: float = 20.0,
@@ -159,8 +190,11 @@ def pct(values, q: float) -> float | None:
     return float(np.percentile(v, q)) if v else None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """{config: {metric: {p50, p99, mean, n}, cutoff_rate, barge-in and backchannel figures}}."""
+def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
+    """{config: {metric: {p50, p99, mean, n}, cutoff_rate, barge-in and backchannel figures}}.
+
+    "e2e_confident_s": e2e over the answered turns whose decision had p_eot >= `confident_p_eot`
+    (semantic configs; VAD-only decisions carry no p_eot)."""
     out = {}
     for name in sorted({r["config"] for r in rows}):
         rs = [r for r in rows if r["config"] == name]
@@ -168,6 +202,9 @@ def summarize(rows: list[dict]) -> dict:
         s = {m: {"p50": pct([r.get(m) for r in conv], 50), "p99": pct([r.get(m) for r in conv], 99),
                  "mean": (float(np.mean(v)) if (v := [r[m] for r in conv if r.get(m) is not None]) else None),
                  "n": len(v)} for m in TURN_METRICS}
+        conf = [r["e2e_s"] for r in conv if r.get("e2e_s") is not None and r.get("p_eot") is not None
+                and r["p_eot"] >= confident_p_eot]
+        s["e2e_confident_s"] = {"p50": pct(conf, 50), "p99": pct(conf, 99), "n": len(conf)}
         s["n_turns"] = len(conv)
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
@@ -189,19 +226,33 @@ def _ms(x) -> str:
     return "-" if x is None else f"{1000 * x:.0f}"
 
 
+def _pc(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def report_md(summary: dict, info: dict) -> str:
+    src = info.get("policy_source") or {}
+    why = (f"operating point `{src.get('operating_point')}` of `{src.get('source')}` ({src.get('dataset')} "
+           f"{src.get('split')}: false cut-offs {_pc(src.get('false_cutoff_rate'))}, mean latency "
+           f"{_ms(src.get('mean_latency_s'))} ms; VAD-only there: {_pc((src.get('vad_only') or {}).get('false_cutoff_rate'))}"
+           f" at {_ms((src.get('vad_only') or {}).get('mean_latency_s'))} ms)") if src.get("dataset") else \
+        src.get("source", "unrecorded")
     lines = ["# Pipeline latency benchmark", "", f"Machine: {info.get('machine', '')}", "",
-             f"Detector for the semantic strategy: `{info.get('detector')}` with policy {info.get('semantic_policy')}; "
-             f"STT `{info.get('stt')}`; "
-             f"LLM `{info.get('llm')}`; voice `{info.get('voice')}`.", "",
+             f"Detector for the semantic strategy: `{info.get('detector')}` with policy {info.get('semantic_policy')}, "
+             f"from the {why}; VAD-only stops after {info.get('vad_stop_silence_s')} s of silence. "
+             f"STT `{info.get('stt')}`; user voices {info.get('voices')}; "
+             f"LLM `{info.get('llm')}`; first TTS chunk after {info.get('first_clause_words')} words; "
+             f"voice `{info.get('voice')}`.", "",
              "Times in ms, P50 / P99 over user turns (n in brackets). e2e = end of user speech -> first agent audio; "
              "endpoint = end of speech -> end-of-turn decision; processing = decision -> first agent audio.", "",
-             "| config | n | e2e | endpoint | processing | STT final | LLM TTFT | TTS first | preempt hidden | false cut-off |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"e2e confident = e2e on the turns decided at p_eot >= {info.get('confident_p_eot')}.", "",
+             "| config | n | e2e | endpoint | processing | STT final | LLM TTFT | TTS first | preempt hidden | "
+             "e2e confident | false cut-off |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         cells = [f"{_ms(s[m]['p50'])} / {_ms(s[m]['p99'])} ({s[m]['n']})" for m in TURN_METRICS]
-        fcr = "-" if s["false_cutoff_rate"] is None else f"{100 * s['false_cutoff_rate']:.0f}%"
-        lines.append(f"| {name} | {s['n_turns']} | " + " | ".join(cells) + f" | {fcr} |")
+        c = s.get("e2e_confident_s") or {"p50": None, "p99": None, "n": 0}
+        cells.append(f"{_ms(c['p50'])} / {_ms(c['p99'])} ({c['n']})")
+        lines.append(f"| {name} | {s['n_turns']} | " + " | ".join(cells) + f" | {_pc(s['false_cutoff_rate'])} |")
     lines += ["", "| config | barge-in n | success | reaction P50 / P99 ms | backchannel n | false interruptions | "
               "pause P50 / max ms |", "|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
@@ -230,7 +281,21 @@ def _ratios(summary: dict) -> dict:
                     ("streaming-semantic", "streaming-vad", "e2e_s")):
         x, y = g(a, m), g(b, m)
         out[f"{a}/{b} {m}"] = (x / y) if x and y else None
+    fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", "streaming-vad"))
+    out["streaming-semantic/streaming-vad false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
     return out
+
+
+def _command(cfg: BenchConfig) -> str:
+    """The `pipeline bench` command line that reproduces `cfg` (flags that differ from the defaults)."""
+    default = BenchConfig()
+    parts = []
+    for k, v in dataclasses.asdict(cfg).items():
+        if k == "out" or v == getattr(default, k):
+            continue
+        vals = v if isinstance(v, tuple) else (v,)
+        parts.append(f"--{k.replace('_', '-')} " + " ".join("none" if x is None else str(x) for x in vals))
+    return " ".join(["pipeline bench"] + parts)
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -238,6 +303,8 @@ def run(cfg: BenchConfig) -> dict:
     import platform
 
     from tqdm import tqdm
+
+    from .runner import load_llm_for
 
     out = cfg.out or default_runs_root() / f"pipeline-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = RunFolder(out, cfg)
@@ -252,27 +319,36 @@ def run(cfg: BenchConfig) -> dict:
                 done.add((r["config"], r["scenario"]))
     scen = build_scenarios(n_conversation_turns=cfg.n_conversation_turns, turns_per_conversation=cfg.turns_per_conversation,
                            n_barge_in=cfg.n_barge_in, n_backchannel=cfg.n_backchannel, seed=cfg.seed,
-                           max_words=cfg.max_words)
+                           max_words=cfg.max_words, voices=cfg.voices)
     base = load_models(pipeline_config(cfg, "streaming-semantic"))  # every model once, the detector included
+    policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
+    llms = {base.llm.name: base.llm}
     jobs = [(c, s) for c in cfg.configs for s in scen
-            if (c, s.id) not in done and (s.kind == "conversation" or c.startswith("streaming"))]
+            if (c, s.id) not in done and (s.kind == "conversation" or (c.startswith("streaming")
+                                                                      and c not in CONVERSATION_ONLY))]
     bar = tqdm(jobs, desc="pipeline bench", unit="scenario")
     for name, sc in bar:
-        pc = pipeline_config(cfg, name)
-        models = dataclasses.replace(base, detector=base.detector if pc.turn == "semantic" else None)
+        pc = pipeline_config(cfg, name, policy)
+        key = "smollm2-135m-instruct" + ("" if pc.llm_quantize == "none" else f"-{pc.llm_quantize}")
+        if key not in llms:  # e.g. the int8 variant: loaded (and its cache warmed) once, on first use
+            llms[key] = load_llm_for(pc)
+            llms[key].complete([{"role": "system", "content": pc.system_prompt}, {"role": "user", "content": "Hi"}],
+                               max_new_tokens=2)
+        models = dataclasses.replace(base, llm=llms[key], detector=base.detector if pc.turn == "semantic" else None)
         res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))
         with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
             fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))
         rows += [{"config": name, **r} for r in res]
-    summary = summarize(rows)
+    summary = summarize(rows, confident_p_eot=cfg.confident_p_eot)
     load = os.getloadavg()
-    info = {"detector": base.detector_name, "stt": cfg.stt,
-            "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic").policy(base.detector_name)), "llm": base.llm.name, "voice": base.voice.id,
+    info = {"detector": base.detector_name, "stt": cfg.stt, "voices": list(cfg.voices),
+            "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic", policy).policy(
+                base.detector_name)), "policy_source": policy, "vad_stop_silence_s": cfg.stop_silence_s,
+            "llm": base.llm.name, "voice": base.voice.id, "first_clause_words": cfg.first_clause_words,
+            "confident_p_eot": cfg.confident_p_eot,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
                        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end (the CPU is shared)",
-            "ratios": _ratios(summary), "command": "pipeline bench " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in dataclasses.asdict(cfg).items()
-                if k != "out" and v != getattr(BenchConfig, k, None) and not isinstance(v, tuple))}
+            "ratios": _ratios(summary), "command": _command(cfg)}
     folder.write_metrics({"summary": summary, "info": info})
     atomic_write_text(folder.file("report.md"), report_md(summary, info))
     print(report_md(summary, info))

@@ -2,8 +2,11 @@
 
 User turns are real Switchboard dev-split (the shipped val list) and SBCSAE test-split turns of
 `min_words`..`max_words` words (never training turns), chosen by a seeded hash of their id, and
-rendered by `vad_turn.render.render_rows` (each inter-pausal unit synthesized with a seeded espeak
-voice and joined with the turn's real hold durations), then cut at the end of the last word.
+rendered by `vad_turn.render.render_rows` (each inter-pausal unit synthesized with a voice drawn
+(seeded) from `voices` and joined with the turn's real hold durations), then cut at the end of the
+last word. The default user voice is festival's HTS slt: pocketsphinx transcribes it far better
+than espeak (scenario-set WER measured with `pipeline stt-wer --voices ...`: see stt_eval), so
+the STT and the semantic detector see realistic text; `ESPEAK_VOICES` gives the old renders.
 Holds longer than `max_hold_s` are skipped (they would be cut off by every policy with a shorter
 timeout and only lengthen the run).
 
@@ -11,7 +14,7 @@ Scenario kinds:
 - "conversation": user turns one after another, each played once the agent has finished its reply;
 - "barge-in": a question, then, `interject_after_s` into the agent's reply, a real (non-backchannel)
   turn spoken over the agent: it should be interrupted;
-- "backchannel": the same with "uh-huh", "yeah", "right" or "okay" (espeak, trimmed): the agent
+- "backchannel": the same with "uh-huh", "yeah", "right" or "okay" (synthesized, trimmed): the agent
   should pause at most briefly and carry on, never be interrupted.
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ from vad_turn.config import default_built_root
 from vad_turn.schema import is_backchannel_text, normalize_text
 
 ESPEAK_VOICES = ("espeak:en-us", "espeak:en-us+f3", "espeak:en+m3")
+USER_VOICES = ("festival:cmu_us_slt_arctic_hts",)
 BACKCHANNELS = ("uh-huh", "yeah", "right", "okay")
 QUESTIONS = ("can you tell me a little about your favorite kind of music and why you like it",
              "what do you think makes a good weekend")
@@ -91,11 +95,12 @@ def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int 
     return out
 
 
-def render_turns(rows: list[dict], corpus: str, *, seed: int = 0) -> list[ScriptedTurn]:
-    """Render rows with `vad_turn.render.render_rows` (espeak voices, in process) into ScriptedTurns."""
+def render_turns(rows: list[dict], corpus: str, *, seed: int = 0,
+                 voices: tuple[str, ...] = USER_VOICES) -> list[ScriptedTurn]:
+    """Render rows with `vad_turn.render.render_rows` (a seeded voice of `voices` per turn) into ScriptedTurns."""
     from vad_turn.render import RenderConfig, render_rows
 
-    cfg = RenderConfig(voices=ESPEAK_VOICES, lead_in_s=0.0, tail_s=0.2, condition_splits=(), seed=seed,
+    cfg = RenderConfig(voices=tuple(voices), lead_in_s=0.0, tail_s=0.2, condition_splits=(), seed=seed,
                        espeak_backend="lib", workers=1)
     res = render_rows(rows, cfg, corpus)
     out = []
@@ -107,39 +112,66 @@ def render_turns(rows: list[dict], corpus: str, *, seed: int = 0) -> list[Script
     return out
 
 
-def spoken(text: str, voice_id: str = "espeak:en-us") -> ScriptedTurn:
-    """`text` synthesized with espeak and trimmed to its speech (a backchannel, a question)."""
+def scenario_texts(*, n_conversation_turns: int = 16, built_root: Path | None = None, seed: int = 0,
+                   max_words: int = 15) -> list[str]:
+    """The normalised texts of the conversation turns `build_scenarios` would pick (same rows, same order),
+    without rendering audio: prompts for measuring the LLM on the bench's user turns."""
+    root = Path(built_root) if built_root is not None else default_built_root()
+    n_sw = (n_conversation_turns + 1) // 2
+    texts = []
+    for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", n_conversation_turns - n_sw)):
+        n_holds = (n + 1) // 2
+        for want, k in ((True, n_holds), (False, n - n_holds)):
+            if k:
+                texts += [normalize_text(w["word"] for w in r["words"]) for r in select_rows(
+                    root, corpus, split, k, seed=seed, max_words=max_words, with_holds=want)]
+    return texts
+
+
+def spoken(text: str, voice_id: str = USER_VOICES[0]) -> ScriptedTurn:
+    """`text` synthesized with `voice_id` and trimmed to its speech (a backchannel, a question)."""
     from prosody.voices import synthesize, trim_silence, voice_from_id
 
     audio = trim_silence(synthesize(text, voice_from_id(voice_id)))[0]
     return ScriptedTurn(f"tts:{text}@{voice_id}", text, audio, (), "tts")
 
 
-def build_scenarios(*, n_conversation_turns: int = 10, turns_per_conversation: int = 5, n_barge_in: int = 4,
-                    n_backchannel: int = 4, built_root: Path | None = None, seed: int = 0,
-                    max_words: int = 15) -> list[Scenario]:
-    """Conversations of real turns (half Switchboard dev, half SBCSAE test), then barge-in and backchannel ones."""
+def conversation_turns(*, n_conversation_turns: int = 10, built_root: Path | None = None, seed: int = 0,
+                       max_words: int = 15, voices: tuple[str, ...] = USER_VOICES) -> list[ScriptedTurn]:
+    """The rendered user turns of the conversations: half Switchboard dev, half SBCSAE test, at least
+    half of each with a real mid-turn pause (where cut-offs happen)."""
     root = Path(built_root) if built_root is not None else default_built_root()
     n_sw = (n_conversation_turns + 1) // 2
     turns = []
     for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", n_conversation_turns - n_sw)):
-        n_holds = (n + 1) // 2  # at least half the turns have a real mid-turn pause (where cut-offs happen)
+        n_holds = (n + 1) // 2
         for want, k in ((True, n_holds), (False, n - n_holds)):
             if k:
                 turns += render_turns(select_rows(root, corpus, split, k, seed=seed, max_words=max_words,
-                                                  with_holds=want), corpus, seed=seed)
+                                                  with_holds=want), corpus, seed=seed, voices=voices)
+    return turns
+
+
+def build_scenarios(*, n_conversation_turns: int = 10, turns_per_conversation: int = 5, n_barge_in: int = 4,
+                    n_backchannel: int = 4, built_root: Path | None = None, seed: int = 0,
+                    max_words: int = 15, voices: tuple[str, ...] = USER_VOICES) -> list[Scenario]:
+    """Conversations of real turns (`conversation_turns`), then barge-in and backchannel ones, in `voices`."""
+    root = Path(built_root) if built_root is not None else default_built_root()
+    turns = conversation_turns(n_conversation_turns=n_conversation_turns, built_root=root, seed=seed,
+                               max_words=max_words, voices=voices)
     scen = []
     for i in range(0, len(turns), turns_per_conversation):
         chunk = tuple(turns[i:i + turns_per_conversation])
         scen.append(Scenario(f"conv{i // turns_per_conversation}", "conversation", chunk))
     if n_barge_in:
         extra = render_turns(select_rows(root, "switchboard", "dev", n_barge_in, seed=seed + 1, min_words=5,
-                                         max_words=max_words, with_holds=False), "switchboard", seed=seed)
+                                         max_words=max_words, with_holds=False), "switchboard", seed=seed,
+                             voices=voices)
         for k, t in enumerate(extra):
-            q = spoken(QUESTIONS[k % len(QUESTIONS)], ESPEAK_VOICES[k % len(ESPEAK_VOICES)])
+            q = spoken(QUESTIONS[k % len(QUESTIONS)], voices[k % len(voices)])
             scen.append(Scenario(f"barge{k}", "barge-in", (q,), t))
     for k in range(n_backchannel):
-        q = spoken(QUESTIONS[k % len(QUESTIONS)], ESPEAK_VOICES[k % len(ESPEAK_VOICES)])
-        bc = spoken(BACKCHANNELS[k % len(BACKCHANNELS)], ESPEAK_VOICES[(k + 1) % len(ESPEAK_VOICES)])
+        q = spoken(QUESTIONS[k % len(QUESTIONS)], voices[k % len(voices)])
+        bc = spoken(BACKCHANNELS[k % len(BACKCHANNELS)], voices[(k + 1) % len(voices)])
         scen.append(Scenario(f"backchannel{k}", "backchannel", (q,), bc))
     return scen

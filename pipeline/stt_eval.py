@@ -1,7 +1,9 @@
 """Word error rate and speed of the STT engines on rendered turns and on real speech.
 
-Rendered: real Switchboard dev / SBCSAE test turns rendered by `scenarios.render_turns` (espeak
-voices, real pauses); the reference is the turn's normalised text. Real: `clips/jfk.flac` from the
+Rendered: the bench's conversation turns (`scenarios.conversation_turns`: real Switchboard dev /
+SBCSAE test turns, real pauses) rendered with `voices` (default `scenarios.USER_VOICES`, festival
+slt; `--voices espeak:en-us espeak:en-us+f3 espeak:en+m3` gives the older espeak renders); the
+reference is the turn's normalised text. Real: `clips/jfk.flac` from the
 shared data root (11 s, 1961, public domain) with its known transcript. Each engine decodes each
 utterance streamed in 20 ms chunks (pocketsphinx) or whole (whisper); we report corpus WER, the
 real-time factor (decode seconds per audio second) and the finalisation time (`finish()` after the
@@ -17,6 +19,7 @@ import numpy as np
 
 from vad_turn.config import RunFolder, default_data_root, default_runs_root
 
+from .scenarios import USER_VOICES
 from .stt import make_stt, word_error_rate
 
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -25,7 +28,8 @@ JFK_TEXT = "and so my fellow americans ask not what your country can do for you 
 @dataclass(frozen=True)
 class SttEvalConfig:
     engines: tuple[str, ...] = field(default=("pocketsphinx", "whisper"), metadata={"help": "STT engines"})
-    n_rendered: int = field(default=20, metadata={"help": "rendered real turns (half Switchboard dev, half SBCSAE test)"})
+    n_rendered: int = field(default=20, metadata={"help": "rendered real turns (the bench's conversation turns)"})
+    voices: tuple[str, ...] = field(default=USER_VOICES, metadata={"help": "voices rendering the turns"})
     data_root: Path = field(default_factory=default_data_root, metadata={"help": "shared data root (clips/jfk.flac)"})
     seed: int = 0
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/stt-wer-<time>)"})
@@ -48,19 +52,13 @@ def run(cfg: SttEvalConfig) -> dict:
 
     from vad_turn.audio import load_audio
 
-    from .scenarios import render_turns, select_rows
-    from vad_turn.config import default_built_root
+    from .scenarios import conversation_turns
 
     out = cfg.out or default_runs_root() / f"stt-wer-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = RunFolder(out, cfg)
     pad = np.zeros(3200, np.float32)
     sets = {"real:jfk": [(JFK_TEXT, load_audio(Path(cfg.data_root) / "clips" / "jfk.flac"))]}
-    n_sw = (cfg.n_rendered + 1) // 2
-    rendered = []
-    for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", cfg.n_rendered - n_sw)):
-        if n:
-            rendered += render_turns(select_rows(default_built_root(), corpus, split, n, seed=cfg.seed), corpus,
-                                     seed=cfg.seed)
+    rendered = conversation_turns(n_conversation_turns=cfg.n_rendered, seed=cfg.seed, voices=cfg.voices)
     sets["rendered"] = [(t.text, np.concatenate([pad, t.audio, pad])) for t in rendered]
     results = {}
     for name in cfg.engines:

@@ -1,0 +1,88 @@
+"""Latency knobs of the pipeline without models: first-chunk cut, history window, the policy from an eval run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.bench import BenchConfig, _command, bench_policy, pipeline_config, summarize
+from pipeline.operating_point import OperatingPointError, policy_from_eval
+from pipeline.processors.llm_proc import LLMProcessor
+from pipeline.processors.speech import clause_cut, first_chunk_pieces
+
+
+def test_clause_cut_waits_for_the_next_word_and_prefers_punctuation():
+    assert clause_cut("I'm so", 2) is None  # "so" may still grow ("sorry")
+    assert clause_cut("I'm so sorry", 2) == len("I'm so")
+    assert clause_cut(" Well, I", 4) == len(" Well,")
+    assert clause_cut("Sure.", 2) is None  # punctuation counts once a space follows
+    pieces = ["I", "'m", " so", " sorry", " to", " hear", " that", "."]
+    assert [first_chunk_pieces(pieces, k) for k in (1, 2, 3, 4)] == [3, 4, 5, 6]
+    assert first_chunk_pieces(["Yes", "."], 4) == 2  # a reply shorter than the cut: all of it
+
+
+def test_history_window_moves_in_blocks_so_prompts_share_a_prefix():
+    proc = LLMProcessor(llm=None, max_history=6)
+    hist = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(12)]
+    starts = [int(proc._window(hist[:n])[0]["content"]) for n in range(1, 13)]
+    # 1..6 messages: from 0; 7 overflows -> keep the last 3 (start 4) until 11 overflows again -> start 8
+    assert starts == [0] * 6 + [4] * 4 + [8] * 2
+    assert all(len(proc._window(hist[:n])) <= 6 for n in range(1, 13))
+
+
+def _eval_run(tmp_path, detector="fused"):
+    run = tmp_path / "eval-x"
+    run.mkdir()
+    ops = [{"name": "lat@fcr<=10%", "reachable": True, "threshold": 0.35, "action_delay_s": 0.4, "timeout_s": 1.5,
+            "false_cutoff_rate": 0.098, "mean_latency_s": 0.52,
+            "vad_only": {"threshold": 0.05, "action_delay_s": 0.8, "timeout_s": 1.0, "false_cutoff_rate": 0.097,
+                         "mean_latency_s": 0.8}},
+           {"name": "lat@fcr<=5%", "reachable": False, "threshold": 0.9, "action_delay_s": 2.0, "timeout_s": 3.0}]
+    (run / "metrics.json").write_text(json.dumps({"detector": detector, "dataset": "data/built/switchboard-rendered",
+                                                  "split": "dev", "operating_points": ops}))
+    return run
+
+
+def test_policy_comes_from_the_eval_run_with_its_provenance(tmp_path):
+    run = _eval_run(tmp_path)
+    p = policy_from_eval("fused", run_dir=run)
+    assert (p["threshold"], p["action_delay_s"], p["timeout_s"]) == (0.35, 0.4, 1.5)
+    assert p["vad_only"] == {"stop_silence_s": 0.8, "false_cutoff_rate": 0.097, "mean_latency_s": 0.8}
+    assert p["source"] == str(run) and p["split"] == "dev"
+    cfg = BenchConfig(policy_run=run)
+    pol = bench_policy(cfg, "fused")
+    pc = pipeline_config(cfg, "streaming-semantic", pol)
+    assert pc.policy("fused").threshold == pytest.approx(0.35) and pc.policy("fused").action_delay_s == 0.4
+    assert pc.first_clause_words == 2 and pc.llm_quantize == "none"
+    assert pipeline_config(cfg, "streaming-semantic-int8", pol).llm_quantize == "int8"
+    manual = bench_policy(BenchConfig(operating_point="manual", threshold=0.7, action_delay_s=0.1), "fused")
+    assert (manual["threshold"], manual["action_delay_s"], manual["source"]) == (0.7, 0.1, "manual (bench flags)")
+
+
+def test_policy_errors_name_the_file_and_the_problem(tmp_path):
+    run = _eval_run(tmp_path)
+    with pytest.raises(OperatingPointError, match="no operating point 'fcr@lat<=9s'"):
+        policy_from_eval("fused", "fcr@lat<=9s", run_dir=run)
+    with pytest.raises(OperatingPointError, match="not reachable"):
+        policy_from_eval("fused", "lat@fcr<=5%", run_dir=run)
+    with pytest.raises(OperatingPointError, match="evaluates detector 'fused', not 'lexical'"):
+        policy_from_eval("lexical", run_dir=run)
+    with pytest.raises(OperatingPointError, match=r"missing/metrics.json: evaluation metrics not found"):
+        policy_from_eval("fused", run_dir=tmp_path / "missing")
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(OperatingPointError, match="malformed"):
+        policy_from_eval("fused", run_dir=run)
+    with pytest.raises(OperatingPointError, match="no evaluation run is known"):
+        policy_from_eval("mystery")
+
+
+def test_bench_command_and_confident_slice():
+    cfg = BenchConfig(configs=("streaming-semantic", "streaming-vad"), n_conversation_turns=4, threshold=None,
+                      voices=("espeak:en-us",))
+    assert _command(cfg) == ("pipeline bench --configs streaming-semantic streaming-vad --n-conversation-turns 4 "
+                             "--voices espeak:en-us")
+    rows = [{"config": "streaming-semantic", "kind": "conversation", "cutoff": c, "answered": True, "e2e_s": e,
+             "p_eot": p} for c, e, p in ((False, 0.3, 0.95), (True, 0.2, 0.97), (False, 1.4, 0.2), (False, 1.6, None))]
+    s = summarize(rows, confident_p_eot=0.9)["streaming-semantic"]
+    assert s["e2e_confident_s"]["n"] == 2 and s["e2e_confident_s"]["p50"] == pytest.approx(0.25)
+    assert s["false_cutoff_rate"] == pytest.approx(0.25) and s["e2e_s"]["p50"] == pytest.approx(0.85)
