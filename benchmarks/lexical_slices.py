@@ -3,6 +3,7 @@
 The harness's slice rows keep the policy chosen on all turns; the voice-agent regime is the short
 turn, so here each subset gets its own operating points (the harness's `compute_metrics` on the
 subset of the run's grid predictions; VAD-only on the same subset). Ratios = detector / VAD-only.
+The table also names each run's data set and transcript lag (words visible that long after they end).
 
     python benchmarks/lexical_slices.py runs/eval-switchboard-val-lexical runs/eval-... [--json out.json]
 """
@@ -34,7 +35,9 @@ def subset_points(run_dir: Path) -> dict:
     cfg = run_config(run_dir)
     preds = pd.read_parquet(run_dir / "predictions.parquet")
     name = json.loads((run_dir / "metrics.json").read_text())["detector"]
-    out = {"detector": name, "run": str(run_dir)}
+    opts = " ".join(cfg.detector_opts)
+    out = {"detector": name + (f" ({opts})" if opts else ""), "run": str(run_dir), "dataset": Path(cfg.dataset).name,
+           "transcript_lag_s": cfg.transcript_lag_s}
     for subset, (lo, hi) in SUBSETS.items():
         sub = preds[(preds["n_words"] >= lo) & (preds["n_words"] <= hi)]
         if sub.empty:
@@ -51,8 +54,8 @@ def table(results: list[dict], points=("fcr@lat<=0.6s", "lat@fcr<=10%")) -> str:
     def f(x, pct=False):
         return "—" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.3f}")
 
-    lines = ["| detector | subset | turns | " + " | ".join(f"{p} det / VAD / ratio" for p in points) + " |",
-             "|---|---|---|" + "---|" * len(points)]
+    lines = ["| detector | data | lag s | subset | turns | " + " | ".join(f"{p} det / VAD / ratio" for p in points) + " |",
+             "|---|---|---|---|---|" + "---|" * len(points)]
     for r in results:
         for subset in SUBSETS:
             if subset not in r:
@@ -64,7 +67,8 @@ def table(results: list[dict], points=("fcr@lat<=0.6s", "lat@fcr<=10%")) -> str:
                 det = o["fcr"] if pct else o["mean_latency_s"]
                 vad = o["vad_fcr"] if pct else o["vad_mean_latency_s"]
                 cells.append(f"{f(det, pct)} / {f(vad, pct)} / {f(o['ratio'])}")
-            lines.append(f"| {r['detector']} | {subset} | {r[subset]['n_turns']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['detector']} | {r.get('dataset', '')} | {r.get('transcript_lag_s', '')} | {subset} | "
+                         f"{r[subset]['n_turns']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
