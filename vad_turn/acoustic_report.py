@@ -75,7 +75,7 @@ def condition_rows(run: Path, turn_ids: set[str] | None = None) -> list[dict]:
         sub = preds if cond == "all" else preds[preds["audio_condition"] == cond]
         m, _ = compute_metrics(sub.reset_index(drop=True), cfg, raw.get("detector", "?"))
         row = {"dataset": Path(raw.get("dataset", "?")).name, "split": raw.get("split"),
-               "condition": cond, "detector": raw.get("detector"), "n_turns": m["counts"]["n_turns"],
+               "condition": cond, "detector": raw.get("detector"), "run": run.name, "n_turns": m["counts"]["n_turns"],
                "n_holds": m["counts"]["n_holds_scored"],
                "auc": float(roc_auc_score(sub["label"], sub["p_eot"])) if sub["label"].nunique() == 2 else None,
                "auc_same_silence": same_silence_auc(sub["p_eot"], sub["silence_dur"], sub["label"])}
@@ -102,13 +102,13 @@ def format_table(rows: list[dict]) -> str:
             return "unreachable"
         return f"{'-' if d is None else f(d)} / {'-' if v is None else f(v)}" + ("" if q is None else f" ({q:.2f}x)")
 
-    head = "| dataset | split | condition | detector | turns | holds | AUC | AUC same silence | " + " | ".join(ops) + " |"
-    lines = [head, "|" + "---|" * (8 + len(ops))]
+    head = "| dataset | split | condition | detector | run | turns | holds | AUC | AUC same silence | " + " | ".join(ops) + " |"
+    lines = [head, "|" + "---|" * (9 + len(ops))]
     for r in rows:
         auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
         same = r.get("auc_same_silence")
         same = "-" if same is None or not np.isfinite(same) else f"{same:.3f}"
-        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r.get('detector')} | {r['n_turns']} | {r['n_holds']} | {auc} | {same} | "
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['condition']} | {r.get('detector')} | {r.get('run', '-')} | {r['n_turns']} | {r['n_holds']} | {auc} | {same} | "
                      + " | ".join(cell(r, op) for op in ops) + " |")
     return "\n".join(lines) + ("\n\nCells: detector / VAD-only on the same spans (ratio detector / VAD-only). AUC same "
                                "silence: end vs hold queries at equal silence so far (<= 1 s), averaged.\n")
