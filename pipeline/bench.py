@@ -1,9 +1,15 @@
 """End-to-end latency harness: scripted conversations played into the pipeline in real time.
 
-For every configuration (mode x turn strategy, plus semantic with preemptive generation) every
-scenario of `scenarios.build_scenarios` runs through a fresh pipeline on the wall clock; one JSON
+For every configuration (mode x turn strategy, plus semantic with preemptive generation and
+semantic with the int8 LLM) every scenario of `scenarios.build_scenarios` (user turns in
+`voices`, festival slt by default) runs through a fresh pipeline on the wall clock; one JSON
 line per user turn / barge-in / backchannel goes to `turns.jsonl` as soon as it is known (a rerun
 skips finished (config, scenario) pairs), then `metrics.json` and `report.md` summarise them.
+
+The semantic policy (threshold, action delay, timeout) is the `operating_point` of the detector's
+evaluation run (`operating_point.policy_from_eval`: by default the lowest mean latency with at
+most 10% false cut-offs on Switchboard val), recorded with its source in the report; `--operating-
+point manual` uses the bench's --threshold / --action-delay-s / --timeout-s instead.
 
 Per user turn (times on the pipeline clock; `speech_end` is the ground truth: when the scripted
 audio's last word ended):
@@ -202,7 +208,8 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
         s = {m: {"p50": pct([r.get(m) for r in conv], 50), "p99": pct([r.get(m) for r in conv], 99),
                  "mean": (float(np.mean(v)) if (v := [r[m] for r in conv if r.get(m) is not None]) else None),
                  "n": len(v)} for m in TURN_METRICS}
-        conf = [r["e2e_s"] for r in conv if r.get("e2e_s") is not None and r.get("p_eot") is not None
+        semantic = (CONFIGS.get(name) or {}).get("turn", "semantic") == "semantic"  # VAD-only's p_eot is a constant
+        conf = [r["e2e_s"] for r in conv if semantic and r.get("e2e_s") is not None and r.get("p_eot") is not None
                 and r["p_eot"] >= confident_p_eot]
         s["e2e_confident_s"] = {"p50": pct(conf, 50), "p99": pct(conf, 99), "n": len(conf)}
         s["n_turns"] = len(conv)

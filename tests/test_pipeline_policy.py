@@ -83,6 +83,9 @@ def test_bench_command_and_confident_slice():
                              "--voices espeak:en-us")
     rows = [{"config": "streaming-semantic", "kind": "conversation", "cutoff": c, "answered": True, "e2e_s": e,
              "p_eot": p} for c, e, p in ((False, 0.3, 0.95), (True, 0.2, 0.97), (False, 1.4, 0.2), (False, 1.6, None))]
+    rows += [{"config": "streaming-vad", "kind": "conversation", "cutoff": False, "answered": True, "e2e_s": 0.9,
+              "p_eot": 1.0}]
+    assert summarize(rows)["streaming-vad"]["e2e_confident_s"]["n"] == 0  # VAD-only has no model confidence
     s = summarize(rows, confident_p_eot=0.9)["streaming-semantic"]
     assert s["e2e_confident_s"]["n"] == 2 and s["e2e_confident_s"]["p50"] == pytest.approx(0.25)
     assert s["false_cutoff_rate"] == pytest.approx(0.25) and s["e2e_s"]["p50"] == pytest.approx(0.85)
