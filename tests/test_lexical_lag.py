@@ -116,6 +116,9 @@ def test_lag_round_trips_and_old_folders_read_as_half_a_second(lag02_dir, tmp_pa
     del meta["transcript_lag_s"]
     (old / "lexical.json").write_text(json.dumps(meta))
     assert LexicalModel(old).transcript_lag_s == 0.5
+    shipped = DEFAULT_MODEL_DIR / "lexical.json"
+    if shipped.exists() and "transcript_lag_s" not in json.loads(shipped.read_text()):
+        assert LexicalModel(DEFAULT_MODEL_DIR).transcript_lag_s == 0.5  # trained at the harness default
 
 
 def test_mismatched_lag_warns_or_refuses(lag02_dir):

@@ -158,7 +158,7 @@ class LexicalModel:
         else:
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
 
-    def check_transcript_lag(self, lag_s: float, *, strict: bool = False) -> bool:
+    def check_transcript_lag(self, lag_s: float, *, strict: bool = False, stacklevel: int = 2) -> bool:
         """True when `lag_s` (the lag of the words this model will be given) is within LAG_TOLERANCE_S of
         the lag it was trained for; otherwise warn `TranscriptLagMismatch` (raise ValueError if `strict`)."""
         if abs(float(lag_s) - self.transcript_lag_s) <= LAG_TOLERANCE_S + 1e-9:
@@ -168,7 +168,7 @@ class LexicalModel:
                f"`vad-turn train-lexical --transcript-lag-s {float(lag_s):g}`)")
         if strict:
             raise ValueError(msg)
-        warnings.warn(msg, TranscriptLagMismatch, stacklevel=2)
+        warnings.warn(msg, TranscriptLagMismatch, stacklevel=stacklevel)
         return False
 
     # -- the two network pieces
@@ -256,7 +256,7 @@ class LexicalDetector:
 
     def check_transcript_lag(self, lag_s: float) -> bool:
         """Called by the harness with its transcript lag: see `LexicalModel.check_transcript_lag`."""
-        return self.model.check_transcript_lag(lag_s, strict=self.strict_lag)
+        return self.model.check_transcript_lag(lag_s, strict=self.strict_lag, stacklevel=3)
 
     def predict(self, audio, words, messages, silence_s: float) -> float:
         return float(self.model.p_eot([(words, messages, silence_s)])[0])
