@@ -61,6 +61,8 @@ class PipelineConfig:
         "help": "local LLM: reuse the KV cache of the common prompt prefix (system prompt + history)"})
     llm_quantize: str = field(default="none", metadata={
         "help": "local LLM: none (fp32) or int8 (dynamic, ~2.6x faster decode, different replies)"})
+    llm_prefill: bool = field(default=True, metadata={
+        "help": "local LLM: prefill the user's words into the cache in the silence before the decision"})
     first_clause_words: int = field(default=2, metadata={
         "help": "streaming: the first TTS chunk is cut after this many words if no clause ended sooner"})
     max_new_tokens: int = field(default=24, metadata={"help": "reply length cap"})
@@ -172,7 +174,7 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
         STTProcessor(models.stt, batch=cascade),
         TurnProcessor(policy, detector, barge_in=cfg.barge_in),
         LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s,
-                     llm_bridge_after_s=cfg.llm_bridge_after_s),
+                     llm_bridge_after_s=cfg.llm_bridge_after_s, prefill=cfg.llm_prefill),
         ClauseAggregator(mode="whole" if cascade else "clause", first_max_words=cfg.first_clause_words),
         TTSProcessor(models.voice, mode="whole" if cascade else "stream"),
         OutputProcessor(),

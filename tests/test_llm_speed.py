@@ -137,3 +137,43 @@ def test_int8_option_quantizes_every_linear_and_still_answers():
     assert len(reply.split()) >= 3
     with pytest.raises(LLMError, match="quantize"):
         LocalLLM(quantize="int4")
+
+
+def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_single(cached, plain):
+    """A final transcript prefills [system, user: words] into the cache; the decision then prefills only the
+    assistant header; a 'stop' Interrupt after the reply was committed does not add it to the history twice."""
+    import asyncio
+
+    from pipeline.clock import WallClock
+    from pipeline.frames import EndOfStream, EndOfTurn, Interrupt, Transcript
+    from pipeline.processors.base import Conversation, Pipeline
+    from pipeline.processors.llm_proc import LLMProcessor
+
+    async def go():
+        conv = Conversation(messages=[SYSTEM])
+        proc = LLMProcessor(cached, max_new_tokens=6, tools=None)
+        p = Pipeline([proc], WallClock(), conversation=conv)
+        await p.start()
+        p.feed(Transcript(0.0, "so i was thinking about", True, 0))
+        p.feed(Transcript(0.0, "going to the lake this weekend", True, 1))
+        for _ in range(200):  # the prefill of the second segment runs on the processor's thread
+            await asyncio.sleep(0.01)
+            if proc.n_prefills == 2 and not proc._warming:
+                break
+        p.feed(EndOfTurn(0.0, 0, USER_TURNS[0], 0.9, 0.3, 1.0))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if proc.jobs[0].committed:
+                break
+        p.broadcast(Interrupt(0.0, 0, "stop"), "test")
+        p.feed(EndOfStream(0.0))
+        await p.wait(60.0)
+        return proc, conv
+
+    proc, conv = asyncio.run(go())
+    assert proc.n_prefills == 2
+    header = len(cached._tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+    assert cached.last_prompt_tokens - cached.last_reused_tokens == header  # only the header was left to prefill
+    reply = plain.complete([SYSTEM, {"role": "user", "content": USER_TURNS[0]}], max_new_tokens=6)
+    assert [m["role"] for m in conv.messages] == ["system", "user", "assistant"]
+    assert conv.messages[2]["content"] == reply.strip()

@@ -14,6 +14,10 @@ the system prompt plus at most the last `max_history` messages, a window whose s
 blocks of half its size (`_window`), so consecutive prompts share their prefix for the LLM's
 prefix KV cache.
 
+Prefill: each final transcript of the user's turn is rendered into the prompt it would make (without
+the assistant header) and prefilled into the local LLM's prefix KV cache (`LocalLLM.warm`) in the
+silence before the end-of-turn decision, so generation only prefills the few tokens that changed.
+
 The LLM's `stream` runs on a worker thread (`llm_wrappers.ThreadedStream`); an Interrupt cancels
 it (LocalLLM stops after the current token). If the LLM fails, the failure is logged in the
 conversation and `error_phrase` is said instead, so the turn still gets an answer.
@@ -38,6 +42,7 @@ class _Job:
         self.task: asyncio.Task | None = None
         self.text = ""
         self.cancelled = False
+        self.committed = False  # its reply is in the history (an Interrupt after that must not add it again)
 
 
 class LLMProcessor(Processor):
@@ -46,7 +51,7 @@ class LLMProcessor(Processor):
     def __init__(self, llm, *, max_new_tokens: int = 32, temperature: float = 0.0, tools: ToolRunner | None = None,
                  bridge_after_s: float = 1.0, llm_bridge_after_s: float | None = None,
                  bridge_phrase: str = "Let me pull that up.", error_phrase: str = "Sorry, I lost my train of thought.",
-                 max_history: int = 6):
+                 max_history: int = 6, prefill: bool = True):
         super().__init__()
         self.llm, self.max_new_tokens, self.temperature = llm, int(max_new_tokens), float(temperature)
         self.tools, self.bridge_after_s = tools, float(bridge_after_s)
@@ -55,6 +60,11 @@ class LLMProcessor(Processor):
         self.bridge_phrase, self.error_phrase = bridge_phrase, error_phrase
         self.jobs: dict[int, _Job] = {}
         self._hist_start = 0  # index into the non-system history where the prompt window starts
+        self.prefill = bool(prefill)
+        self._finals: dict[int, str] = {}  # final transcripts of the current turn, by segment
+        self._warming = False
+        self._prefill_again = False  # words arrived while a prefill ran: prefill again when it ends
+        self.n_prefills = 0
 
     def on_system(self, frame) -> None:
         if isinstance(frame, Interrupt):
@@ -66,7 +76,8 @@ class LLMProcessor(Processor):
                     job.stream.cancel()
                 if job.task is not None:
                     job.task.cancel()
-                if frame.reason in ("barge-in", "stop") and job.text and not job.hold:
+                if frame.reason in ("barge-in", "stop") and job.text and not job.hold and not job.committed:
+                    job.committed = True
                     self.conv.messages.append({"role": "assistant", "content": job.text.strip()})
             if self.conv.active_response == frame.response_id:
                 self.conv.active_response = None
@@ -75,6 +86,9 @@ class LLMProcessor(Processor):
         if isinstance(frame, Transcript):
             if self.tools is not None:
                 self.tools.prefetch(frame.text)
+            if frame.final:
+                self._finals[frame.segment] = frame.text
+                self._start_prefill()
             return
         if isinstance(frame, EndOfTurn):
             await self._end_of_turn(frame)
@@ -91,6 +105,8 @@ class LLMProcessor(Processor):
         await self.push(frame)
 
     async def _end_of_turn(self, eot: EndOfTurn) -> None:
+        if not eot.tentative:
+            self._finals = {}  # the turn is over: the next prefill starts from the next turn's words
         if self.tools is not None:
             self.tools.prefetch(eot.text)
         job = self.jobs.get(eot.turn_id)
@@ -126,6 +142,40 @@ class LLMProcessor(Processor):
         if len(history) - self._hist_start > self.max_history or self._hist_start > len(history):
             self._hist_start = max(0, len(history) - max(1, self.max_history // 2))
         return history[self._hist_start:]
+
+    def _start_prefill(self) -> None:
+        """Prefill the prompt the turn's words so far would make into the LLM's prefix cache (`llm.warm`).
+
+        Runs in the silence after a speech segment, before the end-of-turn decision, so the decision
+        only has to prefill what changed (usually just the assistant header). Skipped when the LLM
+        has no `warm` (remote or wrapped) or a response is in flight; while a prefill runs, the
+        newest words are prefilled after it.
+        """
+        warm = getattr(self.llm, "warm", None)
+        if not self.prefill or warm is None or self.conv.active_response is not None:
+            return
+        if self._warming:
+            self._prefill_again = True
+            return
+        text = " ".join(self._finals[s] for s in sorted(self._finals)).strip()
+        if not text:
+            return
+        history = [m for m in self.conv.messages if m["role"] != "system"] + [{"role": "user", "content": text}]
+        msgs = [m for m in self.conv.messages if m["role"] == "system"][:1] + self._window(history)
+        self._warming = True
+        self.n_prefills += 1
+        asyncio.get_running_loop().create_task(self._prefill(warm, msgs))
+
+    async def _prefill(self, warm, msgs: list[dict]) -> None:
+        try:
+            await self.run_blocking(warm, msgs)
+        except Exception as e:  # noqa: BLE001 - an optimisation only: the generation prefills what is missing
+            self.conv.note(self.now(), f"LLM prefill failed ({e!r}); the reply prefills itself")
+        finally:
+            self._warming = False
+        if self._prefill_again:
+            self._prefill_again = False
+            self._start_prefill()
 
     def _commit_user(self, eot: EndOfTurn) -> None:
         self.conv.messages.append({"role": "user", "content": eot.text})
@@ -199,6 +249,7 @@ class LLMProcessor(Processor):
             return
         if job.text.strip():
             entry = {"role": "assistant", "content": job.text.strip()}
+            job.committed = True
             if job.hold:
                 job.held.append(entry)
             else:
