@@ -31,6 +31,8 @@ per voice and per span kind) goes to `report.json`.
 Measured (all 300 Switchboard-rendered dev clean rows, 349 spans >= 1 s, pipeline default search):
 settle lag P50 -0.02 s, P90 0.12 s; word-count lag P50 -0.09 s, P90 0.08 s; emitted lag (0.2 s
 read cadence) P50 0.08 s, P90 0.24 s; festival slt-hts rows (57 spans): settle P50 -0.03, P90 0.11 s.
+Noisy rows (`--conditions noisy --max-turns 100`, 123 spans): settle P50 0.04, P90 0.16 s; emitted
+P50 0.11, P90 0.30 s.
 So the pipeline's words reach the turn detector about 0.1-0.2 s after they end, not 0.5 s. (TTS
 speech, word-level correctness not checked: the lag is when the hypothesis stops changing.)
 """
