@@ -16,6 +16,7 @@ Variants are "cache-fp32", "nocache-fp32", "cache-int8", "nocache-int8".
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,7 @@ def run(cfg: LLMBenchConfig) -> dict:
                               "first_chunk_p50_s": float(np.percentile(est, 50)),
                               "first_chunk_p99_s": float(np.percentile(est, 99))}
         summary[v]["first_chunk"] = chunks
-    atomic_write_text(folder.file("calls.json"), __import__("json").dumps(calls, indent=1))
+    atomic_write_text(folder.file("calls.json"), json.dumps(calls, indent=1))
     folder.write_metrics({"summary": summary, "reference": ref, "n_turns": len(texts)})
     md = report_md(summary, ref, cfg)
     atomic_write_text(folder.file("report.md"), md)

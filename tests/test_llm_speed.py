@@ -177,3 +177,21 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
     reply = plain.complete([SYSTEM, {"role": "user", "content": USER_TURNS[0]}], max_new_tokens=6)
     assert [m["role"] for m in conv.messages] == ["system", "user", "assistant"]
     assert conv.messages[2]["content"] == reply.strip()
+
+
+@pytest.mark.timeout(300)
+def test_llm_bench_on_two_bench_turns(tmp_path):
+    from vad_turn.config import default_built_root
+
+    if not (default_built_root() / "switchboard").exists():
+        pytest.skip("built Switchboard dataset not present (vad-turn build-data)")
+    from pipeline.llm_bench import LLMBenchConfig, run
+
+    res = run(LLMBenchConfig(out=tmp_path, variants=("nocache-fp32", "cache-fp32"), n_turns=2, turns_per_conversation=2,
+                             max_new_tokens=4, first_clause_words=(1, 4)))
+    ref, cache = res["summary"]["nocache-fp32"], res["summary"]["cache-fp32"]
+    assert ref["n_calls"] == cache["n_calls"] == 2 and cache["identical_to_ref"] == 2
+    assert ref["reused_tokens_mean"] == 0 and cache["reused_tokens_mean"] > 30  # at least the system prompt
+    one, four = cache["first_chunk"]["1"], cache["first_chunk"]["4"]
+    assert 1 <= one["tokens_p50"] <= four["tokens_p50"] <= 4  # capped by the 4-token replies
+    assert (tmp_path / "report.md").exists() and (tmp_path / "calls.json").exists()
