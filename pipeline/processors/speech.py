@@ -4,8 +4,8 @@ ClauseAggregator turns `LLMToken`s into `AgentText` clauses: a clause ends at , 
 by a space (or at the end of the reply); the first clause is also cut after `first_max_words`
 words so speech starts after a few tokens even when the LLM opens with a long clause, later ones
 after `max_words`. Default 2: on the bench's turns (`pipeline llm-bench`) the first chunk then
-needs 4 tokens at the median instead of 6 with 4 words (one word: 3), about 180 ms sooner with
-fp32 SmolLM2 on this CPU. The trade-off is prosody: a two-word fragment ("I'm so") is spoken
+needs 4 tokens at the median instead of 6 with 4 words (one word: 3), 95-180 ms sooner (P50, two
+runs on the shared CPU) with fp32 SmolLM2. The trade-off is prosody: a two-word fragment ("I'm so") is spoken
 with its own phrase-final intonation, and a short gap may follow if the next clause is not
 synthesized by the time it ends. mode="whole" (the naive cascade) sends the whole reply as one text at its end.
 
