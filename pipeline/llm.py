@@ -141,10 +141,11 @@ class LocalLLM:
 
     def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None, prefix_cache: bool = True,
                  quantize: str = "none"):
-        from .llm_speed import QUANTIZE_CHOICES
+        from .llm_speed import QUANTIZE_CHOICES, resolve_quantize
 
         if quantize not in QUANTIZE_CHOICES:
             raise LLMError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+        quantize = resolve_quantize(quantize)
         self.model_dir = Path(model_dir) if model_dir else None
         self.n_threads = n_threads
         self.prefix_cache, self.quantize = bool(prefix_cache), quantize
@@ -175,7 +176,11 @@ class LocalLLM:
         with self._lock:
             self._tok = AutoTokenizer.from_pretrained(str(folder))
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
-            self._model = quantize_int8(model) if self.quantize == "int8" else model
+            if self.quantize == "int8":
+                model = quantize_int8(model)
+            elif self.quantize == "bf16":
+                model = model.to(torch.bfloat16)
+            self._model = model
             self._kv = PrefixKVCache(self._model.config)
         return self
 

@@ -12,7 +12,7 @@ those the prefix cache supplied, decode ms per later token, and the reply. Repor
   (`speech.first_chunk_pieces`, on the reference replies) and the time that takes
   (TTFT + (tokens - 1) x decode), i.e. the LLM's part of decision -> first audio.
 
-Variants are "cache-fp32", "nocache-fp32", "cache-int8", "nocache-int8".
+Variants are "cache-fp32", "nocache-fp32", "cache-int8", "nocache-int8", "cache-bf16", "nocache-bf16".
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
 
-VARIANTS = ("nocache-fp32", "cache-fp32", "cache-int8", "nocache-int8")
+VARIANTS = ("nocache-fp32", "cache-fp32", "cache-int8", "nocache-int8", "cache-bf16", "nocache-bf16")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def _variant(name: str):
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     cache, quant = name.split("-")
-    return LocalLLM(prefix_cache=cache == "cache", quantize="int8" if quant == "int8" else "none")
+    return LocalLLM(prefix_cache=cache == "cache", quantize={"fp32": "none"}.get(quant, quant))
 
 
 def timed_call(llm, messages: list[dict], max_new_tokens: int) -> dict:
@@ -60,6 +60,28 @@ def timed_call(llm, messages: list[dict], max_new_tokens: int) -> dict:
     per = float(np.mean(np.diff(times))) if len(times) > 1 else None
     return {"ttft_s": times[0] if times else None, "decode_s_per_token": per, "pieces": pieces,
             "reply": "".join(pieces), "prompt_tokens": llm.last_prompt_tokens, "reused_tokens": llm.last_reused_tokens}
+
+
+def text_nll(llm, system: dict, texts: list[str]) -> dict:
+    """Teacher-forced mean negative log-likelihood (nats/token) of each text as a user turn after `system`.
+
+    A quality check of a variant that does not depend on greedy decoding: the scored tokens are each
+    text's own tokens plus the end-of-turn marker that follows it, read off the logits of one forward
+    pass over the chat-templated prompt. Returns {nll_per_token, n_tokens}."""
+    import torch
+
+    tok, model = llm.load()._tok, llm._model
+    total, n = 0.0, 0
+    with llm._lock, torch.inference_mode():
+        for text in texts:
+            ids = tok.apply_chat_template([system, {"role": "user", "content": text}], tokenize=True, return_tensors="pt")
+            ids = ids if isinstance(ids, torch.Tensor) else ids["input_ids"]
+            logp = torch.log_softmax(model(ids).logits.float()[0, :-1], dim=-1)
+            tok_logp = logp.gather(1, ids[0, 1:, None])[:, 0]
+            k = min(len(tok(text, add_special_tokens=False)["input_ids"]) + 2, tok_logp.numel())  # + <|im_end|> + newline
+            total += -float(tok_logp[-k:].sum())
+            n += k
+    return {"nll_per_token": total / max(n, 1), "n_tokens": n}
 
 
 def run(cfg: LLMBenchConfig) -> dict:
@@ -108,6 +130,7 @@ def run(cfg: LLMBenchConfig) -> dict:
                               "first_chunk_p50_s": float(np.percentile(est, 50)),
                               "first_chunk_p99_s": float(np.percentile(est, 99))}
         summary[v]["first_chunk"] = chunks
+        summary[v]["user_text_nll"] = text_nll(llms[v], system, texts)
     atomic_write_text(folder.file("calls.json"), json.dumps(calls, indent=1))
     folder.write_metrics({"summary": summary, "reference": ref, "n_turns": len(texts)})
     md = report_md(summary, ref, cfg)
@@ -122,12 +145,13 @@ def report_md(summary: dict, ref: str, cfg: LLMBenchConfig) -> str:
              f"{cfg.n_turns} turns in conversations of {cfg.turns_per_conversation}, {cfg.max_new_tokens} new tokens, "
              f"{cfg.threads} thread(s). TTFT = time to the first streamed piece.", "",
              "| variant | calls | prompt tokens (mean) | reused by cache (mean) | TTFT P50 / P99 ms | decode ms/token | "
-             f"identical to {ref} |", "|---|---|---|---|---|---|---|"]
+             f"identical to {ref} | NLL/token of the user turns |", "|---|---|---|---|---|---|---|---|"]
     for v, s in summary.items():
         lines.append(f"| {v} | {s['n_calls']} | {s['prompt_tokens_mean']:.0f} | {s['reused_tokens_mean']:.0f} | "
                      f"{1000 * s['ttft_p50_s']:.0f} / {1000 * s['ttft_p99_s']:.0f} | {s['decode_ms_per_token_p50']:.0f} | "
-                     f"{s['identical_to_ref']}/{s['n_calls']} |")
-    lines += ["", "First TTS chunk (ClauseAggregator): tokens needed P50 (mean) and estimated LLM time to it, "
+                     f"{s['identical_to_ref']}/{s['n_calls']} | {s['user_text_nll']['nll_per_token']:.3f} |")
+    lines += ["", "NLL: teacher-forced, the user turns after the system prompt (a quality check independent of "
+              "greedy decoding; lower is better).", "", "First TTS chunk (ClauseAggregator): tokens needed P50 (mean) and estimated LLM time to it, "
               "P50 / P99 ms", "", "| variant | " + " | ".join(f"first_clause_words={k}" for k in cfg.first_clause_words)
               + " |", "|---|" + "---|" * len(cfg.first_clause_words)]
     for v, s in summary.items():

@@ -53,7 +53,7 @@ def test_policy_comes_from_the_eval_run_with_its_provenance(tmp_path):
     pol = bench_policy(cfg, "fused")
     pc = pipeline_config(cfg, "streaming-semantic", pol)
     assert pc.policy("fused").threshold == pytest.approx(0.35) and pc.policy("fused").action_delay_s == 0.4
-    assert pc.first_clause_words == 2 and pc.llm_quantize == "none"
+    assert pc.first_clause_words == 2 and pc.llm_quantize == "auto"
     assert pipeline_config(cfg, "streaming-semantic-int8", pol).llm_quantize == "int8"
     manual = bench_policy(BenchConfig(operating_point="manual", threshold=0.7, action_delay_s=0.1), "fused")
     assert (manual["threshold"], manual["action_delay_s"], manual["source"]) == (0.7, 0.1, "manual (bench flags)")
