@@ -50,10 +50,14 @@ CONFIGS = {
     "streaming-semantic-int8": dict(mode="streaming", turn="semantic", llm_quantize="int8"),
     "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=10.0),
     "streaming-vad": dict(mode="streaming", turn="vad"),
+    "streaming-vad-eval": dict(mode="streaming", turn="vad"),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
     "cascade-vad": dict(mode="cascade", turn="vad"),
 }
-CONVERSATION_ONLY = ("streaming-semantic-int8",)  # variants of the LLM only: barge-in/backchannel add nothing
+CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval")  # barge-in/backchannel would add nothing
+# VAD-only at the silence of its own point on the semantic policy's evaluation run (same operating point, e.g.
+# lat@fcr<=10%), instead of `stop_silence_s`: the like-for-like baseline for "semantic vs VAD-only at <=10% FCR".
+EVAL_MATCHED_VAD = ("streaming-vad-eval",)
 TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
 
 
@@ -92,7 +96,8 @@ def bench_policy(bench: BenchConfig, detector_name: str) -> dict:
     `bench.operating_point == "manual"` (then the bench's own fields, recorded as such).
     """
     if bench.operating_point == "manual" or detector_name == "vad-only" or not any(
-            CONFIGS[c]["turn"] == "semantic" for c in bench.configs if c in CONFIGS):  # unused: no eval run needed
+            CONFIGS[c]["turn"] == "semantic" or c in EVAL_MATCHED_VAD
+            for c in bench.configs if c in CONFIGS):  # unused: no eval run needed
         from .runner import DEFAULT_THRESHOLDS
 
         thr = bench.threshold if bench.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
@@ -106,8 +111,14 @@ def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None) -
     if name not in CONFIGS:
         raise ValueError(f"unknown bench config {name!r}; choose from {', '.join(CONFIGS)}")
     pol = policy or {"threshold": bench.threshold, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s}
+    stop_s = bench.stop_silence_s
+    if name in EVAL_MATCHED_VAD:
+        stop_s = (pol.get("vad_only") or {}).get("stop_silence_s")
+        if stop_s is None:
+            raise ValueError(f"{name} needs a policy from an evaluation run (not --operating-point manual): "
+                             "it takes VAD-only's silence at the same operating point")
     return PipelineConfig(**CONFIGS[name], threshold=pol["threshold"], action_delay_s=pol["action_delay_s"],
-                          timeout_s=pol["timeout_s"], stop_silence_s=bench.stop_silence_s,
+                          timeout_s=pol["timeout_s"], stop_silence_s=float(stop_s),
                           max_new_tokens=bench.max_new_tokens, stt=bench.stt,
                           first_clause_words=bench.first_clause_words)
 
@@ -286,11 +297,12 @@ def _ratios(summary: dict) -> dict:
     out = {}
     for a, b, m in (("cascade-vad", "streaming-vad", "processing_s"), ("cascade-semantic", "streaming-semantic",
                                                                          "processing_s"),
-                    ("streaming-semantic", "streaming-vad", "e2e_s")):
+                    ("streaming-semantic", "streaming-vad", "e2e_s"), ("streaming-semantic", "streaming-vad-eval", "e2e_s")):
         x, y = g(a, m), g(b, m)
         out[f"{a}/{b} {m}"] = (x / y) if x and y else None
-    fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", "streaming-vad"))
-    out["streaming-semantic/streaming-vad false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
+    for base in ("streaming-vad", "streaming-vad-eval"):
+        fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", base))
+        out[f"streaming-semantic/{base} false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
     return out
 
 

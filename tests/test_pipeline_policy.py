@@ -55,8 +55,13 @@ def test_policy_comes_from_the_eval_run_with_its_provenance(tmp_path):
     assert pc.policy("fused").threshold == pytest.approx(0.35) and pc.policy("fused").action_delay_s == 0.4
     assert pc.first_clause_words == 2 and pc.llm_quantize == "auto"
     assert pipeline_config(cfg, "streaming-semantic-int8", pol).llm_quantize == "int8"
+    # the like-for-like VAD-only baseline stops at VAD-only's silence of the same evaluated operating point
+    assert pipeline_config(cfg, "streaming-vad-eval", pol).stop_silence_s == pytest.approx(0.8)
+    assert pipeline_config(cfg, "streaming-vad", pol).stop_silence_s == pytest.approx(0.6)
     manual = bench_policy(BenchConfig(operating_point="manual", threshold=0.7, action_delay_s=0.1), "fused")
     assert (manual["threshold"], manual["action_delay_s"], manual["source"]) == (0.7, 0.1, "manual (bench flags)")
+    with pytest.raises(ValueError, match="evaluation run"):
+        pipeline_config(BenchConfig(operating_point="manual"), "streaming-vad-eval", manual)
 
 
 def test_policy_errors_name_the_file_and_the_problem(tmp_path):
