@@ -206,6 +206,11 @@ def test_backchannel_text_check():
     assert not is_backchannel("stop", 0.3) and not is_backchannel("wait", 0.4)
     assert not is_backchannel("o que", 0.9) and not is_backchannel("we like surprises", 0.5)
     assert clearly_not_backchannel("we like surprises") and not clearly_not_backchannel("o que")
+    # a lone opener in a first partial is not enough (PocketSphinx's first partial of festival's "okay" is "but");
+    # a command word is, and an opener with another word is
+    assert not clearly_not_backchannel("but") and not clearly_not_backchannel("no")
+    assert clearly_not_backchannel("stop") and clearly_not_backchannel("wait") and clearly_not_backchannel("but i")
+    assert not is_backchannel("but", 0.3)  # the final transcript still interrupts on it
 
 
 def test_manual_clock_orders_sleepers():

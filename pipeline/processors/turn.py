@@ -9,7 +9,8 @@ processor's executor, so a slow model delays decisions but never the audio.
 Barge-in (user speech while agent audio plays). The output pauses by itself at the user's onset
 (`UserStartedSpeaking`), so the agent stops within one audio chunk. This processor then decides,
 within a bounded time, whether the speech was a backchannel (`is_backchannel`):
-- a word from `INTERRUPT_WORDS` ("stop", "wait", "no", ...) or, in a partial, three or more words
+- a word from `INTERRUPT_WORDS` ("stop", "wait", "no", ...) in the final transcript; in a partial, a
+  command word (`COMMAND_WORDS`), another interrupt word within two or more words, or three or more words
   that are not all backchannel words -> `Interrupt(reason="barge-in")`: buffered audio flushed,
   LLM cancelled, the speech starts a new turn;
 - speech still going after `backchannel_max_s` -> Interrupt (too long for "uh-huh", "yeah", "right", "okay");
@@ -65,6 +66,10 @@ class TurnPolicy:
 
 INTERRUPT_WORDS = frozenset({"stop", "wait", "no", "hold", "hang", "sorry", "excuse", "hey", "but", "actually",
                              "what", "pardon", "listen", "shut", "enough", "cancel"})
+# Commands that stop the agent even as the first word of a partial. The other interrupt words open a
+# turn ("but", "no", "what", "actually") and are also what PocketSphinx's first partial of a short
+# backchannel often is (festival's "okay" starts as "but"), so a partial needs a second word with them.
+COMMAND_WORDS = frozenset({"stop", "wait", "hold", "hang", "cancel", "enough", "shut", "pardon", "excuse"})
 _BC_WORDS = BACKCHANNEL_WORDS | FILLERS | {"aha", "uh-huh", "uhhuh", "mhmm", "yes"}
 
 
@@ -86,9 +91,12 @@ def is_backchannel(text: str, speech_s: float, short_s: float = 0.6) -> bool:
 
 
 def clearly_not_backchannel(partial: str) -> bool:
-    """A partial transcript that already settles it: an interrupt word, or 3+ words not all backchannels."""
+    """A partial transcript that already settles it: a command word ("stop", "wait"), another interrupt word
+    with at least one more word after the first ("but i", "no no"), or 3+ words not all backchannels.
+    The final transcript is judged by `is_backchannel`, where any interrupt word interrupts."""
     words = _words(partial)
-    return any(w in INTERRUPT_WORDS for w in words) or (len(words) >= 3 and not backchannel_only(partial))
+    return (any(w in COMMAND_WORDS for w in words) or (len(words) >= 2 and any(w in INTERRUPT_WORDS for w in words))
+            or (len(words) >= 3 and not backchannel_only(partial)))
 
 
 class TurnProcessor(Processor):
