@@ -61,7 +61,7 @@ class PipelineConfig:
         "help": "local LLM: reuse the KV cache of the common prompt prefix (system prompt + history)"})
     llm_quantize: str = field(default="auto", metadata={
         "help": "local LLM weights: auto (bf16 where the CPU has native bf16, else fp32), none (fp32), bf16, "
-                "or int8 (dynamic, ~2.6x faster decode, worse: +8% NLL on the bench turns)"})
+                "or int8 (dynamic, ~2.6x faster decode, worse: +8-13% NLL on the bench turns)"})
     llm_prefill: bool = field(default=True, metadata={
         "help": "local LLM: prefill the user's words into the cache in the silence before the decision"})
     first_clause_words: int = field(default=2, metadata={
