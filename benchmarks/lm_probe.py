@@ -186,8 +186,8 @@ def gru_p_eot(ex) -> np.ndarray:
 # ----------------------------------------------------------------------------- probe and metrics
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0),
-              seed: int = 0):
+def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
+              cs: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0), seed: int = 0):
     """A standardised LogisticRegression on x (N, F) -> y (N,) in {0, 1}; C chosen by the log loss on 20% of
     the groups (turns) held out, then refit on all. Returns (fitted pipeline, {C: held-out log loss})."""
     from sklearn.linear_model import LogisticRegression
