@@ -221,6 +221,24 @@ def auc_rows(scores: dict[str, np.ndarray], table) -> dict:
     return out
 
 
+def paired_bootstrap(p_a: np.ndarray, p_b: np.ndarray, table, *, n_resamples: int = 200, seed: int = 0) -> dict:
+    """Turn-level paired bootstrap of (a - b) in pooled AUC and same-silence AUC over the examples of `table`:
+    {"auc_diff": [mean, lo, hi], "same_silence_auc_diff": [mean, lo, hi]} (95% percentile interval)."""
+    from sklearn.metrics import roc_auc_score
+
+    from vad_turn.acoustic_train import same_silence_auc
+
+    y, sil, turns = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["turn_index"].to_numpy()
+    idx = {t: np.flatnonzero(turns == t) for t in np.unique(turns)}
+    keys, rng, d_auc, d_ss = list(idx), np.random.default_rng(seed), [], []
+    for _ in range(n_resamples):
+        r = np.concatenate([idx[keys[k]] for k in rng.integers(0, len(keys), len(keys))])
+        d_auc.append(roc_auc_score(y[r], p_a[r]) - roc_auc_score(y[r], p_b[r]))
+        d_ss.append(same_silence_auc(p_a[r], sil[r], y[r]) - same_silence_auc(p_b[r], sil[r], y[r]))
+    return {k: [float(np.mean(v)), float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            for k, v in (("auc_diff", d_auc), ("same_silence_auc_diff", d_ss))}
+
+
 def kv_step_latency_ms(llm, *, n_past: int = 96, n_new: int = 2, reps: int = 60, threads: int = 1) -> dict:
     """Wall ms of one decision's LM cost: a forward of `n_new` tokens (one new word) on a KV cache of
     `n_past` tokens, last hidden state out, at `threads` torch threads; {"p50_ms", "p90_ms", ...}."""
@@ -289,12 +307,20 @@ def run(cfg: ProbeConfig) -> dict:
         probes[name] = {"C": float(model[-1].C), "heldout_log_loss_by_C": {str(k): v for k, v in losses.items()}}
     scores["shipped GRU (p_eot)"] = gru_p_eot(va)
     table = auc_rows(scores, va.table)
+    nw = va.table["n_words"].to_numpy()
+    gru = scores["shipped GRU (p_eot)"]
+    boot = {}
+    for sl, m in (("all", np.ones(len(nw), bool)), ("1-10 words", (nw >= 1) & (nw <= 10))):
+        sub = va.table[m].reset_index(drop=True)
+        boot[sl] = {k: paired_bootstrap(p[m], gru[m], sub, seed=cfg.seed) for k, p in scores.items() if p is not gru}
+    va.table.assign(**{k: v for k, v in scores.items()}).to_parquet(cfg.out / "val_scores.parquet")
     latency = {"bf16": kv_step_latency_ms(llm, reps=cfg.latency_reps)}
     report = {"config": config_to_dict(cfg), "git_commit": git_commit(), "n_train_examples": len(tr),
               "n_train_turns": int(tr.table["turn_index"].nunique()),
               "n_examples_before_max_words": n_before, "n_val_examples": len(va), "n_val_turns": int(va.table["turn_index"].nunique()),
               "train_end_rate": float(y_tr.mean()), "val_end_rate": float(va.labels.mean()),
-              "hidden_dim": int(h_tr.shape[1]), "probes": probes, "auc": table, "lm_step_latency": latency,
+              "hidden_dim": int(h_tr.shape[1]), "probes": probes, "auc": table,
+              "bootstrap_minus_gru": boot, "lm_step_latency": latency,
               "feature_wall_s": round(feat_s, 1), "total_wall_s": round(time.perf_counter() - t0, 1)}
     atomic_write_json(cfg.out / "report.json", report)
     print_table(report)
@@ -308,6 +334,12 @@ def print_table(report: dict) -> None:
     for sl, models in report["auc"].items():
         for name, r in models.items():
             print(f"{sl:<12} {name:<26} {r['n']:>6} {r['n_turns']:>7} {r['auc']:>7.4f} {r['same_silence_auc']:>13.4f}")
+    print("probe - GRU, paired turn bootstrap (mean [95% interval]):")
+    for sl, models in report["bootstrap_minus_gru"].items():
+        for name, r in models.items():
+            a, ss = r["auc_diff"], r["same_silence_auc_diff"]
+            print(f"{sl:<12} {name:<26} AUC {a[0]:+.4f} [{a[1]:+.4f}, {a[2]:+.4f}]  "
+                  f"same-sil AUC {ss[0]:+.4f} [{ss[1]:+.4f}, {ss[2]:+.4f}]")
     for k, v in report["lm_step_latency"].items():
         print(f"LM step ({k}, one new word = {v['n_new_tokens']} tokens on {v['n_past_tokens']} cached, "
               f"{v['threads']} thread): P50 {v['p50_ms']:.1f} ms, P90 {v['p90_ms']:.1f} ms, load {v['load_average']}")

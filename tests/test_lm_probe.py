@@ -81,3 +81,16 @@ def test_cap_words_drops_long_prefixes():
                   rows=[], turn_ids=[])
     capped = lp.cap_words(ex, 40)
     assert capped.table["n_seen"].tolist() == [0, 3, 40] and capped.table.index.tolist() == [0, 1, 2]
+
+
+def test_paired_bootstrap_interval_brackets_the_true_difference():
+    rng = np.random.default_rng(1)
+    turns = np.repeat(np.arange(300), 6)
+    y = rng.integers(0, 2, turns.size)
+    table = pd.DataFrame({"label": y, "silence_s": np.tile([0.2, 0.4], turns.size // 2), "turn_index": turns})
+    perfect, noise = y + 0.0, rng.random(turns.size)
+    res = lp.paired_bootstrap(perfect, noise, table, n_resamples=60)
+    mean, lo, hi = res["auc_diff"]
+    assert 0.45 < lo <= mean <= hi < 0.55  # AUC 1.0 vs about 0.5
+    same = lp.paired_bootstrap(noise, noise, table, n_resamples=20)
+    assert same["same_silence_auc_diff"] == [0.0, 0.0, 0.0]
