@@ -20,32 +20,20 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from vad_turn.acoustic_train import same_silence_auc
+from vad_turn.acoustic_train import paired_auc_bootstrap
 from vad_turn.fusion_fit import natural_logit
 
 
 def bootstrap(table: pd.DataFrame, fused: np.ndarray, branches: dict[str, np.ndarray], *, n_resamples: int = 200,
               seed: int = 0) -> dict:
-    """{branch: {"auc_diff": (mean, lo, hi), "same_silence_auc_diff": (mean, lo, hi)}} over conversation resamples."""
+    """{branch: {"auc_diff": (mean, lo, hi), "same_silence_auc_diff": (mean, lo, hi)}} over conversation resamples
+    (`vad_turn.acoustic_train.paired_auc_bootstrap`; every branch sees the same resamples)."""
     y, sil, convs = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["conversation"].to_numpy()
+    out = {}
     for name, p in branches.items():
-        if len(p) != len(y):
-            raise ValueError(f"{name}: {len(p)} predictions for {len(y)} queries (not the same split?)")
-    uc = np.unique(convs)
-    idx = {c: np.flatnonzero(convs == c) for c in uc}
-    rng = np.random.default_rng(seed)
-    diffs = {k: ([], []) for k in branches}
-    for _ in range(n_resamples):
-        rows = np.concatenate([idx[c] for c in rng.choice(uc, len(uc))])
-        af, sf = roc_auc_score(y[rows], fused[rows]), same_silence_auc(fused[rows], sil[rows], y[rows])
-        for k, p in branches.items():
-            diffs[k][0].append(af - roc_auc_score(y[rows], p[rows]))
-            diffs[k][1].append(sf - same_silence_auc(p[rows], sil[rows], y[rows]))
-
-    def ci(v):
-        return float(np.mean(v)), float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))
-
-    return {k: {"auc_diff": ci(a), "same_silence_auc_diff": ci(s)} for k, (a, s) in diffs.items()}
+        res = paired_auc_bootstrap(fused, p, y, sil, convs, n_resamples=n_resamples, seed=seed)
+        out[name] = {k: tuple(v) for k, v in res.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -222,21 +222,12 @@ def auc_rows(scores: dict[str, np.ndarray], table) -> dict:
 
 
 def paired_bootstrap(p_a: np.ndarray, p_b: np.ndarray, table, *, n_resamples: int = 200, seed: int = 0) -> dict:
-    """Turn-level paired bootstrap of (a - b) in pooled AUC and same-silence AUC over the examples of `table`:
-    {"auc_diff": [mean, lo, hi], "same_silence_auc_diff": [mean, lo, hi]} (95% percentile interval)."""
-    from sklearn.metrics import roc_auc_score
+    """Turn-level paired bootstrap of (a - b) over the examples of `table`
+    (`vad_turn.acoustic_train.paired_auc_bootstrap` grouped by turn_index)."""
+    from vad_turn.acoustic_train import paired_auc_bootstrap
 
-    from vad_turn.acoustic_train import same_silence_auc
-
-    y, sil, turns = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["turn_index"].to_numpy()
-    idx = {t: np.flatnonzero(turns == t) for t in np.unique(turns)}
-    keys, rng, d_auc, d_ss = list(idx), np.random.default_rng(seed), [], []
-    for _ in range(n_resamples):
-        r = np.concatenate([idx[keys[k]] for k in rng.integers(0, len(keys), len(keys))])
-        d_auc.append(roc_auc_score(y[r], p_a[r]) - roc_auc_score(y[r], p_b[r]))
-        d_ss.append(same_silence_auc(p_a[r], sil[r], y[r]) - same_silence_auc(p_b[r], sil[r], y[r]))
-    return {k: [float(np.mean(v)), float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-            for k, v in (("auc_diff", d_auc), ("same_silence_auc_diff", d_ss))}
+    return paired_auc_bootstrap(p_a, p_b, table["label"].to_numpy(), table["silence_s"].to_numpy(),
+                                table["turn_index"].to_numpy(), n_resamples=n_resamples, seed=seed)
 
 
 def kv_step_latency_ms(llm, *, n_past: int = 96, n_new: int = 2, reps: int = 60, threads: int = 1) -> dict:

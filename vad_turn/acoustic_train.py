@@ -196,6 +196,28 @@ def same_silence_auc(p_eot: np.ndarray, silence_s: np.ndarray, label: np.ndarray
     return float(np.average(aucs, weights=weights)) if aucs else float("nan")
 
 
+def paired_auc_bootstrap(p_a: np.ndarray, p_b: np.ndarray, label: np.ndarray, silence_s: np.ndarray,
+                         groups: np.ndarray, *, n_resamples: int = 200, seed: int = 0) -> dict:
+    """Paired bootstrap of (a - b) in pooled ROC AUC and in `same_silence_auc`, resampling whole groups
+    (turns or conversations) with replacement: {"auc_diff": [mean, lo, hi], "same_silence_auc_diff":
+    [mean, lo, hi]} with the 95% percentile interval. Both scores see the same resamples."""
+    from sklearn.metrics import roc_auc_score
+
+    y, sil, groups = np.asarray(label), np.asarray(silence_s, float), np.asarray(groups)
+    p_a, p_b = np.asarray(p_a), np.asarray(p_b)
+    if not len(p_a) == len(p_b) == len(y) == len(sil) == len(groups):
+        raise ValueError(f"paired bootstrap: {len(p_a)} / {len(p_b)} scores for {len(y)} queries (not the same split?)")
+    keys = np.unique(groups)
+    idx = {g: np.flatnonzero(groups == g) for g in keys}
+    rng, d_auc, d_ss = np.random.default_rng(seed), [], []
+    for _ in range(n_resamples):
+        r = np.concatenate([idx[keys[k]] for k in rng.integers(0, len(keys), len(keys))])
+        d_auc.append(roc_auc_score(y[r], p_a[r]) - roc_auc_score(y[r], p_b[r]))
+        d_ss.append(same_silence_auc(p_a[r], sil[r], y[r]) - same_silence_auc(p_b[r], sil[r], y[r]))
+    return {k: [float(np.mean(v)), float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            for k, v in (("auc_diff", d_auc), ("same_silence_auc_diff", d_ss))}
+
+
 def harness_metrics(p_eot: np.ndarray, table) -> dict:
     """Harness operating points of full-grid predictions (the example table of `build_examples`)."""
     import pandas as pd
