@@ -39,7 +39,7 @@ import numpy as np
 from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
 
 from .frames import Interrupt
-from .llm_speed import resolve_quantize
+from .llm import LocalLLM
 from .observers import LatencyObserver
 from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
 from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
@@ -349,8 +349,7 @@ def run(cfg: BenchConfig) -> dict:
     bar = tqdm(jobs, desc="pipeline bench", unit="scenario")
     for name, sc in bar:
         pc = pipeline_config(cfg, name, policy)
-        quant = resolve_quantize(pc.llm_quantize)  # "auto" -> what LocalLLM will load, so its name matches
-        key = "smollm2-135m-instruct" + ("" if quant == "none" else f"-{quant}")
+        key = LocalLLM.name_for(pc.llm_quantize)
         if key not in llms:  # e.g. the int8 variant: loaded (and its cache warmed) once, on first use
             llms[key] = load_llm_for(pc)
             llms[key].complete([{"role": "system", "content": pc.system_prompt}, {"role": "user", "content": "Hi"}],

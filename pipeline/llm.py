@@ -149,8 +149,7 @@ class LocalLLM:
         self.model_dir = Path(model_dir) if model_dir else None
         self.n_threads = n_threads
         self.prefix_cache, self.quantize = bool(prefix_cache), quantize
-        if quantize != "none":
-            self.name = f"{LocalLLM.name}-{quantize}"
+        self.name = LocalLLM.name_for(quantize)
         self._model = None
         self._tok = None
         self._kv = None  # llm_speed.PrefixKVCache, created at load
@@ -159,6 +158,14 @@ class LocalLLM:
         self.last_prompt: str | None = None
         self.last_prompt_tokens = 0  # tokens in the latest prompt ...
         self.last_reused_tokens = 0  # ... of which the prefix cache supplied this many (not prefilled)
+
+    @classmethod
+    def name_for(cls, quantize: str = "none") -> str:
+        """The name a LocalLLM built with `quantize` carries ("auto" resolved for this CPU)."""
+        from .llm_speed import resolve_quantize
+
+        q = resolve_quantize(quantize)
+        return cls.name if q == "none" else f"{cls.name}-{q}"
 
     def load(self) -> "LocalLLM":
         """Load the model and tokenizer (converting the GGUF once if needed; int8 if asked); idempotent."""

@@ -149,6 +149,7 @@ def test_auto_quantize_follows_the_cpu_flags(tmp_path):
     assert not cpu_has_bf16(str(tmp_path / "missing"))
     assert resolve_quantize("auto", str(with_bf16)) == "bf16" and resolve_quantize("auto", str(without)) == "none"
     assert resolve_quantize("int8", str(without)) == "int8"
+    assert LocalLLM.name_for("int8") == "smollm2-135m-instruct-int8" and LocalLLM.name_for("none") == LocalLLM.name
     with pytest.raises(ValueError, match="quantize"):
         resolve_quantize("fp16")
 
