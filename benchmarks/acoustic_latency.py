@@ -10,7 +10,6 @@ max |p_onnx - p_torch| and the share of windows with the same decision at `thres
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from vad_turn.acoustic import DEFAULT_MODEL_DIR, load_model, load_model_config
 from vad_turn.acoustic_export import make_session, run_session, torch_probabilities
 from vad_turn.audio import load_audio
-from vad_turn.config import add_config_args, atomic_write_json, config_from_args, config_to_dict, default_data_root
+from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_data_root
 from vad_turn.config import default_runs_root
 from vad_turn.features import window_audio
 
@@ -88,10 +87,7 @@ def run(cfg: LatencyConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser, LatencyConfig)
-    run(config_from_args(LatencyConfig, parser.parse_args(argv)))
-    return 0
+    return config_main(LatencyConfig, run, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ interrupted run resumes; the report is `<out>/report.json`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vad_turn.config import add_config_args, atomic_write_json, config_from_args, config_to_dict, default_built_root
+from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_built_root
 from vad_turn.config import default_runs_root, git_commit
 from vad_turn.lexical_runtime import DEFAULT_TRANSCRIPT_LAG_S, context_text, timing_features
 from vad_turn.schema import normalize_word, row_messages, row_words
@@ -337,10 +336,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser, ProbeConfig)
-    run(config_from_args(ProbeConfig, parser.parse_args(argv)))
-    return 0
+    return config_main(ProbeConfig, run, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ each run folder's predictions, so each condition gets its own best policy, and p
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import add_config_args, atomic_write_json, atomic_write_text, config_from_args
+from .config import atomic_write_json, atomic_write_text, config_main
 
 _SWEEP_FIELDS = ("thresholds", "action_delays_s", "timeouts_s", "latency_budgets_s", "false_cutoff_budgets", "grid_s")
 
@@ -205,10 +204,7 @@ def write_model_card(folder: Path, eval_table: str | None = None, eval_runs: lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser, AcousticReportConfig)
-    run(config_from_args(AcousticReportConfig, parser.parse_args(argv)))
-    return 0
+    return config_main(AcousticReportConfig, run, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

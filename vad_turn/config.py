@@ -95,6 +95,14 @@ def config_from_args(cls: type, args: argparse.Namespace):
     return cls(**values)
 
 
+def config_main(cls: type, run: Any, argv: list[str] | None = None, description: str = "") -> int:
+    """Entry point of a script driven by one config dataclass: parse `argv` into `cls`, call `run(cfg)`, return 0."""
+    parser = argparse.ArgumentParser(description=description)
+    add_config_args(parser, cls)
+    run(config_from_args(cls, parser.parse_args(argv)))
+    return 0
+
+
 def config_to_dict(cfg: Any) -> dict:
     """JSON-ready dict of a config dataclass (paths become strings)."""
 
