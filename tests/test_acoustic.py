@@ -128,12 +128,18 @@ def test_export_parity_size_and_errors(trained, rendered, data_root, workdir):
     assert fp32["max_abs_diff"] <= 1e-4
     int8 = quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", net, wins, sil)
     assert int8["max_abs_diff"] <= 0.02 and int8["decision_agreement"] >= 0.99 and int8["quantized_nodes"] >= 1
+    assert int8["reduce_range"] is True and int8["cpu"]["flags"] and int8["probe"]["n"] == 8 + 3
+    from vad_turn.onnx import probe_diff, probe_path
+
+    assert probe_path(tmp_path / "m.int8.onnx").exists()
+    assert probe_diff(make_session(tmp_path / "m.int8.onnx"), probe_path(tmp_path / "m.int8.onnx"))[0] <= 0.02
     assert int8["size_bytes"] < fp32["size_bytes"] <= 10 * MB
     with pytest.raises(ExportError, match="disagree"):
         export_onnx(net, tmp_path / "bad.onnx", wins[:4], sil[:4], tol=-1.0)
     assert not (tmp_path / "bad.onnx").exists()  # a failed export leaves no file
     with pytest.raises(ExportError, match="no int8 model within"):
         quantize_int8(tmp_path / "m.onnx", tmp_path / "bad.int8.onnx", net, wins[:8], sil[:8], tol=-1.0)
+    assert not (tmp_path / "bad.int8.onnx").exists() and not probe_path(tmp_path / "bad.int8.onnx").exists()
     with pytest.raises(ExportError, match="at least one probe"):
         export_onnx(net, tmp_path / "bad.onnx", wins[:0], sil[:0])
 

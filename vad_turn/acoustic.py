@@ -177,6 +177,8 @@ class AcousticDetector:
 
     model: a model folder (default vad_turn/models/acoustic), or a .onnx / .pt file in one.
     backend: "onnx" (default; the folder's `model.int8.onnx` when int8, else `model.onnx`) or "torch".
+        An int8 graph is used only where its parity probe holds on this CPU (`vad_turn.onnx.int8_session`);
+        elsewhere the detector warns and runs `model.onnx` (`onnx_path` says which file runs).
     threads: onnxruntime / torch intra-op threads. batch_size: windows per inference call.
     """
 
@@ -198,10 +200,14 @@ class AcousticDetector:
         if backend == "torch":
             self._net, self._session = load_model(folder), None
         elif backend == "onnx":
-            from .acoustic_export import make_session
+            from .acoustic_export import make_int8_session, make_session
 
             onnx_path = path if path.suffix == ".onnx" else folder / ("model.int8.onnx" if int8 else "model.onnx")
-            self._net, self._session = None, make_session(onnx_path, threads=self.threads)
+            if onnx_path.name.endswith(".int8.onnx"):  # checked on this CPU; fp32 (with a warning) if it fails
+                self._session, onnx_path = make_int8_session(onnx_path, folder / "model.onnx", threads=self.threads)
+            else:
+                self._session = make_session(onnx_path, threads=self.threads)
+            self._net, self.onnx_path = None, onnx_path
         else:
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
         self.backend = backend

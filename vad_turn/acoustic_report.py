@@ -159,23 +159,48 @@ def rebuild_command(train_config: dict, folder: Path) -> str:
     return " ".join(["vad-turn train-acoustic", *args, f"--model-out {folder}"])
 
 
+def model_section(folder: Path, cfg: dict) -> list[str]:
+    """The card's "## Model" section (architecture, sizes, fp32 / int8 export checks) from config.json."""
+    summ = cfg.get("summary", {})
+    exp, q = summ.get("export", {}), summ.get("export", {}).get("int8", {})
+    sizes = {n: (folder / n).stat().st_size for n in ("model.pt", "model.onnx", "model.int8.onnx") if (folder / n).exists()}
+    lines = ["## Model", "", f"- architecture: `{json.dumps(cfg['model'])}`",
+             f"- parameters: {summ.get('n_parameters')}; files: " + ", ".join(f"{n} {b / 2**20:.2f} MB" for n, b in sizes.items()),
+             f"- ONNX fp32 parity (max |p_onnx - p_torch| on {64} real dev windows): {exp.get('fp32', {}).get('max_abs_diff')}",
+             f"- int8 (dynamic, per-channel, ops {q.get('quantized_ops')}, reduce_range {q.get('reduce_range', False)}): "
+             f"max diff {q.get('max_abs_diff')}, decision agreement {q.get('decision_agreement')}"]
+    if q.get("cpu"):
+        probe = q.get("probe", {})
+        lines.append(f"- int8 exported and checked on: {q['cpu'].get('model')} (int8 dot products: "
+                     f"{q['cpu'].get('int8_dot')}, flags {q['cpu'].get('flags')}); parity probe `{Path(probe.get('path', '')).name}` "
+                     f"({probe.get('n')} windows, tol {probe.get('tol')}): inference uses the int8 graph only on a CPU "
+                     "where it holds, else fp32 with a warning (`vad_turn/onnx.py`)")
+    return lines + [""]
+
+
+def rewrite_model_section(folder: Path) -> Path:
+    """Replace the "## Model" section of `folder/README.md` (up to the next "## ") from config.json."""
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    text = (folder / "README.md").read_text()
+    start = text.index("## Model\n")
+    end = text.find("\n## ", start + 1)
+    new = "\n".join(model_section(folder, cfg)) + "\n"
+    atomic_write_text(folder / "README.md", text[:start] + new + (text[end + 1:] if end >= 0 else ""))
+    return folder / "README.md"
+
+
 def write_model_card(folder: Path, eval_table: str | None = None, eval_runs: list[str] | None = None) -> Path:
     """(Re)write `folder/README.md` from its config.json (architecture, training summary, export checks)."""
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
     summ, tc = cfg.get("summary", {}), cfg.get("train_config", {})
     best = summ.get("best", {})
-    exp = summ.get("export", {})
-    sizes = {n: (folder / n).stat().st_size for n in ("model.pt", "model.onnx", "model.int8.onnx") if (folder / n).exists()}
     lines = [
         "# Acoustic end-of-turn model (stub card; the fused model's card supersedes it)", "",
         "Last `window_s` of 16 kHz audio (log-mel + causal F0 / voicing / intensity, `vad_turn/features.py`) and the",
         "silence so far -> p_eot, `vad_turn/acoustic.py`. Detector: `vad-turn evaluate --detector acoustic`.", "",
-        "## Model", "", f"- architecture: `{json.dumps(cfg['model'])}`",
-        f"- parameters: {summ.get('n_parameters')}; files: " + ", ".join(f"{n} {b / 2**20:.2f} MB" for n, b in sizes.items()),
-        f"- ONNX fp32 parity (max |p_onnx - p_torch| on {64} real dev windows): {exp.get('fp32', {}).get('max_abs_diff')}",
-        f"- int8 (dynamic, ops {exp.get('int8', {}).get('quantized_ops')}): max diff {exp.get('int8', {}).get('max_abs_diff')}, "
-        f"decision agreement {exp.get('int8', {}).get('decision_agreement')}", "",
+        *model_section(folder, cfg),
         "## Training", "",
         f"- data: {tc.get('train_sets')} ({summ.get('n_train_examples')} examples, {tc.get('points_per_span')} grid "
         f"points per span, real-audio turns x{tc.get('real_repeat')}, augmentation clean/8k/noisy/8k+noisy "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .acoustic import AcousticModelConfig, AcousticNet, save_model
+from .acoustic import DEFAULT_MODEL_DIR, AcousticModelConfig, AcousticNet, save_model
 from .audio import add_noise, telephony_8k
 from .config import atomic_write_json, default_built_root
 from .features import AcousticFrontEnd, window_audio
@@ -301,3 +301,47 @@ def probe_windows(cfg: AcousticTrainConfig, n: int = 64) -> tuple[np.ndarray, np
     idx = np.random.default_rng(cfg.seed).permutation(len(ex))[:n]
     wins = np.stack([window_audio(ex.queries[i].audio, cfg.model.features) for i in idx])
     return wins, ex.table["silence_s"].to_numpy()[idx].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ExportAcousticConfig:
+    """Re-export a saved acoustic model folder's ONNX graphs (fp32 + int8 + the int8 parity probe) from
+    its model.pt, on the probe windows its training run used (`probe_windows` of its train_config)."""
+
+    model_dir: Path = field(default=DEFAULT_MODEL_DIR, metadata={"help": "acoustic model folder (model.pt, config.json)"})
+    built_root: Path = field(default_factory=default_built_root, metadata={"help": "folder of the built datasets"})
+    n_probe: int = field(default=64, metadata={"help": "real validation windows for the parity checks"})
+
+    def __post_init__(self) -> None:
+        if self.n_probe < 8:
+            raise ValueError(f"n_probe must be >= 8, got {self.n_probe}")
+
+
+def export_run(cfg: ExportAcousticConfig) -> dict:
+    """Export and check fp32 + int8 ONNX (`save_trained`'s export step) for an existing model folder;
+    records the checks in its config.json (summary.export) and the model section of its README.md."""
+    import json
+
+    from .acoustic import load_model
+    from .acoustic_export import export_onnx, quantize_int8
+    from .acoustic_report import rewrite_model_section
+
+    folder = Path(cfg.model_dir)
+    card = json.loads((folder / "config.json").read_text())
+    names = {f.name for f in dataclasses.fields(AcousticTrainConfig)}
+    tc = {k: (tuple(v) if isinstance(v, list) else v) for k, v in card["train_config"].items() if k in names}
+    train_cfg = AcousticTrainConfig(**{**tc, "built_root": Path(cfg.built_root), "out": Path(tc.get("out", "runs/x")),
+                                       "model_out": None})
+    net = load_model(folder)
+    probe = probe_windows(train_cfg, n=cfg.n_probe)
+    checks = {"fp32": export_onnx(net, folder / "model.onnx", *probe)}
+    checks["int8"] = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", net, *probe)
+    rel = {k: {**v, "path": str(Path(v["path"]).relative_to(folder.resolve()) if Path(v["path"]).is_absolute()
+                                 else Path(v["path"]).name)} for k, v in checks.items()}
+    rel["int8"]["probe"] = {**rel["int8"]["probe"], "path": Path(rel["int8"]["probe"]["path"]).name}
+    card.setdefault("summary", {})["export"] = rel
+    atomic_write_json(folder / "config.json", card)
+    if (folder / "README.md").exists():
+        rewrite_model_section(folder)
+    print(json.dumps(rel, indent=1))
+    return rel

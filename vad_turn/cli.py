@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "explore": ("vad_turn.explore", "ExploreConfig", "run", "pause-length distributions of holds vs ends of turn"),
     "train-acoustic": ("vad_turn.acoustic_train", "AcousticTrainConfig", "run",
                        "train the acoustic end-of-turn model (+ checked fp32/int8 ONNX export)"),
+    "export-acoustic": ("vad_turn.acoustic_train", "ExportAcousticConfig", "export_run",
+                        "re-export a saved acoustic model's fp32 + int8 ONNX (and int8 parity probe) from model.pt"),
     "train-lexical": ("vad_turn.lexical", "LexicalConfig", "run", "train the lexical end-of-turn GRU (+ ONNX export)"),
     "train-lexical-lr": ("vad_turn.lexical_baselines", "LogRegConfig", "run",
                          "train the logistic-regression floor (last six words + last word duration)"),

@@ -102,16 +102,21 @@ class Branches:
     """The two branch models at inference: the lexical ONNX pair and the acoustic ONNX graph.
 
     lexical_dir: a lexical model folder; acoustic_onnx: the acoustic graph ((batch, n) audio +
-    (batch,) silence_s -> p_eot); window_s: its window length in seconds.
+    (batch,) silence_s -> p_eot); window_s: its window length in seconds. acoustic_int8: its int8
+    graph, run instead where its parity probe holds on this CPU (`acoustic_path` says which file runs).
     """
 
     def __init__(self, lexical_dir: Path, acoustic_onnx: Path, window_s: float, *, threads: int = 1,
-                 batch_size: int = 64):
+                 batch_size: int = 64, acoustic_int8: Path | None = None):
         from .lexical_runtime import LexicalModel
+        from .onnx import int8_session
 
         self.lexical = LexicalModel(Path(lexical_dir), backend="onnx", threads=threads)
-        self.acoustic_path = Path(acoustic_onnx)
-        self._ac = _session(self.acoustic_path, threads)
+        if acoustic_int8 is None:
+            self.acoustic_path = Path(acoustic_onnx)
+            self._ac = _session(self.acoustic_path, threads)
+        else:  # used only where its parity probe holds on this CPU; else fp32 with a warning
+            self._ac, self.acoustic_path = int8_session(acoustic_int8, acoustic_onnx, threads, what="turn model")
         self.window_samples = int(round(float(window_s) * SAMPLE_RATE_HZ))
         self.batch_size = int(batch_size)
 
@@ -156,7 +161,8 @@ class TurnModel:
     """The fused end-of-turn model at inference (see the module docstring).
 
     `p_eot(items)` -> float64 (n,) in [0, 1] for (audio16k | None, words, messages, silence_s) items.
-    int8: use the acoustic graph's int8 file (`acoustic_int8_onnx` in fusion.json).
+    int8: use the acoustic graph's int8 file (`acoustic_int8_onnx` in fusion.json) where its parity
+    probe holds on this CPU; elsewhere warn (Int8ParityWarning) and use the fp32 graph.
     `transcript_lag_s`: the lag the fusion was fitted with (pass words as a recogniser with that lag
     would have them; the model is calibrated for it).
     """
@@ -178,12 +184,14 @@ class TurnModel:
             self.transcript_lag_s = float(self.meta.get("transcript_lag_s", 0.5))
             window_s = float(self.meta["acoustic_window_s"])
             lex_dir = (self.path / self.meta["lexical_dir"]).resolve()
-            ac_path = (self.path / self.meta["acoustic_int8_onnx" if int8 else "acoustic_onnx"]).resolve()
+            ac_path = (self.path / self.meta["acoustic_onnx"]).resolve()
+            ac_int8 = (self.path / self.meta["acoustic_int8_onnx"]).resolve() if int8 else None
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"{meta_path}: not a fused turn model file ({e})") from e
         if not self.temperature > 0:
             raise ValueError(f"{meta_path}: temperature must be > 0, got {self.temperature}")
-        self.branches = Branches(lex_dir, ac_path, window_s, threads=threads, batch_size=batch_size)
+        self.branches = Branches(lex_dir, ac_path, window_s, threads=threads, batch_size=batch_size,
+                                 acoustic_int8=ac_int8)
 
     def logits(self, items: Sequence[tuple]) -> np.ndarray:
         """Uncalibrated fused logits (n,)."""
