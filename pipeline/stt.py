@@ -130,6 +130,9 @@ class WhisperSTT:
 
     def __init__(self, *, n_threads: int = 1, beam_size: int = 1, compute_type: str = "int8"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from vad_turn.onnx import import_onnxruntime
+
+        import_onnxruntime()  # faster-whisper imports onnxruntime (for its VAD): no telemetry store
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:

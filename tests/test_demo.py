@@ -157,9 +157,163 @@ def test_settings_are_checked():
     with pytest.raises(InputError, match="threshold"):
         DemoSettings(threshold=2.0)
     with pytest.raises(InputError, match="threshold must be a number"):
-        _settings("abc", 0.2, 1.5, 0.6, "local", "", "", "espeak:en-us", False, "auto")
-    s = _settings("1e-6", 0.2, 1.5, 0.6, "local", "", "", "espeak:en-us", True, "acoustic")
+        _settings("abc", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "auto")
+    s = _settings("1e-6", 0.2, 1.5, 0.6, "local", "espeak:en-us", True, "acoustic")
     assert s.threshold == 1e-6 and s.detectors[0] == "acoustic" and len(set(s.detectors)) == len(s.detectors)
+    # page values that would load unbounded model sets are refused
+    with pytest.raises(InputError, match="TTS voice must be one of"):
+        _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us+f9", False, "auto")
+    with pytest.raises(InputError, match="semantic detector must be"):
+        _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "my-model")
+
+
+def _listener():
+    """A local HTTP server recording every request's path and headers; (url, requests, server)."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append((self.path, dict(self.headers)))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{srv.server_address[1]}/v1", seen, srv
+
+
+def test_the_page_cannot_choose_the_llm_endpoint_and_the_key_goes_only_to_the_operators(monkeypatch):
+    """Issue 13 #1: the endpoint is server configuration. No page value reaches an address of the
+    visitor's choosing; the key is sent to the operator's endpoint only; a failing endpoint is reported."""
+    import inspect
+
+    from pipeline.demo.app import DemoConfig, _fallback_note, _settings, build_app
+    from pipeline.demo.samples import InputError
+    from pipeline.llm import LLMError, OpenAIChatLLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
+    attacker_url, attacker_seen, attacker = _listener()
+    operator_url, operator_seen, operator = _listener()
+    try:
+        assert "base_url" not in inspect.signature(_settings).parameters
+        with pytest.raises(InputError, match="no LLM endpoint is configured"):
+            _settings("", 0.2, 1.5, 0.6, "endpoint", "espeak:en-us", False, "auto")
+        for bad in ("openai", attacker_url):  # the old backend name, or a URL typed where the backend goes
+            with pytest.raises(InputError, match="LLM backend must be one of"):
+                _settings("", 0.2, 1.5, 0.6, bad, "espeak:en-us", False, "auto")
+        server = DemoConfig(llm_endpoint=operator_url, llm_model="m")
+        s = _settings("", 0.2, 1.5, 0.6, "endpoint", "espeak:en-us", False, "auto", server=server)
+        assert (s.base_url, s.model, s.api_key_env) == (operator_url, "m", "OPENAI_API_KEY")
+        with pytest.raises(LLMError, match="HTTP 500"):
+            OpenAIChatLLM(s.base_url, s.model, api_key_env=s.api_key_env).complete([{"role": "user", "content": "hi"}])
+        assert operator_seen and operator_seen[0][1].get("Authorization") == "Bearer sk-server-secret"
+        assert attacker_seen == []
+        # the page has no field for an endpoint or model name: only the backend radio (local / endpoint)
+        app = build_app(server)
+        labels = [str(c.get("props", {}).get("label", "")) for c in app.config["components"]]
+        assert not any("endpoint" in lb.lower() and "backend" not in lb.lower() for lb in labels), labels
+        assert build_app(DemoConfig()).config  # and with no endpoint configured the page still builds
+        with pytest.raises(ValueError, match="needs --llm-model"):
+            DemoConfig(llm_endpoint=operator_url)
+        note = _fallback_note({"vad": type("R", (), {"llm_fallbacks": ["LLM fallback to smollm2: HTTP 500"]})()})
+        assert "The LLM endpoint failed; the local model answered" in note and "HTTP 500" in note
+    finally:
+        attacker.shutdown()
+        operator.shutdown()
+
+
+def test_model_pool_is_bounded_and_frees_the_least_recently_used():
+    """Issue 13 #4: at most max_keys model configurations stay loaded; a busy one is never evicted."""
+    import gc
+    import weakref
+
+    from pipeline.demo.samples import InputError
+    from pipeline.demo.session import DemoSettings, ModelPool
+
+    class Big:  # stands in for a loaded model set; weakrefs show when it is freed
+        def __init__(self, s):
+            self.s, self.blob = s, bytearray(8 * 2**20)
+
+    pool = ModelPool(max_sets_per_key=1, max_keys=2, loader=Big)
+    voices = ["espeak:en-us", "espeak:en-us+f3", "flite:slt", "espeak:en+m3", "festival:cmu_us_slt_arctic_hts"]
+    refs = []
+    for v in voices * 2:  # 10 variants
+        with pool.acquire(DemoSettings(voice=v)) as m:
+            refs.append(weakref.ref(m))
+        del m
+    gc.collect()
+    assert len(pool.keys()) == 2 and pool.evictions == 8
+    assert sum(r() is not None for r in refs) == 2  # only the two most recent sets are alive
+    with pool.acquire(DemoSettings(voice="flite:slt")), pool.acquire(DemoSettings(voice="espeak:en-us")):
+        with pytest.raises(InputError, match="all 2 loaded model configurations are busy"):
+            with pool.acquire(DemoSettings(voice="espeak:en+m3")):
+                pass
+    failing = ModelPool(max_keys=1, loader=lambda s: (_ for _ in ()).throw(RuntimeError("no voice")))
+    with pytest.raises(RuntimeError, match="no voice"):
+        with failing.acquire(DemoSettings()):
+            pass
+    assert failing.keys() == [DemoSettings().model_key()] and not failing._busy  # the failed load left no slot
+
+
+def test_uploads_are_removed_after_their_run_and_nothing_else(tmp_path, monkeypatch):
+    from pipeline.demo.app import _remove_upload
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    up = tmp_path / "gradio" / "abc123" / "x.wav"
+    up.parent.mkdir(parents=True)
+    up.write_bytes(b"RIFF")
+    other = tmp_path / "mine.wav"
+    other.write_bytes(b"RIFF")
+    _remove_upload(str(up))
+    _remove_upload(str(other))
+    assert not up.exists() and not up.parent.exists() and other.exists()
+
+
+def test_the_page_serves_listed_clips_but_not_the_data_root(data_root):
+    """Issue 13 #5: Gradio may serve the run folders and the clips the page lists, not the corpora."""
+    from pipeline.demo.app import allowed_paths
+
+    allowed = allowed_paths()
+    swda = data_root / "switchboard" / "swb_dialog_acts_words.tar.gz"
+    assert swda.exists()
+    assert not any(swda.resolve().is_relative_to(a) for a in map(__import__("pathlib").Path, allowed))
+    assert str(data_root / "clips" / "jfk.flac") in allowed and str(data_root) not in allowed
+
+
+def test_every_command_has_working_help():
+    """Issue 13 #7: `--help` of every subcommand of the three CLIs formats (a bare % once crashed it)."""
+    import argparse
+
+    from pipeline.cli import COMMANDS as PIPELINE
+    from prosody.cli import COMMANDS as PROSODY
+    from vad_turn.cli import COMMANDS as VAD_TURN, build_parser
+
+    n = 0
+    for cmds, prog in ((VAD_TURN, "vad-turn"), (PROSODY, "prosody"), (PIPELINE, "pipeline")):
+        parser = build_parser(cmds, prog)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, p in sub.choices.items():
+            assert not p._defaults.get("_import_error"), (name, p._defaults.get("_import_error"))
+            text = p.format_help()
+            assert text.startswith("usage:") and len(text) > 40, name
+            n += 1
+    assert n == len(VAD_TURN) + len(PROSODY) + len(PIPELINE) and n >= 12
+
+
+def test_bad_options_are_one_line_errors_before_any_work(capsys):
+    from vad_turn.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export-acoustic", "--n-probe", "2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "vad-turn: error: export-acoustic: n_probe must be >= 8, got 2"
 
 
 def test_reports_list_and_format_run_folders(tmp_path):
@@ -217,3 +371,21 @@ def test_live_session_streams_a_real_clip_into_both_panes():
 
     with pytest.raises(InputError, match="microphone: silence only"):
         quiet.finish()
+
+
+def test_model_loads_write_nothing_under_home(tmp_path):
+    """Issue 13 #8: loading and running the turn model (onnxruntime) writes nothing in the home folder."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    code = ("import numpy as np; from vad_turn.infer import load_turn_model; "
+            "print(load_turn_model().p_eot([(np.full(32000, 0.01, np.float32), (), (), 0.5)])[0])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 0.0 <= float(out.stdout.split()[-1]) <= 1.0
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []

@@ -151,9 +151,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path, net: AcousticNet, probe_wind
     ExportError (listing every attempt) when none passes.
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from .onnx import cpu_isa, import_onnxruntime, probe_diff, probe_path, write_probe
 
-    from .onnx import cpu_isa, probe_diff, probe_path, write_probe
+    import_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     model = onnx.load(str(fp32_path))

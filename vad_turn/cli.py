@@ -52,7 +52,10 @@ def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: li
         parser.error(f"cannot load {args.command}: {args._import_error}")
     mod, cls_name, run_name, _ = commands[args.command]
     module = importlib.import_module(mod)
-    cfg = config_from_args(getattr(module, cls_name), args)
+    try:  # every option is checked by the config's __post_init__ before any work: one line, exit 2
+        cfg = config_from_args(getattr(module, cls_name), args)
+    except (ValueError, TypeError) as e:
+        parser.error(f"{args.command}: {e}")
     result = getattr(module, run_name)(cfg)
     return 0 if result is None or not isinstance(result, int) else result
 

@@ -65,7 +65,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
         tp, optional = _strip_optional(_field_type(cls, f))
         name = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        helptext = f.metadata.get("help", "") + f" (default: {default})"
+        # argparse %-formats help texts: a literal % (as in "lat@fcr<=10%") must be doubled
+        helptext = (f.metadata.get("help", "") + f" (default: {default})").replace("%", "%%")
         origin = typing.get_origin(tp)
         if tp is bool:
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=helptext)

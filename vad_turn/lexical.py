@@ -209,10 +209,12 @@ def build_items(ds, split: str, tok: LexicalTokenizer, *, max_turns: int | None,
 def export_onnx(model, out_dir: Path, *, atol: float = 1e-4) -> dict:
     """Write lexical_step.onnx and lexical_head.onnx (opset 17) of `model` into `out_dir` and check
     them against torch on random inputs; raises RuntimeError when they disagree by more than `atol`."""
-    import onnxruntime as ort
     import torch
     from torch import nn
 
+    from .onnx import import_onnxruntime
+
+    ort = import_onnxruntime()
     model = model.eval()
     out_dir = Path(out_dir)
     hidden = model.gru.hidden_size

@@ -26,12 +26,24 @@ class Int8ParityWarning(RuntimeWarning):
     """An int8 graph does not reproduce its fp32 graph on this CPU; the fp32 graph is used instead."""
 
 
+def import_onnxruntime():
+    """onnxruntime, imported with its telemetry store off: without ORT_DISABLE_TELEMETRY set before the
+    import, onnxruntime 1.32 writes a device id and a database under ~/.cache/Microsoft/DeveloperTools
+    on every first load. (A value the user set is kept.) Every onnxruntime import here goes through this."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 def cpu_session(path: str | Path, threads: int = 1, *, what: str = "ONNX model", hint: str = ""):
     """An onnxruntime CPU session with `threads` intra-op threads and 1 inter-op thread.
 
     Raises FileNotFoundError naming `what`, the path and `hint` (how to make the file) when it is missing.
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     path = Path(path)
     if not path.is_file():

@@ -10,6 +10,7 @@ share state; loaded models are lent per run by `session.POOL`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -31,22 +32,59 @@ audio, and the running P50/P99 latency and false cut-off table."""
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """Server settings. The LLM endpoint and its key are the operator's: the page can only choose between
+    the local model and this endpoint, so no visitor can make the server call (or send its key to) an
+    address of their choosing."""
+
     host: str = field(default="127.0.0.1", metadata={"help": "address to serve on"})
     port: int = field(default=7860, metadata={"help": "port (7860 as in `make demo`)"})
     share: bool = field(default=False, metadata={"help": "also open a public Gradio share link"})
     preload: bool = field(default=True, metadata={"help": "load the models before serving (first run is faster)"})
+    llm_endpoint: str = field(default="", metadata={
+        "help": "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) offered as the page's 'endpoint' "
+                "LLM backend; empty: local model only"})
+    llm_model: str = field(default="", metadata={"help": "model name at --llm-endpoint"})
+    llm_api_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "environment variable holding the key sent to --llm-endpoint (and nowhere else)"})
+    max_model_configs: int = field(default=3, metadata={
+        "help": "loaded model configurations (voice / detector / LLM choices) kept at once, ~220 MB each; "
+                "the least recently used idle one is freed for a new one"})
+
+    def __post_init__(self) -> None:
+        if self.llm_endpoint and not self.llm_endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"--llm-endpoint must be an http(s) URL, got {self.llm_endpoint!r}")
+        if self.llm_endpoint and not self.llm_model:
+            raise ValueError("--llm-endpoint needs --llm-model (the model name at the endpoint)")
+        if self.max_model_configs < 1:
+            raise ValueError(f"--max-model-configs must be >= 1, got {self.max_model_configs}")
 
 
-def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, base_url, model, voice, hedging, detector):
+LLM_CHOICES = ("local", "endpoint")
+
+
+def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, hedging, detector, *,
+              server: DemoConfig = DemoConfig()):
+    """DemoSettings from the page's values; the endpoint (llm == "endpoint") comes from `server` only."""
     text = str(threshold or "").strip()
     try:
         thr = float(text) if text else None
     except ValueError:
         raise InputError(f"threshold must be a number or empty (the detector's default), got {text!r}") from None
+    if llm not in LLM_CHOICES:
+        raise InputError(f"LLM backend must be one of {LLM_CHOICES}, got {llm!r}")
+    if llm == "endpoint" and not server.llm_endpoint:
+        raise InputError("no LLM endpoint is configured on this server (pipeline demo --llm-endpoint URL "
+                         "--llm-model NAME); use the local model")
+    if voice not in VOICES:
+        raise InputError(f"TTS voice must be one of {VOICES}, got {voice!r}")
+    if detector != "auto" and detector not in DEMO_DETECTORS:
+        raise InputError(f"semantic detector must be auto or one of {DEMO_DETECTORS}, got {detector!r}")
     dets = (detector,) + tuple(d for d in DEMO_DETECTORS if d != detector) if detector != "auto" else DEMO_DETECTORS
+    remote = llm == "endpoint"
     return DemoSettings(threshold=thr, action_delay_s=float(action_delay_s), timeout_s=float(timeout_s),
-                        stop_silence_s=float(stop_silence_s), llm=llm, base_url=base_url or "", model=model or "",
-                        voice=voice, hedging=bool(hedging), detectors=dets)
+                        stop_silence_s=float(stop_silence_s), llm="openai" if remote else "local",
+                        base_url=server.llm_endpoint if remote else "", model=server.llm_model if remote else "",
+                        api_key_env=server.llm_api_key_env, voice=voice, hedging=bool(hedging), detectors=dets)
 
 
 def _outputs(status: str, results, history):
@@ -63,9 +101,9 @@ def _outputs(status: str, results, history):
     return out + [running_table(history), history]
 
 
-def _run(make_source, settings_args, history):
+def _run(make_source, settings_args, history, server: DemoConfig = DemoConfig()):
     try:
-        s = _settings(*settings_args)
+        s = _settings(*settings_args, server=server)
         source, label = make_source()
         results = compare(source, s)
     except InputError as e:
@@ -75,12 +113,38 @@ def _run(make_source, settings_args, history):
         return _outputs(f"**Error:** {type(e).__name__}: {e}", None, history)
     history = add_to_history(history, results)
     det = results["semantic"].detector
-    return _outputs(f"Done: {label} (semantic detector `{det}`).", results, history)
+    return _outputs(f"Done: {label} (semantic detector `{det}`).{_fallback_note(results)}", results, history)
 
 
-def build_app():
+def _fallback_note(results) -> str:
+    """' **The LLM endpoint failed** ...' when a pane's endpoint fell back to the local model this run."""
+    events = [e for r in results.values() for e in getattr(r, "llm_fallbacks", ())]
+    if not events:
+        return ""
+    return f" **The LLM endpoint failed; the local model answered** ({len(events)}x: {events[0]})"
+
+
+def _remove_upload(path) -> None:
+    """Delete an uploaded file once its run is over (accepted or rejected), if it is in Gradio's upload
+    folder; never anything else."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not path:
+        return
+    p = Path(getattr(path, "name", path)).resolve()
+    roots = [Path(os.environ.get("GRADIO_TEMP_DIR", Path(tempfile.gettempdir()) / "gradio")).resolve()]
+    if any(p.is_relative_to(r) for r in roots) and p.is_file():
+        p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            p.parent.rmdir()  # Gradio puts each upload in its own folder
+
+
+def build_app(cfg: DemoConfig | None = None):
     import gradio as gr
 
+    cfg = cfg or DemoConfig()
     clips = real_clips()
     evals = find_eval_runs()
     with gr.Blocks(title="vad-turn demo: semantic vs VAD-only") as app:
@@ -95,12 +159,13 @@ def build_app():
                 stop_silence = gr.Number(0.6, label="VAD-only stop_silence_s", minimum=0.05, maximum=5)
                 detector = gr.Dropdown(["auto", *DEMO_DETECTORS], value="auto", label="semantic detector")
             with gr.Row():
-                llm = gr.Radio(["local", "openai"], value="local", label="LLM backend")
-                base_url = gr.Textbox("", label="endpoint (openai backend), e.g. http://127.0.0.1:8000/v1")
-                model = gr.Textbox("", label="model name at the endpoint")
-                voice = gr.Dropdown(list(VOICES), value=VOICES[0], label="TTS voice", allow_custom_value=True)
+                llm = gr.Radio(list(LLM_CHOICES) if cfg.llm_endpoint else ["local"], value="local",
+                               label="LLM backend")
+                gr.Markdown(f"endpoint (server setting): `{cfg.llm_model}` at `{cfg.llm_endpoint}`" if cfg.llm_endpoint
+                            else "endpoint: none configured (`pipeline demo --llm-endpoint URL --llm-model NAME`)")
+                voice = gr.Dropdown(list(VOICES), value=VOICES[0], label="TTS voice")
                 hedging = gr.Checkbox(False, label="hedging (two requests, first token wins)")
-        settings = [threshold, action_delay, timeout, stop_silence, llm, base_url, model, voice, hedging, detector]
+        settings = [threshold, action_delay, timeout, stop_silence, llm, voice, hedging, detector]
         with gr.Tab("Compare"):
             with gr.Row():
                 with gr.Column():
@@ -132,17 +197,20 @@ def build_app():
         outs = [status, *pane_outs, table, history]
 
         def on_sample(name, *args):
-            return _run(lambda: (sample_scenario(name), f"sample '{name}'"), args[:-1], args[-1])
+            return _run(lambda: (sample_scenario(name), f"sample '{name}'"), args[:-1], args[-1], cfg)
 
         def on_clip(name, *args):
             def src():
                 if not name or name not in clips:
                     raise InputError("no real clip found under the data root (set VAD_TURN_DATA_ROOT)")
                 return check_upload(clips[name]), f"clip {name}"
-            return _run(src, args[:-1], args[-1])
+            return _run(src, args[:-1], args[-1], cfg)
 
         def on_upload(f, *args):
-            return _run(lambda: (check_upload(getattr(f, "name", f)), "upload"), args[:-1], args[-1])
+            try:
+                return _run(lambda: (check_upload(getattr(f, "name", f)), "upload"), args[:-1], args[-1], cfg)
+            finally:
+                _remove_upload(f)
 
         run_sample.click(on_sample, [sample, *settings, history], outs)
         run_clip.click(on_clip, [clip, *settings, history], outs)
@@ -153,7 +221,7 @@ def build_app():
             from .live import LiveSession
             try:
                 if sess is None:
-                    sess = LiveSession(_settings(*args))
+                    sess = LiveSession(_settings(*args, server=cfg))
                 if chunk is not None:
                     sess.feed(*chunk)
                 return sess, f"Listening... {sess.stream_s:.1f} s heard by both panes. Stop recording for the results."
@@ -208,20 +276,23 @@ def run(cfg: DemoConfig) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if cfg.preload:
-        from .session import POOL
+    from .session import POOL
 
+    POOL.max_keys = cfg.max_model_configs
+    if cfg.preload:
         print("loading models for both panes ...", flush=True)
         with POOL.acquire(DemoSettings()) as sets:
             print(f"semantic pane: {sets['semantic'].detector_name}", flush=True)
-    app = build_app()
+    app = build_app(cfg)
     print(f"demo at http://{cfg.host}:{cfg.port}", flush=True)
     app.queue(default_concurrency_limit=2).launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
-                                                 show_error=False, allowed_paths=[str(p) for p in _allowed()])
+                                                 show_error=False, allowed_paths=allowed_paths())
     return 0
 
 
-def _allowed():
-    from vad_turn.config import default_data_root, default_runs_root
+def allowed_paths() -> list[str]:
+    """What the page may serve from disk: the run folders (plots, reports) and the real clips it lists,
+    file by file -- not the data root, whose corpora carry their own licences (SWDA is non-commercial)."""
+    from vad_turn.config import default_runs_root
 
-    return [default_runs_root(), default_data_root()]
+    return [str(default_runs_root())] + [str(p) for p in real_clips().values()]

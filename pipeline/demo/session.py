@@ -49,8 +49,9 @@ class DemoSettings:
     timeout_s: float = 1.5
     stop_silence_s: float = 0.6
     llm: str = "local"
-    base_url: str = ""
+    base_url: str = ""  # the openai backend's endpoint: server configuration (DemoConfig), never page input
     model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable whose key is sent to base_url only
     voice: str = "espeak:en-us+f3"
     hedging: bool = False
     max_new_tokens: int = 20
@@ -60,7 +61,8 @@ class DemoSettings:
         if self.llm not in ("local", "openai"):
             raise InputError(f"LLM backend must be local or openai, got {self.llm!r}")
         if self.llm == "openai" and not self.base_url.strip():
-            raise InputError("the openai backend needs an endpoint URL, e.g. http://127.0.0.1:8000/v1")
+            raise InputError("the openai backend needs an endpoint URL, e.g. http://127.0.0.1:8000/v1 "
+                             "(a server setting: pipeline demo --llm-endpoint URL --llm-model NAME)")
         if not 0.0 < self.stop_silence_s <= 5.0 or not 0.0 <= self.action_delay_s <= self.timeout_s <= 10.0:
             raise InputError("need 0 < stop_silence_s <= 5 and 0 <= action delay <= timeout <= 10 s")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
@@ -86,9 +88,9 @@ def make_llm(s: DemoSettings):
     local = LocalLLM(n_threads=1).load()
     if s.llm == "local":
         return HedgedLLM(local, LocalLLM(n_threads=1).load()) if s.hedging else local
-    remote = OpenAIChatLLM(s.base_url, s.model)
+    remote = OpenAIChatLLM(s.base_url, s.model, api_key_env=s.api_key_env)
     if s.hedging:
-        remote = HedgedLLM(remote, OpenAIChatLLM(s.base_url, s.model))
+        remote = HedgedLLM(remote, OpenAIChatLLM(s.base_url, s.model, api_key_env=s.api_key_env))
     return FallbackLLM(remote, local, first_token_timeout_s=2.0)
 
 
@@ -101,29 +103,73 @@ def load_model_set(s: DemoSettings) -> dict[str, Models]:
 
 
 class ModelPool:
-    """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time."""
+    """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time.
 
-    def __init__(self, max_sets_per_key: int = 2, loader=None):
-        self.max_sets = max_sets_per_key
+    Bounded: at most `max_sets_per_key` sets per key and `max_keys` keys (each key's sets hold ~220 MB
+    of models). A new key evicts the least recently used key none of whose sets is lent; when every
+    key is busy the run is refused with a message instead of loading more."""
+
+    def __init__(self, max_sets_per_key: int = 2, loader=None, max_keys: int = 3):
+        if max_sets_per_key < 1 or max_keys < 1:
+            raise ValueError(f"max_sets_per_key and max_keys must be >= 1, got {max_sets_per_key}, {max_keys}")
+        self.max_sets, self.max_keys = int(max_sets_per_key), int(max_keys)
         self.loader = loader or load_model_set  # settings -> {pane: Models}
-        self._sets: dict[tuple, list[dict]] = {}
+        self._sets: dict[tuple, list[dict]] = {}  # insertion order = least recently used first
         self._busy: set[int] = set()
         self._lock = threading.Lock()
+        self.evictions = 0
+
+    def keys(self) -> list[tuple]:
+        with self._lock:
+            return list(self._sets)
+
+    def _evict_for_new_key(self) -> None:
+        """Drop the least recently used idle key (caller holds the lock); InputError when all are busy."""
+        for key, sets in list(self._sets.items()):
+            if not any(id(m) in self._busy for m in sets):
+                del self._sets[key]
+                self.evictions += 1
+                return
+        raise InputError(f"all {self.max_keys} loaded model configurations are busy with other sessions; "
+                         "try again shortly")
 
     @contextlib.contextmanager
     def acquire(self, s: DemoSettings):
         key = s.model_key()
+        evicted = False
         with self._lock:
-            sets = self._sets.setdefault(key, [])
+            if key not in self._sets and len(self._sets) >= self.max_keys:
+                self._evict_for_new_key()
+                evicted = True
+            sets = self._sets.pop(key, [])
+            self._sets[key] = sets  # most recently used last
             free = [m for m in sets if id(m) not in self._busy]
             if not free and len(sets) >= self.max_sets:
                 raise InputError(f"all {self.max_sets} model sets are busy with other sessions; try again shortly")
             if free:
                 chosen = free[0]
+                self._busy.add(id(chosen))
             else:
+                chosen = None
+                placeholder = object()  # reserve the slot while loading outside the lock
+                sets.append(placeholder)
+                self._busy.add(id(placeholder))
+        if evicted:
+            import gc
+
+            gc.collect()  # free the evicted models' memory now, not at some later collection
+        if chosen is None:
+            try:
                 chosen = self.loader(s)
-                sets.append(chosen)
-            self._busy.add(id(chosen))
+            except BaseException:
+                with self._lock:
+                    sets.remove(placeholder)
+                    self._busy.discard(id(placeholder))
+                raise
+            with self._lock:
+                sets[sets.index(placeholder)] = chosen
+                self._busy.discard(id(placeholder))
+                self._busy.add(id(chosen))
         try:
             yield chosen
         finally:
@@ -147,6 +193,7 @@ class PaneResult:
     transcript: list[tuple[str, str]]
     audio: np.ndarray
     log: list[str] = field(default_factory=list)
+    llm_fallbacks: list[str] = field(default_factory=list)  # "LLM fallback to ...: <why>" per reply this run
 
 
 async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, *, max_wait_s: float = 15.0) -> list[dict]:
@@ -276,8 +323,11 @@ def compare(source: Scenario | np.ndarray, s: DemoSettings, pool: ModelPool = PO
         async def both():
             return await asyncio.gather(*(run_pane(pane, sets[pane], s, source) for pane in PANES))
 
+        n_events = {pane: len(getattr(sets[pane].llm, "events", ())) for pane in PANES}
         t = time.perf_counter()
         results = asyncio.run(both())
+        for pane, r in zip(PANES, results):  # an endpoint that failed over to the local model says so
+            r.llm_fallbacks = list(getattr(sets[pane].llm, "events", ()))[n_events[pane]:]
     for r in results:
         r.log.append(f"run took {time.perf_counter() - t:.1f} s (real time, both panes at once)")
     return dict(zip(PANES, results))
