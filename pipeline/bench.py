@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
+from vad_turn.config import RunFolder, atomic_write_text, default_runs_root, require_range
 
 from .frames import Interrupt
 from .llm import LocalLLM
@@ -87,6 +87,24 @@ class BenchConfig:
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Every option is checked before any model loads or any folder is written."""
+        unknown = [c for c in self.configs if c not in CONFIGS]
+        if not self.configs or unknown:
+            raise ValueError(f"--configs: unknown {unknown} (of {', '.join(CONFIGS)})" if unknown
+                             else "--configs needs at least one configuration")
+        require_range("threshold", self.threshold, 0.0, 1.0, allow_none=True)
+        require_range("action_delay_s", self.action_delay_s, 0.0, 60.0)
+        require_range("timeout_s", self.timeout_s, self.action_delay_s, 60.0)
+        require_range("stop_silence_s", self.stop_silence_s, 0.0, 60.0, lo_open=True)
+        require_range("confident_p_eot", self.confident_p_eot, 0.0, 1.0)
+        require_range("hear_s", self.hear_s, 0.0, 600.0, lo_open=True)
+        if min(self.n_conversation_turns, self.turns_per_conversation, self.max_words, self.max_new_tokens,
+               self.first_clause_words) < 1 or min(self.n_barge_in, self.n_backchannel) < 0:
+            raise ValueError("turn, word and token counts must be >= 1 (barge-in / backchannel counts >= 0)")
+        if not self.voices:
+            raise ValueError("--voices needs at least one voice")
 
 
 def bench_policy(bench: BenchConfig, detector_name: str) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.audio import SAMPLE_RATE_HZ
+from vad_turn.config import require_range
 
 from .clock import Clock, WallClock
 from .frames import AudioIn, EndOfStream
@@ -80,6 +81,16 @@ class PipelineConfig:
             raise ValueError(f"mode must be streaming or cascade, got {self.mode!r}")
         if self.turn not in ("semantic", "vad"):
             raise ValueError(f"turn must be semantic or vad, got {self.turn!r}")
+        require_range("threshold", self.threshold, 0.0, 1.0, allow_none=True)
+        require_range("action_delay_s", self.action_delay_s, 0.0, 60.0)
+        require_range("timeout_s", self.timeout_s, self.action_delay_s, 60.0)
+        require_range("stop_silence_s", self.stop_silence_s, 0.0, 60.0, lo_open=True)
+        require_range("preemptive_threshold", self.preemptive_threshold, 0.0, 1e6, lo_open=True, allow_none=True)
+        require_range("fallback_timeout_s", self.fallback_timeout_s, 0.0, 600.0, lo_open=True)
+        require_range("bridge_after_s", self.bridge_after_s, 0.0, 600.0)
+        require_range("llm_bridge_after_s", self.llm_bridge_after_s, 0.0, 600.0, allow_none=True)
+        if self.llm_threads < 1 or self.max_new_tokens < 1 or self.first_clause_words < 1:
+            raise ValueError("--llm-threads, --max-new-tokens and --first-clause-words must be >= 1")
 
     def policy(self, detector_name: str = "") -> TurnPolicy:
         if self.turn == "vad":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .config import add_config_args, config_from_args
@@ -56,7 +57,14 @@ def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: li
         cfg = config_from_args(getattr(module, cls_name), args)
     except (ValueError, TypeError) as e:
         parser.error(f"{args.command}: {e}")
-    result = getattr(module, run_name)(cfg)
+    try:
+        result = getattr(module, run_name)(cfg)
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
+        # bad input (a missing file, no turns selected, ...): one line naming it; VAD_TURN_TRACEBACK=1 re-raises
+        if os.environ.get("VAD_TURN_TRACEBACK"):
+            raise
+        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
     return 0 if result is None or not isinstance(result, int) else result
 
 

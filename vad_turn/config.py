@@ -85,6 +85,24 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(name, type=conv, default=default, help=helptext)
 
 
+def require_range(name: str, values, lo: float, hi: float, *, lo_open: bool = False, allow_none: bool = False) -> None:
+    """Check a config option (one value or a sequence) is finite and in [lo, hi] ((lo, hi] when lo_open);
+    raises ValueError naming the option as its flag (`--action-delay-s: -0.1 is outside [0.0, 60.0]`).
+    Config dataclasses call this in __post_init__, so a bad option fails before any work."""
+    import math
+
+    flag = "--" + name.replace("_", "-")
+    if values is None and allow_none:
+        return
+    seq = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if not seq:
+        raise ValueError(f"{flag} needs at least one value")
+    for v in seq:
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        if not ok:
+            raise ValueError(f"{flag}: {v!r} is outside {'(' if lo_open else '['}{lo}, {hi}]")
+
+
 def config_from_args(cls: type, args: argparse.Namespace):
     """Build `cls` from parsed args (lists become tuples so the config stays hashable)."""
     values = {}

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import metrics as M
 from .audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
-from .config import RunFolder, config_to_dict, default_built_root, default_runs_root
+from .config import RunFolder, config_to_dict, default_built_root, default_runs_root, require_range
 from .detectors import Detector, Query, make_detector, parse_detector_opts, predict_many
 from .schema import TurnRecord, row_messages, row_spans, row_words
 
@@ -58,15 +58,26 @@ class EvalConfig:
     seed: int = field(default=0, metadata={"help": "seed of the max_turns sample"})
     batch_size: int = field(default=256, metadata={"help": "queries per predict_batch call"})
     chunk_turns: int = field(default=500, metadata={"help": "turns per resumable predictions part"})
+    checkpoint_s: float = field(default=60.0, metadata={
+        "help": "also write a resumable predictions part after this many seconds of scoring"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/eval-<dataset>-<detector>-<time>)"})
 
     def __post_init__(self) -> None:
-        if self.grid_s <= 0 or not self.timeouts_s or min(self.timeouts_s) <= 0:
-            raise ValueError("grid_s and every timeout must be > 0, with at least one timeout")
-        if not (0 <= self.min_hold_s <= self.max_hold_s):
-            raise ValueError(f"need 0 <= min_hold_s <= max_hold_s, got {self.min_hold_s}, {self.max_hold_s}")
-        if self.transcript_lag_s < 0 or self.batch_size < 1 or self.chunk_turns < 1:
-            raise ValueError("transcript_lag_s must be >= 0, batch_size and chunk_turns >= 1")
+        """Every option is checked here, before any data is read or any folder written."""
+        require_range("thresholds", self.thresholds, 0.0, 1.0)
+        require_range("action_delays_s", self.action_delays_s, 0.0, 60.0)
+        require_range("timeouts_s", self.timeouts_s, 0.0, 60.0, lo_open=True)
+        require_range("latency_budgets_s", self.latency_budgets_s, 0.0, 60.0, lo_open=True)
+        require_range("false_cutoff_budgets", self.false_cutoff_budgets, 0.0, 1.0, lo_open=True)
+        require_range("grid_s", self.grid_s, 0.0, 10.0, lo_open=True)
+        require_range("transcript_lag_s", self.transcript_lag_s, 0.0, 10.0)
+        require_range("checkpoint_s", self.checkpoint_s, 0.0, 86400.0, lo_open=True)
+        require_range("min_hold_s", self.min_hold_s, 0.0, 60.0)
+        require_range("max_hold_s", self.max_hold_s, self.min_hold_s, 60.0)
+        if self.batch_size < 1 or self.chunk_turns < 1:
+            raise ValueError(f"--batch-size and --chunk-turns must be >= 1, got {self.batch_size}, {self.chunk_turns}")
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"--max-turns must be >= 1 (or none for all), got {self.max_turns}")
 
 
 # ----------------------------------------------------------------------------- spans and queries
@@ -164,10 +175,11 @@ def score_turns(rows: Iterable[dict | TurnRecord], detector: Detector, cfg: Eval
     """Query `detector` causally on every kept span of `rows`; return the grid predictions.
 
     Returns a frame with PREDICTION_COLUMNS, one row per query (p_eot in [0, 1], label 1 in the
-    end-of-turn span). Every `cfg.chunk_turns` turns the finished chunk goes to `on_chunk`.
+    end-of-turn span). Every `cfg.chunk_turns` turns, or `cfg.checkpoint_s` seconds, the finished
+    chunk goes to `on_chunk`.
     """
     chunks, metas, pending, scores = [], [], [], []
-    n_in_chunk = 0
+    n_in_chunk, chunk_t0 = 0, time.monotonic()
 
     def flush_queries():
         if pending:
@@ -194,9 +206,9 @@ def score_turns(rows: Iterable[dict | TurnRecord], detector: Detector, cfg: Eval
         if len(pending) >= cfg.batch_size:
             flush_queries()
         n_in_chunk += 1
-        if n_in_chunk >= cfg.chunk_turns:
-            flush_chunk()
-            n_in_chunk = 0
+        if n_in_chunk >= cfg.chunk_turns or time.monotonic() - chunk_t0 >= cfg.checkpoint_s:
+            flush_chunk()  # a part every chunk_turns turns or checkpoint_s seconds: an interrupt loses less
+            n_in_chunk, chunk_t0 = 0, time.monotonic()
     flush_chunk()
     if not chunks:
         return pd.DataFrame({c: [] for c in PREDICTION_COLUMNS})
@@ -357,6 +369,9 @@ def run(cfg: EvalConfig) -> dict:
     check_detector_lag(detector, cfg)
     ds = load_turns(cfg.dataset)
     rows, ids = select_turns(ds, cfg, needs_audio=detector.needs_audio)
+    if not ids:  # before the run folder exists: nothing partial is left behind
+        raise ValueError(f"no turns to evaluate in {cfg.dataset} (split {cfg.split!r}"
+                         + (", turns with audio" if detector.needs_audio else "") + ")")
     split = resolve_split(cfg.split, set(_row_splits(ds)))
     if split != cfg.split:
         print(f"split {cfg.split!r} is named {split!r} in {cfg.dataset}")
