@@ -113,6 +113,7 @@ DETECTORS: dict[str, str | Callable[..., Any]] = {
     "lexical-lr": "vad_turn.lexical_baselines:LogRegDetector",
     "lexical-zeroshot": "vad_turn.lexical_baselines:ZeroShotDetector",
     "fused": "vad_turn.fusion:FusedDetector",
+    "smart-turn": "vad_turn.smart_turn:SmartTurnDetector",
 }
 
 

@@ -14,6 +14,9 @@ from .config import atomic_write_json, atomic_write_text, default_built_root, de
 
 # (dataset folder under built_root, split, label)
 DEFAULT_SETS = ("switchboard:val", "switchboard-wordrule:val", "sbcsae:none", "ami:none")
+# Detectors that score audio alone (they raise AudioError on a text-only row): evaluated only on the sets
+# whose rows carry audio (AMI, the rendered corpora), skipped with a note on the others.
+AUDIO_ONLY_DETECTORS = ("acoustic", "smart-turn")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,36 @@ class HeadlineConfig:
     detectors: tuple[str, ...] = field(default=("vad-only",), metadata={"help": "registered detectors to evaluate"})
     max_turns: int | None = field(default=None, metadata={"help": "seeded sample of turns per set (None: all)"})
     out: Path | None = field(default=None, metadata={"help": "folder for the run folders (default runs/headline)"})
+
+    def __post_init__(self) -> None:
+        from .detectors import available_detectors
+
+        unknown = [d for d in self.detectors if d not in available_detectors() and ":" not in d]
+        if unknown:
+            raise ValueError(f"--detectors: unknown {', '.join(map(repr, unknown))}; registered: "
+                             f"{', '.join(available_detectors())} (or 'package.module:Factory')")
+
+
+def set_has_audio(dataset: Path) -> bool:
+    """Whether a built turn-span set's rows carry audio (judged by its first row: sets are all or nothing)."""
+    from .dataset import load_turns
+
+    ds = load_turns(dataset)
+    if "audio" not in ds.column_names or len(ds) == 0:
+        return False
+    audio = ds[0]["audio"]
+    return bool(audio and audio.get("bytes"))
+
+
+def evaluation_pairs(sets, detectors, has_audio) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """((set, detector) pairs to evaluate, pairs skipped: an AUDIO_ONLY_DETECTORS detector on a set whose
+    `has_audio(corpus)` is false). has_audio is only asked when an audio-only detector is requested."""
+    run, skipped = [], []
+    for spec in sets:
+        corpus = spec.partition(":")[0]
+        for det in detectors:
+            (skipped if det in AUDIO_ONLY_DETECTORS and not has_audio(corpus) else run).append((spec, det))
+    return run, skipped
 
 
 _NA = "n/a"  # a slice the set has no turns in (e.g. word counts for AMI, which has no words)
@@ -94,21 +127,25 @@ def run(cfg: HeadlineConfig) -> list[dict]:
         build_run(BuildConfig(data_root=cfg.data_root, out_root=cfg.built_root, corpora=missing))
     out_root = Path(cfg.out) if cfg.out else default_runs_root() / "headline"
     results = []
-    for spec in cfg.sets:
+    audio_of: dict[str, bool] = {}
+    pairs, skipped = evaluation_pairs(cfg.sets, cfg.detectors, lambda c: audio_of.setdefault(
+        c, set_has_audio(Path(cfg.built_root) / c)))
+    for spec, det in skipped:
+        print(f"skipping {det} on {spec}: it scores audio alone and this set has no audio")
+    for spec, det in pairs:
         corpus, _, split = spec.partition(":")
-        for det in cfg.detectors:
-            ecfg = EvalConfig(dataset=Path(cfg.built_root) / corpus, split=None if split in ("", "none") else split,
-                              detector=det, max_turns=cfg.max_turns,
-                              out=out_root / f"{corpus}-{split or 'all'}-{det}")
-            metrics = eval_run(ecfg)
-            results.append({"set": spec, "metrics": metrics})
+        ecfg = EvalConfig(dataset=Path(cfg.built_root) / corpus, split=None if split in ("", "none") else split,
+                          detector=det, max_turns=cfg.max_turns, out=out_root / f"{corpus}-{split or 'all'}-{det}")
+        metrics = eval_run(ecfg)
+        results.append({"set": spec, "metrics": metrics})
     rows = headline_rows(results)
     table = format_headline(rows)
+    note = "".join(f" {det} is not evaluated on {spec} (no audio)." for spec, det in skipped)
     atomic_write_json(out_root / "headline.json", rows)
     atomic_write_text(out_root / "headline.md", "# End-of-turn headline\n\n" + table + "\n\n"
                       "FCR: share of turns falsely cut off in a hold; latency: mean time from the true end of turn "
                       "to the end-of-turn decision. n/r: operating point not reachable in the sweep. Ratios are "
-                      "to VAD-only on the same spans.\n")
+                      "to VAD-only on the same spans." + note + "\n")
     print("\n" + table)
     print(f"\nrun folders and headline.md under {out_root}")
     return rows
