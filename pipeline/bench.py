@@ -14,9 +14,11 @@ point manual` uses the bench's --threshold / --action-delay-s / --timeout-s inst
 Per user turn (times on the pipeline clock; `speech_end` is the ground truth: when the scripted
 audio's last word ended):
 - e2e_s = first agent audio played - speech_end (what the user waits; includes endpointing);
-- endpoint_s = end-of-turn decision (when the policy fired) - speech_end (the policy's dead air);
+- endpoint_s = end-of-turn decision (the stream time at which the policy fired, on the same clock) -
+  speech_end (the policy's dead air, in the audio's own time: a slow CPU cannot make it shorter);
 - processing_s = first agent audio played - that decision (the 300 ms budget part: in the cascade it
-  includes the batch STT, which the EndOfTurn frame has to wait for);
+  includes the batch STT, which the EndOfTurn frame has to wait for; it includes the decision's
+  compute lag, decision_lag_s, which marks the turn `overloaded` past OVERLOAD_LAG_S);
 - stt_final_s = final transcript - VAD stop; llm_ttft_s = first LLM token - the EndOfTurn that
   started the generation (the preemptive one when it was confirmed); tts_first_s = first TTS
   audio - first text to speak; preempt_hidden_s = confirmed decision - preemptive start;
@@ -58,6 +60,8 @@ CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval")  # barge-i
 # VAD-only at the silence of its own point on the semantic policy's evaluation run (same operating point, e.g.
 # lat@fcr<=10%), instead of `stop_silence_s`: the like-for-like baseline for "semantic vs VAD-only at <=10% FCR".
 EVAL_MATCHED_VAD = ("streaming-vad-eval",)
+# A decision made more than this behind the audio it judged (CPU overloaded) gets no verdict.
+OVERLOAD_LAG_S = 0.25
 TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
 
 
@@ -162,7 +166,8 @@ async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_w
     for turn in sc.turns:
         t0 = await src.play(turn.audio)
         truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
-                 "end": src.wall(t0 + turn.duration_s), "n_holds": len(turn.holds)}
+                 "end": src.wall(t0 + turn.duration_s), "start_stream": t0, "end_stream": t0 + turn.duration_s,
+                 "n_holds": len(turn.holds)}
         truths.append(truth)
         if sc.interjection is not None:
             speaking = await src.silence_until(lambda: conv.agent_speaking, max_wait_s)
@@ -189,25 +194,42 @@ def _d(a, b):
     return None if a is None or b is None else float(a - b)
 
 
+def decision_media_time(r: dict, tr: dict) -> float:
+    """When record `r`'s policy fired, in the audio's own time on the truth's clock (start_s + stream
+    time): what cut-offs and endpoint latencies are judged on, whatever the CPU's lag. Falls back to
+    the clock time of the decision for truths or records without stream times."""
+    if "start_stream" in tr and r.get("decided_stream_s") is not None:
+        return tr["start"] - tr["start_stream"] + r["decided_stream_s"]
+    return r.get("decided") or r["eot"]
+
+
 def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> list[dict]:
-    """Per-turn rows from the ground truth and the observer's response records (see the module doc)."""
+    """Per-turn rows from the ground truth and the observer's response records (see the module doc).
+
+    Decisions are judged in media time (`decision_media_time`); decision_lag_s is how far behind the
+    audio the decision was made, and a row with decision_lag_s > OVERLOAD_LAG_S is marked overloaded:
+    its latencies are the machine's, not the policy's, and reports leave it out."""
     rows = []
     for i, tr in enumerate(truths):
         nxt = truths[i + 1]["start"] if i + 1 < len(truths) else float("inf")
-        mine = [r for r in records if r["eot"] is not None and tr["start"] <= r["eot"] < nxt]
+        mine = [r for r in records if r["eot"] is not None and tr["start"] <= decision_media_time(r, tr) < nxt]
         mine_tent = [r for r in records if r["eot_tentative"] is not None and tr["start"] <= r["eot_tentative"] < nxt]
-        cutoff = any((r.get("decided") or r["eot"]) < tr["end"] for r in mine)
+        cutoff = any(decision_media_time(r, tr) < tr["end"] for r in mine)
+        lags = [(r.get("decided") or r["eot"]) - decision_media_time(r, tr) for r in mine]
         played = [r for r in mine if r["first_played"] is not None and r["first_played"] < tr.get("onset", nxt)
                   and (r["eot"] >= tr["end"] or r["interrupt_reason"] != "user-resumed")]
         r = played[0] if played else None
-        row = {"scenario": sc.id, "kind": sc.kind, **{k: v for k, v in tr.items() if k not in ("start", "end", "onset")},
+        row = {"scenario": sc.id, "kind": sc.kind,
+               **{k: v for k, v in tr.items() if k not in ("start", "end", "onset", "start_stream", "end_stream")},
                "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
-               "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed")}
+               "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed"),
+               "decision_lag_s": max(lags) if lags else None,
+               "overloaded": bool(lags) and max(lags) > OVERLOAD_LAG_S}
         if r is not None:
             start_gen = r["eot_tentative"] if r["eot_tentative"] is not None else r["eot"]
             row.update(transcript=r["text"], reply=r["reply"], bridged=r.get("bridged", False), p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
-                       e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(r.get("decided") or r["eot"], tr["end"]),
-                       processing_s=_d(r["first_played"], r.get("decided") or r["eot"]),
+                       e2e_s=_d(r["first_played"], tr["end"]), endpoint_s=_d(decision_media_time(r, tr), tr["end"]),
+                       processing_s=_d(r["first_played"], decision_media_time(r, tr)),
                        stt_final_s=_d(r["stt_final"], r["user_stopped"]),
                        llm_ttft_s=_d(r["first_token"], start_gen), tts_first_s=_d(r["first_tts"], r["first_text"]),
                        preempt_hidden_s=_d(r["eot"], r["eot_tentative"]))
@@ -243,6 +265,9 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
                 and r["p_eot"] >= confident_p_eot]
         s["e2e_confident_s"] = {"p50": pct(conf, 50), "p99": pct(conf, 99), "n": len(conf)}
         s["n_turns"] = len(conv)
+        # decisions made > OVERLOAD_LAG_S behind the audio: the machine, not the policy, set those latencies
+        s["n_overloaded"] = sum(bool(r.get("overloaded")) for r in conv)
+        s["decision_lag_p99_s"] = pct([r.get("decision_lag_s") for r in conv], 99)
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
         barge = [r for r in rs if r["kind"] == "barge-in" and r.get("agent_was_speaking")]

@@ -160,6 +160,7 @@ class EndOfTurn(Frame):
     tentative: bool = False
     words: tuple[Word, ...] = field(default=(), compare=False)
     decided_t_s: float | None = None  # clock time the policy fired (t_s can be later: waiting for the final transcript)
+    decided_stream_t_s: float | None = None  # stream (media) time the policy fired: what verdicts are judged on
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class ResponseRecord:
     eot: float | None = None
     eot_tentative: float | None = None
     decided: float | None = None  # when the policy fired (eot can be later in the cascade: batch STT)
+    decided_stream_s: float | None = None  # input stream (media) time at which the policy fired
     eot_silence_s: float | None = None
     p_eot: float | None = None
     first_token: float | None = None
@@ -87,6 +88,7 @@ class LatencyObserver:
             elif r.eot is None:
                 r.eot, r.text, r.eot_silence_s, r.p_eot = t, frame.text, frame.silence_s, frame.p_eot
                 r.decided = frame.decided_t_s if frame.decided_t_s is not None else t
+                r.decided_stream_s = frame.decided_stream_t_s if frame.decided_stream_t_s is not None else frame.stream_t_s
                 r.user_stopped, r.stt_final = self._last_stop, self._last_final
         elif isinstance(frame, LLMToken) and source == "llm":
             r = self.rec(frame.response_id)

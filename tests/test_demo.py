@@ -109,7 +109,7 @@ def test_recording_detector_forwards_and_records():
 
 def test_running_table_percentiles_and_cutoffs():
     from pipeline.demo.session import summary_row
-    from pipeline.demo.views import add_to_history, running_table
+    from pipeline.demo.views import TABLE_HEADERS, add_to_history, running_table
 
     rows = [{"kind": "conversation", "cutoff": c, "e2e_s": e, "endpoint_s": p}
             for c, e, p in ((True, 0.5, -0.3), (False, 1.0, 0.6), (False, 2.0, 1.5))]
@@ -126,7 +126,9 @@ def test_running_table_percentiles_and_cutoffs():
     h2 = add_to_history(h1, {"vad": R("vad-only", rows[1:]), "semantic": R("lexical", rows[2:])})
     assert len(h1["vad"]["rows"]) == 1 and len(h2["vad"]["rows"]) == 3  # sessions' histories are values
     table = running_table(h2)
-    assert [r[0] for r in table] == ["VAD-only", "Semantic"] and table[0][-1] == "1/3" and table[1][-1] == "0/2"
+    fcr = TABLE_HEADERS.index("false cut-offs")
+    assert [r[0] for r in table] == ["VAD-only", "Semantic"] and table[0][fcr] == "1/3" and table[1][fcr] == "0/2"
+    assert table[0][TABLE_HEADERS.index("overloaded")] == 0
 
 
 def test_model_pool_lends_one_set_per_run():
@@ -389,3 +391,41 @@ def test_model_loads_write_nothing_under_home(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert 0.0 <= float(out.stdout.split()[-1]) <= 1.0
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+
+
+def test_verdicts_are_judged_in_media_time_and_overload_gives_none():
+    """Issue 13 #2: a decision is a cut-off when the audio it judged was inside the turn, whenever the CPU
+    got to it; one made > OVERLOAD_LAG_S behind the audio is marked overloaded and gets no verdict."""
+    from pipeline.bench import OVERLOAD_LAG_S, score
+    from pipeline.demo.session import PaneResult, summary_row
+    from pipeline.demo.views import verdict_md
+    from pipeline.scenarios import Scenario
+
+    start = 100.0  # clock time of stream time 0
+    truth = {"turn": "t", "text": "a flight to um Boston", "source": "s", "start": start + 0.3, "end": start + 3.3,
+             "start_stream": 0.3, "end_stream": 3.3, "n_holds": 1}
+
+    def rec(decided_stream_s, lag_s, played_after_s=0.4):
+        d = start + decided_stream_s + lag_s
+        return {"eot": d, "decided": d, "decided_stream_s": decided_stream_s, "eot_tentative": None,
+                "first_played": d + played_after_s, "interrupt_reason": "", "text": "x", "reply": "y", "p_eot": 1.0,
+                "eot_silence_s": 0.6, "stt_final": None, "user_stopped": None, "first_token": None, "first_tts": None,
+                "first_text": None, "paused": [], "resumed": [], "stopped": d + 1}
+
+    sc = Scenario("s", "conversation", ())
+    # in the 1.0 s pause at stream 1.5-2.5, VAD-only fires at 2.16; the CPU handled it 0.9 s late (wall 3.06 > end?)
+    late = score(sc, [truth], [rec(2.16, 0.9)], [])[0]
+    assert late["cutoff"] is True and late["overloaded"] is True and late["decision_lag_s"] == pytest.approx(0.9)
+    assert late["endpoint_s"] == pytest.approx(2.16 - 3.3)  # media time, not the late wall clock
+    on_time = score(sc, [truth], [rec(2.16, 0.02)], [])[0]
+    assert on_time["cutoff"] is True and on_time["overloaded"] is False and OVERLOAD_LAG_S > 0.02
+    after = score(sc, [truth], [rec(3.95, 0.05)], [])[0]
+    assert after["cutoff"] is False and after["endpoint_s"] == pytest.approx(0.65)
+
+    def result(row):
+        return PaneResult("vad", "vad-only", 1.0, [row], [], [], np.zeros(10, np.float32))
+
+    assert "no verdict: the machine was overloaded" in verdict_md(result(late)) and "CUT OFF" not in verdict_md(result(late))
+    assert "CUT OFF" in verdict_md(result(on_time))
+    s = summary_row("vad", "vad-only", [late, on_time, after])
+    assert s["overloaded"] == 1 and s["turns"] == 2 and s["false cut-offs"] == "1/2"

@@ -102,3 +102,36 @@ def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
         assert re.search(r"endpoint \d+ ms", verdict) and re.search(r"agent audio \d+ ms", verdict), verdict
     assert "VAD-only" in table and "Semantic" in table and "1/1" in table and "0/1" in table, table
     assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.timeout(420)
+def test_two_sessions_at_once_get_the_verdicts_of_one(demo_url, tmp_path):
+    """Issue 13 #2: two browser sessions run the hesitation sample at the same moment. The demo admits one
+    comparison at a time (the other page sees its queue position) and both get the verdicts a single
+    session gets: VAD-only cuts the hesitation off, the semantic pane does not; nothing is overloaded."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        ctxs = [_browser(p, tmp_path / f"profile{i}") for i in range(2)]
+        pages = [c.new_page() for c in ctxs]
+        for page in pages:
+            page.goto(demo_url, wait_until="domcontentloaded", timeout=60_000)
+            sync_api.expect(page.locator("#run-sample")).to_be_visible(timeout=60_000)
+        for page in pages:
+            page.locator("#run-sample").click()
+        queued = False
+        for _ in range(40):  # while the first runs, the second page shows Gradio's queue position
+            if re.search(r"queue: \d+/\d+", pages[1].content()) or re.search(r"queue: \d+/\d+", pages[0].content()):
+                queued = True
+                break
+            pages[1].wait_for_timeout(250)
+        verdicts = []
+        for page in pages:
+            sync_api.expect(page.locator("#status")).to_contain_text("Done: sample 'hesitation'", timeout=300_000)
+            verdicts.append((page.locator("#verdict-vad").inner_text(), page.locator("#verdict-semantic").inner_text()))
+        for c in ctxs:
+            c.close()
+    assert queued, "the second session was not shown a queue position"
+    for vad, sem in verdicts:
+        assert "overloaded" not in vad + sem, (vad, sem)
+        assert "CUT OFF" in vad, vad
+        assert "no cut-off" in sem and "CUT OFF" not in sem, sem

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .reports import OP_HEADERS, eval_view, find_eval_runs, find_prosody_run, prosody_view, run_label
 from .samples import SAMPLES, InputError, check_upload, real_clips, sample_scenario
-from .session import DEMO_DETECTORS, PANE_TITLES, PANES, DemoSettings, compare
+from .session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS, PANE_TITLES, PANES, DemoSettings, compare
 from .views import TABLE_HEADERS, add_to_history, pane_view, running_table
 
 log = logging.getLogger("pipeline.demo")
@@ -46,6 +46,9 @@ class DemoConfig:
     llm_model: str = field(default="", metadata={"help": "model name at --llm-endpoint"})
     llm_api_key_env: str = field(default="OPENAI_API_KEY", metadata={
         "help": "environment variable holding the key sent to --llm-endpoint (and nowhere else)"})
+    max_concurrent_runs: int = field(default=1, metadata={
+        "help": "comparisons run at once (each plays two panes in real time; 2 cores keep one in real time); "
+                "the others wait in Gradio's queue, which shows each page its position"})
     max_model_configs: int = field(default=3, metadata={
         "help": "loaded model configurations (voice / detector / LLM choices) kept at once, ~220 MB each; "
                 "the least recently used idle one is freed for a new one"})
@@ -55,8 +58,8 @@ class DemoConfig:
             raise ValueError(f"--llm-endpoint must be an http(s) URL, got {self.llm_endpoint!r}")
         if self.llm_endpoint and not self.llm_model:
             raise ValueError("--llm-endpoint needs --llm-model (the model name at the endpoint)")
-        if self.max_model_configs < 1:
-            raise ValueError(f"--max-model-configs must be >= 1, got {self.max_model_configs}")
+        if self.max_model_configs < 1 or self.max_concurrent_runs < 1:
+            raise ValueError("--max-model-configs and --max-concurrent-runs must be >= 1")
 
 
 LLM_CHOICES = ("local", "endpoint")
@@ -77,8 +80,8 @@ def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, 
                          "--llm-model NAME); use the local model")
     if voice not in VOICES:
         raise InputError(f"TTS voice must be one of {VOICES}, got {voice!r}")
-    if detector != "auto" and detector not in DEMO_DETECTORS:
-        raise InputError(f"semantic detector must be auto or one of {DEMO_DETECTORS}, got {detector!r}")
+    if detector != "auto" and detector not in DEMO_DETECTOR_CHOICES:
+        raise InputError(f"semantic detector must be auto or one of {DEMO_DETECTOR_CHOICES}, got {detector!r}")
     dets = (detector,) + tuple(d for d in DEMO_DETECTORS if d != detector) if detector != "auto" else DEMO_DETECTORS
     remote = llm == "endpoint"
     return DemoSettings(threshold=thr, action_delay_s=float(action_delay_s), timeout_s=float(timeout_s),
@@ -157,7 +160,7 @@ def build_app(cfg: DemoConfig | None = None):
                 action_delay = gr.Number(0.2, label="action delay s", minimum=0, maximum=5)
                 timeout = gr.Number(1.5, label="timeout s", minimum=0.1, maximum=10)
                 stop_silence = gr.Number(0.6, label="VAD-only stop_silence_s", minimum=0.05, maximum=5)
-                detector = gr.Dropdown(["auto", *DEMO_DETECTORS], value="auto", label="semantic detector")
+                detector = gr.Dropdown(["auto", *DEMO_DETECTOR_CHOICES], value="auto", label="semantic detector")
             with gr.Row():
                 llm = gr.Radio(list(LLM_CHOICES) if cfg.llm_endpoint else ["local"], value="local",
                                label="LLM backend")
@@ -285,7 +288,7 @@ def run(cfg: DemoConfig) -> int:
             print(f"semantic pane: {sets['semantic'].detector_name}", flush=True)
     app = build_app(cfg)
     print(f"demo at http://{cfg.host}:{cfg.port}", flush=True)
-    app.queue(default_concurrency_limit=2).launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+    app.queue(default_concurrency_limit=cfg.max_concurrent_runs).launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
                                                  show_error=False, allowed_paths=allowed_paths())
     return 0
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from vad_turn.audio import SAMPLE_RATE_HZ
 
-from ..bench import pct, score
+from ..bench import OVERLOAD_LAG_S, pct, score
 from ..observers import FrameLog, LatencyObserver
 from ..runner import DEFAULT_THRESHOLDS, AudioInput, Models, PipelineConfig, build_pipeline
 from ..scenarios import Scenario, ScriptedTurn
@@ -38,6 +38,9 @@ PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
 # misrecognised turns 0.51-0.56 whatever they say (pipeline bench), and the acoustic model's p_eot
 # climbs with the silence past 0.5 at about 0.6 s. So the default is the detector that holds.
 DEMO_DETECTORS = ("lexical-zeroshot", "fused", "lexical", "acoustic")
+# What the settings panel offers: the default order, then detectors tried only when picked (Smart Turn v3.2,
+# Pipecat's audio-only model, as an external reference; vad_turn/smart_turn.py).
+DEMO_DETECTOR_CHOICES = DEMO_DETECTORS + ("smart-turn",)
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,8 @@ async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, 
     for turn in sc.turns:
         t0 = await src.play(turn.audio)
         truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
-                 "end": src.wall(t0 + turn.duration_s), "n_holds": len(turn.holds),
+                 "end": src.wall(t0 + turn.duration_s), "start_stream": t0, "end_stream": t0 + turn.duration_s,
+                 "n_holds": len(turn.holds),
                  "holds": [(src.wall(t0 + a), src.wall(t0 + b)) for a, b in turn.holds]}
         truths.append(truth)
         if sc.interjection is not None:
@@ -233,17 +237,21 @@ async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray
     return []
 
 
-def untruthed_rows(records: list[dict]) -> list[dict]:
-    """Rows for input without ground truth: latencies from the VAD's stop (cut-offs unknown: None)."""
+def untruthed_rows(records: list[dict], start_s: float | None = None) -> list[dict]:
+    """Rows for input without ground truth: latencies from the VAD's stop (cut-offs unknown: None).
+    start_s: the clock time of stream time 0, to mark decisions made > OVERLOAD_LAG_S behind the audio."""
     rows = []
     for r in records:
         if r["eot"] is None:
             continue
         stop = r["user_stopped"]
+        lag = None if start_s is None or r.get("decided_stream_s") is None else \
+            (r.get("decided") or r["eot"]) - (start_s + r["decided_stream_s"])
         rows.append({"kind": "input", "text": r["text"], "transcript": r["text"], "reply": r["reply"], "cutoff": None,
                      "answered": r["first_played"] is not None,
                      "e2e_s": None if stop is None or r["first_played"] is None else r["first_played"] - stop,
-                     "endpoint_s": None if stop is None else r["eot"] - stop})
+                     "endpoint_s": None if stop is None else r["eot"] - stop,
+                     "decision_lag_s": lag, "overloaded": lag is not None and lag > OVERLOAD_LAG_S})
     return rows
 
 
@@ -295,7 +303,7 @@ async def finish_pane(run: PaneRun, source, truths: list[dict], s: DemoSettings)
     run.src.end()
     await run.p.wait(60.0)
     records = run.lat.table()
-    rows = score(source, truths, records, run.p.conversation.log) if truths else untruthed_rows(records)
+    rows = score(source, truths, records, run.p.conversation.log) if truths else untruthed_rows(records, run.src.start_s)
     sem = run.rec is not None
     threshold = run.cfg.policy(run.models.detector_name).threshold if sem else 1.0
     tls = turn_timelines(run.frames, run.rec.scores if sem else [], start_s=run.src.start_s, truths=truths,
@@ -335,7 +343,7 @@ def compare(source: Scenario | np.ndarray, s: DemoSettings, pool: ModelPool = PO
 
 def summary_row(pane: str, detector: str, rows: list[dict]) -> dict:
     """The running table's row: P50/P99 of e2e and endpoint latency (ms) and false cut-offs over `rows`."""
-    turns = rows  # every row is one user turn (the question of a barge-in/backchannel scenario too)
+    turns = [r for r in rows if not r.get("overloaded")]  # an overloaded run's turns have no verdict
     known = [r for r in turns if r.get("cutoff") is not None]
 
     def ms(q, key):
@@ -345,7 +353,8 @@ def summary_row(pane: str, detector: str, rows: list[dict]) -> dict:
     return {"pane": PANE_TITLES[pane], "detector": detector, "turns": len(turns),
             "e2e P50 ms": ms(50, "e2e_s"), "e2e P99 ms": ms(99, "e2e_s"),
             "endpoint P50 ms": ms(50, "endpoint_s"), "endpoint P99 ms": ms(99, "endpoint_s"),
-            "false cut-offs": f"{sum(bool(r['cutoff']) for r in known)}/{len(known)}" if known else "n/a"}
+            "false cut-offs": f"{sum(bool(r['cutoff']) for r in known)}/{len(known)}" if known else "n/a",
+            "overloaded": len(rows) - len(turns)}
 
 
 def default_threshold(detector: str) -> float:

@@ -14,7 +14,7 @@ from ..timeline import plot_timelines
 from .session import PANE_TITLES, PANES, PaneResult, summary_row
 
 TABLE_HEADERS = ["pane", "detector", "turns", "e2e P50 ms", "e2e P99 ms", "endpoint P50 ms", "endpoint P99 ms",
-                 "false cut-offs"]
+                 "false cut-offs", "overloaded"]
 
 
 def figure_image(fig):
@@ -35,6 +35,10 @@ def verdict_md(r: PaneResult) -> str:
     """One line per user turn: CUT OFF / no cut-off / unknown, endpoint and end-to-end latency."""
     lines = []
     for i, (row, tl) in enumerate(zip(r.rows, r.timelines + [None] * len(r.rows))):
+        if row.get("overloaded"):
+            lines.append(f"- turn {i + 1} \"{row.get('text', '')}\": **no verdict: the machine was overloaded** (the "
+                         f"decision came {_ms(row.get('decision_lag_s'))} behind the audio); run it again when it is idle")
+            continue
         cut = row.get("cutoff")
         state = {True: "**CUT OFF**", False: "**no cut-off**", None: "cut-off unknown (no ground truth)"}[cut]
         if cut and tl is not None and tl.holds:

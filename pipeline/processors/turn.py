@@ -125,6 +125,7 @@ class TurnProcessor(Processor):
         self.fired = False
         self.tentative_sent = False
         self._decided_t: float | None = None
+        self._decided_stream_s: float | None = None
         self.p_eot: float | None = None
         self._p_gen += 1
         self._pending: asyncio.Future | None = None
@@ -148,7 +149,7 @@ class TurnProcessor(Processor):
     def on_system(self, frame) -> None:
         if isinstance(frame, UserStartedSpeaking):
             self.user_speaking = True
-            self._decided_t = None
+            self._decided_t = self._decided_stream_s = None
             self._p_gen += 1  # any running detector query is stale now
             self.p_eot, self._last_k = None, -1
             active = self.conv.active_response
@@ -254,7 +255,7 @@ class TurnProcessor(Processor):
             self.tentative_sent = True
             await self._emit(True, p, silence_s)
         if self.policy.fires(silence_s, p) and self._decided_t is None:
-            self._decided_t = self.now()
+            self._decided_t, self._decided_stream_s = self.now(), self.now_stream_s
         if ready and self._decided_t is not None:
             self.fired = True
             await self._emit(False, 1.0 if p is None else p, silence_s)
@@ -295,4 +296,5 @@ class TurnProcessor(Processor):
 
     async def _emit(self, tentative: bool, p: float, silence_s: float) -> None:
         await self.push(EndOfTurn(self.now(), self.turn_id, self.text(), float(p), float(silence_s), self.now_stream_s,
-                                  tentative, self.words(), None if tentative else self._decided_t))
+                                  tentative, self.words(), None if tentative else self._decided_t,
+                                  None if tentative else self._decided_stream_s))
