@@ -130,6 +130,7 @@ def test_int8_acoustic_graph_agrees_with_fp32_on_real_clips(model, data_root):
         clip = load_audio(data_root / "clips" / name)
         for end in range(4000, clip.size, 4000):
             words = WORDS if rng.random() < 0.5 else ()
+            words = tuple(w for w in words if w.end <= end / 16000)  # words end before the audio does
             items.append((clip[:end], words, MSGS, float(rng.choice([0.0, 0.2, 0.5, 1.0, 2.0]))))
     assert len(items) >= 100
     p32, p8 = model.p_eot(items), m8.p_eot(items)

@@ -341,6 +341,11 @@ def export_run(cfg: ExportAcousticConfig) -> dict:
     rel["int8"]["probe"] = {**rel["int8"]["probe"], "path": Path(rel["int8"]["probe"]["path"]).name}
     card.setdefault("summary", {})["export"] = rel
     atomic_write_json(folder / "config.json", card)
+    from .model_files import recorded_checksums, write_checksums
+
+    recorded = recorded_checksums(folder)
+    if recorded:  # the fused model verifies these files by sha256: record the new ones
+        write_checksums(folder, sorted(recorded))
     if (folder / "README.md").exists():
         rewrite_model_section(folder)
     print(json.dumps(rel, indent=1))

@@ -37,6 +37,7 @@ from .config import REPO_ROOT, RunFolder, atomic_write_json, default_built_root,
 from .detectors import require_bool
 from .infer import (DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODE_MASKS, MODES, Branches, TurnModel,
                     fusion_features, fusion_logit, sigmoid)
+from .model_files import CHECKSUMS_FILE, write_checksums
 
 LEXICAL_DIR = REPO_ROOT / "vad_turn" / "models" / "lexical"
 ACOUSTIC_DIR = REPO_ROOT / "vad_turn" / "models" / "acoustic"
@@ -315,6 +316,8 @@ def save_turn_model(folder: Path, model: dict, lexical_dir: Path, acoustic_dir: 
             "acoustic_int8_onnx": rel(Path(acoustic_dir) / "model.int8.onnx")}
     atomic_write_json(folder / "fusion.json", meta)
     (folder / "fusion.json").chmod(0o644)
+    if (folder / CHECKSUMS_FILE).exists():  # keep a verified folder's record current
+        write_checksums(folder, ["fusion.json"])
     return folder
 
 
@@ -399,4 +402,6 @@ def record_subset_metrics(model: str | Path = DEFAULT_TURN_MODEL_DIR) -> dict:
                             "metrics": subset_metrics(model)}
     atomic_write_json(path, meta)
     path.chmod(0o644)
+    if (path.parent / CHECKSUMS_FILE).exists():  # keep a verified folder's record current
+        write_checksums(path.parent, ["fusion.json"])
     return meta["subset_check"]

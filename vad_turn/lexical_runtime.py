@@ -25,6 +25,11 @@ training inputs (and vice versa). `LexicalModel.check_transcript_lag(lag_s)` war
 (`TranscriptLagMismatch`) when they differ; the harness calls it with its `--transcript-lag-s`. It
 warns rather than refuses because scoring a model at another lag is a legitimate ablation (how much
 a lag-0.5 model loses or gains under a faster STT); pass `strict_lag=true` to the detector to refuse.
+
+Bad input raises: `WordError` for words that are not a transcript (`schema.check_words`), ValueError
+for a non-finite or negative silence, `ModelFileError` / `ChecksumMismatch` naming a truncated, corrupt
+or altered model file (verified against the folder's checksums.json where there is one; see
+`vad_turn.model_files`).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ from typing import Sequence
 import numpy as np
 
 from .config import REPO_ROOT
-from .schema import Message, Word, normalize_text, normalize_word
+from .model_files import ModelFileError, onnx_session, read_model_json, verify_model_file
+from .schema import Message, Word, check_silence_s, check_words, normalize_text, normalize_word
 
 TIMING_FEATURES = ("silence_s", "log1p_n_seen", "no_words", "last_dur_s", "gap_before_last_s", "rate_wps")
 RATE_WINDOW_WORDS = 5
@@ -86,6 +92,15 @@ def tokenizer_path(model_dir: Path, meta: dict) -> Path:
     return (Path(model_dir) / rel).resolve() if rel else Path(model_dir) / "tokenizer.json"
 
 
+def lexical_model_files(model_dir: Path) -> list[Path]:
+    """The files the ONNX runtime loads from a lexical model folder: lexical.json, the tokenizer and
+    the two graphs (what its checksums.json records)."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "lexical.json").read_text())
+    return [model_dir / "lexical.json", tokenizer_path(model_dir, meta), model_dir / "lexical_step.onnx",
+            model_dir / "lexical_head.onnx"]
+
+
 class LexicalTokenizer:
     """SmolLM2's tokenizer (tokenizers' tokenizer.json) with the encodings of the lexical model."""
 
@@ -96,11 +111,15 @@ class LexicalTokenizer:
         if not path.exists():
             raise FileNotFoundError(f"{path}: tokenizer.json not found (SmolLM2's, saved next to the model)")
         self.path = path
-        self._tok = Tokenizer.from_file(str(path))
+        verify_model_file(path)
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception for truncated / invalid JSON
+            raise ModelFileError(f"{path}: not a valid tokenizer.json, truncated or corrupt ({e})") from e
         self.bos_id = self._tok.token_to_id("<|im_start|>")
         self.sep_id = self._tok.token_to_id("<|im_end|>")
         if self.bos_id is None or self.sep_id is None:
-            raise ValueError(f"{path}: not SmolLM2's tokenizer (no <|im_start|> / <|im_end|> tokens)")
+            raise ModelFileError(f"{path}: not SmolLM2's tokenizer (no <|im_start|> / <|im_end|> tokens)")
         self.vocab_size = self._tok.get_vocab_size()
         self._words: dict[str, tuple[int, ...]] = {}
 
@@ -129,25 +148,29 @@ class LexicalModel:
                  cache_size: int = 8192):
         model_dir = Path(model_dir)
         meta_path = model_dir / "lexical.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path}: no lexical model here (train one with `vad-turn train-lexical`)")
-        self.meta = json.loads(meta_path.read_text())
-        if tuple(self.meta["timing_features"]) != TIMING_FEATURES:
-            raise ValueError(f"{meta_path}: trained with timing features {self.meta['timing_features']}, "
-                             f"this code computes {list(TIMING_FEATURES)}")
+        self.meta = read_model_json(meta_path, what="lexical model", hint="train one with `vad-turn train-lexical`")
+        try:
+            if tuple(self.meta["timing_features"]) != TIMING_FEATURES:
+                raise ModelFileError(f"{meta_path}: trained with timing features {self.meta['timing_features']}, "
+                                     f"this code computes {list(TIMING_FEATURES)}")
+            self.transcript_lag_s = float(self.meta.get("transcript_lag_s", DEFAULT_TRANSCRIPT_LAG_S))
+            self.hidden = int(self.meta["hidden"])
+            self.context_max_tokens = int(self.meta["context_max_tokens"])
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ModelFileError):
+                raise
+            raise ModelFileError(f"{meta_path}: not a lexical model file ({type(e).__name__}: {e})") from e
+        if not (np.isfinite(self.transcript_lag_s) and self.transcript_lag_s >= 0):
+            raise ModelFileError(f"{meta_path}: field 'transcript_lag_s' must be a finite number >= 0, "
+                                 f"got {self.meta.get('transcript_lag_s')!r}")
         self.model_dir, self.backend = model_dir, backend
-        self.transcript_lag_s = float(self.meta.get("transcript_lag_s", DEFAULT_TRANSCRIPT_LAG_S))
         self.tok = LexicalTokenizer(tokenizer_path(model_dir, self.meta))
-        self.hidden = int(self.meta["hidden"])
-        self.context_max_tokens = int(self.meta["context_max_tokens"])
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = cache_size
         if backend == "onnx":
-            from .onnx import cpu_session
-
             hint = "export with vad_turn.lexical.export_onnx"
-            self._step_sess = cpu_session(model_dir / "lexical_step.onnx", threads, what="lexical model", hint=hint)
-            self._head_sess = cpu_session(model_dir / "lexical_head.onnx", threads, what="lexical model", hint=hint)
+            self._step_sess = onnx_session(model_dir / "lexical_step.onnx", threads, what="lexical model", hint=hint)
+            self._head_sess = onnx_session(model_dir / "lexical_head.onnx", threads, what="lexical model", hint=hint)
         elif backend == "torch":
             import torch
 
@@ -223,9 +246,15 @@ class LexicalModel:
         return h
 
     def p_eot(self, queries: Sequence[tuple[Sequence[Word], Sequence[Message], float]]) -> np.ndarray:
-        """float64 (n,) p_eot for (words, messages, silence_s) triples; one head call for all."""
+        """float64 (n,) p_eot in [0, 1] for (words, messages, silence_s) triples; one head call for all.
+
+        words: `Word`s in start order (WordError otherwise, see `schema.check_words`); silence_s:
+        finite, >= 0 (ValueError otherwise)."""
         if not queries:
             return np.zeros(0, dtype=np.float64)
+        for i, (w, _, s) in enumerate(queries):
+            check_words(w, source=f"query {i} words")
+            check_silence_s(s, source=f"query {i}")
         states = np.concatenate([self.state(w, m).reshape(1, -1) for w, m, _ in queries])
         feats = np.stack([timing_features(w, s) for w, _, s in queries])
         return self.head(states, feats).astype(np.float64).reshape(-1)

@@ -22,6 +22,7 @@ A row is one user turn:
 from __future__ import annotations
 
 import functools
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -59,6 +60,63 @@ class Word:
     word: str
     start: float
     end: float
+
+
+class WordError(ValueError):
+    """Words that cannot be a recogniser's output, naming the word's index and value: a missing word,
+    non-string text, non-finite times, a word that ends before it starts, words out of start order,
+    or (with audio) a word that ends after the audio does."""
+
+
+WORD_END_TOLERANCE_S = 0.05  # word ends may pass the audio's end by this much (10-20 ms ASR frame rounding)
+
+
+def check_words(words: Sequence[Word], *, audio_end_s: float | None = None, source: str = "") -> None:
+    """Raise WordError (naming `source`, the word's index and value) unless `words` is a transcript.
+
+    Each entry is a `Word` with `str` text and finite times, start_s <= end_s (1e-9 s slack); starts
+    never decrease (words may overlap: recognisers' word boundaries do). With `audio_end_s` (the
+    duration of the audio the words come with, n_samples / sample_rate_hz, times from its first
+    sample): every word ends at most `WORD_END_TOLERANCE_S` after it. The rule is deliberately no
+    stricter (not "end <= audio_end_s - silence_s" or "- transcript lag"): VAD silence onsets and
+    recogniser word ends disagree by 0.1-0.2 s, and a recogniser faster than the lag a model was
+    fitted with is a legitimate (if uncalibrated) input; only words nobody could have heard yet are
+    refused. Start times before 0 are allowed (audio trimmed after the turn began).
+    """
+    pre = f"{source}: " if source else ""
+    prev_start = -math.inf
+    for i, w in enumerate(words):
+        if not isinstance(w, Word):
+            raise WordError(f"{pre}word {i} is {w!r}, not a Word")
+        if not isinstance(w.word, str):
+            raise WordError(f"{pre}word {i} ({w!r}) has text of type {type(w.word).__name__}, not str")
+        try:
+            finite = math.isfinite(w.start) and math.isfinite(w.end)
+        except TypeError:
+            raise WordError(f"{pre}word {i} ({w!r}) has non-numeric times") from None
+        if not finite:
+            raise WordError(f"{pre}word {i} ({w!r}) has a NaN or infinite time")
+        if w.end < w.start - 1e-9:
+            raise WordError(f"{pre}word {i} ({w!r}) ends before it starts")
+        if w.start < prev_start - 1e-9:
+            raise WordError(f"{pre}word {i} ({w!r}) starts at {w.start:g} s, before word {i - 1} "
+                            f"({prev_start:g} s): words must be in time order")
+        if audio_end_s is not None and w.end > audio_end_s + WORD_END_TOLERANCE_S:
+            raise WordError(f"{pre}word {i} ({w!r}) ends at {w.end:g} s, after the audio's end at "
+                            f"{audio_end_s:g} s (+{WORD_END_TOLERANCE_S:g} s): word times must be seconds "
+                            "from the audio's first sample")
+        prev_start = w.start
+
+
+def check_silence_s(silence_s, *, source: str = "") -> float:
+    """silence_s as a float; ValueError (naming `source`) unless it is a finite number >= 0."""
+    try:
+        s = float(silence_s)
+    except (TypeError, ValueError):
+        s = math.nan
+    if not (math.isfinite(s) and s >= 0):
+        raise ValueError(f"{source + ': ' if source else ''}silence_s must be a finite number >= 0, got {silence_s!r}")
+    return s
 
 
 @dataclass(frozen=True)
