@@ -77,18 +77,19 @@ def test_timeout_fires_when_the_detector_never_does_and_cuts_longer_holds():
 
 
 def test_threshold_sweep_on_a_graded_detector():
-    class Ramp:  # p grows 0.25 per 0.1 s of silence: 0.5 at 0.2 s, 0.75 at 0.3 s, 1.0 from 0.4 s
+    class Ramp:  # p grows 0.25 per 0.1 s of silence: 0.5 at 0.2 s, 0.75 at 0.3 s, 0.99 from 0.4 s
         name, needs_audio, needs_words = "ramp", False, False
 
         def predict(self, audio, words, messages, silence_s):
-            return min(1.0, 2.5 * silence_s)
+            return min(0.99, 2.5 * silence_s)
 
-    s, _, _ = sweep([HESITANT], Ramp(), thresholds=(0.45, 0.95, 1.01), action_delays_s=(0.0, 0.3), timeouts_s=(3.0,))
+    # threshold 1.0 is never reached: the timeout decides (thresholds outside [0, 1] are refused)
+    s, _, _ = sweep([HESITANT], Ramp(), thresholds=(0.45, 0.95, 1.0), action_delays_s=(0.0, 0.3), timeouts_s=(3.0,))
     got = {(r.threshold, r.action_delay_s): r.mean_latency_s for r in s.itertuples()}
     assert got == pytest.approx({(0.45, 0.0): 0.2, (0.45, 0.3): 0.3, (0.95, 0.0): 0.4, (0.95, 0.3): 0.4,
-                                 (1.01, 0.0): 3.0, (1.01, 0.3): 3.0})
+                                 (1.0, 0.0): 3.0, (1.0, 0.3): 3.0})
     assert s.set_index(["threshold", "action_delay_s"])["n_cutoff"].to_dict() == {
-        (0.45, 0.0): 1, (0.45, 0.3): 1, (0.95, 0.0): 1, (0.95, 0.3): 1, (1.01, 0.0): 0, (1.01, 0.3): 0}
+        (0.45, 0.0): 1, (0.45, 0.3): 1, (0.95, 0.0): 1, (0.95, 0.3): 1, (1.0, 0.0): 0, (1.0, 0.3): 0}
 
 
 def test_latency_statistics_over_turns():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_run):
     assert metrics["n_replies"] == 6 and metrics["n_renderings"] == 6 and metrics["prompts_version"] >= 1
 
 
-def test_rerun_resumes_without_new_llm_calls(tiny_run, data_root):
+def test_rerun_resumes_without_new_llm_calls(tiny_run, data_root, capsys):
     from prosody.cli import main
 
     before = (tiny_run / "replies.jsonl").read_text()
@@ -61,8 +62,11 @@ def test_rerun_resumes_without_new_llm_calls(tiny_run, data_root):
     assert (tiny_run / "replies.jsonl").read_text() == before
     assert len(read_jsonl(tiny_run / "renders.jsonl")) == 6
     assert time.perf_counter() - t0 < 60
-    with pytest.raises(ValueError, match="different config.*max_new_tokens"):
-        main(["run", "--out", str(tiny_run), "--data-root", str(data_root), *TINY[:-12], "--max-new-tokens", "8"])
+    # a rerun with another config into the same folder: one error line, exit 2, the run left as it was
+    assert main(["run", "--out", str(tiny_run), "--data-root", str(data_root), *TINY[:-12], "--max-new-tokens", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("prosody run: error: ") and re.search("different config.*max_new_tokens", err), err
+    assert (tiny_run / "replies.jsonl").read_text() == before
 
 
 def test_notebook_04_runs_headless_on_the_tiny_run(tiny_run):

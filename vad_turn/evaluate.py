@@ -68,7 +68,7 @@ class EvalConfig:
         require_range("action_delays_s", self.action_delays_s, 0.0, 60.0)
         require_range("timeouts_s", self.timeouts_s, 0.0, 60.0, lo_open=True)
         require_range("latency_budgets_s", self.latency_budgets_s, 0.0, 60.0, lo_open=True)
-        require_range("false_cutoff_budgets", self.false_cutoff_budgets, 0.0, 1.0, lo_open=True)
+        require_range("false_cutoff_budgets", self.false_cutoff_budgets, 0.0, 1.0)
         require_range("grid_s", self.grid_s, 0.0, 10.0, lo_open=True)
         require_range("transcript_lag_s", self.transcript_lag_s, 0.0, 10.0)
         require_range("checkpoint_s", self.checkpoint_s, 0.0, 86400.0, lo_open=True)
