@@ -50,8 +50,8 @@ class DemoConfig:
         "help": "comparisons run at once (each plays two panes in real time; 2 cores keep one in real time); "
                 "the others wait in Gradio's queue, which shows each page its position"})
     max_model_configs: int = field(default=3, metadata={
-        "help": "loaded model configurations (voice / detector / LLM choices) kept at once, ~220 MB each; "
-                "the least recently used idle one is freed for a new one"})
+        "help": "loaded model configurations (voice / detector / LLM choices) kept at once, 1.3-1.8 GB each "
+                "(benchmarks/demo_pool_memory.py); the least recently used idle one is freed for a new one"})
 
     def __post_init__(self) -> None:
         if self.llm_endpoint and not self.llm_endpoint.startswith(("http://", "https://")):

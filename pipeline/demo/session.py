@@ -108,8 +108,8 @@ def load_model_set(s: DemoSettings) -> dict[str, Models]:
 class ModelPool:
     """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time.
 
-    Bounded: at most `max_sets_per_key` sets per key and `max_keys` keys (each key's sets hold ~220 MB
-    of models). A new key evicts the least recently used key none of whose sets is lent; when every
+    Bounded: at most `max_sets_per_key` sets per key and `max_keys` keys (a key's set holds 1.3-1.8 GB:
+    two panes' STT and LLM, the voice, the detector; benchmarks/demo_pool_memory.py). A new key evicts the least recently used key none of whose sets is lent; when every
     key is busy the run is refused with a message instead of loading more."""
 
     def __init__(self, max_sets_per_key: int = 2, loader=None, max_keys: int = 3):
