@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                          "train the logistic-regression floor (last six words + last word duration)"),
     "train-fusion": ("vad_turn.fusion", "FusionConfig", "run",
                      "fuse the lexical and acoustic branches with timing (+ temperature calibration)"),
+    "agent-text": ("vad_turn.agent_text", "AgentTextConfig", "run",
+                   "text detectors at every word boundary of user turns to task agents (DSTC2, SLURP, MultiWOZ, SGD)"),
     "headline": ("vad_turn.headline", "HeadlineConfig", "run", "build what is missing and print the headline table"),
 }
 

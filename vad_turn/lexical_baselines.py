@@ -99,6 +99,53 @@ class ZeroShotDetector:
             self._cache.clear()
         return np.array([self._cache[p] for p in prompts], dtype=np.float64)
 
+    def p_end_prefixes(self, turns: Sequence[tuple[Sequence[Sequence[Word]], Sequence[Message]]]) -> list[np.ndarray]:
+        """p(<|im_end|>) after each partial user text of a turn (typically its word prefixes, shortest
+        first) with the turn's previous turns: one float64 (n_prefixes,) array per (prefixes, messages)
+        turn, equal to `p_end` on each (float32 rounding) but from one forward pass over the turn's last
+        prefix. A causal LM's next-token distribution at the last token of a prompt that is a token-id
+        prefix of that pass's prompt is p_end of it; prefixes whose prompt is not (checked on the ids:
+        e.g. past `max_user_words`) go through `p_end`. Turns are batched `batch_size` at a time,
+        right-padded (real tokens never attend to the padding)."""
+        import torch
+
+        self.load()
+        out = [np.full(len(prefixes), np.nan) for prefixes, _ in turns]
+        jobs, rest = [], []
+        enc = lambda words, messages: self._tok(self.prompt(self.user_text(words), messages),  # noqa: E731
+                                                add_special_tokens=False)["input_ids"]
+        for ti, (prefixes, messages) in enumerate(turns):
+            if not prefixes:
+                continue
+            full = enc(prefixes[-1], messages)
+            pos = []
+            for k, words in enumerate(prefixes):
+                ids = full if k == len(prefixes) - 1 else enc(words, messages)
+                if len(ids) <= len(full) and full[:len(ids)] == ids:
+                    pos.append((k, len(ids) - 1))
+                else:
+                    rest.append((ti, k))
+            jobs.append((ti, full, pos))
+        pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
+        for i in range(0, len(jobs), self.batch_size):
+            chunk = jobs[i:i + self.batch_size]
+            ids = torch.full((len(chunk), max(len(f) for _, f, _ in chunk)), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for b, (_, full, _) in enumerate(chunk):
+                ids[b, :len(full)] = torch.tensor(full)
+                mask[b, :len(full)] = 1
+            with torch.inference_mode():
+                hidden = self._model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+                for b, (ti, _, pos) in enumerate(chunk):
+                    ks, ps = (list(x) for x in zip(*pos))
+                    logits = self._model.lm_head(hidden[b, ps]).float()
+                    out[ti][ks] = torch.softmax(logits, dim=-1)[:, self._end_id].numpy()
+        if rest:
+            p = self.p_end([self.user_text(turns[ti][0][k]) for ti, k in rest], [turns[ti][1] for ti, _ in rest])
+            for (ti, k), v in zip(rest, p):
+                out[ti][k] = v
+        return out
+
     def user_text(self, words: Sequence[Word]) -> str:
         words = words[-self.max_user_words:] if self.max_user_words > 0 else words
         return normalize_text(w.word for w in words) if self.text_style == "asr" else " ".join(w.word for w in words)
