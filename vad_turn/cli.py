@@ -14,6 +14,7 @@ from .config import add_config_args, config_from_args
 
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "build-data": ("vad_turn.build", "BuildConfig", "run", "build turn-span datasets from the original corpora"),
+    "build-getgoing": ("vad_turn.corpora.getgoing_build", "GetGoingConfig", "run", "build GetGoing turn spans (VAD + ASR + log alignment)"),
     "render": ("vad_turn.render", "RenderConfig", "run", "synthesize real turns with several TTS voices"),
     "vad-eval": ("vad_turn.vad_eval", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
     "evaluate": ("vad_turn.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),

@@ -3,7 +3,9 @@
 Each corpus module (`switchboard`, `sbcsae`, `ami`) reads its files in place from the data root
 and exposes `build(data_root, recipe, *, max_conversations=None, min_silence_s=0.1)` returning
 {split: [TurnRecord, ...]}. The turn construction they share is `vad_turn.corpora.turns`.
-`eotbench.load_eot_bench` loads LiveKit's eot-bench-data in the same schema.
+`eotbench.load_eot_bench` loads LiveKit's eot-bench-data in the same schema. `getgoing` (real calls
+to a dialogue system, turns found by VAD + ASR + alignment to the call log) has its own command,
+`vad-turn build-getgoing` (`getgoing_build`), with a per-call cache and split selection.
 
 This module holds what the builders share for reading files: the recipe files
 (`data/recipes/<corpus>.json`), id lists, and tar archives, with errors that name the file and line.
