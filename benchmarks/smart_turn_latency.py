@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.audio import load_audio
+from timing import stats_ms, time_calls
 from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_data_root, default_runs_root
 
 JFK_TRANSCRIPT = ("and so my fellow americans ask not what your country can do for you "
@@ -53,26 +54,6 @@ class SmartTurnLatencyConfig:
     noise_draws: int = field(default=8, metadata={"help": "noise draws per window"})
     noise_step_s: float = field(default=0.5, metadata={"help": "noise windows every this many seconds of each clip"})
     out: Path | None = field(default=None, metadata={"help": "JSON report (default runs/bench-smart-turn-<time>.json)"})
-
-
-def _stats(cpu_s: list[float], wall_s: list[float]) -> dict:
-    c, w = 1e3 * np.array(cpu_s), 1e3 * np.array(wall_s)
-    return {"n": int(c.size), "cpu_p50_ms": float(np.median(c)), "cpu_p99_ms": float(np.percentile(c, 99)),
-            "cpu_mean_ms": float(c.mean()), "wall_p50_ms": float(np.median(w)),
-            "wall_p99_ms": float(np.percentile(w, 99))}
-
-
-def _time(fn, calls: list[tuple], warmup: int) -> dict:
-    """CPU and wall time of fn(*args) for each args in `calls` (after `warmup` untimed calls)."""
-    for args in calls[:warmup]:
-        fn(*args)
-    cpu, wall = [], []
-    for args in calls:
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn(*args)
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return _stats(cpu, wall)
 
 
 def decision_points(clips: list[np.ndarray], words: list[tuple], n: int, seed: int) -> list[tuple]:
@@ -112,16 +93,16 @@ def run(cfg: SmartTurnLatencyConfig) -> dict:
     st_windows = [(smart_turn_window(a)[None],) for a, _, _ in points]
     st_feats = [(whisper_log_mel(w),) for (w,) in st_windows]
     lat = {
-        "smart_turn_features": _time(whisper_log_mel, st_windows, cfg.warmup),
-        "smart_turn_model": _time(st.predict_features, st_feats, cfg.warmup),
-        "smart_turn_decision": _time(lambda a, s: st.predict(a, (), (), s), [(a, s) for a, _, s in points], cfg.warmup),
+        "smart_turn_features": time_calls(whisper_log_mel, st_windows, cfg.warmup),
+        "smart_turn_model": time_calls(st.predict_features, st_feats, cfg.warmup),
+        "smart_turn_decision": time_calls(lambda a, s: st.predict(a, (), (), s), [(a, s) for a, _, s in points], cfg.warmup),
     }
     fused = load_turn_model(threads=cfg.threads)
-    lat["fused_decision"] = _time(lambda a, w, s: fused.p_eot([(a, w, msgs, s)]), points, cfg.warmup)
+    lat["fused_decision"] = time_calls(lambda a, w, s: fused.p_eot([(a, w, msgs, s)]), points, cfg.warmup)
     ac = AcousticDetector(threads=cfg.threads)
     ac_windows = [(acoustic_window(a, ac.features.n_samples)[None], np.array([s], np.float32)) for a, _, s in points]
-    lat["acoustic_decision"] = _time(ac.predict_windows, ac_windows, cfg.warmup)
-    lat["smart_turn_features_after_torch"] = _time(whisper_log_mel, st_windows, cfg.warmup)
+    lat["acoustic_decision"] = time_calls(ac.predict_windows, ac_windows, cfg.warmup)
+    lat["smart_turn_features_after_torch"] = time_calls(whisper_log_mel, st_windows, cfg.warmup)
     report.update(latency=lat, torch_loaded_for="acoustic_decision, smart_turn_features_after_torch",
                   smart_turn_model=str(st.model_path), acoustic_model=str(ac.onnx_path),
                   fused_acoustic_model=str(fused.branches.acoustic_path))

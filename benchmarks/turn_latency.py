@@ -22,30 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.audio import load_audio, resample
+from timing import stats_ms, time_calls
 from vad_turn.config import atomic_write_json, default_data_root
 from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, acoustic_window, load_turn_model, predict_eot
 from vad_turn.schema import Message, Word
 
 TRANSCRIPT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
-
-
-def _stats(cpu_s: list[float], wall_s: list[float]) -> dict:
-    c, w = np.array(cpu_s) * 1000, np.array(wall_s) * 1000
-    return {"n": int(c.size), "cpu_p50_ms": float(np.percentile(c, 50)), "cpu_p99_ms": float(np.percentile(c, 99)),
-            "wall_p50_ms": float(np.percentile(w, 50)), "wall_p99_ms": float(np.percentile(w, 99)),
-            "wall_mean_ms": float(w.mean())}
-
-
-def _time(fn, calls, warmup: int) -> dict:
-    for args in calls[:warmup]:
-        fn(*args)
-    cpu, wall = [], []
-    for args in calls:
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn(*args)
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return _stats(cpu, wall)
 
 
 def _size(path: Path) -> int:
@@ -73,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     win = [(acoustic_window(a, n_win)[None], np.array([s], np.float32)) for a, _, _, s in points]
 
     lex = model.branches.lexical
-    res = {"audio_model_fp32": _time(model.branches.acoustic_p, win, args.warmup),
-           "audio_model_int8": _time(model8.branches.acoustic_p, win, args.warmup)}
+    res = {"audio_model_fp32": time_calls(model.branches.acoustic_p, win, args.warmup),
+           "audio_model_int8": time_calls(model8.branches.acoustic_p, win, args.warmup)}
     # lexical step: a fresh cache per pass so each new word costs one GRU step (+ head)
     lex_calls = [((tuple(words[: i + 1]), msgs, 0.2),) for i in range(len(words))]
     cpu, wall = [], []
@@ -86,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
             lex.p_eot([q])
             wall.append(time.perf_counter() - w0)
             cpu.append(time.process_time() - c0)
-    res["lexical_step"] = _stats(cpu, wall)
-    res["fused_decision_16k"] = _time(lambda *it: model.p_eot([it]), points, args.warmup)
+    res["lexical_step"] = stats_ms(cpu, wall)
+    res["fused_decision_16k"] = time_calls(lambda *it: model.p_eot([it]), points, args.warmup)
     points8 = [(resample(a, 16000, 8000), w, m, s) for a, w, m, s in points[: len(times)]]
-    res["fused_decision_predict_eot_8k"] = _time(
+    res["fused_decision_predict_eot_8k"] = time_calls(
         lambda a, w, m, s: predict_eot(a, 8000, w, m, silence_s=s, model=model), points8, args.warmup)
 
     lex_dir, ac = model.branches.lexical.model_dir, model.branches.acoustic_path

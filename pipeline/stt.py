@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vad_turn.audio import SAMPLE_RATE_HZ
-from vad_turn.schema import Word, normalize_word
+from vad_turn.schema import Word, edit_distance, normalize_word
 
 
 class STTError(RuntimeError):
@@ -178,17 +178,6 @@ def wer_tokens(text: str) -> list[str]:
     """Normalised words for scoring: `schema.normalize_word` per token, punctuation and case dropped."""
     toks = [normalize_word(t) for t in re.split(r"[\s]+", text.replace("-", " ").strip())]
     return [t for t in (re.sub(r"[^a-z0-9']", "", t) for t in toks) if t]
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Levenshtein distance between token lists (substitutions, insertions, deletions cost 1)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 def word_error_rate(refs: list[str], hyps: list[str]) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from .config import atomic_write_json, config_to_dict, default_built_root, default_data_root, git_commit
 from .corpora import CORPORA, RECIPES_DIR, VARIANTS, CorpusError, corpus_builder, load_recipe
 from .corpora.turns import span_counts
-from .dataset import build_info, load_turns, write_turns
+from .dataset import build_info, built_and_current, load_turns, write_turns
 
 KEEP_RANGE_S = (0.2, 5.0)
 _SOURCES = ("__init__.py", "turns.py")
@@ -55,10 +55,9 @@ def build_corpus(corpus: str, cfg: BuildConfig) -> dict:
     recipe = load_recipe(corpus, cfg.recipes_dir)
     digest = recipe_hash(corpus, recipe, cfg)
     out_dir = Path(cfg.out_root) / corpus
-    old = build_info(out_dir)
-    if not cfg.force and old.get("recipe_hash") == digest and (out_dir / "data").exists():
-        print(f"{corpus}: up to date in {out_dir} (use --force to rebuild)")
-        return {**old, "skipped": True}
+    done = built_and_current(corpus, out_dir, digest, cfg.force)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     by_split, notes = corpus_builder(recipe.get("builder", corpus))(
         Path(cfg.data_root), recipe, max_conversations=cfg.max_conversations, min_silence_s=cfg.min_silence_s

@@ -70,6 +70,16 @@ def build_info(path: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def built_and_current(name: str, out_dir: Path, recipe_hash: str, force: bool = False) -> dict | None:
+    """The build info of `out_dir` marked {"skipped": True} when it already holds a build with this
+    recipe hash (and `force` is off), printing so; None when it must be (re)built."""
+    old = build_info(out_dir)
+    if force or old.get("recipe_hash") != recipe_hash or not (Path(out_dir) / "data").exists():
+        return None
+    print(f"{name}: up to date in {out_dir} (use --force to rebuild)")
+    return {**old, "skipped": True}
+
+
 def iter_rows(ds, columns: list[str] | None = None) -> Iterator[dict]:
     """Rows as dicts, optionally only some columns (skipping audio bytes speeds text-only work)."""
     if columns is not None:

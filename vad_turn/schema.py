@@ -342,3 +342,14 @@ def row_spans(row: dict) -> list[Span]:
 
 def row_messages(row: dict) -> list[Message]:
     return [Message(m["role"], m["content"]) for m in row["messages"] or []]
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance between token lists (substitutions, insertions, deletions cost 1)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]

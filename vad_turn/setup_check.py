@@ -231,8 +231,9 @@ def check_onnxruntime() -> Result:
 
 
 def check_model_files() -> Result:
-    import hashlib
     import importlib.metadata as md
+
+    from .model_files import sha256_file  # stdlib only, like this module
 
     problems, seen = [], []
     for pkg, (rel, sha) in MODEL_FILES.items():
@@ -245,7 +246,7 @@ def check_model_files() -> Result:
             problems.append(f"{pkg}: model file {rel} is missing or empty at {path}")
             continue
         if sha is not None:
-            h = hashlib.sha256(path.read_bytes()).hexdigest()
+            h = sha256_file(path)
             if h != sha:
                 problems.append(f"{pkg}: {rel} has sha256 {h[:12]}..., expected {sha[:12]}...")
                 continue

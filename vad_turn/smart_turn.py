@@ -32,7 +32,6 @@ bug. On the test's real windows our features equal the wheel's own numpy feature
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
 from .infer import acoustic_window
+from .model_files import sha256_file
 
 MODEL_PACKAGE = "pipecat-ai"
 WINDOW_S = 8.0
@@ -79,14 +79,6 @@ def default_model_path() -> Path:
     return path
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_model_file(path: str | Path, sha256: str | None) -> Path:
     """`path` when it exists and (unless sha256 is None) has that sha256.
 
@@ -97,7 +89,7 @@ def check_model_file(path: str | Path, sha256: str | None) -> Path:
         raise FileNotFoundError(f"smart-turn: model file not found: {path} (the default is the one in the "
                                 f"{MODEL_PACKAGE} package; run `make setup`)")
     if sha256 is not None:
-        got = file_sha256(path)
+        got = sha256_file(path)
         if got != sha256.lower():
             raise ValueError(f"smart-turn: {path} has sha256 {got}, expected {sha256} (Smart Turn v3.2 from "
                              f"{MODEL_PACKAGE}); reinstall it with `make setup`, or pass sha256=any for another build")

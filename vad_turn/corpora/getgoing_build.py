@@ -122,7 +122,7 @@ def process_calls(jobs, recipe: Recipe, cfg: GetGoingConfig) -> list[CallResult]
 
 def run(cfg: GetGoingConfig) -> dict:
     """Build <out_root>/getgoing (or skip it when up to date); returns its build info."""
-    from ..dataset import build_info, write_turns
+    from ..dataset import build_info, built_and_current, write_turns
 
     if cfg.update_recipe:
         counts = {k: len(v) for k, v in write_recipe_splits(cfg.data_root, cfg.recipes_dir).items()}
@@ -131,10 +131,9 @@ def run(cfg: GetGoingConfig) -> dict:
     recipe = Recipe.from_dict(raw)
     digest = build_hash(raw, cfg)
     out_dir = Path(cfg.out_root) / CORPUS
-    old = build_info(out_dir)
-    if not cfg.force and old.get("recipe_hash") == digest and (out_dir / "data").exists():
-        print(f"{CORPUS}: up to date in {out_dir} (use --force to rebuild)")
-        return {**old, "skipped": True}
+    done = built_and_current(CORPUS, out_dir, digest, cfg.force)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     jobs = call_jobs(recipe, cfg)
     results = process_calls(jobs, recipe, cfg)

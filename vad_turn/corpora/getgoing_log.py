@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..schema import normalize_word
+from ..schema import edit_distance, normalize_word
 
 _TAG = re.compile(r"<[^>]*>")
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -298,11 +298,5 @@ def turn_hulls(pairs: Sequence[tuple[int, int]], ref: Sequence[tuple[str, int]],
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(edit distance in `align_tokens` tokens, number of reference tokens) of hyp against ref."""
-    r, h = align_tokens(ref), align_tokens(hyp)
-    prev = list(range(len(h) + 1))
-    for i, rt in enumerate(r, 1):
-        cur = [i] + [0] * len(h)
-        for j, ht in enumerate(h, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rt != ht))
-        prev = cur
-    return prev[-1], len(r)
+    r = align_tokens(ref)
+    return edit_distance(r, align_tokens(hyp)), len(r)
