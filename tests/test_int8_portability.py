@@ -104,12 +104,14 @@ def test_int8_parity_on_an_avx2_only_cpu(tmp_path, data_root):
         kind, shipped, full = out.stdout.split("\n")[:3]
         assert kind == "avx2"  # the emulated CPU has no VNNI / AMX
         diffs[probe.name] = (float(shipped.split()[0]), float(full.split()[0]))
-    print("AVX2-only (emulated) max |p_int8 - p_fp32|: shipped, 8-bit weights:", diffs)
+    native_full = probe_diff(cpu_session(full_range), ami)[0]
+    print("AVX2-only (emulated) max |p_int8 - p_fp32|: shipped, 8-bit weights:", diffs,
+          f"| natively ({cpu_isa()['int8_dot']}), 8-bit weights on the AMI windows: {native_full:.6f}")
     (ship_own, full_own), (ship_ami, full_ami) = diffs[PROBE.name], diffs[ami.name]
     assert ship_own <= 0.02 and ship_ami <= 0.02, diffs
     assert full_ami > 0.04 and full_own > ship_own, diffs
     if cpu_isa()["int8_dot"] in ("vnni", "amx"):  # natively both are fine: only the AVX2 kernel breaks 8-bit weights
-        assert probe_diff(cpu_session(full_range), ami)[0] <= 0.02
+        assert native_full <= 0.02
         # 7-bit weights: exact int32 sums on both kernels, so the emulated AVX2 outputs are the native ones
         assert probe_diff(cpu_session(INT8), ami)[0] == pytest.approx(ship_ami, abs=2e-6)
         assert probe_diff(cpu_session(INT8), PROBE)[0] == pytest.approx(ship_own, abs=2e-6)
