@@ -29,23 +29,23 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	@grep -E '^pip==' $(LOCK) > .venv/pip.lock
 	$(PY) -m pip install -q --no-deps --require-hashes -r .venv/pip.lock
 	$(PIP) install -q --no-deps --require-hashes -r $(LOCK)
-	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) install -q --no-deps --no-build-isolation -e '.[all]'
 	$(PY) -m ipykernel install --sys-prefix --name vad-turn --display-name "vad-turn (.venv)" >/dev/null
-	$(PY) -m vad_turn.setup_check check
+	$(PY) -m vad_turn.core.setup_check check
 	@touch $(STAMP)
 
 # The self-check alone (lock versions, pip check, torch+torchaudio, onnxruntime, model files, Debian tools).
 check-setup:
-	$(PY) -m vad_turn.setup_check check
+	$(PY) -m vad_turn.core.setup_check check
 
-# Refresh requirements.lock: resolve pyproject.toml's ranges (+ [dev], build tools, MODEL_PKGS) anew,
+# Refresh requirements.lock: resolve pyproject.toml's ranges (core + [all,dev], build tools, MODEL_PKGS) anew,
 # with pip's own resolver, and write every file's sha256. Then: make setup && make test (see README).
 lock:
 	@test -x $(PY) || $(PYTHON) -m venv .venv
 	@mkdir -p .venv/lock
-	$(PIP) install -q --dry-run --ignore-installed --report .venv/lock/resolved.json pip setuptools wheel -e '.[dev]'
+	$(PIP) install -q --dry-run --ignore-installed --report .venv/lock/resolved.json pip setuptools wheel -e '.[all,dev]'
 	$(PIP) install -q --dry-run --ignore-installed --no-deps --report .venv/lock/models.json $(MODEL_PKGS)
-	$(PY) -m vad_turn.setup_check write-lock .venv/lock/resolved.json .venv/lock/models.json > $(LOCK).tmp
+	$(PY) -m vad_turn.core.setup_check write-lock .venv/lock/resolved.json .venv/lock/models.json > $(LOCK).tmp
 	@mv $(LOCK).tmp $(LOCK) && echo "wrote $(LOCK): $$(grep -c '==' $(LOCK)) packages"
 
 system-deps:
@@ -99,7 +99,7 @@ reproduce: setup
 	.venv/bin/vad-turn train-lexical-lr
 	.venv/bin/vad-turn train-acoustic --epochs 10 --select-metric val_auc_same_silence --select-mode max --model-out vad_turn/models/acoustic
 	.venv/bin/vad-turn train-fusion --out runs/fusion-v1 --model-out vad_turn/models/turn
-	$(PY) -c "from vad_turn.fusion import record_subset_metrics; print(record_subset_metrics())"
+	$(PY) -c "from vad_turn.fusion.train import record_subset_metrics; print(record_subset_metrics())"
 	for d in fused lexical acoustic; do \
 	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard-rendered --split dev --detector $$d --out runs/eval-$$d-swbr-dev; \
 	  .venv/bin/vad-turn evaluate --dataset data/built/sbcsae-rendered --split test --detector $$d --out runs/eval-$$d-sbcsaer-test; \
@@ -111,7 +111,7 @@ reproduce: setup
 	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard --split val --detector $$d --max-turns 3000 --out runs/eval-$$d-switchboard-val3000; \
 	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard-wordrule --split val --detector $$d --max-turns 3000 --out runs/eval-$$d-swbwr-val3000; \
 	done
-	$(PY) -m vad_turn.acoustic_report --runs runs/eval-{fused,lexical,acoustic}-swbr-dev runs/eval-{fused,lexical,acoustic}-sbcsaer-test runs/eval-{fused,acoustic}-ami-{dev,test} --out runs/turn_table.md
+	$(PY) -m vad_turn.acoustic.report --runs runs/eval-{fused,lexical,acoustic}-swbr-dev runs/eval-{fused,lexical,acoustic}-sbcsaer-test runs/eval-{fused,acoustic}-ami-{dev,test} --out runs/turn_table.md
 	$(PY) benchmarks/lexical_slices.py runs/eval-{fused,lexical}-switchboard-val3000 runs/eval-{fused,lexical}-swbwr-val3000 --json runs/turn-text-slices.json
 	$(PY) benchmarks/turn_latency.py --out runs/bench-turn-latency.json
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.acoustic import DEFAULT_MODEL_DIR, load_model, load_model_config
-from vad_turn.acoustic_export import make_session, run_session, torch_probabilities
-from vad_turn.audio import load_audio
-from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_data_root
-from vad_turn.config import default_runs_root
-from vad_turn.features import window_audio
+from vad_turn.acoustic.export import make_session, run_session, torch_probabilities
+from vad_turn.acoustic.features import window_audio
+from vad_turn.acoustic.model import DEFAULT_MODEL_DIR, load_model, load_model_config
+from vad_turn.core.audio import load_audio
+from vad_turn.core.config import config_main, config_to_dict, default_data_root, default_runs_root
+from vad_turn.core.runs import atomic_write_json
 
 
 @dataclass(frozen=True)

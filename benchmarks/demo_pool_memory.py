@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vad_turn.config import atomic_write_json, config_main
+from vad_turn.core.config import config_main
+from vad_turn.core.runs import atomic_write_json
 
 
 @dataclass(frozen=True)

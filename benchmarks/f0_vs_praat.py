@@ -12,9 +12,9 @@ import argparse
 import numpy as np
 import torch
 
-from vad_turn.audio import SAMPLE_RATE_HZ, load_audio
-from vad_turn.config import default_data_root
-from vad_turn.features import AcousticFrontEnd, FeatureConfig, window_audio
+from vad_turn.acoustic.features import AcousticFrontEnd, FeatureConfig, window_audio
+from vad_turn.core.audio import SAMPLE_RATE_HZ, load_audio
+from vad_turn.core.config import default_data_root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Paired conversation bootstrap: does a fused model beat each branch on the same held-out queries?
 
-Reads a branch table (`vad_turn.fusion.branch_table` written to parquet: one row per harness query
+Reads a branch table (`vad_turn.fusion.train.branch_table` written to parquet: one row per harness query
 with label, silence_s, conversation and the branch logits, in the harness's prediction order), a
 fusion.json, and the evaluation runs of the branches on the same split (their predictions.parquet
 rows are in the same order). Resamples conversations with replacement and reports the mean and 95%
@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from vad_turn.acoustic_train import paired_auc_bootstrap
-from vad_turn.fusion_fit import natural_logit
+from vad_turn.fusion.fit import natural_logit
+from vad_turn.harness.metrics import paired_auc_bootstrap
 
 
 def bootstrap(table: pd.DataFrame, fused: np.ndarray, branches: dict[str, np.ndarray], *, n_resamples: int = 200,
               seed: int = 0) -> dict:
     """{branch: {"auc_diff": (mean, lo, hi), "same_silence_auc_diff": (mean, lo, hi)}} over conversation resamples
-    (`vad_turn.acoustic_train.paired_auc_bootstrap`; every branch sees the same resamples)."""
+    (`vad_turn.harness.metrics.paired_auc_bootstrap`; every branch sees the same resamples)."""
     y, sil, convs = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["conversation"].to_numpy()
     out = {}
     for name, p in branches.items():

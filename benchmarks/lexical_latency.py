@@ -20,8 +20,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from vad_turn.config import atomic_write_json, default_built_root, default_runs_root  # noqa: E402
-from vad_turn.lexical_runtime import DEFAULT_MODEL_DIR, LexicalModel, timing_features  # noqa: E402
+from vad_turn.core.config import default_built_root, default_runs_root  # noqa: E402
+from vad_turn.core.runs import atomic_write_json
+from vad_turn.lexical.runtime import DEFAULT_MODEL_DIR, LexicalModel, timing_features  # noqa: E402
 
 
 def _stats_ms(x: list[float]) -> dict:
@@ -40,8 +41,8 @@ def model_size(model_dir: Path) -> dict:
 def bench(model_dir: Path, n_turns: int, seed: int = 0, dataset: Path | None = None) -> dict:
     import torch
 
-    from vad_turn.dataset import load_turns
-    from vad_turn.examples import build_examples
+    from vad_turn.data.dataset import load_turns
+    from vad_turn.harness.examples import build_examples
 
     torch.set_num_threads(1)
     ex = build_examples(load_turns(dataset or default_built_root() / "switchboard"), "val", max_turns=n_turns,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vad_turn.config import atomic_write_json
-from vad_turn.evaluate import EvalConfig, compute_metrics
+from vad_turn.core.runs import atomic_write_json
+from vad_turn.harness.evaluate import EvalConfig, compute_metrics
 
 SUBSETS = {"all": (1, 10**9), "1-10 words": (1, 10), "11-30 words": (11, 30), ">30 words": (31, 10**9)}
 

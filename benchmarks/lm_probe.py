@@ -1,17 +1,17 @@
 """Diagnostic: does a linear probe on frozen SmolLM2-135M-Instruct hidden states separate turn ends from holds
 better than the shipped lexical GRU, on the same Switchboard val examples?
 
-Examples are the harness's causal queries (`vad_turn.examples.build_examples`, transcript lag
+Examples are the harness's causal queries (`vad_turn.harness.examples.build_examples`, transcript lag
 `--transcript-lag-s`, `--points-per-span` grid points per silence span). Each turn is read once by the
-frozen LM (bf16, `pipeline.llm.LocalLLM`): SmolLM2's chat template with the last other-party message
+frozen LM (bf16, `vad_turn.core.llm.LocalLLM`): SmolLM2's chat template with the last other-party message
 (ASR-normalised, last `--context-words` words) as an assistant message, then the user message made of
 the turn's ASR-normalised words, each word tokenised on its own (" " + word) as an incremental
 decoder would append it. An example with n visible words takes the last-layer hidden state (576,)
 at the last token of its n-th word (at the "user\\n" header token when n = 0). Features: that state,
-plus the GRU's timing inputs (`vad_turn.lexical_runtime.timing_features`). A standardised
+plus the GRU's timing inputs (`vad_turn.lexical.runtime.timing_features`). A standardised
 LogisticRegression is fit on train examples (C chosen on 20% of the train turns held out), and
 compared with the shipped GRU's p_eot (`LexicalModel`) on the same val examples: pooled ROC AUC and
-same-silence AUC (`vad_turn.acoustic_train.same_silence_auc`), on all turns and turns of 1-10 words,
+same-silence AUC (`vad_turn.harness.metrics.same_silence_auc`), on all turns and turns of 1-10 words,
 with hidden-only and timing-only ablations. Also times one decision's LM cost: a KV-cached forward of
 one new word's tokens at 1 thread.
 
@@ -30,10 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
-from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_built_root
-from vad_turn.config import default_runs_root, git_commit
-from vad_turn.lexical_runtime import DEFAULT_TRANSCRIPT_LAG_S, context_text, timing_features
-from vad_turn.schema import normalize_word, row_messages, row_words
+from vad_turn.core.config import config_main, config_to_dict, default_built_root, default_runs_root
+from vad_turn.core.runs import atomic_write_json, git_commit
+from vad_turn.core.schema import normalize_word, row_messages, row_words
+from vad_turn.lexical.runtime import DEFAULT_TRANSCRIPT_LAG_S, context_text, timing_features
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def timing_matrix(ex) -> np.ndarray:
 
 def gru_p_eot(ex) -> np.ndarray:
     """float64 (n_examples,): the shipped lexical GRU's p_eot (ONNX, 1 thread) on each example."""
-    from vad_turn.lexical_runtime import LexicalModel
+    from vad_turn.lexical.runtime import LexicalModel
 
     lm = LexicalModel()
     n_seen, sil, ti = (ex.table[c].to_numpy() for c in ("n_seen", "silence_s", "turn_index"))
@@ -209,7 +209,7 @@ def auc_rows(scores: dict[str, np.ndarray], table) -> dict:
     """{slice: {model: {"auc", "same_silence_auc", "n", "n_end", "n_turns"}}} for all turns and 1-10 word turns."""
     from sklearn.metrics import roc_auc_score
 
-    from vad_turn.acoustic_train import same_silence_auc
+    from vad_turn.harness.metrics import same_silence_auc
 
     y, sil, nw = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["n_words"].to_numpy()
     out = {}
@@ -222,8 +222,8 @@ def auc_rows(scores: dict[str, np.ndarray], table) -> dict:
 
 def paired_bootstrap(p_a: np.ndarray, p_b: np.ndarray, table, *, n_resamples: int = 200, seed: int = 0) -> dict:
     """Turn-level paired bootstrap of (a - b) over the examples of `table`
-    (`vad_turn.acoustic_train.paired_auc_bootstrap` grouped by turn_index)."""
-    from vad_turn.acoustic_train import paired_auc_bootstrap
+    (`vad_turn.harness.metrics.paired_auc_bootstrap` grouped by turn_index)."""
+    from vad_turn.harness.metrics import paired_auc_bootstrap
 
     return paired_auc_bootstrap(p_a, p_b, table["label"].to_numpy(), table["silence_s"].to_numpy(),
                                 table["turn_index"].to_numpy(), n_resamples=n_resamples, seed=seed)
@@ -266,10 +266,10 @@ def run(cfg: ProbeConfig) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from pipeline.llm import LocalLLM
-    from vad_turn.dataset import load_turns
-    from vad_turn.evaluate import EvalConfig
-    from vad_turn.examples import build_examples
+    from vad_turn.core.llm import LocalLLM
+    from vad_turn.data.dataset import load_turns
+    from vad_turn.harness.evaluate import EvalConfig
+    from vad_turn.harness.examples import build_examples
 
     t0 = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)

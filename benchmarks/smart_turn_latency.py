@@ -7,7 +7,7 @@ at `n` seeded random end times in real clips (jfk.flac, silero_test.wav), the sa
   separately, and the whole `predict` (window + features + model);
 - acoustic: the shipped vad_turn/models/acoustic/model.onnx through `AcousticDetector` (its front end is
   inside the graph, so features and model are one call), on its 4 s window;
-- fused: `vad_turn.infer.load_turn_model().p_eot` on (audio, visible words, silence): both branches,
+- fused: `vad_turn.fusion.runtime.load_turn_model().p_eot` on (audio, visible words, silence): both branches,
   fusion and calibration (jfk.flac points see its words 0.5 s after they end; silero_test.wav has no
   transcript, so its points run the acoustic + timing mode).
 
@@ -19,7 +19,7 @@ features are timed again at the end ("smart_turn_features_after_torch") so the r
 Process CPU time and wall time are both reported, with the load average (a shared machine's wall P99
 mostly measures its neighbours). The report also holds smart-turn's "noise_spread": per window, the
 largest |P(features + N(0, 1e-6)) - P(features)| over `noise_draws` draws, on windows every
-`noise_step_s` of both clips (the number quoted in vad_turn/smart_turn.py's docstring).
+`noise_step_s` of both clips (the number quoted in vad_turn/peers/smart_turn.py's docstring).
 
     .venv/bin/python benchmarks/smart_turn_latency.py --n 50 --out runs/bench-smart-turn.json
 """
@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from vad_turn.audio import load_audio
 from timing import stats_ms, time_calls
-from vad_turn.config import atomic_write_json, config_main, config_to_dict, default_data_root, default_runs_root
+
+from vad_turn.core.audio import load_audio
+from vad_turn.core.config import config_main, config_to_dict, default_data_root, default_runs_root
+from vad_turn.core.runs import atomic_write_json
 
 JFK_TRANSCRIPT = ("and so my fellow americans ask not what your country can do for you "
                   "ask what you can do for your country")
@@ -58,7 +59,7 @@ class SmartTurnLatencyConfig:
 
 def decision_points(clips: list[np.ndarray], words: list[tuple], n: int, seed: int) -> list[tuple]:
     """n (audio so far float32 (n_samples,) 16 kHz, visible words, silence_s) at seeded random end times."""
-    from vad_turn.schema import Word
+    from vad_turn.core.schema import Word
 
     rng = np.random.default_rng(seed)
     points = []
@@ -72,10 +73,11 @@ def decision_points(clips: list[np.ndarray], words: list[tuple], n: int, seed: i
 
 
 def run(cfg: SmartTurnLatencyConfig) -> dict:
-    from vad_turn.acoustic import AcousticDetector
-    from vad_turn.infer import acoustic_window, load_turn_model
-    from vad_turn.schema import Message
-    from vad_turn.smart_turn import (SmartTurnDetector, feature_noise_spread, smart_turn_window, whisper_log_mel)
+    from vad_turn.acoustic.runtime import AcousticDetector
+    from vad_turn.core.audio import last_window
+    from vad_turn.core.schema import Message
+    from vad_turn.fusion.runtime import load_turn_model
+    from vad_turn.peers.smart_turn import SmartTurnDetector, feature_noise_spread, smart_turn_window, whisper_log_mel
 
     clips = [load_audio(p) for p in cfg.clips]
     toks = JFK_TRANSCRIPT.split()
@@ -100,7 +102,7 @@ def run(cfg: SmartTurnLatencyConfig) -> dict:
     fused = load_turn_model(threads=cfg.threads)
     lat["fused_decision"] = time_calls(lambda a, w, s: fused.p_eot([(a, w, msgs, s)]), points, cfg.warmup)
     ac = AcousticDetector(threads=cfg.threads)
-    ac_windows = [(acoustic_window(a, ac.features.n_samples)[None], np.array([s], np.float32)) for a, _, s in points]
+    ac_windows = [(last_window(a, ac.features.n_samples)[None], np.array([s], np.float32)) for a, _, s in points]
     lat["acoustic_decision"] = time_calls(ac.predict_windows, ac_windows, cfg.warmup)
     lat["smart_turn_features_after_torch"] = time_calls(whisper_log_mel, st_windows, cfg.warmup)
     report.update(latency=lat, torch_loaded_for="acoustic_decision, smart_turn_features_after_torch",

@@ -1,9 +1,9 @@
 """How long after a pause starts the pipeline's streaming STT shows the words before it: JSON report.
 
 Rendered turns (default: the Switchboard-rendered dev clean rows, every voice) are fed to
-`pipeline.stt`'s PocketSphinx streamer in 20 ms chunks, as one utterance per turn, as fast as the
+`vad_turn.core.stt`'s PocketSphinx streamer in 20 ms chunks, as one utterance per turn, as fast as the
 CPU allows; every time is audio time (seconds from the start of the turn's audio), not wall time.
-After each chunk the partial hypothesis is read and normalised (`pipeline.stt.wer_tokens`).
+After each chunk the partial hypothesis is read and normalised (`vad_turn.core.stt.wer_tokens`).
 
 For each silence span [start, end] of a row that lasts at least `min_span_s` (so the decoder has
 settled long before the user speaks again), the *final* hypothesis of the words before the pause
@@ -48,10 +48,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vad_turn.audio import SAMPLE_RATE_HZ, decode_audio_bytes
-from vad_turn.config import (RunFolder, add_config_args, atomic_write_json, config_from_args, config_to_dict,
-                             default_built_root, default_runs_root)
-from vad_turn.schema import row_spans, row_words
+from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes
+from vad_turn.core.config import (
+    add_config_args,
+    config_from_args,
+    config_to_dict,
+    default_built_root,
+    default_runs_root,
+)
+from vad_turn.core.runs import RunFolder, atomic_write_json
+from vad_turn.core.schema import row_spans, row_words
 
 CHUNK_S = 0.02
 
@@ -79,7 +85,7 @@ def partial_track(stt, audio: np.ndarray, chunk_n: int) -> tuple[np.ndarray, lis
     Returns (times_s (n_chunks,): audio time at the end of each chunk, the normalised partial word
     tuple after each chunk). The utterance is ended (`finish`) before returning.
     """
-    from pipeline.stt import wer_tokens
+    from vad_turn.core.stt import wer_tokens
 
     stt.start()
     times, hyps = [], []
@@ -173,7 +179,7 @@ def summarize(recs: list[dict]) -> dict:
 
 
 def _select_rows(cfg: SttLagConfig):
-    from vad_turn.dataset import load_turns
+    from vad_turn.data.dataset import load_turns
 
     ds = load_turns(cfg.dataset)
     meta = ds.select_columns([c for c in ("split", "audio_condition", "voice") if c in ds.column_names]).to_list()
@@ -200,7 +206,7 @@ def _read_done(path: Path) -> list[list[dict]]:
 
 
 def run(cfg: SttLagConfig) -> dict:
-    from pipeline.stt import PocketsphinxSTT
+    from vad_turn.core.stt import PocketsphinxSTT
 
     out = Path(cfg.out)
     cfg_dict = {"type": type(cfg).__name__, **config_to_dict(cfg)}

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from vad_turn.audio import load_audio, resample
 from timing import stats_ms, time_calls
-from vad_turn.config import atomic_write_json, default_data_root
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, acoustic_window, load_turn_model, predict_eot
-from vad_turn.schema import Message, Word
+
+from vad_turn.core.audio import last_window, load_audio, resample
+from vad_turn.core.config import default_data_root
+from vad_turn.core.runs import atomic_write_json
+from vad_turn.core.schema import Message, Word
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, load_turn_model, predict_eot
 
 TRANSCRIPT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     times = np.arange(0.5, dur_s, 0.1)
     points = [(clip[: int(t * 16000)], tuple(w for w in words if w.end <= t), msgs, 0.2) for t in times] * args.repeats
     n_win = model.branches.window_samples
-    win = [(acoustic_window(a, n_win)[None], np.array([s], np.float32)) for a, _, _, s in points]
+    win = [(last_window(a, n_win)[None], np.array([s], np.float32)) for a, _, _, s in points]
 
     lex = model.branches.lexical
     res = {"audio_model_fp32": time_calls(model.branches.acoustic_p, win, args.warmup),

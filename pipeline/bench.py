@@ -38,13 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.config import RunFolder, atomic_write_text, default_runs_root, require_range
+from vad_turn.core.config import default_runs_root, require_range
+from vad_turn.core.llm import LocalLLM
+from vad_turn.core.runs import RunFolder, atomic_write_text
 
 from .frames import Interrupt
-from .llm import LocalLLM
 from .observers import LatencyObserver
-from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
 from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
+from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
 from .scenarios import USER_VOICES, Scenario, build_scenarios
 
 CONFIGS = {

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vad_turn.cli import dispatch
+from vad_turn.core.cli import dispatch
 
 from .runner import PipelineConfig
 

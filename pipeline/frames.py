@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vad_turn.schema import Word
+from vad_turn.core.schema import Word
 
 
 @dataclass(frozen=True)

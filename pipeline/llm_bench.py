@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.config import RunFolder, atomic_write_text, default_runs_root
+from vad_turn.core.config import default_runs_root
+from vad_turn.core.runs import RunFolder, atomic_write_text
 
 VARIANTS = ("nocache-fp32", "cache-fp32", "cache-int8", "nocache-int8", "cache-bf16", "nocache-bf16")
 
@@ -42,7 +43,7 @@ class LLMBenchConfig:
 
 
 def _variant(name: str):
-    from .llm import LocalLLM
+    from vad_turn.core.llm import LocalLLM
 
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")

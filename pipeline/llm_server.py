@@ -22,7 +22,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
-from .llm import LLM, LLMError
+from vad_turn.core.llm import LLM, LLMError
 
 
 class LLMHTTPServer(ThreadingHTTPServer):
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m pipeline.llm_server --port 8000`: serve the local SmolLM2 until interrupted."""
     import argparse
 
-    from .llm import LocalLLM
+    from vad_turn.core.llm import LocalLLM
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vad_turn.config import default_runs_root
+from vad_turn.core.config import default_runs_root
 
 EVAL_RUNS = {
     "fused": "eval-fused-swbr-dev",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ
-from vad_turn.config import require_range
+from vad_turn.core.audio import SAMPLE_RATE_HZ
+from vad_turn.core.config import require_range
 
 from .clock import Clock, WallClock
 from .frames import AudioIn, EndOfStream
@@ -103,12 +103,12 @@ class PipelineConfig:
 
 
 def make_turn_detector(names) -> tuple[object, str]:
-    """The first of `names` that `vad_turn.detectors.make_detector` can build, and its name.
+    """The first of `names` that `vad_turn.harness.detectors.make_detector` can build, and its name.
 
     Falls back to "vad-only" (logged) when none is registered, so the pipeline runs with whatever
     detectors exist; the run records which one it used.
     """
-    from vad_turn.detectors import make_detector
+    from vad_turn.harness.detectors import make_detector
 
     errors = []
     for name in names:
@@ -131,7 +131,8 @@ class Models:
 
 
 def load_llm_for(cfg: PipelineConfig):
-    from .llm import LocalLLM, OpenAIChatLLM
+    from vad_turn.core.llm import LocalLLM, OpenAIChatLLM
+
     from .llm_wrappers import FallbackLLM, LatencyProfileLLM
 
     local = LocalLLM(n_threads=cfg.llm_threads, prefix_cache=cfg.llm_prefix_cache, quantize=cfg.llm_quantize)
@@ -149,9 +150,8 @@ def load_llm_for(cfg: PipelineConfig):
 
 def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None) -> Models:
     """Load the STT engine, the LLM (warmed up), the detector (semantic runs) and check the voice."""
-    from prosody.voices import synthesize, voice_from_id
-
-    from .stt import make_stt
+    from vad_turn.core.stt import make_stt
+    from vad_turn.core.voices import synthesize, voice_from_id
 
     voice = voice_from_id(cfg.voice)
     synthesize("Hello.", voice)  # loads the engine now, not inside the first reply
@@ -164,7 +164,7 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
         if det_name == "vad-only":
             det = None
         else:  # the first forward pass builds the graph (seconds): pay it now, not in the first silence
-            from vad_turn.schema import Word
+            from vad_turn.core.schema import Word
 
             warm_audio = np.zeros(SAMPLE_RATE_HZ, np.float32) if getattr(det, "needs_audio", False) else None
             det.predict(warm_audio, (Word("hello", 0.0, 0.3),), (), 0.2)
@@ -172,7 +172,7 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
 
 
 def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = None, *, observers=()) -> Pipeline:
-    from vad_turn.vad import make_vad
+    from vad_turn.vad.engines import make_vad
 
     from .tools import ToolRunner, calculator_tool, clock_tool
 
@@ -262,7 +262,7 @@ def run_audio(cfg: PipelineConfig, models: Models, audio: np.ndarray, sample_rat
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
     """A WAV/FLAC file as float32 (n,) or (n, ch) at its own rate (the pipeline converts); AudioError if bad."""
-    from vad_turn.audio import AudioError, read_audio_file
+    from vad_turn.core.audio import AudioError, read_audio_file
 
     data, sr = read_audio_file(path)
     if data.size == 0:

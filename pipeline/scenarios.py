@@ -2,7 +2,7 @@
 
 User turns are real Switchboard dev-split (the shipped val list) and SBCSAE test-split turns of
 `min_words`..`max_words` words (never training turns), chosen by a seeded hash of their id, and
-rendered by `vad_turn.render.render_rows` (each inter-pausal unit synthesized with a voice drawn
+rendered by `vad_turn.data.render.render_rows` (each inter-pausal unit synthesized with a voice drawn
 (seeded) from `voices` and joined with the turn's real hold durations), then cut at the end of the
 last word. The default user voice is festival's HTS slt: pocketsphinx transcribes it far better
 than espeak (scenario-set WER measured with `pipeline stt-wer --voices ...`: see stt_eval), so
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
-from vad_turn.config import default_built_root
-from vad_turn.schema import is_backchannel_text, normalize_text
+from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
+from vad_turn.core.config import default_built_root
+from vad_turn.core.schema import is_backchannel_text, normalize_text
 
 ESPEAK_VOICES = ("espeak:en-us", "espeak:en-us+f3", "espeak:en+m3")
 USER_VOICES = ("festival:cmu_us_slt_arctic_hts",)
@@ -69,7 +69,7 @@ def _h(*parts) -> int:
 def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int = 0, min_words: int = 3,
                 max_words: int = 15, max_hold_s: float = 2.0, with_holds: bool | None = None) -> list[dict]:
     """`n` source rows of `corpus`/`split` (seeded hash order) that fit the limits and are not backchannels."""
-    from vad_turn.dataset import load_turns
+    from vad_turn.data.dataset import load_turns
 
     ds = load_turns(Path(built_root) / corpus)
     cols = [c for c in ds.column_names if c != "audio"]
@@ -97,8 +97,8 @@ def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int 
 
 def render_turns(rows: list[dict], corpus: str, *, seed: int = 0,
                  voices: tuple[str, ...] = USER_VOICES) -> list[ScriptedTurn]:
-    """Render rows with `vad_turn.render.render_rows` (a seeded voice of `voices` per turn) into ScriptedTurns."""
-    from vad_turn.render import RenderConfig, render_rows
+    """Render rows with `vad_turn.data.render.render_rows` (a seeded voice of `voices` per turn) into ScriptedTurns."""
+    from vad_turn.data.render import RenderConfig, render_rows
 
     cfg = RenderConfig(voices=tuple(voices), lead_in_s=0.0, tail_s=0.2, condition_splits=(), seed=seed,
                        espeak_backend="lib", workers=1)
@@ -130,7 +130,7 @@ def scenario_texts(*, n_conversation_turns: int = 16, built_root: Path | None = 
 
 def spoken(text: str, voice_id: str = USER_VOICES[0]) -> ScriptedTurn:
     """`text` synthesized with `voice_id` and trimmed to its speech (a backchannel, a question)."""
-    from prosody.voices import synthesize, trim_silence, voice_from_id
+    from vad_turn.core.voices import synthesize, trim_silence, voice_from_id
 
     audio = trim_silence(synthesize(text, voice_from_id(voice_id)))[0]
     return ScriptedTurn(f"tts:{text}@{voice_id}", text, audio, (), "tts")

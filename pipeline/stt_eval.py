@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.config import RunFolder, default_data_root, default_runs_root
+from vad_turn.core.config import default_data_root, default_runs_root
+from vad_turn.core.runs import RunFolder
+from vad_turn.core.stt import make_stt, word_error_rate
 
 from .scenarios import USER_VOICES
-from .stt import make_stt, word_error_rate
 
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
@@ -50,7 +51,7 @@ def decode(engine, audio: np.ndarray) -> tuple[str, float, float]:
 def run(cfg: SttEvalConfig) -> dict:
     from tqdm import tqdm
 
-    from vad_turn.audio import load_audio
+    from vad_turn.core.audio import load_audio
 
     from .scenarios import conversation_turns
 

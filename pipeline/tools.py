@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vad_turn.schema import normalize_word
+from vad_turn.core.schema import normalize_word
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """`prosody` command line: `prosody run`, its options generated from `ProsodyConfig`.
 
-Uses the workbench's one CLI mechanism (`vad_turn.cli.dispatch`): modules load only when their
+Uses the workbench's one CLI mechanism (`vad_turn.core.cli.dispatch`): modules load only when their
 subcommand runs.
 """
 from __future__ import annotations
 
 import sys
 
-from vad_turn.cli import dispatch
+from vad_turn.core.cli import dispatch
 
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "run": ("prosody.experiment", "ProsodyConfig", "run",

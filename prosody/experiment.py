@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vad_turn.config import (
-    RunFolder, atomic_write_json, config_to_dict, default_data_root, default_runs_root, git_commit,
-)
+from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root
+from vad_turn.core.runs import RunFolder, append_jsonl, atomic_write_json, git_commit, read_jsonl
 
 from .prompts import VARIANTS_PATH, chat_messages, load_variants
 
@@ -97,29 +96,8 @@ def clean_reply(raw: str) -> str:
 # ----------------------------------------------------------------------------- resumable logs
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines log; a torn last line (interrupted write) is ignored, others raise."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines):
-                break
-            raise ValueError(f"{path}:{i}: malformed JSON line ({e})") from e
-    return rows
 
 
-def append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, default=float) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _open_run(cfg: ProsodyConfig) -> RunFolder:
@@ -162,7 +140,7 @@ def generate_reply(llm, variant, request, cfg: ProsodyConfig) -> dict:
 
 
 def _render(texts: list[str], voice) -> list[np.ndarray]:
-    from .voices import synthesize, synthesize_many, text_to_ssml
+    from vad_turn.core.voices import synthesize, synthesize_many, text_to_ssml
 
     if voice.engine == "espeak":
         return [synthesize(text_to_ssml(t), voice, ssml=True) for t in texts]
@@ -171,7 +149,7 @@ def _render(texts: list[str], voice) -> list[np.ndarray]:
 
 def tts_first_audio_s(clause: str, voice) -> float:
     """Wall time to the first chunk of `clause` from `synthesize_stream` + the clause's leading silence."""
-    from .voices import synthesize_stream, text_to_ssml, trim_silence
+    from vad_turn.core.voices import synthesize_stream, text_to_ssml, trim_silence
 
     ssml = voice.engine == "espeak"
     t0 = time.perf_counter()
@@ -202,11 +180,11 @@ def run(cfg: ProsodyConfig) -> dict:
     """Run (or resume) the experiment; returns metrics.json's content."""
     import soundfile as sf
 
-    from pipeline.llm import load_llm
+    from vad_turn.core.llm import load_llm
+    from vad_turn.core.voices import voice_from_id
 
     from .report import write_report
     from .requests import load_requests
-    from .voices import voice_from_id
 
     t_start = time.time()
     prompts = load_variants(cfg.prompts_file)

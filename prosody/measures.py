@@ -5,7 +5,7 @@ Text measures (`text_measures`, on the reply text as sent to TTS):
 - `n_words`: tokens with a letter or digit. `n_sentences`: stretches ending in . ! ? (a final
   unterminated stretch counts as one). `words_per_sentence` = n_words / n_sentences.
 - `punct_per_word`: prosodic punctuation marks (, ; : . ! ? and dashes) per word.
-- `filler_rate`: (single-word fillers from `vad_turn.schema.FILLERS` plus "well" as the first
+- `filler_rate`: (single-word fillers from `vad_turn.core.schema.FILLERS` plus "well" as the first
   word of a clause + bridge phrases from `BRIDGES` such as "let me check") per word.
 - `first_clause_words`: words up to the first clause boundary (, ; : . ! ? followed by a space or
   the end, or a dash), or all words when there is none. A short first clause lets streaming TTS start sooner.
@@ -38,8 +38,8 @@ import warnings
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, AudioError
-from vad_turn.schema import FILLERS
+from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError
+from vad_turn.core.schema import FILLERS
 
 BRIDGES = ("let me check", "let me see", "let me think", "you know", "i mean", "let's see", "hold on", "one moment")
 CLAUSE_MARKS = r"[,;:.!?](?=\s|$)|\s[-\u2013\u2014]+\s|--"

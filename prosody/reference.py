@@ -3,7 +3,7 @@
 - AMI (`ami_excerpts/`): for each listed excerpt (the `debug.*.lst` files; `empty.wav` is never
   read), the parts of RTTM speaker segments that no other speaker's segment overlaps (with
   `margin_s` on both sides), when at least `min_utterance_s` long, cut from the 16 kHz float WAV. RTTM parsing is
-  `vad_turn.corpora.ami.read_rttm`, audio loading `vad_turn.audio.load_audio`. AMI is a
+  `vad_turn.data.corpora.ami.read_rttm`, audio loading `vad_turn.core.audio.load_audio`. AMI is a
   far-field meeting mix, so background talk and room noise are part of the reference.
 - clips (`clips/`): `jfk.flac` (a speech, not conversation) and `silero_test.wav`, each whole.
 
@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, load_audio, seconds_to_samples
+from vad_turn.core.audio import SAMPLE_RATE_HZ, load_audio, seconds_to_samples
 
 AMI_DIR = "ami_excerpts"
 AMI_LISTS = ("debug.train", "debug.development", "debug.test")
@@ -52,8 +52,8 @@ def clean_segments(segments: list[tuple[str, float, float]], *, min_utterance_s:
 
 def ami_utterances(data_root: Path, *, min_utterance_s: float = 1.0, margin_s: float = 0.1) -> Iterator[Utterance]:
     """Single-speaker AMI segments cut from the excerpts (see module docstring)."""
-    from vad_turn.corpora import read_id_list, require_file
-    from vad_turn.corpora.ami import read_rttm
+    from vad_turn.data.corpora import read_id_list, require_file
+    from vad_turn.data.corpora.ami import read_rttm
 
     root = Path(data_root) / AMI_DIR
     for prefix in AMI_LISTS:

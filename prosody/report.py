@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vad_turn.config import atomic_write_text
+from vad_turn.core.runs import atomic_write_text
 
 from .stats import bootstrap_mean_ci, paired_effect, reference_distance
 
@@ -43,7 +43,7 @@ def female_reference(reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def _jsonl(path: Path) -> pd.DataFrame:
-    from .experiment import read_jsonl
+    from vad_turn.core.runs import read_jsonl
 
     return pd.DataFrame(read_jsonl(path))
 

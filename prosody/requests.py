@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from vad_turn.config import default_built_root, default_data_root
-from vad_turn.schema import is_backchannel_text, normalize_text, normalize_word
+from vad_turn.core.config import default_built_root, default_data_root
+from vad_turn.core.schema import is_backchannel_text, normalize_text, normalize_word
 
 WH_WORDS = frozenset({"what", "what's", "how", "how's", "why", "where", "where's", "when", "who", "who's", "which"})
 AUXILIARIES = frozenset(
@@ -133,14 +133,14 @@ def corpus_rows(corpus: str, *, built_root: Path | None = None, data_root: Path 
     built = Path(built_root or default_built_root()) / corpus
     cols = ["id", "words", "unit_punct", "conversation", "source"]
     if built.exists():
-        from vad_turn.dataset import iter_rows, load_turns
+        from vad_turn.data.dataset import iter_rows, load_turns
 
         ds = load_turns(built)
         keys = list(zip(ds["split"], ds["conversation"])) if "split" in ds.column_names else None
         keep = _first_conversations(keys, max_conversations) if keys else None
         rows = [r for i, r in enumerate(iter_rows(ds, cols)) if keep is None or i in keep]
         return rows, f"built dataset {built} (first {max_conversations} conversations per split)"
-    from vad_turn.corpora import corpus_builder, load_recipe
+    from vad_turn.data.corpora import corpus_builder, load_recipe
 
     root = Path(data_root or default_data_root())
     splits, _ = corpus_builder(corpus)(root, load_recipe(corpus), max_conversations=max_conversations)

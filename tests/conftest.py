@@ -5,13 +5,13 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as vad_turn.onnx.import_onnxruntime does
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as vad_turn.core.onnx.import_onnxruntime does
 
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from vad_turn.config import default_data_root  # noqa: E402
+from vad_turn.core.config import default_data_root  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,16 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from vad_turn.acoustic import (DEFAULT_MODEL_DIR, AcousticModelConfig, AcousticNet, load_model,  # noqa: E402
-                               query_window, save_model)
-from vad_turn.acoustic_export import ExportError, export_onnx, make_session, quantize_int8, run_session  # noqa: E402
-from vad_turn.acoustic_train import AcousticTrainConfig, bce_loss, build_feature_set, predict_features  # noqa: E402
-from vad_turn.audio import AudioError, load_audio, resample, telephony_8k  # noqa: E402
-from vad_turn.detectors import make_detector  # noqa: E402
-from vad_turn.evaluate import EvalConfig, evaluate_detector  # noqa: E402
-from vad_turn.features import window_audio  # noqa: E402
-from vad_turn.render import RenderConfig, render_rows  # noqa: E402
-from vad_turn.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.acoustic.export import ExportError, export_onnx, make_session, quantize_int8, run_session  # noqa: E402
+from vad_turn.acoustic.features import window_audio  # noqa: E402
+from vad_turn.acoustic.model import DEFAULT_MODEL_DIR, AcousticModelConfig, AcousticNet, load_model, save_model
+from vad_turn.acoustic.runtime import query_window
+from vad_turn.acoustic.train import AcousticTrainConfig, bce_loss, build_feature_set, predict_features  # noqa: E402
+from vad_turn.core.audio import AudioError, load_audio, resample, telephony_8k  # noqa: E402
+from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.data.render import RenderConfig, render_rows  # noqa: E402
+from vad_turn.harness.detectors import make_detector  # noqa: E402
+from vad_turn.harness.evaluate import EvalConfig, evaluate_detector  # noqa: E402
 
 SR = 16_000
 MB = 1024 * 1024
@@ -73,7 +73,7 @@ def tiny_cfg(workdir) -> AcousticTrainConfig:
 @pytest.fixture(scope="module")
 def trained(rendered, tiny_cfg):
     """A small model trained by `train.fit` on the rendered turns: (net, features, loss before, loss after)."""
-    from vad_turn.train import fit
+    from vad_turn.core.train import fit
 
     fs = build_feature_set([("switchboard-rendered:val", rendered)], tiny_cfg, train=True)
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def real_windows(data_root: Path, cfg, rendered):
 
 
 def load_audio_bytes(rec: TurnRecord) -> np.ndarray:
-    from vad_turn.audio import decode_audio_bytes
+    from vad_turn.core.audio import decode_audio_bytes
 
     return decode_audio_bytes(rec.audio["bytes"], source=rec.id)
 
@@ -129,7 +129,7 @@ def test_export_parity_size_and_errors(trained, rendered, data_root, workdir):
     int8 = quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", net, wins, sil)
     assert int8["max_abs_diff"] <= 0.02 and int8["decision_agreement"] >= 0.99 and int8["quantized_nodes"] >= 1
     assert int8["reduce_range"] is True and int8["cpu"]["flags"] and int8["probe"]["n"] == 8 + 3
-    from vad_turn.onnx import probe_diff, probe_path
+    from vad_turn.core.onnx import probe_diff, probe_path
 
     assert probe_path(tmp_path / "m.int8.onnx").exists()
     assert probe_diff(make_session(tmp_path / "m.int8.onnx"), probe_path(tmp_path / "m.int8.onnx"))[0] <= 0.02
@@ -211,7 +211,7 @@ def test_shipped_model_parity_on_real_fixtures(data_root, rendered):
     card = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     threshold = float(card.get("threshold", 0.5))
     wins, sil = real_windows(data_root, net.cfg.features, rendered)
-    from vad_turn.acoustic_export import torch_probabilities
+    from vad_turn.acoustic.export import torch_probabilities
 
     p_t = torch_probabilities(net, wins, sil)
     p_32 = run_session(make_session(DEFAULT_MODEL_DIR / "model.onnx"), wins, sil)
@@ -226,9 +226,9 @@ def test_shipped_model_parity_on_real_fixtures(data_root, rendered):
 def test_condition_table_reproduces_the_harness_run(trained, rendered, workdir):
     import json
 
-    from vad_turn.acoustic_report import condition_rows, format_table
-    from vad_turn.dataset import write_turns
-    from vad_turn.evaluate import run as evaluate_run
+    from vad_turn.acoustic.report import condition_rows, format_table
+    from vad_turn.data.dataset import write_turns
+    from vad_turn.harness.evaluate import run as evaluate_run
 
     folder = workdir / "model"
     if not (folder / "model.onnx").exists():
@@ -250,7 +250,7 @@ def test_condition_table_reproduces_the_harness_run(trained, rendered, workdir):
         assert rows["all"][f"{name} vad"] == pytest.approx(ops[name]["vad_only"][key])
     assert json.loads((out / "config.json").read_text())["detector"] == "acoustic"
     assert "| clean |" in format_table(list(rows.values()))
-    from vad_turn.acoustic_report import write_model_card
+    from vad_turn.acoustic.report import write_model_card
 
     card = write_model_card(folder, format_table(list(rows.values())), [str(out)]).read_text()
     assert '"conv_channels": 32' in card and "| clean |" in card and "vad-turn train-acoustic" in card

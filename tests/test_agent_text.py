@@ -9,8 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_turn.agent_text import (AgentTextConfig, Dialogue, READERS, auc, corpus_metrics, detokenize, end_threshold,
-                                 false_end_rate, run, sample_turns, turn_cut_rate, turn_queries)
+from vad_turn.harness.agent_text import (
+    READERS,
+    AgentTextConfig,
+    Dialogue,
+    auc,
+    corpus_metrics,
+    detokenize,
+    end_threshold,
+    false_end_rate,
+    run,
+    sample_turns,
+    turn_cut_rate,
+    turn_queries,
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +149,7 @@ def test_metrics_on_hand_made_scores():
 def test_zero_shot_one_pass_equals_p_end_per_prefix(test_splits):
     """The one-forward-pass prefix scoring of the zero-shot LM is `p_end` on every prefix, asr and punctuated
     (whose prefixes are not prefixes of the whole turn's words: each drops its own final mark)."""
-    from vad_turn.lexical_baselines import ZeroShotDetector
+    from vad_turn.lexical.baselines import ZeroShotDetector
 
     sgd = next(d for d in test_splits["sgd"] if d.dialogue_id == "1_00000")
     asr = ZeroShotDetector(batch_size=2)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vad_turn.audio import (
-    AudioError,
+from vad_turn.core.audio import (
     SAMPLE_RATE_HZ,
+    AudioError,
     add_noise,
     decode_audio_bytes,
     encode_wav_bytes,

@@ -12,14 +12,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vad_turn.audio import AudioError, load_audio
-from vad_turn.infer import (DEFAULT_TURN_MODEL_DIR, ModelOutputError, load_turn_model, predict_eot, turn_model_files,
-                            write_turn_model_checksums)
-from vad_turn.lexical_runtime import LexicalModel
-from vad_turn.model_files import (CHECKSUMS_FILE, ChecksumMismatch, ModelFileError, sha256_file, verify_model_file,
-                                  write_checksums)
-from vad_turn.onnx import Int8ParityWarning
-from vad_turn.schema import WORD_END_TOLERANCE_S, Message, Word, WordError
+from vad_turn.core.audio import AudioError, load_audio
+from vad_turn.core.model_files import (
+    CHECKSUMS_FILE,
+    ChecksumMismatch,
+    ModelFileError,
+    sha256_file,
+    verify_model_file,
+    write_checksums,
+)
+from vad_turn.core.onnx import Int8ParityWarning
+from vad_turn.core.schema import WORD_END_TOLERANCE_S, Message, Word, WordError
+from vad_turn.fusion.runtime import (
+    DEFAULT_TURN_MODEL_DIR,
+    ModelOutputError,
+    load_turn_model,
+    predict_eot,
+    turn_model_files,
+    write_turn_model_checksums,
+)
+from vad_turn.lexical.runtime import LexicalModel
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 MODELS = DEFAULT_TURN_MODEL_DIR.parent
@@ -69,7 +81,7 @@ AUDIO_WORD_ROWS = [
 
 
 def _as_word_objects(words):
-    from vad_turn.infer import as_words
+    from vad_turn.fusion.runtime import as_words
 
     return as_words(words)
 
@@ -84,7 +96,7 @@ def test_predict_eot_words(model, jfk3, name, words, fragment):
         return
     p = predict_eot(jfk3, 16000, words, MSGS, silence_s=0.5, model=model)
     ref = model.branches.logits([(jfk3, _as_word_objects(words), MSGS, 0.5)])
-    from vad_turn.infer import fused_logits, sigmoid
+    from vad_turn.fusion.runtime import fused_logits, sigmoid
 
     assert 0.0 < p < 1.0
     assert p == pytest.approx(float(sigmoid(fused_logits(ref, model.weights) / model.temperature)[0]), abs=1e-12)
@@ -152,7 +164,7 @@ def test_audio_range(model, jfk3, kind, fragment):
 def test_the_range_check_lives_in_prepare_audio_and_spares_resampled_clipped_audio(data_root):
     """Every caller of prepare_audio (load_audio, the pipeline, the acoustic detector) gets the check; audio
     that was clipped and then resampled by prepare_audio itself overshoots [-1, 1] but stays under the limit."""
-    from vad_turn.audio import FLOAT_AUDIO_MAX_ABS, prepare_audio, resample
+    from vad_turn.core.audio import FLOAT_AUDIO_MAX_ABS, prepare_audio, resample
 
     a48 = load_audio(data_root / "clips" / "jfk.flac", target_rate_hz=48000)
     with pytest.raises(AudioError, match=r"clip.wav: float audio peaks at \|x\| = \d+"):

@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vad_turn.calibration import (expected_calibration_error, fit_temperature, nll, reliability_bins,
-                                  reliability_diagram)
+from vad_turn.harness.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+    reliability_diagram,
+)
 
 
 def _data(n=40000, seed=0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vad_turn.cli import main as vad_turn_main
 from pipeline.cli import main as pipeline_main
+from vad_turn.cli import main as vad_turn_main
 
 BAD = [
     (vad_turn_main, ["evaluate", "--max-turns", "0"], "--max-turns must be >= 1"),
@@ -39,8 +39,8 @@ def test_bad_option_is_one_line_naming_it(main, argv, message, capsys, tmp_path,
 
 
 def test_bad_input_at_run_time_is_one_line_and_writes_no_run_folder(tmp_path, capsys):
-    from vad_turn.dataset import write_turns
-    from vad_turn.schema import TurnRecord, Word, silence_spans_from_words
+    from vad_turn.core.schema import TurnRecord, Word, silence_spans_from_words
+    from vad_turn.data.dataset import write_turns
 
     words = [Word("yes", 0.0, 0.4)]
     rec = TurnRecord(id="sw1-A-0001", source="switchboard", split="train", words=words,
@@ -55,9 +55,9 @@ def test_bad_input_at_run_time_is_one_line_and_writes_no_run_folder(tmp_path, ca
 
 
 def test_scoring_checkpoints_by_time_as_well_as_by_turn_count():
-    from vad_turn.detectors import make_detector
-    from vad_turn.evaluate import EvalConfig, score_turns
-    from vad_turn.schema import TurnRecord, Word, silence_spans_from_words
+    from vad_turn.core.schema import TurnRecord, Word, silence_spans_from_words
+    from vad_turn.harness.detectors import make_detector
+    from vad_turn.harness.evaluate import EvalConfig, score_turns
 
     def rec(i):
         words = [Word("well", 0.0, 0.3), Word("yes", 0.9, 1.2)]

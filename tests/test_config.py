@@ -3,7 +3,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vad_turn.config import RunFolder, add_config_args, atomic_write_json, config_from_args
+from vad_turn.core.config import add_config_args, config_from_args
+from vad_turn.core.runs import RunFolder, atomic_write_json
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from fixtures.corpora.make_root import ami_signal, make_data_root
 
-from vad_turn.audio import AudioError, decode_audio_bytes
-from vad_turn.corpora import CorpusError, ami, load_recipe
+from vad_turn.core.audio import AudioError, decode_audio_bytes
+from vad_turn.data.corpora import CorpusError, ami, load_recipe
 
 
 @pytest.fixture(scope="module")

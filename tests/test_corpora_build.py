@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from fixtures.corpora.make_root import make_data_root
 
-from vad_turn.audio import decode_audio_bytes
-from vad_turn.build import BuildConfig, load_built, run
 from vad_turn.cli import main
-from vad_turn.corpora import CorpusError
+from vad_turn.core.audio import decode_audio_bytes
+from vad_turn.data.build import BuildConfig, load_built, run
+from vad_turn.data.corpora import CorpusError
 
 
 @pytest.fixture(scope="module")

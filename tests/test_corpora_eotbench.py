@@ -8,10 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.audio import decode_audio_bytes, encode_wav_bytes  # noqa: E402
-from vad_turn.corpora.eotbench import load_eot_bench  # noqa: E402
-from vad_turn.dataset import load_turns, write_turns  # noqa: E402
-from vad_turn.schema import Message, Span, TurnRecord, Word, features  # noqa: E402
+from vad_turn.core.audio import decode_audio_bytes, encode_wav_bytes  # noqa: E402
+from vad_turn.core.schema import Message, Span, TurnRecord, Word, features  # noqa: E402
+from vad_turn.data.corpora.eotbench import load_eot_bench  # noqa: E402
+from vad_turn.data.dataset import load_turns, write_turns  # noqa: E402
 
 EOT_COLUMNS = ["id", "language", "audio", "silence_spans", "words", "messages"]  # what eot-bench ships
 

@@ -6,7 +6,7 @@ import gzip
 import pytest
 from fixtures.corpora.make_root import make_data_root
 
-from vad_turn.corpora import CorpusError, load_recipe, sbcsae
+from vad_turn.data.corpora import CorpusError, load_recipe, sbcsae
 
 
 @pytest.fixture(scope="module")

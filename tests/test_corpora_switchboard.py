@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fixtures.corpora.make_root import make_data_root
 
-from vad_turn.corpora import CorpusError, load_recipe, switchboard
-from vad_turn.corpora.turns import span_counts
+from vad_turn.data.corpora import CorpusError, load_recipe, switchboard
+from vad_turn.data.corpora.turns import span_counts
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from vad_turn.corpora.turns import Unit, build_turns, merge_intervals, turn_spans
+from vad_turn.data.corpora.turns import Unit, build_turns, merge_intervals, turn_spans
 
 
 def u(spk, a, b, bc=False, punct=""):

@@ -98,7 +98,7 @@ def test_turn_timelines_find_the_cut_off_and_the_intervals():
 
 
 def test_recording_detector_forwards_and_records():
-    from vad_turn.detectors import VADOnlyDetector
+    from vad_turn.harness.detectors import VADOnlyDetector
 
     clock = iter([1.0, 1.25, 2.0, 2.5])
     rec = RecordingDetector(VADOnlyDetector(), clock=lambda: next(clock))
@@ -197,7 +197,7 @@ def test_the_page_cannot_choose_the_llm_endpoint_and_the_key_goes_only_to_the_op
 
     from pipeline.demo.app import DemoConfig, _fallback_note, _settings, build_app
     from pipeline.demo.samples import InputError
-    from pipeline.llm import LLMError, OpenAIChatLLM
+    from vad_turn.core.llm import LLMError, OpenAIChatLLM
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
     attacker_url, attacker_seen, attacker = _listener()
@@ -294,7 +294,8 @@ def test_every_command_has_working_help():
 
     from pipeline.cli import COMMANDS as PIPELINE
     from prosody.cli import COMMANDS as PROSODY
-    from vad_turn.cli import COMMANDS as VAD_TURN, build_parser
+    from vad_turn.cli import COMMANDS as VAD_TURN
+    from vad_turn.core.cli import build_parser
 
     n = 0
     for cmds, prog in ((VAD_TURN, "vad-turn"), (PROSODY, "prosody"), (PIPELINE, "pipeline")):
@@ -350,7 +351,7 @@ def test_live_session_streams_a_real_clip_into_both_panes():
 
     from pipeline.demo.live import LiveSession
     from pipeline.demo.session import DemoSettings
-    from vad_turn.config import default_data_root
+    from vad_turn.core.config import default_data_root
 
     path = default_data_root() / "clips" / "jfk.flac"
     if not path.exists():
@@ -385,7 +386,7 @@ def test_model_loads_write_nothing_under_home(tmp_path):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
     env["HOME"] = str(home)
-    code = ("import numpy as np; from vad_turn.infer import load_turn_model; "
+    code = ("import numpy as np; from vad_turn.fusion.runtime import load_turn_model; "
             "print(load_turn_model().p_eot([(np.full(32000, 0.01, np.float32), (), (), 0.5)])[0])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

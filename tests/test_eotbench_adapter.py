@@ -8,9 +8,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.audio import AudioError, encode_wav_bytes, load_audio, resample  # noqa: E402
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR  # noqa: E402
-from vad_turn.schema import Message, Span, TurnRecord, Word  # noqa: E402
+from vad_turn.core.audio import AudioError, encode_wav_bytes, load_audio, resample  # noqa: E402
+from vad_turn.core.schema import Message, Span, TurnRecord, Word  # noqa: E402
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 EOT_COLUMNS = ["id", "language", "audio", "silence_spans", "words", "messages"]
@@ -20,8 +20,8 @@ EOT_COLUMNS = ["id", "language", "audio", "silence_spans", "words", "messages"]
 def eot_rows(data_root, tmp_path_factory):
     """Two turns of the JFK clip ("and so my fellow americans ... ask not") + silence, saved with
     save_to_disk in eot-bench's columns and read back with load_eot_bench."""
-    from vad_turn.corpora.eotbench import load_eot_bench
-    from vad_turn.dataset import load_turns, write_turns
+    from vad_turn.data.corpora.eotbench import load_eot_bench
+    from vad_turn.data.dataset import load_turns, write_turns
 
     clip = load_audio(data_root / "clips" / "jfk.flac")
     a = np.concatenate([clip[: int(3.3 * 16000)], np.zeros(3 * 16000, np.float32)])
@@ -40,14 +40,14 @@ def eot_rows(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter():
-    from vad_turn.eotbench_adapter import EotBenchModel
+    from vad_turn.fusion.eotbench import EotBenchModel
 
     return EotBenchModel()
 
 
 def _queries(rows):
-    from vad_turn.evaluate import EvalConfig, turn_queries
-    from vad_turn.fusion import FusedDetector
+    from vad_turn.fusion.detector import FusedDetector
+    from vad_turn.harness.evaluate import EvalConfig, turn_queries
 
     det = FusedDetector()
     qs = [q for r in rows for q in turn_queries(r, det, EvalConfig())[0]]
@@ -74,7 +74,7 @@ def test_bytes_audio_and_transcript_in_messages(eot_rows, adapter):
     msgs = [dict(m) for m in row["messages"]] + [{"role": "user", "content": "and so my fellow americans"}]
     p = adapter.predict_batch([{"audio": row["audio"], "messages": msgs, "silence_s": 0.8}])
     # the transcript's words get times spread over the speech part: 6.3 s audio - 0.8 s silence
-    from vad_turn.audio import decode_audio_bytes
+    from vad_turn.core.audio import decode_audio_bytes
 
     a = decode_audio_bytes(row["audio"]["bytes"])
     step = (a.size / 16000 - 0.8) / 5

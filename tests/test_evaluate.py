@@ -11,16 +11,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.audio import encode_wav_bytes  # noqa: E402
 from vad_turn.cli import main as cli_main  # noqa: E402
-from vad_turn.dataset import load_turns, write_turns  # noqa: E402
-from vad_turn.detectors import (  # noqa: E402
-    DETECTORS, VADOnlyDetector, make_detector, predict_many, register_detector, Query,
+from vad_turn.core.audio import encode_wav_bytes  # noqa: E402
+from vad_turn.core.schema import Message, Span, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.data.dataset import load_turns, write_turns  # noqa: E402
+from vad_turn.harness.detectors import DETECTORS, Query, VADOnlyDetector, make_detector, predict_many, register_detector
+from vad_turn.harness.evaluate import (
+    EvalConfig,
+    evaluate_detector,
+    hold_counts,
+    resolve_split,
+    run,
+    score_turns,
+    select_turns,
 )
-from vad_turn.evaluate import (  # noqa: E402
-    EvalConfig, evaluate_detector, hold_counts, resolve_split, run, score_turns, select_turns,
-)
-from vad_turn.schema import Message, Span, TurnRecord, Word, silence_spans_from_words  # noqa: E402
 
 
 def turn(tid, words, end_s, split="val", **kw) -> TurnRecord:
@@ -133,7 +137,7 @@ def test_predict_batch_matches_predict_and_bad_scores_raise():
 
 def test_detector_registry():
     assert isinstance(make_detector("vad-only"), VADOnlyDetector)
-    assert make_detector("vad_turn.detectors:VADOnlyDetector").predict(None, [], [], 0.3) == 1.0
+    assert make_detector("vad_turn.harness.detectors:VADOnlyDetector").predict(None, [], [], 0.3) == 1.0
     with pytest.raises(ValueError, match="unknown detector 'nope'.*vad-only"):
         make_detector("nope")
     with pytest.raises(ValueError, match="cannot import"):
@@ -243,7 +247,7 @@ def test_interrupted_run_resumes_without_rescoring(tmp_path):
 
 
 def test_detector_options_parse_booleans_once_and_refuse_ambiguous_ones():
-    from vad_turn.detectors import parse_detector_opts, require_bool
+    from vad_turn.harness.detectors import parse_detector_opts, require_bool
 
     assert parse_detector_opts(["int8=TRUE", "model=runs/x", "use-pitch=no", "threads=1"]) == {
         "int8": True, "model": "runs/x", "use_pitch": False, "threads": "1"}

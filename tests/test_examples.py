@@ -9,9 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.evaluate import EvalConfig, _turn_queries, score_turns, turn_queries  # noqa: E402
-from vad_turn.examples import build_examples, class_balance, turn_examples  # noqa: E402
-from vad_turn.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.harness.evaluate import EvalConfig, _turn_queries, score_turns, turn_queries  # noqa: E402
+from vad_turn.harness.examples import build_examples, class_balance, turn_examples  # noqa: E402
 
 
 def turn(tid, words, end_s, split="train", **kw) -> TurnRecord:
@@ -77,7 +77,7 @@ def test_subsampling_keeps_at_most_k_points_per_span_seeded_by_turn_id():
 def test_turn_sample_matches_the_harness_max_turns_sample_and_split():
     recs = [turn(f"t{i}", [("w", 0.0, 0.3)], 1.0) for i in range(20)] + [turn("v0", [("w", 0.0, 0.3)], 1.0, split="dev")]
     ex = build_examples(recs, "train", max_turns=5, seed=3, progress=False)
-    from vad_turn.evaluate import select_turns
+    from vad_turn.harness.evaluate import select_turns
 
     _, ids = select_turns(recs, EvalConfig(split="train", max_turns=5, seed=3))
     assert ex.turn_ids == ids and len(ids) == 5 and "v0" not in ids

@@ -11,9 +11,15 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from vad_turn.audio import load_audio  # noqa: E402
-from vad_turn.features import (PROSODIC_CHANNELS, AcousticFrontEnd, FeatureConfig, StreamingWindow,  # noqa: E402
-                               features_np, window_audio)
+from vad_turn.acoustic.features import (
+    PROSODIC_CHANNELS,
+    AcousticFrontEnd,
+    FeatureConfig,
+    StreamingWindow,
+    features_np,
+    window_audio,
+)
+from vad_turn.core.audio import load_audio  # noqa: E402
 
 SR = 16_000
 torch.set_num_threads(1)

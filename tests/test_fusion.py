@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_turn.config import default_built_root
-from vad_turn.fusion import FusionConfig, FusedDetector, fit_mode, mode_design, natural_logits, run
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODES, fusion_features, mode_index
+from vad_turn.core.config import default_built_root
+from vad_turn.fusion.detector import FusedDetector
+from vad_turn.fusion.fit import fit_mode, mode_design
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODES, fusion_features, mode_index
+from vad_turn.fusion.train import FusionConfig, natural_logits, run
 
 F = {f: i for i, f in enumerate(FUSION_FEATURES)}
 
@@ -69,7 +71,7 @@ def _grouped_table(n_conv=40, per_conv=60, seed=1):
 
 
 def test_conversation_folds_keep_conversations_together_and_balance():
-    from vad_turn.fusion_fit import conversation_folds, split_conversations
+    from vad_turn.fusion.fit import conversation_folds, split_conversations
 
     conv = np.repeat([f"c{i}" for i in range(23)], 7)
     f = conversation_folds(conv, 5, seed=3)
@@ -88,8 +90,8 @@ def test_conversation_folds_keep_conversations_together_and_balance():
 
 
 def test_cross_validated_fit_is_out_of_fold_and_calibrated():
-    from vad_turn.calibration import fit_temperature
-    from vad_turn.fusion_fit import conversation_folds, design, fit_cross_validated, natural_logit, weighted_nll
+    from vad_turn.fusion.fit import conversation_folds, design, fit_cross_validated, natural_logit, weighted_nll
+    from vad_turn.harness.calibration import fit_temperature
 
     t = _grouped_table()
     cv = fit_cross_validated(t, (0.01, 1.0), k=4, seed=0)
@@ -113,7 +115,7 @@ def test_cross_validated_fit_is_out_of_fold_and_calibrated():
 
 
 def test_weighted_temperature_equals_repeating_rows():
-    from vad_turn.calibration import fit_temperature, nll
+    from vad_turn.harness.calibration import fit_temperature, nll
 
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, 500)
@@ -131,7 +133,7 @@ needs_built = pytest.mark.skipif(not (default_built_root() / "switchboard-render
 
 @needs_built
 def test_tiny_training_run_writes_a_loadable_calibrated_model(tmp_path):
-    from vad_turn.infer import load_turn_model
+    from vad_turn.fusion.runtime import load_turn_model
 
     m = run(FusionConfig(max_train_turns=15, extra_dataset=None, c_grid=(1.0,), out=tmp_path / "run"))
     sel = pd.read_parquet(tmp_path / "run" / "branches-select.parquet")
@@ -154,7 +156,7 @@ shipped = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists
 
 @shipped
 def test_registered_as_fused():
-    from vad_turn.detectors import DETECTORS, make_detector
+    from vad_turn.harness.detectors import DETECTORS, make_detector
 
     det = make_detector("fused")
     assert "fused" in DETECTORS and isinstance(det, FusedDetector) and det.name == "fused"
@@ -173,7 +175,7 @@ def test_fused_detector_checks_the_transcript_lag():
 def _hesitation_p(lag_s: float) -> list[float]:
     """Fused p_eot every 100 ms of the demo's 1.0 s pause after "I want to book a flight to, um"."""
     from pipeline.demo.samples import hesitation_turn
-    from vad_turn.schema import Word
+    from vad_turn.core.schema import Word
 
     det = FusedDetector()
     turn = hesitation_turn(1.0)

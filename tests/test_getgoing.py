@@ -9,16 +9,42 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vad_turn.audio import decode_audio_bytes
-from vad_turn.corpora import load_recipe
-from vad_turn.corpora.getgoing import (Recipe, endpointer_holds, history_messages, locate_turns, recipe_text, split_of,
-                                       turn_record)
-from vad_turn.corpora.getgoing_log import (AlignParams, LogLine, align_tokens, align_words, drop_inserted_lines,
-                                           hyp_tokens, log_turns, number_words, parse_history, strip_ssml,
-                                           text_similarity, turn_hulls, word_errors)
-from vad_turn.corpora.getgoing_speech import (AsrParams, VadParams, asr_segments, empty_segments, map_word_time,
-                                              pack_chunks, speech_regions)
-from vad_turn.schema import Span
+from vad_turn.core.audio import decode_audio_bytes
+from vad_turn.core.schema import Span
+from vad_turn.data.corpora import load_recipe
+from vad_turn.data.corpora.getgoing import (
+    Recipe,
+    endpointer_holds,
+    history_messages,
+    locate_turns,
+    recipe_text,
+    split_of,
+    turn_record,
+)
+from vad_turn.data.corpora.getgoing_log import (
+    AlignParams,
+    LogLine,
+    align_tokens,
+    align_words,
+    drop_inserted_lines,
+    hyp_tokens,
+    log_turns,
+    number_words,
+    parse_history,
+    strip_ssml,
+    text_similarity,
+    turn_hulls,
+    word_errors,
+)
+from vad_turn.data.corpora.getgoing_speech import (
+    AsrParams,
+    VadParams,
+    asr_segments,
+    empty_segments,
+    map_word_time,
+    pack_chunks,
+    speech_regions,
+)
 
 HISTORY = [
     "TTS !b Welcome to CMU GetGoing <break time='1s' />. <break strength='strong'/> Your call is recorded. </speak>",
@@ -290,8 +316,8 @@ CALLS = {"2df66a93f3ec5a856e9f3ce0b9dc8b30": "dev", "2b7fe1873ca02362485fee19d50
 
 
 def test_build_two_real_calls(data_root, tmp_path, capsys):
-    from vad_turn.corpora.getgoing_build import GetGoingConfig, load_turn_tags, run
-    from vad_turn.dataset import load_turns
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, load_turn_tags, run
+    from vad_turn.data.dataset import load_turns
 
     raw = load_recipe("getgoing")
     if not all((data_root / raw["folder"] / u).is_dir() for u in CALLS):
@@ -352,8 +378,8 @@ def test_bad_option_is_one_line(argv, message, capsys, tmp_path):
 
 
 def test_recipe_that_misses_a_call_is_refused(tmp_path):
-    from vad_turn.corpora import CorpusError
-    from vad_turn.corpora.getgoing_build import GetGoingConfig, call_jobs
+    from vad_turn.data.corpora import CorpusError
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, call_jobs
 
     (tmp_path / "getgoing" / "calls" / "abc").mkdir(parents=True)
     cfg = GetGoingConfig(data_root=tmp_path)

@@ -5,12 +5,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_turn import metrics as M
-from vad_turn.detectors import Query
-from vad_turn.evaluate import EvalConfig, compute_metrics
-from vad_turn.headline import (DEFAULT_SETS, FALSE_CUTOFF_BUDGETS, LATENCY_BUDGETS_S, agent_text_section,
-                               available_sets, cpu_ms_per_decision, format_headline, headline_rows)
-from vad_turn.ratio_bootstrap import conversation_of, group_weights, ratio_bootstrap, weighted_sweep
+from vad_turn.harness import metrics as M
+from vad_turn.harness.detectors import Query
+from vad_turn.harness.evaluate import EvalConfig, compute_metrics
+from vad_turn.harness.headline import (
+    DEFAULT_SETS,
+    FALSE_CUTOFF_BUDGETS,
+    LATENCY_BUDGETS_S,
+    agent_text_section,
+    available_sets,
+    cpu_ms_per_decision,
+    format_headline,
+    headline_rows,
+)
+from vad_turn.harness.ratio_bootstrap import conversation_of, group_weights, ratio_bootstrap, weighted_sweep
 
 
 def _op(name, kind, fcr, lat, ratio=None, reachable=True):

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from vad_turn.audio import AudioError, load_audio
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, acoustic_window, load_turn_model, predict_eot
-from vad_turn.schema import Message, Word
+from vad_turn.core.audio import AudioError, last_window, load_audio
+from vad_turn.core.schema import Message, Word
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, load_turn_model, predict_eot
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 WORDS = (Word("i", 0.2, 0.3), Word("want", 0.3, 0.6), Word("to", 0.6, 0.7), Word("go", 0.7, 1.0), Word("home", 1.0, 1.4))
@@ -39,18 +39,18 @@ def test_inference_needs_no_torch():
 
 
 def test_window_is_the_acoustic_front_ends_window():
-    from vad_turn.features import FeatureConfig, window_audio
+    from vad_turn.acoustic.features import FeatureConfig, window_audio
 
     cfg = FeatureConfig(window_s=4.0)
     rng = np.random.default_rng(0)
     for n in (0, 1, 1000, cfg.n_samples, cfg.n_samples + 12345):
         a = rng.standard_normal(n).astype(np.float32)
-        np.testing.assert_array_equal(acoustic_window(a, cfg.n_samples), window_audio(a, cfg))
+        np.testing.assert_array_equal(last_window(a, cfg.n_samples), window_audio(a, cfg))
 
 
 def test_matches_the_harness_detector_and_the_acoustic_branch(model, jfk):
-    from vad_turn.acoustic import AcousticDetector
-    from vad_turn.fusion import FusedDetector
+    from vad_turn.acoustic.runtime import AcousticDetector
+    from vad_turn.fusion.detector import FusedDetector
 
     det = FusedDetector()
     a = jfk[: 3 * 16000]
@@ -63,7 +63,7 @@ def test_matches_the_harness_detector_and_the_acoustic_branch(model, jfk):
 
 
 def test_8k_stereo_and_int16_inputs(model, jfk):
-    from vad_turn.audio import resample
+    from vad_turn.core.audio import resample
 
     a = jfk[: 4 * 16000]
     p16 = predict_eot(a, 16000, WORDS, MSGS, silence_s=0.5, model=model)
@@ -76,7 +76,7 @@ def test_8k_stereo_and_int16_inputs(model, jfk):
 
 
 def test_text_only_fallback_uses_the_lexical_mode(model):
-    from vad_turn.infer import MODES, fusion_features, fusion_logit, logit
+    from vad_turn.fusion.runtime import MODES, fusion_features, fusion_logit, logit
 
     p = predict_eot(None, 16000, WORDS, MSGS, silence_s=0.8, model=model)
     lex = logit(model.branches.lexical.p_eot([(WORDS, MSGS, 0.8)]))

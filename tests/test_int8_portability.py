@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vad_turn.acoustic import DEFAULT_MODEL_DIR, AcousticDetector
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR, load_turn_model
-from vad_turn.onnx import Int8ParityWarning, cpu_isa, cpu_session, probe_diff, probe_path
+from vad_turn.acoustic.model import DEFAULT_MODEL_DIR
+from vad_turn.acoustic.runtime import AcousticDetector
+from vad_turn.core.onnx import Int8ParityWarning, cpu_isa, cpu_session, probe_diff, probe_path
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, load_turn_model
 
 INT8 = DEFAULT_MODEL_DIR / "model.int8.onnx"
 PROBE = probe_path(INT8)
@@ -24,7 +25,7 @@ PROBE = probe_path(INT8)
 _EMULATED = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from vad_turn.onnx import cpu_isa, cpu_session, probe_diff
+from vad_turn.core.onnx import cpu_isa, cpu_session, probe_diff
 print(cpu_isa()["int8_dot"])
 for graph in sys.argv[3:]:
     d, tol = probe_diff(cpu_session(graph), sys.argv[2])
@@ -55,10 +56,10 @@ AMI_WINDOWS = (("trn01.wav", 6.0), ("trn01.wav", 18.0), ("trn02.wav", 29.5))
 
 def _ami_probe(data_root: Path, out: Path) -> Path:
     """A parity probe (same format as the shipped one) of AMI windows at silences 0 / 0.5 / 2 s."""
-    from vad_turn.acoustic import load_model_config
-    from vad_turn.audio import load_audio
-    from vad_turn.features import window_audio
-    from vad_turn.onnx import write_probe
+    from vad_turn.acoustic.features import window_audio
+    from vad_turn.acoustic.model import load_model_config
+    from vad_turn.core.audio import load_audio
+    from vad_turn.core.onnx import write_probe
 
     cfg = load_model_config(DEFAULT_MODEL_DIR).features
     wins, sil = [], []
@@ -82,7 +83,7 @@ def test_int8_parity_on_an_avx2_only_cpu(tmp_path, data_root):
     catch it, which is why the export uses 7-bit weights rather than relying on the probe.)"""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from vad_turn.acoustic_export import QUANT_OP_SETS, network_nodes
+    from vad_turn.acoustic.export import QUANT_OP_SETS, network_nodes
 
     qemu = shutil.which("qemu-x86_64")
     assert qemu, "qemu-x86_64 not found: install the Debian package qemu-user (make system-deps)"
@@ -132,7 +133,7 @@ def _tamper_probe(probe: Path, shift: float = 0.5) -> None:
 
 
 def test_acoustic_detector_falls_back_to_fp32_with_a_warning(tmp_path, data_root):
-    from vad_turn.audio import load_audio
+    from vad_turn.core.audio import load_audio
 
     root = _copy_models(tmp_path)
     folder = root / "acoustic"

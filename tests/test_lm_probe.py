@@ -30,7 +30,7 @@ def test_word_token_positions_hand_example():
 def tok():
     from transformers import AutoTokenizer
 
-    from pipeline.llm import ensure_smollm2_cache
+    from vad_turn.core.llm import ensure_smollm2_cache
 
     return AutoTokenizer.from_pretrained(str(ensure_smollm2_cache()))
 
@@ -75,7 +75,7 @@ def test_fit_probe_and_auc_table_numbers():
 
 
 def test_cap_words_drops_long_prefixes():
-    from vad_turn.examples import Examples
+    from vad_turn.harness.examples import Examples
 
     ex = Examples(table=pd.DataFrame({"n_seen": [0, 3, 41, 40, 50], "label": [0, 0, 1, 1, 0]}), queries=None,
                   rows=[], turn_ids=[])

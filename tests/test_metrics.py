@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_turn import metrics as M
-from vad_turn.detectors import VADOnlyDetector
-from vad_turn.evaluate import EvalConfig, compute_metrics, score_turns
-from vad_turn.schema import TurnRecord, Word, silence_spans_from_words
+from vad_turn.core.schema import TurnRecord, Word, silence_spans_from_words
+from vad_turn.harness import metrics as M
+from vad_turn.harness.detectors import VADOnlyDetector
+from vad_turn.harness.evaluate import EvalConfig, compute_metrics, score_turns
 
 
 def turn(tid: str, words: list[tuple[str, float, float]], end_s: float, **kw) -> TurnRecord:

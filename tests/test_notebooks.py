@@ -36,7 +36,7 @@ def test_notebooks_are_committed_without_outputs():
 
 
 def test_01_explore_turns_runs_on_a_tiny_build(tmp_path, data_root):
-    from vad_turn.build import BuildConfig, run
+    from vad_turn.data.build import BuildConfig, run
 
     built = tmp_path / "built"
     run(BuildConfig(data_root=data_root, out_root=built, max_conversations=4))

@@ -13,16 +13,24 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from pipeline.clock import ManualClock  # noqa: E402
-from pipeline.frames import (AgentText, AudioIn, EndOfResponse, EndOfStream, LLMToken, TTSAudio,  # noqa: E402
-                             UserStartedSpeaking, UserStoppedSpeaking)
+from pipeline.frames import (  # noqa: E402
+    AgentText,
+    AudioIn,
+    EndOfResponse,
+    EndOfStream,
+    LLMToken,
+    TTSAudio,
+    UserStartedSpeaking,
+    UserStoppedSpeaking,
+)
 from pipeline.observers import FrameLog  # noqa: E402
 from pipeline.processors.base import Conversation, Pipeline  # noqa: E402
 from pipeline.processors.speech import ClauseAggregator, OutputProcessor, TTSProcessor  # noqa: E402
 from pipeline.processors.vad_stt import VADProcessor  # noqa: E402
-from pipeline.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
 from pipeline.tools import ToolRunner, calculator_tool, clock_tool, remote_tool  # noqa: E402
-from vad_turn.audio import load_audio  # noqa: E402
-from vad_turn.config import default_data_root  # noqa: E402
+from vad_turn.core.audio import load_audio  # noqa: E402
+from vad_turn.core.config import default_data_root  # noqa: E402
+from vad_turn.core.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
 
 JFK = default_data_root() / "clips" / "jfk.flac"
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -105,7 +113,7 @@ def test_tools_match_from_words_and_prefetch_once():
 
 
 def test_tts_failure_still_delivers_the_text():
-    from prosody.voices import Voice
+    from vad_turn.core.voices import Voice
 
     conv = Conversation()
     tts = TTSProcessor(Voice("espeak", "no-such-voice-xx"))
@@ -117,7 +125,7 @@ def test_tts_failure_still_delivers_the_text():
 
 
 def test_tts_streams_20ms_chunks_for_each_clause():
-    from prosody.voices import Voice
+    from vad_turn.core.voices import Voice
 
     tts = TTSProcessor(Voice("espeak", "en-us"))
     p, log = asyncio.run(_run([tts], [AgentText(0.0, 0, "Hello there, friend."), EndOfResponse(0.0, 0)]))
@@ -127,9 +135,9 @@ def test_tts_streams_20ms_chunks_for_each_clause():
 
 
 def test_vad_processor_converts_stereo_44k_input_and_finds_the_speech():
-    from prosody.voices import Voice, synthesize, trim_silence
-    from vad_turn.audio import resample
-    from vad_turn.vad import make_vad
+    from vad_turn.core.audio import resample
+    from vad_turn.core.voices import Voice, synthesize, trim_silence
+    from vad_turn.vad.engines import make_vad
 
     speech = trim_silence(synthesize("this is a test of the voice activity detector", Voice("espeak", "en-us")))[0]
     a16 = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])
@@ -153,7 +161,7 @@ MESSAGES = [{"role": "user", "content": "Name a color."}]
 
 @pytest.fixture(scope="module")
 def local_llm():
-    from pipeline.llm import LocalLLM
+    from vad_turn.core.llm import LocalLLM
 
     return LocalLLM(n_threads=1).load()
 
@@ -165,9 +173,9 @@ def _free_port() -> int:
 
 
 def test_hedging_fallback_and_cancellation(local_llm):
-    from pipeline.llm import OpenAIChatLLM
     from pipeline.llm_server import serve_llm
-    from pipeline.llm_wrappers import FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM, PROFILES
+    from pipeline.llm_wrappers import PROFILES, FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM
+    from vad_turn.core.llm import OpenAIChatLLM
 
     expected = local_llm.complete(MESSAGES, max_new_tokens=5)
     slow = LatencyProfileLLM(local_llm, LatencyProfile("slow", 3.0, 3.01, "test"))
@@ -218,8 +226,8 @@ def _llm_pipeline(llm, eot_text: str, **kw):
 
 @pytest.mark.timeout(120)
 def test_llm_faults_fall_back_bridge_or_apologise_without_deadlock(local_llm):
-    from pipeline.llm import OpenAIChatLLM
     from pipeline.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
+    from vad_turn.core.llm import OpenAIChatLLM
 
     dead = lambda: OpenAIChatLLM(f"http://127.0.0.1:{_free_port()}/v1", "nobody", connect_timeout_s=0.5)  # noqa: E731
     expected = local_llm.complete([{"role": "system", "content": "Answer in one short sentence."},

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from pipeline.bench import BenchConfig, run  # noqa: E402
-from vad_turn.config import default_built_root  # noqa: E402
+from vad_turn.core.config import default_built_root  # noqa: E402
 
 needs_built = pytest.mark.skipif(not (default_built_root() / "switchboard").exists()
                                  or not (default_built_root() / "sbcsae").exists(),

@@ -8,14 +8,30 @@ import numpy as np
 import pytest
 
 from pipeline.clock import ManualClock
-from pipeline.frames import (AgentSpeaking, AudioIn, EndOfResponse, EndOfStream, EndOfTurn, Interrupt, ResumeOutput,
-                             Transcript, TTSAudio, UserStartedSpeaking, UserStoppedSpeaking)
+from pipeline.frames import (
+    AgentSpeaking,
+    AudioIn,
+    EndOfResponse,
+    EndOfStream,
+    EndOfTurn,
+    Interrupt,
+    ResumeOutput,
+    Transcript,
+    TTSAudio,
+    UserStartedSpeaking,
+    UserStoppedSpeaking,
+)
 from pipeline.observers import FrameLog
 from pipeline.processors.base import Conversation, Pipeline
 from pipeline.processors.speech import OutputProcessor
-from pipeline.processors.turn import (TurnPolicy, TurnProcessor, backchannel_only, clearly_not_backchannel,
-                                      is_backchannel)
-from vad_turn.schema import Word, pause_context_of
+from pipeline.processors.turn import (
+    TurnPolicy,
+    TurnProcessor,
+    backchannel_only,
+    clearly_not_backchannel,
+    is_backchannel,
+)
+from vad_turn.core.schema import Word, pause_context_of
 
 CHUNK_S = 0.02
 

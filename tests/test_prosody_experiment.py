@@ -13,7 +13,8 @@ import nbformat  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from prosody.experiment import append_jsonl, clean_reply, read_jsonl  # noqa: E402
+from prosody.experiment import clean_reply  # noqa: E402
+from vad_turn.core.runs import append_jsonl, read_jsonl
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_prosody_prompts.ipynb"
 TINY = ["--variants", "baseline", "concise", "--voices", "espeak:en-us+f3", "--n-switchboard", "1", "--n-sbcsae", "1",

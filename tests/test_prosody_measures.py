@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 
 from prosody.measures import (
-    count_fillers, first_clause, praat_measures, sounding_intervals, syllable_nuclei, text_measures,
+    count_fillers,
+    first_clause,
+    praat_measures,
+    sounding_intervals,
+    syllable_nuclei,
+    text_measures,
 )
-from vad_turn.audio import AudioError
+from vad_turn.core.audio import AudioError
 
 SR = 16_000
 
@@ -62,7 +67,7 @@ def test_syllable_nuclei_count_intensity_peaks_of_voiced_bursts():
 
 
 def test_espeak_break_of_800_ms_is_measured_as_a_pause_of_800_ms():
-    from prosody.voices import Voice, synthesize
+    from vad_turn.core.voices import Voice, synthesize
 
     audio = synthesize('<speak>Hello <break time="800ms"/> there</speak>', Voice("espeak", "en-us+f3"), ssml=True)
     intervals = sounding_intervals(audio)

@@ -46,8 +46,8 @@ def test_real_corpus_requests(data_root, tmp_path):
 
 def test_built_dataset_and_in_memory_builder_give_the_same_rows(data_root, tmp_path):
     from prosody.requests import corpus_rows
-    from vad_turn.corpora import corpus_builder, load_recipe
-    from vad_turn.dataset import write_turns
+    from vad_turn.data.corpora import corpus_builder, load_recipe
+    from vad_turn.data.dataset import write_turns
 
     splits, _ = corpus_builder("switchboard")(data_root, load_recipe("switchboard"), max_conversations=3)
     write_turns([r for recs in splits.values() for r in recs], tmp_path / "built" / "switchboard")

@@ -10,11 +10,20 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from prosody.voices import EngineError, low_energy_gaps  # noqa: E402
-from vad_turn.audio import decode_audio_bytes  # noqa: E402
-from vad_turn.dataset import load_turns, write_turns  # noqa: E402
-from vad_turn.render import RECIPE_PATH, RenderConfig, ipus, load_recipe, render_rows, run, turn_voice  # noqa: E402
-from vad_turn.schema import Message, Span, TurnRecord, Word, check_turn, row_spans, row_words, silence_spans_from_words  # noqa: E402
+from vad_turn.core.audio import decode_audio_bytes  # noqa: E402
+from vad_turn.core.schema import (
+    Message,
+    Span,
+    TurnRecord,
+    Word,
+    check_turn,
+    row_spans,
+    row_words,
+    silence_spans_from_words,  # noqa: E402
+)
+from vad_turn.core.voices import EngineError, low_energy_gaps  # noqa: E402
+from vad_turn.data.dataset import load_turns, write_turns  # noqa: E402
+from vad_turn.data.render import RECIPE_PATH, RenderConfig, ipus, load_recipe, render_rows, run, turn_voice  # noqa: E402
 
 SR = 16_000
 # A real-looking Switchboard turn: "well I went" 0.8 s hold "to the store," 0.3 s hold "um yesterday".

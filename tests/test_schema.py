@@ -1,7 +1,6 @@
 import pytest
 
-from vad_turn.dataset import load_turns, write_turns
-from vad_turn.schema import (
+from vad_turn.core.schema import (
     Span,
     TurnRecord,
     Word,
@@ -12,6 +11,7 @@ from vad_turn.schema import (
     silence_spans_from_words,
     turn_length_bin,
 )
+from vad_turn.data.dataset import load_turns, write_turns
 
 
 def words():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vad_turn import setup_check as sc
+from vad_turn.core import setup_check as sc
 
 
 def test_torch_and_torchaudio_load_together_and_run_an_extension_op():
@@ -39,7 +39,7 @@ def test_a_torchaudio_that_does_not_load_is_named(tmp_path):
         "raise OSError('Could not load this library: libtorchaudio.so: undefined symbol: "
         "torch_exception_get_what_without_backtrace')\n")
     env_code = f"import sys; sys.path.insert(0, {str(tmp_path / 'shadow')!r}); " \
-               "from vad_turn import setup_check as sc; r = sc.check_torch(); print(r.ok); print(r.detail)"
+               "from vad_turn.core import setup_check as sc; r = sc.check_torch(); print(r.ok); print(r.detail)"
     # check_torch runs its probe in a subprocess of sys.executable: shadow torchaudio there via PYTHONPATH
     import os
 

@@ -1,14 +1,14 @@
 """The shipped fused model reproduces the metrics recorded in its fusion.json (and MODEL_CARD.md) on
-fixed seeded subsets of the selection / val turns (`vad_turn.fusion.SUBSETS`, about a minute)."""
+fixed seeded subsets of the selection / val turns (`vad_turn.fusion.train.SUBSETS`, about a minute)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from vad_turn.config import default_built_root
-from vad_turn.fusion import SUBSET_SEED, SUBSETS, subset_metrics
-from vad_turn.infer import DEFAULT_TURN_MODEL_DIR
+from vad_turn.core.config import default_built_root
+from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR
+from vad_turn.fusion.train import SUBSET_SEED, SUBSETS, subset_metrics
 
 META = DEFAULT_TURN_MODEL_DIR / "fusion.json"
 

@@ -11,13 +11,19 @@ import sys
 import numpy as np
 import pytest
 
-from vad_turn.audio import AudioError, encode_wav_bytes, load_audio, resample, telephony_8k
-from vad_turn.detectors import make_detector
-from vad_turn.evaluate import EvalConfig, evaluate_detector, turn_queries
-from vad_turn.infer import acoustic_window
-from vad_turn.schema import Message, TurnRecord, Word, silence_spans_from_words
-from vad_turn.smart_turn import (WINDOW_SAMPLES, SmartTurnDetector, default_model_path, feature_noise_spread,
-                                 slaney_mel_filters, smart_turn_window, whisper_log_mel)
+from vad_turn.core.audio import AudioError, encode_wav_bytes, last_window, load_audio, resample, telephony_8k
+from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words
+from vad_turn.harness.detectors import make_detector
+from vad_turn.harness.evaluate import EvalConfig, evaluate_detector, turn_queries
+from vad_turn.peers.smart_turn import (
+    WINDOW_SAMPLES,
+    SmartTurnDetector,
+    default_model_path,
+    feature_noise_spread,
+    slaney_mel_filters,
+    smart_turn_window,
+    whisper_log_mel,
+)
 
 SR = 16_000
 # jfk.flac's words, timed by ear and by its energy envelope (10 ms frames), to the nearest 0.05 s
@@ -134,7 +140,7 @@ def test_detector_through_the_harness(det, jfk):
 def test_window_handles_8k_stereo_int16_empty_and_bad_input(det, jfk):
     clip = jfk[:_s(5)]
     via_8k = smart_turn_window(resample(clip, SR, 8000), sample_rate_hz=8000)
-    assert np.array_equal(via_8k, acoustic_window(telephony_8k(clip), WINDOW_SAMPLES))
+    assert np.array_equal(via_8k, last_window(telephony_8k(clip), WINDOW_SAMPLES))
     stereo = np.stack([clip, clip], axis=1)
     assert np.allclose(smart_turn_window(stereo), smart_turn_window(clip), atol=1e-7)
     pcm = (clip * 32767).astype(np.int16)
@@ -160,7 +166,7 @@ def test_model_file_errors_name_the_file(tmp_path, monkeypatch):
     fake.write_bytes(b"not the model")
     with pytest.raises(ValueError, match=rf"{fake}.*sha256.*expected 2bb02631"):
         make_detector("smart-turn", model=str(fake))
-    import vad_turn.setup_check as sc
+    import vad_turn.core.setup_check as sc
 
     monkeypatch.setitem(sc.MODEL_FILES, "pipecat-ai", ("pipecat/no/such-model.onnx", "0" * 64))
     with pytest.raises(FileNotFoundError, match=r"such-model.onnx.*pipecat-ai.*make setup"):
@@ -177,7 +183,7 @@ def test_model_file_errors_name_the_file(tmp_path, monkeypatch):
 def test_int8_graph_noise_sensitivity_stays_as_documented(det, windows):
     jfk_windows = windows[:22:2]  # jfk.flac every 1 s from 0.5 s
     spread = feature_noise_spread(det, jfk_windows, sigma=1e-6, n_draws=3, seed=0)
-    # measured max 0.111 (at 5.5 s, P = 0.23), median 0.009; vad_turn/smart_turn.py's docstring: up to 0.31 over
+    # measured max 0.111 (at 5.5 s, P = 0.23), median 0.009; vad_turn/peers/smart_turn.py's docstring: up to 0.31 over
     # 142 windows (benchmarks/smart_turn_latency.py)
     assert 0.03 <= spread.max() <= 0.35, np.round(np.sort(spread)[-5:], 3)
     again = [feature_noise_spread(det, jfk_windows[:2], sigma=1e-6, n_draws=2, seed=1) for _ in range(2)]
@@ -185,7 +191,7 @@ def test_int8_graph_noise_sensitivity_stays_as_documented(det, windows):
 
 
 def test_inference_imports_neither_torch_nor_pipecat():
-    code = ("import sys, numpy as np; from vad_turn.detectors import make_detector; d = make_detector('smart-turn'); "
+    code = ("import sys, numpy as np; from vad_turn.harness.detectors import make_detector; d = make_detector('smart-turn'); "
             "p = d.predict(np.full(8000, 0.01, np.float32), (), (), 0.2); assert 0 <= p <= 1; "
             "bad = [k for k in sys.modules if k.split('.')[0] in ('torch', 'transformers', 'pipecat')]; "
             "print(bad); sys.exit(1 if bad else 0)")
@@ -196,8 +202,8 @@ def test_inference_imports_neither_torch_nor_pipecat():
 def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path, capsys):
     import dataclasses
 
-    from vad_turn.dataset import write_turns
-    from vad_turn.headline import HeadlineConfig, evaluation_pairs, run, set_has_audio
+    from vad_turn.data.dataset import write_turns
+    from vad_turn.harness.headline import HeadlineConfig, evaluation_pairs, run, set_has_audio
 
     turns = _jfk_turns(jfk)[1:]  # "and so my fellow americans ask not" + 0.7 s
     write_turns(turns, tmp_path / "jfk")

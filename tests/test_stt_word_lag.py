@@ -66,10 +66,9 @@ def test_summary_percentiles():
 
 def test_pocketsphinx_on_a_rendered_turn():
     pytest.importorskip("pocketsphinx")
-    from vad_turn.config import default_built_root
-    from vad_turn.dataset import load_turns
-
-    from pipeline.stt import PocketsphinxSTT
+    from vad_turn.core.config import default_built_root
+    from vad_turn.core.stt import PocketsphinxSTT
+    from vad_turn.data.dataset import load_turns
 
     path = default_built_root() / "switchboard-rendered"
     if not path.exists():

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from vad_turn.train import FitResult, TrainConfig, fit  # noqa: E402
+from vad_turn.core.train import FitResult, TrainConfig, fit  # noqa: E402
 
 
 def toy_data(n: int, seed: int) -> TensorDataset:

@@ -11,18 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from vad_turn.audio import AudioError, load_audio
-from vad_turn.config import default_data_root
-from vad_turn.vad import (
-    EnergyVAD,
-    SileroVAD,
-    StreamingVAD,
-    WebRTCVAD,
-    make_vad,
-    run_vad,
-    silero_model_path,
-)
-from vad_turn.vad_eval import frame_metrics, frames_to_cells, load_labels, reference_cells
+from vad_turn.core.audio import AudioError, load_audio
+from vad_turn.core.config import default_data_root
+from vad_turn.vad.engines import EnergyVAD, SileroVAD, StreamingVAD, WebRTCVAD, make_vad, run_vad, silero_model_path
+from vad_turn.vad.evaluate import frame_metrics, frames_to_cells, load_labels, reference_cells
 
 SR = 16_000
 TESTSET = default_data_root() / "ten_vad_testset"

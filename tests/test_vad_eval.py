@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vad_turn.config import default_data_root
-from vad_turn.vad_eval import (
+from vad_turn.core.config import default_data_root
+from vad_turn.vad.evaluate import (
     VadEvalConfig,
     advance,
     apply_condition,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 __all__ = ["load_turn_model", "predict_eot", "Detector", "make_detector"]
 
-_WHERE = {"load_turn_model": "infer", "predict_eot": "infer", "Detector": "detectors", "make_detector": "detectors"}
+_WHERE = {"load_turn_model": "fusion.runtime", "predict_eot": "fusion.runtime", "Detector": "harness.detectors",
+          "make_detector": "harness.detectors"}
 
 
 def __getattr__(name: str):

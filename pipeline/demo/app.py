@@ -296,6 +296,6 @@ def run(cfg: DemoConfig) -> int:
 def allowed_paths() -> list[str]:
     """What the page may serve from disk: the run folders (plots, reports) and the real clips it lists,
     file by file -- not the data root, whose corpora carry their own licences (SWDA is non-commercial)."""
-    from vad_turn.config import default_runs_root
+    from vad_turn.core.config import default_runs_root
 
     return [str(default_runs_root())] + [str(p) for p in real_clips().values()]

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
+from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
 
 from ..frames import AudioIn
 from .samples import InputError, check_audio

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from vad_turn.config import default_runs_root
+from vad_turn.core.config import default_runs_root
 
 _IMAGE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.M)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ, AudioError, load_audio
-from vad_turn.config import default_data_root
+from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, load_audio
+from vad_turn.core.config import default_data_root
 
 from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 
 from ..bench import OVERLOAD_LAG_S, pct, score
 from ..observers import FrameLog, LatencyObserver
@@ -39,7 +39,7 @@ PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
 # climbs with the silence past 0.5 at about 0.6 s. So the default is the detector that holds.
 DEMO_DETECTORS = ("lexical-zeroshot", "fused", "lexical", "acoustic")
 # What the settings panel offers: the default order, then detectors tried only when picked (Smart Turn v3.2,
-# Pipecat's audio-only model, as an external reference; vad_turn/smart_turn.py).
+# Pipecat's audio-only model, as an external reference; vad_turn/peers/smart_turn.py).
 DEMO_DETECTOR_CHOICES = DEMO_DETECTORS + ("smart-turn",)
 
 
@@ -85,7 +85,8 @@ def pane_config(s: DemoSettings, turn: str) -> PipelineConfig:
 
 def make_llm(s: DemoSettings):
     """The pane's LLM: local SmolLM2, or the endpoint with a local fallback; hedging races two requests."""
-    from ..llm import LocalLLM, OpenAIChatLLM
+    from vad_turn.core.llm import LocalLLM, OpenAIChatLLM
+
     from ..llm_wrappers import FallbackLLM, HedgedLLM
 
     local = LocalLLM(n_threads=1).load()

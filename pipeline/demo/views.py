@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from vad_turn.audio import SAMPLE_RATE_HZ
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 
 from ..timeline import plot_timelines
 from .session import PANE_TITLES, PANES, PaneResult, summary_row

@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import queue as _queue
 
+from vad_turn.core.llm import LLMError
+
 from ..frames import AgentText, EndOfResponse, EndOfStream, EndOfTurn, Interrupt, LLMToken, Transcript
-from ..llm import LLMError
 from ..llm_wrappers import _DONE, ThreadedStream
 from ..tools import ToolRunner
 from .base import Processor

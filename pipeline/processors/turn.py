@@ -1,9 +1,9 @@
 """Turn-taking: end-of-turn decisions, preemptive starts and barge-in arbitration.
 
-TurnPolicy is the online form of the harness's policy (`vad_turn.metrics`): during a silence it
+TurnPolicy is the online form of the harness's policy (`vad_turn.harness.metrics`): during a silence it
 fires at the first moment with silence >= `action_delay_s` and p_eot >= `threshold`, or at
 `timeout_s`. VAD-only is the special case p_eot = 1 with action_delay_s = stop_silence_s.
-The detector (any `vad_turn.detectors.Detector`) is queried on a `grid_s` grid of silence in the
+The detector (any `vad_turn.harness.detectors.Detector`) is queried on a `grid_s` grid of silence in the
 processor's executor, so a slow model delays decisions but never the audio.
 
 Barge-in (user speech while agent audio plays). The output pauses by itself at the user's onset
@@ -37,11 +37,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vad_turn.audio import SAMPLE_RATE_HZ
-from vad_turn.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_word
+from vad_turn.core.audio import SAMPLE_RATE_HZ
+from vad_turn.core.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_word
 
-from ..frames import (AgentSpeaking, AudioIn, EndOfStream, EndOfTurn, Interrupt, ResumeOutput, Transcript,
-                      UserStartedSpeaking, UserStoppedSpeaking)
+from ..frames import (
+    AgentSpeaking,
+    AudioIn,
+    EndOfStream,
+    EndOfTurn,
+    Interrupt,
+    ResumeOutput,
+    Transcript,
+    UserStartedSpeaking,
+    UserStoppedSpeaking,
+)
 from .base import Processor
 
 

@@ -1,0 +1,159 @@
+"""The package layering of README's architecture map, checked on every import statement.
+
+Each module belongs to the first layer whose prefix names it; a module may import its own layer
+or lower ones, never a higher one, and no two modules may import each other through any chain
+(module-level and function-local imports alike: a function-local import is still a dependency).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("vad_turn", "prosody", "pipeline")
+# lowest first; README "Architecture" explains each layer
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("vad_turn.core",),
+    ("vad_turn.vad",),
+    ("vad_turn.data",),
+    ("vad_turn.harness",),
+    ("vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers"),
+    ("vad_turn.fusion",),
+    ("vad_turn.cli", "vad_turn"),
+    ("prosody",),
+    ("pipeline",),
+)
+# model families of one layer stay independent of each other
+SIBLINGS_APART = ("vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers")
+
+
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for p in (root / pkg).rglob("*.py"):
+            parts = p.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = p
+    return out
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for pre in prefixes:
+            if module == pre or module.startswith(pre + "."):
+                if best is None or len(pre) > best[1]:
+                    best = (i, len(pre))
+    if best is None:
+        raise AssertionError(f"{module}: in no layer of tests/test_layering.py LAYERS (add it, and to README's map)")
+    return best[0]
+
+
+def family(module: str) -> str | None:
+    return next((f for f in SIBLINGS_APART if module == f or module.startswith(f + ".")), None)
+
+
+def imports(module: str, path: Path, mods: dict[str, Path]) -> list[tuple[str, int]]:
+    """(imported project module, line) for every import statement of the file, at any depth."""
+    is_pkg = path.name == "__init__.py"
+    base = module.split(".") if is_pkg else module.split(".")[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                stem = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in mods else stem for a in node.names]
+        for t in targets:
+            while t and t not in mods:
+                t = t.rpartition(".")[0]
+            if t and t != module:
+                found.append((t, node.lineno))
+    return found
+
+
+def graph(root: Path = ROOT) -> tuple[dict[str, Path], dict[str, list[tuple[str, int]]]]:
+    mods = modules(root)
+    return mods, {m: imports(m, p, mods) for m, p in mods.items()}
+
+
+def cycles(edges: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    succ = {m: sorted({t for t, _ in e}) for m, e in edges.items()}
+    for start in succ:
+        if start in index:
+            continue
+        work = [(start, iter(succ[start]))]
+        index[start] = low[start] = counter[0]; counter[0] += 1; stack.append(start); on.add(start)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]; counter[0] += 1; stack.append(w); on.add(w)
+                    work.append((w, iter(succ.get(w, ()))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop(); on.discard(w); comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def violations(mods, edges) -> list[str]:
+    bad = []
+    for m, es in edges.items():
+        for t, line in es:
+            rel = mods[m].relative_to(ROOT)
+            if layer_of(t) > layer_of(m):
+                bad.append(f"{rel}:{line}: {m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}), a higher layer")
+            elif family(m) and family(t) and family(m) != family(t):
+                bad.append(f"{rel}:{line}: {m} imports {t}: model families stay independent")
+    return bad
+
+
+def test_no_upward_import():
+    mods, edges = graph()
+    bad = violations(mods, edges)
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle():
+    _, edges = graph()
+    found = cycles(edges)
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_checker_catches_upward_and_cyclic_imports(tmp_path):
+    """The checker itself can fail: a function-local upward import and a two-module cycle are found."""
+    for pkg, files in {"vad_turn": {"__init__.py": "", "core/__init__.py": "", "core/a.py": "def f():\n    from ..fusion import b\n",
+                                    "fusion/__init__.py": "", "fusion/b.py": "from vad_turn.fusion import c\n",
+                                    "fusion/c.py": "from . import b\n"},
+                       "prosody": {"__init__.py": ""}, "pipeline": {"__init__.py": ""}}.items():
+        for name, text in files.items():
+            p = tmp_path / pkg / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+    mods, edges = graph(tmp_path)
+    global ROOT
+    saved, ROOT = ROOT, tmp_path
+    try:
+        bad = violations(mods, edges)
+    finally:
+        ROOT = saved
+    assert any("vad_turn.core.a (layer 0) imports vad_turn.fusion.b (layer 5)" in b for b in bad), bad
+    assert cycles(edges) == [["vad_turn.fusion.b", "vad_turn.fusion.c"]]

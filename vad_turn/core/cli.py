@@ -1,0 +1,53 @@
+"""The command lines generated from config dataclasses: one subcommand per experiment.
+
+`dispatch(commands, prog)` builds an argparse parser whose subcommands map to (module, config
+class, run function, help); each module is imported to generate the options from its config
+dataclass (modules load no model or data at import). `vad-turn`, `prosody` and `pipeline` all
+go through it, so every entry point checks its options the same way and fails with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .config import add_config_args, config_from_args
+
+
+def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (mod, cls_name, _, helptext) in commands.items():
+        p = sub.add_parser(name, help=helptext)
+        p.set_defaults(_entry=(mod, cls_name))
+        try:
+            cls = getattr(importlib.import_module(mod), cls_name)
+        except (ImportError, AttributeError) as e:  # a module that fails to import must say so, not vanish
+            p.set_defaults(_import_error=f"{mod}.{cls_name}: {e}")
+            continue
+        add_config_args(p, cls)
+    return parser
+
+
+
+def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: list[str] | None = None) -> int:
+    parser = build_parser(commands, prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "_import_error", None):
+        parser.error(f"cannot load {args.command}: {args._import_error}")
+    mod, cls_name, run_name, _ = commands[args.command]
+    module = importlib.import_module(mod)
+    try:  # every option is checked by the config's __post_init__ before any work: one line, exit 2
+        cfg = config_from_args(getattr(module, cls_name), args)
+    except (ValueError, TypeError) as e:
+        parser.error(f"{args.command}: {e}")
+    try:
+        result = getattr(module, run_name)(cfg)
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
+        # bad input (a missing file, no turns selected, ...): one line naming it; VAD_TURN_TRACEBACK=1 re-raises
+        if os.environ.get("VAD_TURN_TRACEBACK"):
+            raise
+        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0 if result is None or not isinstance(result, int) else result
