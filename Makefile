@@ -59,12 +59,14 @@ system-deps:
 	  fi; \
 	fi
 
-# The datasets the end-to-end tests read (built from ../shared/data when it is there; each step
-# skips what is already built with the same recipe, so this is quick after the first time).
+# The datasets the end-to-end tests read, built from the real corpora (../shared/data or $VAD_TURN_DATA_ROOT,
+# read in place): without them it fails, as the tests do. Each step skips what is already built with the
+# same recipe, so this is quick after the first time.
 test-data: setup
-	@if [ -d "$${VAD_TURN_DATA_ROOT:-../shared/data}" ]; then \
-	  .venv/bin/vad-turn build-data && .venv/bin/vad-turn render; \
-	else echo "no data root (../shared/data): tests that need the real corpora will skip"; fi
+	@root="$${VAD_TURN_DATA_ROOT:-../shared/data}"; if [ ! -d "$$root" ]; then \
+	  echo "real data root $$root not found: clone next to ../shared (or set VAD_TURN_DATA_ROOT) - the corpora are read in place" >&2; \
+	  exit 1; fi
+	@.venv/bin/vad-turn build-data && .venv/bin/vad-turn render
 
 # The suite without the long end-to-end runs (essential end-to-end tests are not marked slow).
 test: setup test-data

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from timing import time_calls
 
-from vad_turn.acoustic.export import make_session, run_session, torch_probabilities
+from vad_turn.acoustic.export import torch_probabilities
 from vad_turn.acoustic.features import window_audio
 from vad_turn.acoustic.model import DEFAULT_MODEL_DIR, load_model, load_model_config
+from vad_turn.acoustic.session import make_session, run_session
 from vad_turn.core.audio import load_audio
 from vad_turn.core.config import config_main, config_to_dict, default_data_root, default_runs_root
 from vad_turn.core.runs import atomic_write_json
@@ -39,19 +41,9 @@ class LatencyConfig:
 
 
 def time_session(session, windows: np.ndarray, silence_s: np.ndarray, warmup: int) -> dict:
-    """Per-call wall and CPU milliseconds over `windows` (one call per window)."""
-    for i in range(warmup):
-        session.run(None, {"audio": windows[i % len(windows)][None], "silence_s": silence_s[i % len(windows)][None]})
-    wall, cpu = [], []
-    for w, s in zip(windows, silence_s):
-        t0, c0 = time.perf_counter(), time.process_time()
-        session.run(None, {"audio": w[None], "silence_s": s[None]})
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    wall_ms, cpu_ms = 1e3 * np.array(wall), 1e3 * np.array(cpu)
-    return {"n": len(wall_ms), "wall_p50_ms": float(np.median(wall_ms)), "wall_p99_ms": float(np.percentile(wall_ms, 99)),
-            "wall_mean_ms": float(wall_ms.mean()), "cpu_p50_ms": float(np.median(cpu_ms)),
-            "cpu_p99_ms": float(np.percentile(cpu_ms, 99))}
+    """Per-call wall and CPU milliseconds over `windows` (one `run_session` call per window)."""
+    calls = [(w[None], s[None]) for w, s in zip(windows, silence_s)]
+    return time_calls(lambda w, s: run_session(session, w, s), calls, warmup)
 
 
 def run(cfg: LatencyConfig) -> dict:
@@ -87,7 +79,7 @@ def run(cfg: LatencyConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(LatencyConfig, run, argv, __doc__.splitlines()[0])
+    return config_main(LatencyConfig, run, argv, __doc__.splitlines()[0], prog="python benchmarks/acoustic_latency.py")
 
 
 if __name__ == "__main__":

@@ -92,5 +92,9 @@ def run(cfg: PoolMemoryConfig) -> dict:
     return report
 
 
+def main(argv: list[str] | None = None) -> int:
+    return config_main(PoolMemoryConfig, run, argv, __doc__.split("\n")[0], prog="python benchmarks/demo_pool_memory.py")
+
+
 if __name__ == "__main__":
-    raise SystemExit(config_main(PoolMemoryConfig, run, description=__doc__.split("\n")[0]))
+    raise SystemExit(main())

@@ -12,15 +12,16 @@ interval of AUC(fused) - AUC(branch) and of the same-silence AUC difference.
 """
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from vad_turn.fusion.fit import natural_logit
+from vad_turn.fusion.runtime import fused_logits as natural_logit  # (main() is the config helper's to edit)
+from vad_turn.core.config import config_main
 from vad_turn.harness.metrics import paired_auc_bootstrap
 
 
@@ -36,23 +37,32 @@ def bootstrap(table: pd.DataFrame, fused: np.ndarray, branches: dict[str, np.nda
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--branches", type=Path, required=True, help="branch table parquet (fusion.branch_table)")
-    ap.add_argument("--fusion", type=Path, required=True, help="fusion.json of the fused model")
-    ap.add_argument("--branch-run", action="append", default=[], help="NAME=RUN_DIR (evaluation run of a branch)")
-    ap.add_argument("--n-resamples", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+@dataclass(frozen=True)
+class FusionBootstrapConfig:
+    branches: Path = field(metadata={"help": "branch table parquet (fusion.branch_table)"})
+    fusion: Path = field(metadata={"help": "fusion.json of the fused model"})
+    branch_run: tuple[str, ...] = field(default=(), metadata={
+        "help": "NAME=RUN_DIR (evaluation run of a branch); repeat the flag or give several"})
+    n_resamples: int = field(default=200, metadata={"help": "conversation resamples"})
+    seed: int = field(default=0, metadata={"help": "seed of the resamples"})
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.branch_run if not s.partition("=")[2]]
+        if bad:
+            raise ValueError(f"--branch-run wants NAME=RUN_DIR, got {bad[0]!r}")
+        if self.n_resamples < 1:
+            raise ValueError(f"--n-resamples must be >= 1, got {self.n_resamples}")
+
+
+def run(args: FusionBootstrapConfig) -> dict:
+    """Print the AUCs and the paired differences; returns `bootstrap`'s result."""
     table = pd.read_parquet(args.branches)
-    model = json.loads(args.fusion.read_text())
+    model = json.loads(Path(args.fusion).read_text())
     fused = natural_logit(table, np.array(model["weights"])) / model["temperature"]
     branches = {}
     for spec in args.branch_run:
-        name, _, run = spec.partition("=")
-        if not run:
-            raise SystemExit(f"--branch-run wants NAME=RUN_DIR, got {spec!r}")
-        branches[name] = pd.read_parquet(Path(run) / "predictions.parquet")["p_eot"].to_numpy()
+        name, _, run_dir = spec.partition("=")
+        branches[name] = pd.read_parquet(Path(run_dir) / "predictions.parquet")["p_eot"].to_numpy()
     print({"fused": round(roc_auc_score(table["label"], fused), 4),
            **{k: round(roc_auc_score(table["label"], v), 4) for k, v in branches.items()}})
     res = bootstrap(table, fused, branches, n_resamples=args.n_resamples, seed=args.seed)
@@ -62,5 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     return res
 
 
+def main(argv: list[str] | None = None) -> int:
+    return config_main(FusionBootstrapConfig, run, argv, __doc__.split("\n")[0], prog="python benchmarks/fusion_bootstrap.py")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

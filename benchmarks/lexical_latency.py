@@ -9,18 +9,18 @@ head. Also reported: the cost of one new word (GRU step over its tokens) and of 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from vad_turn.core.config import default_built_root, default_runs_root  # noqa: E402
+from vad_turn.core.config import config_main, default_built_root, default_runs_root  # noqa: E402
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.lexical.runtime import DEFAULT_MODEL_DIR, LexicalModel, timing_features  # noqa: E402
 
@@ -77,22 +77,33 @@ def bench(model_dir: Path, n_turns: int, seed: int = 0, dataset: Path | None = N
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="lexical model folder")
-    ap.add_argument("--turns", type=int, default=200, help="seeded sample of Switchboard val turns replayed")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=default_runs_root() / "bench-lexical-latency.json")
-    args = ap.parse_args(argv)
-    rep = bench(args.model, args.turns, args.seed)
-    atomic_write_json(args.out, rep)
+@dataclass(frozen=True)
+class LexicalLatencyConfig:
+    model: Path = field(default=DEFAULT_MODEL_DIR, metadata={"help": "lexical model folder"})
+    turns: int = field(default=200, metadata={"help": "seeded sample of Switchboard val turns replayed"})
+    seed: int = field(default=0, metadata={"help": "seed of the turn sample"})
+    out: Path = field(default_factory=lambda: default_runs_root() / "bench-lexical-latency.json",
+                      metadata={"help": "JSON report"})
+
+    def __post_init__(self) -> None:
+        if self.turns < 1:
+            raise ValueError(f"--turns must be >= 1, got {self.turns}")
+
+
+def run(cfg: LexicalLatencyConfig) -> dict:
+    rep = bench(cfg.model, cfg.turns, cfg.seed)
+    atomic_write_json(cfg.out, rep)
     for b, r in rep["backends"].items():
         d = r["decision"]
         print(f"{b:5s} decision P50 {d['p50_ms']:.3f} ms  P99 {d['p99_ms']:.3f} ms  (n={d['n']}); word step P50 "
               f"{r['word_step']['p50_ms']:.3f} ms; head P50 {r['head']['p50_ms']:.3f} ms")
     print(f"size: ONNX {rep['size']['onnx_mb']} MB, folder {rep['size']['total_mb']} MB; load avg "
-          f"{rep['machine']['load_avg_1min']:.1f} on {rep['machine']['n_cpus']} CPUs -> {args.out}")
-    return 0
+          f"{rep['machine']['load_avg_1min']:.1f} on {rep['machine']['n_cpus']} CPUs -> {cfg.out}")
+    return rep
+
+
+def main(argv: list[str] | None = None) -> int:
+    return config_main(LexicalLatencyConfig, run, argv, __doc__.splitlines()[0], prog="python benchmarks/lexical_latency.py")
 
 
 if __name__ == "__main__":

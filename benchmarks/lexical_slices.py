@@ -9,13 +9,15 @@ The table also names each run's data set and transcript lag (words visible that 
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from vad_turn.core.config import config_from_dict, config_main
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.harness.evaluate import EvalConfig, compute_metrics
 
@@ -24,9 +26,7 @@ SUBSETS = {"all": (1, 10**9), "1-10 words": (1, 10), "11-30 words": (11, 30), ">
 
 def run_config(run_dir: Path) -> EvalConfig:
     raw = json.loads((run_dir / "config.json").read_text())
-    raw.pop("type", None)
-    tuples = {k: tuple(v) for k, v in raw.items() if isinstance(v, list)}
-    return EvalConfig(**{**raw, **tuples, "dataset": Path(raw["dataset"]), "out": None})
+    return dataclasses.replace(config_from_dict(EvalConfig, raw, ignore_unknown=True), out=None)
 
 
 def subset_points(run_dir: Path) -> dict:
@@ -72,16 +72,22 @@ def table(results: list[dict], points=("fcr@lat<=0.6s", "lat@fcr<=10%")) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="evaluation run folders (vad-turn evaluate --out)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    args = ap.parse_args(argv)
-    results = [subset_points(r) for r in args.runs]
+@dataclass(frozen=True)
+class SlicesConfig:
+    runs: tuple[Path, ...] = field(metadata={"help": "evaluation run folders (vad-turn evaluate --out)", "positional": True})
+    json: Path | None = field(default=None, metadata={"help": "also write the numbers here"})
+
+
+def run(cfg: SlicesConfig) -> list[dict]:
+    results = [subset_points(r) for r in cfg.runs]
     print(table(results))
-    if args.json:
-        atomic_write_json(args.json, results)
-    return 0
+    if cfg.json:
+        atomic_write_json(cfg.json, results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    return config_main(SlicesConfig, run, argv, __doc__.splitlines()[0], prog="python benchmarks/lexical_slices.py")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from vad_turn.core.config import config_main, config_to_dict, default_built_root, default_runs_root
-from vad_turn.core.runs import atomic_write_json, git_commit
+from vad_turn.core.runs import atomic_path, atomic_write_json, git_commit
 from vad_turn.core.schema import normalize_word, row_messages, row_words
 from vad_turn.lexical.runtime import DEFAULT_TRANSCRIPT_LAG_S, context_text, timing_features
 
@@ -147,9 +147,8 @@ def hidden_features(ex, llm, cfg: ProbeConfig, tag: str) -> np.ndarray:
                     feats[t] = h[toks[t][1][n_seen[groups[t]]]]
                 i = j
             h_chunk = np.concatenate([feats[t] for t in chunk]).astype(np.float16)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, h_chunk)
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".npy") as tmp:
+                np.save(tmp, h_chunk)
         if out is None:
             out = np.zeros((len(ex.table), h_chunk.shape[1]), dtype=np.float32)
         out[rows_idx] = h_chunk
@@ -207,14 +206,12 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
 
 def auc_rows(scores: dict[str, np.ndarray], table) -> dict:
     """{slice: {model: {"auc", "same_silence_auc", "n", "n_end", "n_turns"}}} for all turns and 1-10 word turns."""
-    from sklearn.metrics import roc_auc_score
-
-    from vad_turn.harness.metrics import same_silence_auc
+    from vad_turn.harness.metrics import roc_auc, same_silence_auc
 
     y, sil, nw = table["label"].to_numpy(), table["silence_s"].to_numpy(), table["n_words"].to_numpy()
     out = {}
     for name, m in (("all", np.ones(len(y), bool)), ("1-10 words", (nw >= 1) & (nw <= 10))):
-        out[name] = {k: {"auc": float(roc_auc_score(y[m], p[m])), "same_silence_auc": same_silence_auc(p[m], sil[m], y[m]),
+        out[name] = {k: {"auc": roc_auc(y[m], p[m]), "same_silence_auc": same_silence_auc(p[m], sil[m], y[m]),
                          "n": int(m.sum()), "n_end": int(y[m].sum()),
                          "n_turns": int(table["turn_index"][m].nunique())} for k, p in scores.items()}
     return out
@@ -336,7 +333,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(ProbeConfig, run, argv, __doc__.splitlines()[0])
+    return config_main(ProbeConfig, run, argv, __doc__.splitlines()[0], prog="python benchmarks/lm_probe.py")
 
 
 if __name__ == "__main__":

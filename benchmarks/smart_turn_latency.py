@@ -131,7 +131,8 @@ def run(cfg: SmartTurnLatencyConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(SmartTurnLatencyConfig, run, argv, __doc__.splitlines()[0])
+    return config_main(SmartTurnLatencyConfig, run, argv, __doc__.splitlines()[0],
+                       prog="python benchmarks/smart_turn_latency.py")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ speech, word-level correctness not checked: the lag is when the hypothesis stops
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -49,13 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes
-from vad_turn.core.config import (
-    add_config_args,
-    config_from_args,
-    config_to_dict,
-    default_built_root,
-    default_runs_root,
-)
+from vad_turn.core.config import config_main, config_to_dict, default_built_root, default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_json
 from vad_turn.core.schema import row_spans, row_words
 
@@ -241,10 +234,8 @@ def run(cfg: SttLagConfig) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(ap, SttLagConfig)
-    cfg = config_from_args(SttLagConfig, ap.parse_args(argv))
+def run_and_print(cfg: SttLagConfig) -> dict:
+    """`run`, then one line per summary group."""
     report = run(cfg)
     for g, s in report["summary"].items():
         if s["settle_lag_s"] is None:
@@ -253,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{g:40s} n={s['n_spans']:4d}  settle P50 {a['p50']:.2f} P90 {a['p90']:.2f} | "
               f"count P50 {c['p50']:.2f} P90 {c['p90']:.2f} | emitted P50 {e['p50']:.2f} P90 {e['p90']:.2f} s")
     print(f"report: {Path(cfg.out) / 'report.json'}")
-    return 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    return config_main(SttLagConfig, run_and_print, argv, __doc__.splitlines()[0], prog="python benchmarks/stt_word_lag.py")
 
 
 if __name__ == "__main__":

@@ -13,17 +13,17 @@ real clip (the JFK clip, 16 kHz) with its words appearing as they are spoken:
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from timing import stats_ms, time_calls
 
 from vad_turn.core.audio import last_window, load_audio, resample
-from vad_turn.core.config import default_data_root
+from vad_turn.core.config import config_main, config_to_dict, default_data_root
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.core.schema import Message, Word
 from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, load_turn_model, predict_eot
@@ -35,14 +35,22 @@ def _size(path: Path) -> int:
     return Path(path).stat().st_size
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_TURN_MODEL_DIR)
-    ap.add_argument("--clip", type=Path, default=default_data_root() / "clips" / "jfk.flac")
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the clip's decision points")
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-turn-latency.json"))
-    args = ap.parse_args(argv)
+@dataclass(frozen=True)
+class TurnLatencyConfig:
+    model: Path = field(default=DEFAULT_TURN_MODEL_DIR, metadata={"help": "fused turn model folder"})
+    clip: Path = field(default_factory=lambda: default_data_root() / "clips" / "jfk.flac",
+                       metadata={"help": "speech clip replayed at 16 kHz (its words: TRANSCRIPT, spread over it)"})
+    repeats: int = field(default=3, metadata={"help": "passes over the clip's decision points"})
+    warmup: int = field(default=20, metadata={"help": "untimed calls before each measurement"})
+    out: Path = field(default=Path("runs/bench-turn-latency.json"), metadata={"help": "JSON report"})
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(f"--repeats must be >= 1 and --warmup >= 0, got {self.repeats}, {self.warmup}")
+
+
+def run(args: TurnLatencyConfig) -> dict:
+    """Measure, write the JSON report to args.out, print one line per measurement; returns the report."""
 
     model, model8 = load_turn_model(args.model, threads=1), load_turn_model(args.model, threads=1, int8=True)
     clip = load_audio(args.clip)
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
              "tokenizer.json": _size(lex_dir / "tokenizer.json"), "fusion.json": _size(args.model / "fusion.json")}
     sizes["runtime_total_fp32_mb"] = round((sizes["acoustic_model.onnx"] + sizes["lexical_step.onnx"] + sizes["lexical_head.onnx"]
                                             + sizes["tokenizer.json"] + sizes["fusion.json"]) / 2**20, 3)
-    report = {"config": {k: str(v) for k, v in vars(args).items()}, "threads": 1, "n_decision_points": len(points),
+    report = {"config": {k: str(v) for k, v in config_to_dict(args).items()}, "threads": 1, "n_decision_points": len(points),
               "machine": {"cpu": platform.machine(), "n_cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
               "latency": res, "size_bytes": sizes,
               "targets": {"audio_model_p50_ms_max": 10.0, "lexical_decision_p50_ms_max": 15.0}}
@@ -92,5 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def main(argv: list[str] | None = None) -> int:
+    return config_main(TurnLatencyConfig, run, argv, __doc__.splitlines()[0], prog="python benchmarks/turn_latency.py")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -38,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.core.config import default_runs_root, require_range
+from vad_turn.core.config import config_options, default_runs_root, require_range
 from vad_turn.core.llm import LocalLLM
 from vad_turn.core.runs import RunFolder, atomic_write_text
 
+from .bench_plots import write_bench_figures
 from .frames import Interrupt
 from .observers import LatencyObserver
 from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
@@ -91,7 +92,7 @@ class BenchConfig:
     max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the turn, barge-in and backchannel selection"})
 
     def __post_init__(self) -> None:
         """Every option is checked before any model loads or any folder is written."""
@@ -155,7 +156,24 @@ async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_w
     lat = LatencyObserver()
     p = build_pipeline(cfg, models, observers=[lat])
     await p.start()
-    src, conv = AudioInput(p), p.conversation
+    src = AudioInput(p)
+    truths = await play_scenario(p, src, lat, sc, max_wait_s=max_wait_s, hear_s=hear_s)
+    src.end()
+    await p.wait(60.0)
+    return score(sc, truths, lat.table(), p.conversation.log)
+
+
+async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, *, max_wait_s: float = 15.0,
+                        hear_s: float | None = None) -> list[dict]:
+    """Play `sc` into a started pipeline in real time (the one scenario player of the bench and the demo):
+    each turn, then, for barge-in / backchannel scenarios, the interjection `interject_after_s` into the
+    agent's reply, then silence until the agent has answered. Returns one ground-truth dict per turn
+    (clock times: start, end, holds, onset; stream times: start_stream, end_stream; agent_was_speaking:
+    still speaking when the interjection began).
+
+    hear_s: in conversations, stop each reply after this much of it was played (None: play it all).
+    """
+    conv = p.conversation
 
     def answered(since: float):
         return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped
@@ -168,7 +186,7 @@ async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_w
         t0 = await src.play(turn.audio)
         truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
                  "end": src.wall(t0 + turn.duration_s), "start_stream": t0, "end_stream": t0 + turn.duration_s,
-                 "n_holds": len(turn.holds)}
+                 "n_holds": len(turn.holds), "holds": [(src.wall(t0 + a), src.wall(t0 + b)) for a, b in turn.holds]}
         truths.append(truth)
         if sc.interjection is not None:
             speaking = await src.silence_until(lambda: conv.agent_speaking, max_wait_s)
@@ -186,9 +204,7 @@ async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_w
                 p.broadcast(Interrupt(p.clock.now(), conv.active_response, "stop"), "bench")
         await src.silence_until(answered(truth["start"]), max_wait_s)
         await src.silence(0.3)
-    src.end()
-    await p.wait(60.0)
-    return score(sc, truths, lat.table(), conv.log)
+    return truths
 
 
 def _d(a, b):
@@ -221,7 +237,7 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
                   and (r["eot"] >= tr["end"] or r["interrupt_reason"] != "user-resumed")]
         r = played[0] if played else None
         row = {"scenario": sc.id, "kind": sc.kind,
-               **{k: v for k, v in tr.items() if k not in ("start", "end", "onset", "start_stream", "end_stream")},
+               **{k: v for k, v in tr.items() if k not in ("start", "end", "holds", "onset", "start_stream", "end_stream")},
                "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
                "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed"),
                "decision_lag_s": max(lags) if lags else None,
@@ -352,14 +368,7 @@ def _ratios(summary: dict) -> dict:
 
 def _command(cfg: BenchConfig) -> str:
     """The `pipeline bench` command line that reproduces `cfg` (flags that differ from the defaults)."""
-    default = BenchConfig()
-    parts = []
-    for k, v in dataclasses.asdict(cfg).items():
-        if k == "out" or v == getattr(default, k):
-            continue
-        vals = v if isinstance(v, tuple) else (v,)
-        parts.append(f"--{k.replace('_', '-')} " + " ".join("none" if x is None else str(x) for x in vals))
-    return " ".join(["pipeline bench"] + parts)
+    return " ".join(["pipeline bench", *config_options(cfg, BenchConfig(), skip=("out",))])
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -415,6 +424,7 @@ def run(cfg: BenchConfig) -> dict:
             "ratios": _ratios(summary), "command": _command(cfg)}
     folder.write_metrics({"summary": summary, "info": info})
     atomic_write_text(folder.file("report.md"), report_md(summary, info))
+    write_bench_figures(folder.path, rows)  # what notebook 05 shows (pipeline.bench_plots)
     print(report_md(summary, info))
     print(f"wrote {folder.path}")
     return {"summary": summary, "info": info, "out": str(folder.path)}

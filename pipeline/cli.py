@@ -1,7 +1,8 @@
-"""`pipeline` command line: `pipeline run` (one file, per-turn timeline) and `pipeline bench`.
+"""`pipeline` command line: `pipeline run` (one file, per-turn timeline), `pipeline bench` and the others of COMMANDS.
 
     pipeline run --turn semantic --input call.wav
     pipeline bench --n-conversation-turns 8
+    pipeline plot-bench --run runs/pipeline-bench-quiet3
 """
 from __future__ import annotations
 
@@ -54,9 +55,30 @@ def run(cfg: RunConfig) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class PlotBenchConfig:
+    run: Path | None = field(default=None, metadata={
+        "help": "pipeline bench run folder ('none': the newest runs/pipeline-bench-*)"})
+
+
+def plot_bench(cfg: PlotBenchConfig) -> list[Path]:
+    """Print a bench run's report (summarised from its turns.jsonl) and (re)write its figures (`bench_plots`)."""
+    from .bench import report_md, summarize
+    from .bench_plots import latest_bench_run, read_bench_run, write_bench_figures
+
+    run_dir = Path(cfg.run) if cfg.run is not None else latest_bench_run()
+    rows, info = read_bench_run(run_dir)
+    print(report_md(summarize(rows, confident_p_eot=info.get("confident_p_eot", 0.9)), info))
+    paths = write_bench_figures(run_dir, rows)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return paths
+
+
 COMMANDS = {
     "run": ("pipeline.cli", "RunConfig", "run", "play an audio file through the pipeline, print the per-turn timeline"),
-    "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report)"),
+    "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report + figures)"),
+    "plot-bench": ("pipeline.cli", "PlotBenchConfig", "plot_bench",
+                   "a bench run's report and figures (latency_boxes.png, endpoint_processing.png), redrawn from turns.jsonl"),
     "llm-bench": ("pipeline.llm_bench", "LLMBenchConfig", "run",
                   "LLM TTFT / decode / first TTS chunk on the bench's turns: prefix cache, int8, clause cut"),
     "stt-wer": ("pipeline.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),

@@ -34,12 +34,12 @@ class LLMBenchConfig:
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/llm-bench-<time>)"})
     variants: tuple[str, ...] = field(default=VARIANTS[:3], metadata={"help": f"of {', '.join(VARIANTS)}; the first is the reference"})
     n_turns: int = field(default=16, metadata={"help": "user turns (the bench's conversation turns)"})
-    turns_per_conversation: int = 4
+    turns_per_conversation: int = field(default=4, metadata={"help": "user turns per conversation (history)"})
     max_history: int = field(default=6, metadata={"help": "history window, as LLMProcessor"})
-    max_new_tokens: int = 16
+    max_new_tokens: int = field(default=16, metadata={"help": "reply length cap, as the bench's"})
     threads: int = field(default=1, metadata={"help": "torch threads"})
     first_clause_words: tuple[int, ...] = field(default=(1, 2, 3, 4, 6), metadata={"help": "first-chunk cuts to score"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the turn selection"})
 
 
 def _variant(name: str):

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
@@ -135,17 +136,22 @@ def serve_llm(llm: LLM, *, host: str = "127.0.0.1", port: int = 0, model_name: s
         thread.join(timeout=5)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.llm_server --port 8000`: serve the local SmolLM2 until interrupted."""
-    import argparse
+@dataclass(frozen=True)
+class ServeConfig:
+    """Serve the local SmolLM2 over an OpenAI-compatible HTTP API until interrupted."""
 
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (127.0.0.1: this machine only)"})
+    port: int = field(default=8000, metadata={"help": "port (0: any free port)"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be in [0, 65535], got {self.port}")
+
+
+def serve(cfg: ServeConfig) -> int:
     from vad_turn.core.llm import LocalLLM
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    args = p.parse_args(argv)
-    with serve_llm(LocalLLM().load(), host=args.host, port=args.port) as (url, _):
+    with serve_llm(LocalLLM().load(), host=cfg.host, port=cfg.port) as (url, _):
         print(f"serving SmolLM2 at {url}", flush=True)
         try:
             while True:
@@ -153,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.llm_server --port 8000`: serve the local SmolLM2 until interrupted."""
+    from vad_turn.core.config import config_main
+
+    return config_main(ServeConfig, serve, argv, ServeConfig.__doc__, prog="python -m pipeline.llm_server")
 
 
 if __name__ == "__main__":

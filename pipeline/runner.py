@@ -74,7 +74,7 @@ class PipelineConfig:
     llm_bridge_after_s: float | None = field(default=None, metadata={
         "help": "say the bridging phrase when the LLM's first token takes longer ('none': never)"})
     barge_in: bool = field(default=True, metadata={"help": "user speech over the agent pauses/interrupts it"})
-    system_prompt: str = SYSTEM_PROMPT
+    system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "the LLM's system prompt"})
 
     def __post_init__(self) -> None:
         if self.mode not in ("streaming", "cascade"):

@@ -19,7 +19,6 @@ Scenario kinds:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
 from vad_turn.core.config import default_built_root
 from vad_turn.core.schema import is_backchannel_text, normalize_text
+from vad_turn.core.seeds import stable_seed
 
 ESPEAK_VOICES = ("espeak:en-us", "espeak:en-us+f3", "espeak:en+m3")
 USER_VOICES = ("festival:cmu_us_slt_arctic_hts",)
@@ -62,10 +62,6 @@ class Scenario:
     meta: dict = field(default_factory=dict)
 
 
-def _h(*parts) -> int:
-    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little")
-
-
 def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int = 0, min_words: int = 3,
                 max_words: int = 15, max_hold_s: float = 2.0, with_holds: bool | None = None) -> list[dict]:
     """`n` source rows of `corpus`/`split` (seeded hash order) that fit the limits and are not backchannels."""
@@ -77,7 +73,7 @@ def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int 
     if split not in set(meta["split"]):
         raise ValueError(f"{Path(built_root) / corpus}: no split {split!r} (it has {sorted(set(meta['split']))})")
     m = meta[(meta["split"] == split) & meta["n_words"].between(min_words, max_words)]
-    order = sorted(m.index, key=lambda i: _h(seed, "scenario", m.at[i, "id"]))
+    order = sorted(m.index, key=lambda i: stable_seed(seed, "scenario", m.at[i, "id"]))
     ds = ds.select_columns(cols)
     out = []
     for i in order:
@@ -112,20 +108,30 @@ def render_turns(rows: list[dict], corpus: str, *, seed: int = 0,
     return out
 
 
-def scenario_texts(*, n_conversation_turns: int = 16, built_root: Path | None = None, seed: int = 0,
-                   max_words: int = 15) -> list[str]:
-    """The normalised texts of the conversation turns `build_scenarios` would pick (same rows, same order),
-    without rendering audio: prompts for measuring the LLM on the bench's user turns."""
+def conversation_rows(*, n_conversation_turns: int, built_root: Path | None = None, seed: int = 0,
+                      max_words: int = 15) -> list[tuple[str, list[dict]]]:
+    """(corpus, source rows) groups of the conversations' user turns, in play order: half Switchboard
+    dev, half SBCSAE test, at least half of each with a real mid-turn pause (where cut-offs happen).
+    The one selection behind `conversation_turns` (rendered) and `scenario_texts` (text only)."""
     root = Path(built_root) if built_root is not None else default_built_root()
     n_sw = (n_conversation_turns + 1) // 2
-    texts = []
+    groups = []
     for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", n_conversation_turns - n_sw)):
         n_holds = (n + 1) // 2
         for want, k in ((True, n_holds), (False, n - n_holds)):
             if k:
-                texts += [normalize_text(w["word"] for w in r["words"]) for r in select_rows(
-                    root, corpus, split, k, seed=seed, max_words=max_words, with_holds=want)]
-    return texts
+                groups.append((corpus, select_rows(root, corpus, split, k, seed=seed, max_words=max_words,
+                                                   with_holds=want)))
+    return groups
+
+
+def scenario_texts(*, n_conversation_turns: int = 16, built_root: Path | None = None, seed: int = 0,
+                   max_words: int = 15) -> list[str]:
+    """The normalised texts of the conversation turns `build_scenarios` would pick (`conversation_rows`:
+    same rows, same order), without rendering audio: prompts for measuring the LLM on the bench's user turns."""
+    return [normalize_text(w["word"] for w in r["words"])
+            for _, rows in conversation_rows(n_conversation_turns=n_conversation_turns, built_root=built_root,
+                                             seed=seed, max_words=max_words) for r in rows]
 
 
 def spoken(text: str, voice_id: str = USER_VOICES[0]) -> ScriptedTurn:
@@ -138,18 +144,10 @@ def spoken(text: str, voice_id: str = USER_VOICES[0]) -> ScriptedTurn:
 
 def conversation_turns(*, n_conversation_turns: int = 10, built_root: Path | None = None, seed: int = 0,
                        max_words: int = 15, voices: tuple[str, ...] = USER_VOICES) -> list[ScriptedTurn]:
-    """The rendered user turns of the conversations: half Switchboard dev, half SBCSAE test, at least
-    half of each with a real mid-turn pause (where cut-offs happen)."""
-    root = Path(built_root) if built_root is not None else default_built_root()
-    n_sw = (n_conversation_turns + 1) // 2
-    turns = []
-    for corpus, split, n in (("switchboard", "dev", n_sw), ("sbcsae", "test", n_conversation_turns - n_sw)):
-        n_holds = (n + 1) // 2
-        for want, k in ((True, n_holds), (False, n - n_holds)):
-            if k:
-                turns += render_turns(select_rows(root, corpus, split, k, seed=seed, max_words=max_words,
-                                                  with_holds=want), corpus, seed=seed, voices=voices)
-    return turns
+    """The user turns of the conversations (`conversation_rows`), rendered in `voices`."""
+    return [t for corpus, rows in conversation_rows(n_conversation_turns=n_conversation_turns, built_root=built_root,
+                                                    seed=seed, max_words=max_words)
+            for t in render_turns(rows, corpus, seed=seed, voices=voices)]
 
 
 def build_scenarios(*, n_conversation_turns: int = 10, turns_per_conversation: int = 5, n_barge_in: int = 4,

@@ -32,7 +32,7 @@ class SttEvalConfig:
     n_rendered: int = field(default=20, metadata={"help": "rendered real turns (the bench's conversation turns)"})
     voices: tuple[str, ...] = field(default=USER_VOICES, metadata={"help": "voices rendering the turns"})
     data_root: Path = field(default_factory=default_data_root, metadata={"help": "shared data root (clips/jfk.flac)"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the rendered turn selection"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/stt-wer-<time>)"})
 
 

@@ -22,7 +22,6 @@ metrics.json, report.md, measures.png, effects.png and a few WAVs under audio/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root
-from vad_turn.core.runs import RunFolder, append_jsonl, atomic_write_json, git_commit, read_jsonl
+from vad_turn.core.runs import RunFolder, append_jsonl, atomic_write_json, atomic_write_text, git_commit, read_jsonl
 
 from .prompts import VARIANTS_PATH, chat_messages, load_variants
 
@@ -60,18 +59,20 @@ class ProsodyConfig:
     llm_threads: int = field(default=1, metadata={"help": "torch threads for the local LLM (the CPU is shared)"})
     max_new_tokens: int = field(default=40, metadata={"help": "reply length cap in tokens"})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
-    f0_floor_hz: float = 75.0
-    f0_ceiling_hz: float = 500.0
+    f0_floor_hz: float = field(default=75.0, metadata={"help": "Praat pitch floor (Hz)"})
+    f0_ceiling_hz: float = field(default=500.0, metadata={"help": "Praat pitch ceiling (Hz)"})
     silence_db: float = field(default=-25.0, metadata={"help": "pause threshold re max intensity (dB)"})
-    min_pause_s: float = 0.15
+    min_pause_s: float = field(default=0.15, metadata={"help": "shortest silence counted as a pause"})
     reference_sources: tuple[str, ...] = field(default=("ami",), metadata={"help": "real speech: ami and/or clips"})
-    reference_max_utterances: int = 80
-    n_boot: int = 2000
+    reference_max_utterances: int = field(default=80, metadata={"help": "real-speech utterances measured"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples of the effect intervals"})
     measure_tts_latency: bool = field(default=True, metadata={"help": "time TTS of each first clause"})
     save_audio_requests: int = field(default=2, metadata={"help": "keep WAVs of this many requests"})
-    data_root: Path | None = None
-    built_root: Path | None = None
-    prompts_file: Path = VARIANTS_PATH
+    data_root: Path | None = field(default=None, metadata={
+        "help": "original corpora ('none': $VAD_TURN_DATA_ROOT or ../shared/data)"})
+    built_root: Path | None = field(default=None, metadata={
+        "help": "built datasets, read when present ('none': $VAD_TURN_BUILT_ROOT or data/built)"})
+    prompts_file: Path = field(default=VARIANTS_PATH, metadata={"help": "prompt variants file"})
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else default_runs_root() / f"prosody-{self.tag}"
@@ -246,9 +247,7 @@ def run(cfg: ProsodyConfig) -> dict:
             rows.append({"id": u.id, "source": u.source, **praat_measures(
                 u.audio, f0_floor_hz=cfg.f0_floor_hz, f0_ceiling_hz=cfg.f0_ceiling_hz,
                 silence_db=cfg.silence_db, min_pause_s=cfg.min_pause_s, source=u.id)})
-        tmp = ref_log.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
-        os.replace(tmp, ref_log)
+        atomic_write_text(ref_log, "".join(json.dumps(r, default=float) + "\n" for r in rows))
 
     metrics = write_report(folder.path, cfg, prompts, [v.name for v in variants], [q.id for q in requests])
     old = json.loads(folder.file("metrics.json").read_text()) if folder.file("metrics.json").exists() else {}

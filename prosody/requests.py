@@ -13,7 +13,7 @@ Selection (deterministic, recorded in the run folder by turn id):
   turns (no punctuation in MS98) whose first word after leading discourse words (uh, um, well, so,
   and, oh, okay, but, now, yeah) is a wh-word, or whose first two words are an auxiliary followed
   by a pronoun ("do you", "is it", "can we" ...).
-- Candidates are ordered by sha256(f"{seed}:{turn id}") and taken in that order, at most
+- Candidates are ordered by `vad_turn.core.seeds.stable_hash(turn id, seed)` (sha256) and taken in that order, at most
   `max_per_conversation` per conversation, until `n` are chosen.
 - The request text is `schema.normalize_text` of the turn's words: lowercase and unpunctuated,
   like the streaming ASR transcript a voice agent's LLM actually receives.
@@ -22,7 +22,6 @@ Task-style requests (`TASK_REQUESTS`) are written here, by hand, as a user would
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Iterable
 
 from vad_turn.core.config import default_built_root, default_data_root
 from vad_turn.core.schema import is_backchannel_text, normalize_text, normalize_word
+from vad_turn.core.seeds import stable_hash
 
 WH_WORDS = frozenset({"what", "what's", "how", "how's", "why", "where", "where's", "when", "who", "who's", "which"})
 AUXILIARIES = frozenset(
@@ -90,10 +90,6 @@ def is_question_like(words: list[str], final_mark: str = "") -> bool:
     return norm[0] in WH_WORDS or (len(norm) > 1 and norm[0] in AUXILIARIES and norm[1] in PRONOUNS)
 
 
-def _rank(seed: int, turn_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{turn_id}".encode()).hexdigest()
-
-
 def select_corpus_requests(rows: Iterable[dict], source: str, n: int, *, seed: int = 0,
                            max_per_conversation: int = 2) -> list[Request]:
     """Pick `n` question-like turns from turn-span rows ({id, words, unit_punct, conversation, ...}).
@@ -109,7 +105,7 @@ def select_corpus_requests(rows: Iterable[dict], source: str, n: int, *, seed: i
         if not (MIN_WORDS <= n_words <= MAX_WORDS) or is_backchannel_text(words):
             continue
         if is_question_like(words, punct[-1] if punct else ""):
-            candidates.append((_rank(seed, row["id"]), row["id"], text, row.get("conversation", "")))
+            candidates.append((stable_hash(row["id"], seed), row["id"], text, row.get("conversation", "")))
     candidates.sort()
     chosen, per_conv = [], Counter()
     for _, turn_id, text, conv in candidates:

@@ -13,11 +13,12 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from vad_turn.acoustic.export import ExportError, export_onnx, make_session, quantize_int8, run_session  # noqa: E402
-from vad_turn.acoustic.features import window_audio  # noqa: E402
+from vad_turn.acoustic.features import FeatureConfig, window_audio  # noqa: E402
 from vad_turn.acoustic.model import DEFAULT_MODEL_DIR, AcousticModelConfig, AcousticNet, load_model, save_model
 from vad_turn.acoustic.runtime import query_window
 from vad_turn.acoustic.train import AcousticTrainConfig, bce_loss, build_feature_set, predict_features  # noqa: E402
 from vad_turn.core.audio import AudioError, load_audio, resample, telephony_8k  # noqa: E402
+from vad_turn.core.config import config_from_dict  # noqa: E402
 from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
 from vad_turn.data.render import RenderConfig, render_rows  # noqa: E402
 from vad_turn.harness.detectors import make_detector  # noqa: E402
@@ -66,8 +67,9 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_cfg(workdir) -> AcousticTrainConfig:
-    return AcousticTrainConfig(epochs=12, batch_size=16, lr=3e-3, threads=1, points_per_span=8, window_s=2.0,
-                               conv_channels=32, lstm_hidden=32, head_hidden=16, dropout=0.0, out=workdir / "run")
+    return AcousticTrainConfig(epochs=12, batch_size=16, lr=3e-3, threads=1, points_per_span=8, out=workdir / "run",
+                               model=AcousticModelConfig(features=FeatureConfig(window_s=2.0), conv_channels=32,
+                                                         lstm_hidden=32, head_hidden=16, dropout=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -198,12 +200,11 @@ def test_query_window_handles_8k_stereo_int16_empty_and_bad_input(data_root):
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         make_detector("acoustic", model=str(tmp_path / "nowhere"))
-    folder = save_model(AcousticNet(AcousticModelConfig(window_s=1.0)), tmp_path / "no-onnx")
+    folder = save_model(AcousticNet(AcousticModelConfig(features=FeatureConfig(window_s=1.0))), tmp_path / "no-onnx")
     with pytest.raises(FileNotFoundError, match="model.onnx"):
         make_detector("acoustic", model=str(folder))
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.int8.onnx").exists(), reason="no shipped acoustic model")
 def test_shipped_model_parity_on_real_fixtures(data_root, rendered):
     import json
 
@@ -220,7 +221,7 @@ def test_shipped_model_parity_on_real_fixtures(data_root, rendered):
     assert np.max(np.abs(p_8 - p_t)) <= 0.02
     assert np.mean((p_8 >= threshold) == (p_t >= threshold)) >= 0.99
     assert (DEFAULT_MODEL_DIR / "model.int8.onnx").stat().st_size <= 10 * MB
-    assert dataclasses.asdict(net.cfg) == card["model"]
+    assert config_from_dict(AcousticModelConfig, card["model"]) == net.cfg  # the flat "model" section
 
 
 def test_condition_table_reproduces_the_harness_run(trained, rendered, workdir):

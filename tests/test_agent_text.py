@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_data
 
 from vad_turn.harness.agent_text import (
     READERS,
@@ -26,11 +27,8 @@ from vad_turn.harness.agent_text import (
 
 
 @pytest.fixture(scope="module")
-def agent_root(data_root):
-    root = data_root / "agent_text"
-    if not root.exists():
-        pytest.skip(f"{root} not present")
-    return root
+def agent_root():
+    return require_data("agent_text")
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,6 @@ from vad_turn.fusion.runtime import (
 )
 from vad_turn.lexical.runtime import LexicalModel
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 MODELS = DEFAULT_TURN_MODEL_DIR.parent
 MSGS = (Message("assistant", "where do you want to go"),)
 AUDIO_S = 3.0  # the first 3 s of jfk.flac

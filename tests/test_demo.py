@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -351,12 +352,8 @@ def test_live_session_streams_a_real_clip_into_both_panes():
 
     from pipeline.demo.live import LiveSession
     from pipeline.demo.session import DemoSettings
-    from vad_turn.core.config import default_data_root
 
-    path = default_data_root() / "clips" / "jfk.flac"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    a, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    a, sr = sf.read(str(require_data("clips", "jfk.flac")), dtype="int16", always_2d=True)
     a = a[: sr * 6]
     sess = LiveSession(DemoSettings())
     t0, step = time.monotonic(), sr // 2

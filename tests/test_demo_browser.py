@@ -17,11 +17,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed "
-                                "(apt-get install chromium; `make setup` does it)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """Debian's Chromium, a system package `make setup` installs (DEBIAN_PKGS): missing, it is a failure."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian chromium not installed ({CHROMIUM}): run `make setup` (it apt-get installs chromium)",
+                    pytrace=False)
+    return CHROMIUM
 
 
 def _free_port() -> int:
@@ -69,7 +77,6 @@ def _browser(p, profile: Path):
 
 @pytest.mark.timeout(300)
 def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio\n")
     shot = ROOT / "runs" / "demo" / "screenshot.png"
@@ -109,7 +116,6 @@ def test_two_sessions_at_once_get_the_verdicts_of_one(demo_url, tmp_path):
     """Issue 13 #2: two browser sessions run the hesitation sample at the same moment. The demo admits one
     comparison at a time (the other page sees its queue position) and both get the verdicts a single
     session gets: VAD-only cuts the hesitation off, the semantic pane does not; nothing is overloaded."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         ctxs = [_browser(p, tmp_path / f"profile{i}") for i in range(2)]
         pages = [c.new_page() for c in ctxs]

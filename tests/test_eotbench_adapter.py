@@ -10,9 +10,7 @@ import pytest  # noqa: E402
 
 from vad_turn.core.audio import AudioError, encode_wav_bytes, load_audio, resample  # noqa: E402
 from vad_turn.core.schema import Message, Span, TurnRecord, Word  # noqa: E402
-from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 EOT_COLUMNS = ["id", "language", "audio", "silence_spans", "words", "messages"]
 
 

@@ -1,5 +1,6 @@
 """The paired conversation bootstrap of benchmarks/fusion_bootstrap.py on hand-made scores."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 _spec = importlib.util.spec_from_file_location(
     "fusion_bootstrap", Path(__file__).resolve().parents[1] / "benchmarks" / "fusion_bootstrap.py")
 fb = importlib.util.module_from_spec(_spec)
+sys.modules["fusion_bootstrap"] = fb  # its config dataclass resolves string annotations through sys.modules
 _spec.loader.exec_module(fb)
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 from vad_turn.core.audio import decode_audio_bytes
 from vad_turn.core.schema import Span
@@ -273,14 +274,12 @@ def test_asr_packing_and_time_mapping():
 # ----------------------------------------------------------------------------- splits and the recipe
 
 
-def test_split_assignment_is_stable_and_about_80_10_10(data_root):
+def test_split_assignment_is_stable_and_about_80_10_10():
     uuids = ("2df66a93f3ec5a856e9f3ce0b9dc8b30", "2b7fe1873ca02362485fee19d50b8639", "01220cdb996c801828472c05cde6e61c",
              "0202e8e07edcf18eae08e8832cd6eb2d")
     assert [split_of(u) for u in uuids] == ["dev", "test", "test", "train"]
     raw = load_recipe("getgoing")
-    calls = data_root / raw["folder"]
-    if not calls.is_dir():
-        pytest.skip(f"{calls} not present")
+    calls = require_data(raw["folder"])
     uuids = sorted(p.name for p in calls.iterdir() if (p / "log.json").exists())
     counts = Counter(split_of(u) for u in uuids)
     assert len(uuids) == 728 and counts == {"train": 582, "dev": 75, "test": 71}
@@ -320,8 +319,8 @@ def test_build_two_real_calls(data_root, tmp_path, capsys):
     from vad_turn.data.dataset import load_turns
 
     raw = load_recipe("getgoing")
-    if not all((data_root / raw["folder"] / u).is_dir() for u in CALLS):
-        pytest.skip("GetGoing calls not present")
+    for u in CALLS:
+        require_data(raw["folder"], u)
     root = tmp_path / "data"
     (root / raw["folder"]).mkdir(parents=True)
     for u in CALLS:  # read in place: links, no copies

@@ -14,7 +14,6 @@ from vad_turn.core.audio import AudioError, last_window, load_audio
 from vad_turn.core.schema import Message, Word
 from vad_turn.fusion.runtime import DEFAULT_TURN_MODEL_DIR, load_turn_model, predict_eot
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_TURN_MODEL_DIR / "fusion.json").exists(), reason="no shipped turn model")
 WORDS = (Word("i", 0.2, 0.3), Word("want", 0.3, 0.6), Word("to", 0.6, 0.7), Word("go", 0.7, 1.0), Word("home", 1.0, 1.4))
 MSGS = (Message("assistant", "where do you want to go"),)
 

@@ -1,6 +1,6 @@
 """The lexical branch: timing features and LR features on hand-made words, incremental == full-sequence
 GRU states, ONNX parity and export errors, the zero-shot SmolLM2 scoring, and the shipped model on real
-Switchboard val turns (built from the shared corpora; skipped where they are absent)."""
+Switchboard val turns (built from the shared corpora by `make test-data`)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import require_built  # noqa: E402
 
-from vad_turn.core.config import default_built_root  # noqa: E402
 from vad_turn.core.schema import Message, Word  # noqa: E402
 from vad_turn.harness.detectors import make_detector  # noqa: E402
 from vad_turn.lexical.runtime import (
@@ -117,19 +117,16 @@ def test_onnx_matches_torch_and_export_errors_raise(tiny_model_dir, tmp_path):
 
 
 def _real_val_turns(n: int):
-    if not (default_built_root() / "switchboard").exists():
-        pytest.skip("Switchboard is not built (vad-turn build-data)")
+    path = require_built("switchboard")
     from vad_turn.data.dataset import load_turns
     from vad_turn.harness.evaluate import EvalConfig
     from vad_turn.harness.examples import build_examples
 
-    return build_examples(load_turns(default_built_root() / "switchboard"), "val", max_turns=n, seed=11,
+    return build_examples(load_turns(path), "val", max_turns=n, seed=11,
                           eval_cfg=EvalConfig(timeouts_s=(1.0,)), progress=False)
 
 
 def test_shipped_model_onnx_parity_on_real_val_turns():
-    if not (DEFAULT_MODEL_DIR / "lexical.json").exists():
-        pytest.skip("no shipped lexical model")
     ex = _real_val_turns(20)
     qs = [(q.words, q.messages, q.silence_s) for q in ex.queries]
     a = LexicalModel(DEFAULT_MODEL_DIR).p_eot(qs)
@@ -138,8 +135,6 @@ def test_shipped_model_onnx_parity_on_real_val_turns():
 
 
 def test_shipped_model_separates_ends_from_holds_on_real_val_turns():
-    if not (DEFAULT_MODEL_DIR / "lexical.json").exists():
-        pytest.skip("no shipped lexical model")
     from sklearn.metrics import roc_auc_score
 
     ex = _real_val_turns(150)

@@ -7,6 +7,7 @@ import threading
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
+from conftest import require_built  # noqa: E402
 
 from pipeline.llm_wrappers import HedgedLLM  # noqa: E402
 from vad_turn.core.llm import LLMError, LocalLLM  # noqa: E402
@@ -212,10 +213,7 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
 
 @pytest.mark.timeout(300)
 def test_llm_bench_on_two_bench_turns(tmp_path):
-    from vad_turn.core.config import default_built_root
-
-    if not (default_built_root() / "switchboard").exists():
-        pytest.skip("built Switchboard dataset not present (vad-turn build-data)")
+    require_built("switchboard")
     from pipeline.llm_bench import LLMBenchConfig, run
 
     res = run(LLMBenchConfig(out=tmp_path, variants=("nocache-fp32", "cache-fp32"), n_turns=2, turns_per_conversation=2,

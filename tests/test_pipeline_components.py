@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import require_data  # noqa: E402
 
 from pipeline.clock import ManualClock  # noqa: E402
 from pipeline.frames import (  # noqa: E402
@@ -29,10 +30,8 @@ from pipeline.processors.speech import ClauseAggregator, OutputProcessor, TTSPro
 from pipeline.processors.vad_stt import VADProcessor  # noqa: E402
 from pipeline.tools import ToolRunner, calculator_tool, clock_tool, remote_tool  # noqa: E402
 from vad_turn.core.audio import load_audio  # noqa: E402
-from vad_turn.core.config import default_data_root  # noqa: E402
 from vad_turn.core.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
 
-JFK = default_data_root() / "clips" / "jfk.flac"
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
 
@@ -44,9 +43,8 @@ def test_word_error_rate_counts_edits():
         word_error_rate(["a"], [])
 
 
-@pytest.mark.skipif(not JFK.exists(), reason="shared clips not present")
 def test_stt_engines_on_real_speech():
-    audio = load_audio(JFK)
+    audio = load_audio(require_data("clips", "jfk.flac"))
     whisper = WhisperSTT()
     text, words = whisper.transcribe(audio)
     assert word_error_rate([JFK_TEXT], [text])["wer"] <= 0.05

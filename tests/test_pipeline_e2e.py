@@ -8,24 +8,26 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
+from conftest import require_built  # noqa: E402
 
 from pipeline.bench import BenchConfig, run  # noqa: E402
-from vad_turn.core.config import default_built_root  # noqa: E402
-
-needs_built = pytest.mark.skipif(not (default_built_root() / "switchboard").exists()
-                                 or not (default_built_root() / "sbcsae").exists(),
-                                 reason="built Switchboard / SBCSAE datasets not present (vad-turn build-data)")
 
 
 @pytest.fixture(scope="module")
-def tiny_bench(tmp_path_factory):
+def built_turns():
+    """The bench plays real turns from the built Switchboard and SBCSAE datasets."""
+    for name in ("switchboard", "sbcsae"):
+        require_built(name)
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(built_turns, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     res = run(BenchConfig(out=out, configs=("streaming-vad",), n_conversation_turns=1, turns_per_conversation=1,
                           n_barge_in=0, n_backchannel=1, max_new_tokens=8))
     return out, res
 
 
-@needs_built
 @pytest.mark.timeout(300)
 def test_real_time_run_answers_and_ignores_a_backchannel(tiny_bench):
     out, res = tiny_bench
@@ -47,7 +49,6 @@ def test_real_time_run_answers_and_ignores_a_backchannel(tiny_bench):
     assert "streaming-vad" in report and (out / "metrics.json").exists() and (out / "config.json").exists()
 
 
-@needs_built
 @pytest.mark.timeout(300)
 def test_notebook_05_runs_on_the_tiny_bench(tiny_bench):
     from pathlib import Path
@@ -61,10 +62,26 @@ def test_notebook_05_runs_on_the_tiny_bench(tiny_bench):
     assert any("image/png" in o.get("data", {}) for o in outputs)
 
 
-@needs_built
+@pytest.mark.timeout(300)
+def test_bench_draws_the_notebooks_figures_and_plot_bench_redraws_them(tiny_bench, capsys):
+    """The figures notebook 05 shows are written by `pipeline bench` and redrawn by `pipeline plot-bench`."""
+    from pipeline.bench_plots import FIGURES
+    from pipeline.cli import main as pipeline_main
+
+    out, _ = tiny_bench
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        (out / name).unlink()
+    capsys.readouterr()
+    assert pipeline_main(["plot-bench", "--run", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "# Pipeline latency benchmark" in printed and "streaming-vad" in printed
+    assert all((out / name).stat().st_size > 1000 for name in FIGURES)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_semantic_streaming_with_barge_in(tmp_path):
+def test_semantic_streaming_with_barge_in(built_turns, tmp_path):
     res = run(BenchConfig(out=tmp_path, configs=("streaming-semantic", "cascade-vad"), n_conversation_turns=2,
                           turns_per_conversation=2, n_barge_in=1, n_backchannel=1, max_new_tokens=12))
     s = res["summary"]["streaming-semantic"]

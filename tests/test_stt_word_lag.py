@@ -1,6 +1,6 @@
 """The STT word-lag benchmark: settle / word-count / emitted lags on hand-made partial tracks, the
 pipeline's partial read cadence, and one real PocketSphinx run on a rendered Switchboard turn
-(skipped when the rendered data is absent)."""
+(from `make test-data`)."""
 from __future__ import annotations
 
 import os
@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import require_built  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -65,15 +66,10 @@ def test_summary_percentiles():
 
 
 def test_pocketsphinx_on_a_rendered_turn():
-    pytest.importorskip("pocketsphinx")
-    from vad_turn.core.config import default_built_root
     from vad_turn.core.stt import PocketsphinxSTT
     from vad_turn.data.dataset import load_turns
 
-    path = default_built_root() / "switchboard-rendered"
-    if not path.exists():
-        pytest.skip(f"{path} not built (vad-turn render)")
-    ds = load_turns(path)
+    ds = load_turns(require_built("switchboard-rendered"))
     row = next(r for r in ds.select(range(min(len(ds), 200))) if r["n_words"] >= 5 and r["audio_condition"] == "clean")
     recs = turn_records(row, PocketsphinxSTT(), SttLagConfig())
     end = recs[-1]

@@ -10,16 +10,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 from vad_turn.core.audio import AudioError, load_audio
-from vad_turn.core.config import default_data_root
 from vad_turn.vad.engines import EnergyVAD, SileroVAD, StreamingVAD, WebRTCVAD, make_vad, run_vad, silero_model_path
 from vad_turn.vad.evaluate import frame_metrics, frames_to_cells, load_labels, reference_cells
 
 SR = 16_000
-TESTSET = default_data_root() / "ten_vad_testset"
-CLIP = "testset-audio-02"
-needs_testset = pytest.mark.skipif(not (TESTSET / f"{CLIP}.wav").exists(), reason=f"{TESTSET} not available")
+CLIP = "testset-audio-02"  # in ten_vad_testset under the real data root
 
 
 def voiced_like(dur_s: float, f0_hz: float = 140.0, seed: int = 0) -> np.ndarray:
@@ -41,10 +39,9 @@ def synthetic() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def real_clip():
-    if not (TESTSET / f"{CLIP}.wav").exists():
-        pytest.skip(f"{TESTSET} not available")
-    audio = load_audio(TESTSET / f"{CLIP}.wav")
-    ref = reference_cells(load_labels(TESTSET / f"{CLIP}.scv"), audio.size // 160, 0.01)
+    wav = require_data("ten_vad_testset", f"{CLIP}.wav")
+    audio = load_audio(wav)
+    ref = reference_cells(load_labels(wav.with_suffix(".scv")), audio.size // 160, 0.01)
     return audio, ref
 
 
@@ -72,7 +69,6 @@ def test_webrtc_detects_synthetic_voice(synthetic):
     assert probs[(times_s >= 0.6) & (times_s < 1.4)].mean() > 0.9
 
 
-@needs_testset
 @pytest.mark.parametrize(
     "name, f1_floor, precision_floor, auc_floor",
     [("webrtc", 0.85, 0.75, None), ("silero", 0.90, 0.93, 0.95), ("ten", 0.88, 0.93, 0.95)],
@@ -92,7 +88,7 @@ def test_model_vads_on_real_clip_and_digital_silence(real_clip, name, f1_floor, 
 
 
 def test_silero_matches_the_packages_own_onnx_wrapper(real_clip):
-    torch = pytest.importorskip("torch")
+    import torch
     from silero_vad.utils_vad import OnnxWrapper
 
     audio, _ = real_clip

@@ -7,8 +7,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require_data
 
-from vad_turn.core.config import default_data_root
 from vad_turn.vad.evaluate import (
     VadEvalConfig,
     advance,
@@ -22,7 +22,6 @@ from vad_turn.vad.evaluate import (
 )
 
 SR = 16_000
-TESTSET = default_data_root() / "ten_vad_testset"
 
 
 def write_scv(path, text):
@@ -153,9 +152,8 @@ def test_labels_that_do_not_span_the_clip_are_refused(tmp_path):
         list_clips(tmp_path / "nowhere")
 
 
-@pytest.mark.skipif(not TESTSET.exists(), reason=f"{TESTSET} not available")
 def test_real_testset_layout():
-    clips, unlabelled = list_clips(TESTSET)
+    clips, unlabelled = list_clips(require_data("ten_vad_testset"))
     assert len(clips) == 30 and unlabelled == ["extra_s0724-s0730.wav"]
     for clip_id, wav, scv in clips:
         segs = load_labels(scv)

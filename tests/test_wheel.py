@@ -29,6 +29,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import require_data
+
 REPO = Path(__file__).resolve().parent.parent
 LOCK = REPO / "requirements.lock"
 PIP_TIMEOUT_S = 600
@@ -238,10 +240,8 @@ def _reference(clip: Path) -> tuple[list[float], list[float]]:
     return p, p8
 
 
-def test_the_core_install_scores_a_real_clip_like_the_repo_without_torch(core_venv, data_root, tmp_path):
-    clip = data_root / "clips" / "jfk.flac"  # 44.1 kHz stereo: exercises soundfile, soxr and the stereo mix
-    if not clip.exists():
-        pytest.skip(f"{clip} not present")
+def test_the_core_install_scores_a_real_clip_like_the_repo_without_torch(core_venv, tmp_path):
+    clip = require_data("clips", "jfk.flac")  # 44.1 kHz stereo: exercises soundfile, soxr and the stereo mix
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", ORT_DISABLE_TELEMETRY="1")
     r = _run([str(core_venv), "-I", "-c", SCRIPT, json.dumps({"clip": str(clip), "cases": CASES})],

@@ -28,11 +28,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "agent-text": ("vad_turn.harness.agent_text", "AgentTextConfig", "run",
                    "text detectors at every word boundary of user turns to task agents (DSTC2, SLURP, MultiWOZ, SGD)"),
     "headline": ("vad_turn.harness.headline", "HeadlineConfig", "run", "build what is missing and print the headline table"),
+    "check-setup": ("vad_turn.core.setup_check", "CheckConfig", "run_check",
+                    "the set-up self-check (as `python -m vad_turn.core.setup_check check`)"),
 }
-
-
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ
 
-from ..bench import OVERLOAD_LAG_S, pct, score
+from ..bench import OVERLOAD_LAG_S, pct, play_scenario, score
 from ..observers import FrameLog, LatencyObserver
 from ..runner import DEFAULT_THRESHOLDS, AudioInput, Models, PipelineConfig, build_pipeline
 from ..scenarios import Scenario, ScriptedTurn
@@ -198,34 +198,6 @@ class PaneResult:
     audio: np.ndarray
     log: list[str] = field(default_factory=list)
     llm_fallbacks: list[str] = field(default_factory=list)  # "LLM fallback to ...: <why>" per reply this run
-
-
-async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, *, max_wait_s: float = 15.0) -> list[dict]:
-    """Play `sc` (turns; an interjection over the agent's reply for barge-in/backchannel), full replies; return truths."""
-    conv = p.conversation
-
-    def answered(since: float):
-        return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped is not None
-                           for r in lat.records.values()) and conv.active_response is None and not conv.agent_speaking
-
-    truths = []
-    await src.silence(0.3)
-    for turn in sc.turns:
-        t0 = await src.play(turn.audio)
-        truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
-                 "end": src.wall(t0 + turn.duration_s), "start_stream": t0, "end_stream": t0 + turn.duration_s,
-                 "n_holds": len(turn.holds),
-                 "holds": [(src.wall(t0 + a), src.wall(t0 + b)) for a, b in turn.holds]}
-        truths.append(truth)
-        if sc.interjection is not None:
-            truth["agent_was_speaking"] = await src.silence_until(lambda: conv.agent_speaking, max_wait_s)
-            if truth["agent_was_speaking"]:
-                await src.silence(sc.interject_after_s)
-                t1 = await src.play(sc.interjection.audio)
-                truth.update(onset=src.wall(t1), interjection=sc.interjection.text)
-        await src.silence_until(answered(truth["start"]), max_wait_s)
-        await src.silence(0.3)
-    return truths
 
 
 async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray, *, max_wait_s: float = 15.0) -> list[dict]:

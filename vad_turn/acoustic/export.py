@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vad_turn.core.runs import atomic_path
+
 from .model import AcousticNet, ProbabilityNet
+from .session import make_session, run_session  # noqa: F401  (the graph's one call, torch-free)
 
 OPSET = 17
 FP32_TOL = 1e-4
@@ -28,33 +31,8 @@ QUANT_OP_SETS = (("Conv", "MatMul", "LSTM"), ("MatMul", "LSTM"))
 PROBE_WINDOWS = 8  # real windows in an int8 graph's parity probe (+ 3 `stress_windows`; float16)
 
 
-EXPORT_HINT = "export it with `vad-turn train-acoustic` or `vad-turn export-acoustic`"
-
-
 class ExportError(RuntimeError):
     """The ONNX export or quantization failed or does not reproduce the torch model."""
-
-
-def make_session(path: Path, threads: int = 1):
-    """An onnxruntime CPU session with `threads` intra-op threads (1 inter-op thread)."""
-    from vad_turn.core.onnx import cpu_session
-
-    return cpu_session(path, threads, what="acoustic model", hint=EXPORT_HINT)
-
-
-def make_int8_session(int8_path: Path, fp32_path: Path, threads: int = 1):
-    """(session, path used): the int8 graph if its parity probe holds on this CPU, else the fp32 graph
-    with a warning (`vad_turn.core.onnx.int8_session`)."""
-    from vad_turn.core.onnx import int8_session
-
-    return int8_session(int8_path, fp32_path, threads, what="acoustic model", hint=EXPORT_HINT)
-
-
-def run_session(session, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
-    """p_eot float64 (n,) from an exported model."""
-    out = session.run(None, {"audio": np.ascontiguousarray(windows, np.float32),
-                             "silence_s": np.ascontiguousarray(silence_s, np.float32)})[0]
-    return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
 def torch_probabilities(net: AcousticNet, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
@@ -86,16 +64,11 @@ def export_onnx(net: AcousticNet, path: Path, probe_windows: np.ndarray, probe_s
         onnx.checker.check_model(model)
     except Exception as e:  # noqa: BLE001 - every exporter failure must surface as ExportError
         raise ExportError(f"ONNX export of the acoustic model failed: {e}") from e
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    try:
+    with atomic_path(path) as tmp:  # in place only once parity holds
+        tmp.write_bytes(buf.getvalue())
         diff = _parity(net, make_session(tmp), probe_windows, probe_silence_s)
         if not diff <= tol:
             raise ExportError(f"{path}: ONNX and torch disagree, max |p_onnx - p_torch| = {diff:.2e} > {tol:.0e}")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"path": str(path), "max_abs_diff": diff, "size_bytes": path.stat().st_size}
 
 
@@ -160,41 +133,47 @@ def quantize_int8(fp32_path: Path, int8_path: Path, net: AcousticNet, probe_wind
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     model = onnx.load(str(fp32_path))
-    tmp = int8_path.with_name(f".{int8_path.name}.tmp")
     p_t = torch_probabilities(net, probe_windows, probe_silence_s)
-    attempts = []
+    attempts, result = [], None
     try:
-        for ops in op_sets:
-            nodes = [n for n in network_nodes(model) if any(n.endswith(f"/{op}") or f"/{op}_" in n for op in ops)]
-            if not nodes:
-                attempts.append({"ops": list(ops), "error": "no such nodes"})
-                continue
-            quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                             op_types_to_quantize=list(ops), per_channel=True, reduce_range=bool(reduce_range))
-            p_q = run_session(make_session(tmp), probe_windows, probe_silence_s)
-            diff = float(np.max(np.abs(p_q - p_t)))
-            agree = float(np.mean((p_q >= threshold) == (p_t >= threshold)))
-            attempts.append({"ops": list(ops), "n_nodes": len(nodes), "max_abs_diff": diff, "decision_agreement": agree})
-            if diff <= tol and agree >= min_agreement:
-                idx = np.unique(np.linspace(0, len(probe_windows) - 1, min(n_probe, len(probe_windows))).astype(int))
-                sw, ss = stress_windows(net.cfg.features)
-                probe = write_probe(probe_path(tmp), {"audio": np.concatenate([probe_windows[idx], sw]).astype(np.float32),
-                                                      "silence_s": np.concatenate([probe_silence_s[idx], ss]).astype(np.float32)},
-                                    make_session(fp32_path), tol)
-                own, _ = probe_diff(make_session(tmp), probe_path(tmp))
-                if not own <= tol:
-                    raise ExportError(f"the int8 graph misses its own parity probe on this CPU: {own:.4f} > {tol}")
-                probe_path(tmp).replace(probe_path(int8_path))
-                probe["path"] = str(probe_path(int8_path))
-                tmp.replace(int8_path)
-                return {"path": str(int8_path), "max_abs_diff": diff, "decision_agreement": agree,
-                        "size_bytes": int8_path.stat().st_size, "quantized_ops": list(ops),
-                        "quantized_nodes": len(nodes), "reduce_range": bool(reduce_range), "cpu": cpu_isa(),
-                        "probe": probe, "attempts": attempts}
+        # both files land only once the graph passes its own probe (the probe first, then the graph)
+        with atomic_path(int8_path) as tmp, atomic_path(probe_path(int8_path), suffix=".npz") as tmp_probe:
+            for ops in op_sets:
+                nodes = [n for n in network_nodes(model) if any(n.endswith(f"/{op}") or f"/{op}_" in n for op in ops)]
+                if not nodes:
+                    attempts.append({"ops": list(ops), "error": "no such nodes"})
+                    continue
+                quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                                 op_types_to_quantize=list(ops), per_channel=True, reduce_range=bool(reduce_range))
+                p_q = run_session(make_session(tmp), probe_windows, probe_silence_s)
+                diff = float(np.max(np.abs(p_q - p_t)))
+                agree = float(np.mean((p_q >= threshold) == (p_t >= threshold)))
+                attempts.append({"ops": list(ops), "n_nodes": len(nodes), "max_abs_diff": diff,
+                                 "decision_agreement": agree})
+                if diff <= tol and agree >= min_agreement:
+                    idx = np.unique(np.linspace(0, len(probe_windows) - 1, min(n_probe, len(probe_windows))).astype(int))
+                    sw, ss = stress_windows(net.cfg.features)
+                    probe = write_probe(tmp_probe, {"audio": np.concatenate([probe_windows[idx], sw]).astype(np.float32),
+                                                    "silence_s": np.concatenate([probe_silence_s[idx], ss]).astype(np.float32)},
+                                        make_session(fp32_path), tol)
+                    own, _ = probe_diff(make_session(tmp), tmp_probe)
+                    if not own <= tol:
+                        raise ExportError(f"the int8 graph misses its own parity probe on this CPU: {own:.4f} > {tol}")
+                    probe["path"] = str(probe_path(int8_path))
+                    result = {"path": str(int8_path), "max_abs_diff": diff, "decision_agreement": agree,
+                              "size_bytes": None, "quantized_ops": list(ops), "quantized_nodes": len(nodes),
+                              "reduce_range": bool(reduce_range), "cpu": cpu_isa(), "probe": probe, "attempts": attempts}
+                    break
+            if result is None:
+                raise _NoInt8Fits
+    except _NoInt8Fits:
+        raise ExportError(f"{int8_path}: no int8 model within tol {tol} and decision agreement {min_agreement} at "
+                          f"threshold {threshold}: {attempts}") from None
     except Exception as e:  # noqa: BLE001 - every quantizer failure must surface as ExportError
         raise ExportError(f"int8 quantization of {fp32_path} failed: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-        probe_path(tmp).unlink(missing_ok=True)
-    raise ExportError(f"{int8_path}: no int8 model within tol {tol} and decision agreement {min_agreement} at threshold "
-                      f"{threshold}: {attempts}")
+    result["size_bytes"] = int8_path.stat().st_size
+    return result
+
+
+class _NoInt8Fits(Exception):
+    """No op set of `quantize_int8` met the tolerance (its temporary files are removed)."""

@@ -27,7 +27,7 @@ intensity_rel ((dB - window max)/60, clipped to [-1, 0]).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,18 +46,19 @@ _DECIMATION_TAPS = 63
 class FeatureConfig:
     """Front-end settings (stored with every model; changing one changes the model's inputs)."""
 
-    window_s: float = 4.0
-    hop_ms: float = 10.0
-    mel_win_ms: float = 25.0
-    n_mels: int = 40
-    pitch_rate_hz: int = 4000
-    pitch_win_ms: float = 40.0
-    f0_min_hz: float = 70.0
-    f0_max_hz: float = 500.0
-    f0_bins_per_semitone: int = 4
-    voicing_threshold: float = 0.45
-    silence_threshold_db: float = -30.0
-    octave_cost: float = 0.01
+    window_s: float = field(default=4.0, metadata={"help": "seconds of audio before the query the model sees"})
+    hop_ms: float = field(default=10.0, metadata={"help": "frame hop (ms)"})
+    mel_win_ms: float = field(default=25.0, metadata={"help": "frame length of the log-mel and intensity tracks (ms)"})
+    n_mels: int = field(default=40, metadata={"help": "log-mel channels"})
+    pitch_rate_hz: int = field(default=4000, metadata={"help": "sample rate of the pitch tracker (divides 16000)"})
+    pitch_win_ms: float = field(default=40.0, metadata={"help": "pitch frame length (ms), ending at the mel frame's end"})
+    f0_min_hz: float = field(default=70.0, metadata={"help": "lowest F0 candidate (Hz)"})
+    f0_max_hz: float = field(default=500.0, metadata={"help": "highest F0 candidate (Hz), at most pitch_rate_hz / 4"})
+    f0_bins_per_semitone: int = field(default=4, metadata={"help": "F0 candidate grid density"})
+    voicing_threshold: float = field(default=0.45, metadata={"help": "voiced when the autocorrelation peak reaches this"})
+    silence_threshold_db: float = field(default=-30.0, metadata={
+        "help": "frames this far below the window's loudest frame are unvoiced (dB)"})
+    octave_cost: float = field(default=0.01, metadata={"help": "Praat's octave cost, favouring higher F0 candidates"})
 
     def __post_init__(self) -> None:
         d = self.decimation

@@ -12,34 +12,35 @@ folder: `config.json` (AcousticModelConfig), `model.pt` (state dict), and after 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vad_turn.core.config import SHIPPED_MODELS_DIR
-from vad_turn.core.runs import atomic_write_json
+from vad_turn.core.config import config_from_dict, config_to_flat_dict
+from vad_turn.core.model_files import SHIPPED_ACOUSTIC_DIR
+from vad_turn.core.runs import atomic_path, atomic_write_json
+from vad_turn.core.schema import MAX_SILENCE_S
 
 from .features import AcousticFrontEnd, FeatureConfig
 
-DEFAULT_MODEL_DIR = SHIPPED_MODELS_DIR / "acoustic"
-MAX_SILENCE_S = 5.0
+DEFAULT_MODEL_DIR = SHIPPED_ACOUSTIC_DIR
 
 
 @dataclass(frozen=True)
 class AcousticModelConfig:
     """Architecture and front end of the acoustic model (saved as the model folder's config.json)."""
 
-    window_s: float = 4.0
-    n_mels: int = 40
-    conv_channels: int = 64
-    lstm_hidden: int = 64
-    head_hidden: int = 32
-    dropout: float = 0.1
-    readout: str = "speech_end+last"  # or "last": the LSTM's final state only
+    features: FeatureConfig = field(default_factory=FeatureConfig, metadata={
+        "help": "the front end: audio window and feature tracks"})
+    conv_channels: int = field(default=64, metadata={"help": "channels of the three strided convolutions"})
+    lstm_hidden: int = field(default=64, metadata={"help": "LSTM state size"})
+    head_hidden: int = field(default=32, metadata={"help": "MLP head width"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout in the head"})
+    readout: str = field(default="speech_end+last", metadata={
+        "help": "LSTM readout: speech_end+last (its output where the silence began, and its last state) or last"})
 
     def __post_init__(self) -> None:
         if self.readout not in ("speech_end+last", "last"):
@@ -49,10 +50,6 @@ class AcousticModelConfig:
     def step_s(self) -> float:
         """Seconds per LSTM step (three stride-2 convolutions over 10 ms frames)."""
         return 8 * self.features.hop_ms / 1000
-
-    @property
-    def features(self) -> FeatureConfig:
-        return FeatureConfig(window_s=self.window_s, n_mels=self.n_mels)
 
 
 def silence_features(silence_s: torch.Tensor) -> torch.Tensor:
@@ -121,25 +118,25 @@ class ProbabilityNet(nn.Module):
 
 def save_model(net: AcousticNet, folder: Path, extra: dict | None = None) -> Path:
     """Write `config.json` (architecture + `extra`) and `model.pt` (state dict) into `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".model.pt.tmp"
-    torch.save(net.state_dict(), tmp)
-    tmp.replace(folder / "model.pt")
-    atomic_write_json(folder / "config.json", {"model": dataclasses.asdict(net.cfg), **(extra or {})})
+    with atomic_path(Path(folder) / "model.pt") as tmp:
+        torch.save(net.state_dict(), tmp)
+    atomic_write_json(folder / "config.json", {"model": config_to_flat_dict(net.cfg), **(extra or {})})
     for f in (folder / "config.json", folder / "model.pt"):
         f.chmod(0o644)  # temp files are private; a shipped model is for everyone
     return folder
 
 
 def load_model_config(folder: Path) -> AcousticModelConfig:
+    """The model folder's architecture: config.json's "model" section, flat (the front end's fields beside the
+    network's, as every model folder has stored it; a folder written before the front end's other settings were
+    stored holds only window_s and n_mels of them, the rest are the defaults)."""
     path = Path(folder) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no acoustic model config (train one with `vad-turn train-acoustic`)")
     try:
         raw = json.loads(path.read_text())["model"]
-        return AcousticModelConfig(**raw)
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        return config_from_dict(AcousticModelConfig, raw)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not an acoustic model config ({e})") from e
 
 

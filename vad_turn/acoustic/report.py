@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vad_turn.core.config import config_main, default_built_root
+from vad_turn.core.config import config_from_dict, config_main, config_options, default_built_root
 from vad_turn.core.runs import atomic_write_json, atomic_write_text
 
 from .model import DEFAULT_MODEL_DIR
@@ -58,10 +58,8 @@ def load_turn_ids(path: Path, key: str) -> set[str]:
 def condition_rows(run: Path, turn_ids: set[str] | None = None) -> list[dict]:
     """One row per audio condition (and 'all' when there are several) of one run folder, scored on
     the turns in `turn_ids` only when given (raises if none of them is in the run)."""
-    from sklearn.metrics import roc_auc_score
-
     from vad_turn.harness.evaluate import compute_metrics
-    from vad_turn.harness.metrics import same_silence_auc
+    from vad_turn.harness.metrics import roc_auc, same_silence_auc
 
     run = Path(run)
     path = run / "predictions.parquet"
@@ -81,7 +79,7 @@ def condition_rows(run: Path, turn_ids: set[str] | None = None) -> list[dict]:
         row = {"dataset": Path(raw.get("dataset", "?")).name, "split": raw.get("split"),
                "condition": cond, "detector": raw.get("detector"), "run": run.name, "n_turns": m["counts"]["n_turns"],
                "n_holds": m["counts"]["n_holds_scored"],
-               "auc": float(roc_auc_score(sub["label"], sub["p_eot"])) if sub["label"].nunique() == 2 else None,
+               "auc": roc_auc(sub["label"], sub["p_eot"], one_class=None),
                "auc_same_silence": same_silence_auc(sub["p_eot"], sub["silence_dur"], sub["label"])}
         for op in m["operating_points"]:
             key = "fcr" if op["kind"] == "min_fcr_at_latency" else "lat"
@@ -147,21 +145,10 @@ def render_commands(train_config: dict) -> list[str]:
 
 
 def rebuild_command(train_config: dict, folder: Path) -> str:
-    """`vad-turn train-acoustic` with the options of `train_config` that differ from the defaults."""
-    from vad_turn.core.config import config_to_dict
-
-    from .train import AcousticTrainConfig
-
-    default = json.loads(json.dumps(config_to_dict(AcousticTrainConfig())))
-    args = []
-    for k, v in train_config.items():
-        if k in ("out", "model_out", "built_root") or default.get(k) == v:
-            continue
-        if isinstance(v, bool):
-            args.append(f"--{'' if v else 'no-'}{k.replace('_', '-')}")
-            continue
-        vals = v if isinstance(v, list) else [v]
-        args.append(f"--{k.replace('_', '-')} " + " ".join(map(str, vals)))
+    """`vad-turn train-acoustic` with the options of `train_config` (config.json's, nested or in the flat form
+    written before the model config was nested) that differ from the defaults (`config.config_options`)."""
+    cfg = config_from_dict(AcousticTrainConfig, train_config, ignore_unknown=True)
+    args = config_options(cfg, AcousticTrainConfig(), skip=("out", "model_out", "built_root"))
     return " ".join(["vad-turn train-acoustic", *args, f"--model-out {folder}"])
 
 
@@ -235,7 +222,7 @@ def write_model_card(folder: Path, eval_table: str | None = None, eval_runs: lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(AcousticReportConfig, run, argv, __doc__.splitlines()[0])
+    return config_main(AcousticReportConfig, run, argv, __doc__.splitlines()[0], prog="python -m vad_turn.acoustic.report")
 
 
 if __name__ == "__main__":
@@ -268,10 +255,8 @@ def export_run(cfg: ExportAcousticConfig) -> dict:
 
     folder = Path(cfg.model_dir)
     card = json.loads((folder / "config.json").read_text())
-    names = {f.name for f in dataclasses.fields(AcousticTrainConfig)}
-    tc = {k: (tuple(v) if isinstance(v, list) else v) for k, v in card["train_config"].items() if k in names}
-    train_cfg = AcousticTrainConfig(**{**tc, "built_root": Path(cfg.built_root), "out": Path(tc.get("out", "runs/x")),
-                                       "model_out": None})
+    tc = config_from_dict(AcousticTrainConfig, card["train_config"], ignore_unknown=True)
+    train_cfg = dataclasses.replace(tc, built_root=Path(cfg.built_root), out=Path(tc.out or "runs/x"), model_out=None)
     net = load_model(folder)
     probe = probe_windows(train_cfg, n=cfg.n_probe)
     checks = {"fp32": export_onnx(net, folder / "model.onnx", *probe)}

@@ -15,6 +15,7 @@ from vad_turn.harness.detectors import require_bool
 
 from .features import FeatureConfig, window_audio
 from .model import DEFAULT_MODEL_DIR, load_model, load_model_config
+from .session import run_session
 
 
 def query_window(audio: np.ndarray | None, cfg: FeatureConfig, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -59,7 +60,7 @@ class AcousticDetector:
         if backend == "torch":
             self._net, self._session = load_model(folder), None
         elif backend == "onnx":
-            from .export import make_int8_session, make_session
+            from .session import make_int8_session, make_session
 
             onnx_path = path if path.suffix == ".onnx" else folder / ("model.int8.onnx" if int8 else "model.onnx")
             if onnx_path.name.endswith(".int8.onnx"):  # checked on this CPU; fp32 (with a warning) if it fails
@@ -81,16 +82,15 @@ class AcousticDetector:
 
     def predict_windows(self, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
         """windows float32 (n, n_samples), silence_s (n,) -> p_eot float64 (n,) in [0, 1]."""
+        if self._session is not None:
+            return run_session(self._session, windows, silence_s, self.batch_size)
+        import torch
+
+        torch.set_num_threads(self.threads)
         out = []
         for i in range(0, len(windows), self.batch_size):
             w = np.ascontiguousarray(windows[i:i + self.batch_size], dtype=np.float32)
             s = np.ascontiguousarray(silence_s[i:i + self.batch_size], dtype=np.float32)
-            if self._session is not None:
-                out.append(self._session.run(None, {"audio": w, "silence_s": s})[0])
-            else:
-                import torch
-
-                torch.set_num_threads(self.threads)
-                with torch.no_grad():
-                    out.append(torch.sigmoid(self._net(torch.from_numpy(w), torch.from_numpy(s))).numpy())
+            with torch.no_grad():
+                out.append(torch.sigmoid(self._net(torch.from_numpy(w), torch.from_numpy(s))).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

@@ -8,7 +8,8 @@ noise at a random SNR through `vad_turn.core.audio`), so the model sees the eval
 once per example (fp16 in memory) and the network trains on them; validation is the full query
 grid of `val_set` (clean rendered Switchboard dev by default), scored with the harness metrics.
 
-`vad-turn train-acoustic --epochs 6 --model-out vad_turn/models/acoustic`
+`vad-turn train-acoustic --epochs 6 --model-out vad_turn/models/acoustic` (architecture and front end: the
+`--model.*` and `--model.features.*` options, e.g. `--model.features.window-s 2.0 --model.conv-channels 32`)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from vad_turn.core.audio import add_noise, telephony_8k
 from vad_turn.core.config import default_built_root
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.core.train import TrainConfig, default_train_out, fit
-from vad_turn.harness.metrics import same_silence_auc
+from vad_turn.harness.metrics import roc_auc, same_silence_auc
 
 from .features import AcousticFrontEnd, window_audio
 from .model import AcousticModelConfig, AcousticNet, save_model
@@ -48,13 +49,8 @@ class AcousticTrainConfig(TrainConfig):
                                          metadata={"help": "probabilities of clean, 8k, noisy, 8k+noisy"})
     snr_db_range: tuple[float, ...] = field(default=(5.0, 20.0), metadata={"help": "noise SNR range (dB)"})
     gain_db_range: tuple[float, ...] = field(default=(-20.0, 6.0), metadata={"help": "random gain range (dB)"})
-    window_s: float = field(default=4.0, metadata={"help": "audio window before the query"})
-    n_mels: int = 40
-    conv_channels: int = 64
-    lstm_hidden: int = 64
-    head_hidden: int = 32
-    dropout: float = 0.1
-    readout: str = field(default="speech_end+last", metadata={"help": "LSTM readout: speech_end+last or last"})
+    model: AcousticModelConfig = field(default_factory=AcousticModelConfig, metadata={
+        "help": "architecture and front end (the model folder's config.json \"model\")"})
     model_out: Path | None = field(default=None, metadata={"help": "also save the selected model (and ONNX) here"})
     export: bool = field(default=True, metadata={"help": "export fp32 + int8 ONNX into model_out"})
 
@@ -64,12 +60,6 @@ class AcousticTrainConfig(TrainConfig):
             raise ValueError(f"aug_probs needs {len(_AUG_KINDS)} probabilities summing to 1 ({_AUG_KINDS})")
         if len(self.snr_db_range) != 2 or len(self.gain_db_range) != 2:
             raise ValueError("snr_db_range and gain_db_range take two values (low high)")
-
-    @property
-    def model(self) -> AcousticModelConfig:
-        return AcousticModelConfig(window_s=self.window_s, n_mels=self.n_mels, conv_channels=self.conv_channels,
-                                   lstm_hidden=self.lstm_hidden, head_hidden=self.head_hidden, dropout=self.dropout,
-                                   readout=self.readout)
 
 
 def parse_source(spec: str) -> tuple[str, str, str | None]:
@@ -188,7 +178,6 @@ def predict_features(model: AcousticNet, fs: FeatureSet, batch: int = 256) -> np
 def harness_metrics(p_eot: np.ndarray, table) -> dict:
     """Harness operating points of full-grid predictions (the example table of `build_examples`)."""
     import pandas as pd
-    from sklearn.metrics import roc_auc_score
 
     from vad_turn.harness.evaluate import EvalConfig, compute_metrics
 
@@ -199,7 +188,7 @@ def harness_metrics(p_eot: np.ndarray, table) -> dict:
                           "audio_condition": table["audio_condition"],
                           "backchannel_context": table["backchannel_context"].astype(bool), "n_words": table["n_words"]})
     m, _ = compute_metrics(preds, EvalConfig(), "acoustic")
-    out = {"val_auc": float(roc_auc_score(table["label"], p_eot)) if table["label"].nunique() == 2 else float("nan"),
+    out = {"val_auc": roc_auc(table["label"], p_eot),
            "val_auc_same_silence": same_silence_auc(p_eot, table["silence_s"], table["label"])}
     for op in m["operating_points"]:
         key = op["name"]

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
 
-from .config import add_config_args, config_from_args
+from .config import add_config_args, config_from_args, run_config
 
 
-def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog)
+def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str,
+                 description: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (mod, cls_name, _, helptext) in commands.items():
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(_entry=(mod, cls_name))
         try:
             cls = getattr(importlib.import_module(mod), cls_name)
@@ -30,9 +29,11 @@ def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str) -> a
     return parser
 
 
-
-def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: list[str] | None = None) -> int:
-    parser = build_parser(commands, prog)
+def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: list[str] | None = None,
+             description: str = "") -> int:
+    """Parse `argv` against the command table, build the subcommand's config (a bad option: one `error:` line,
+    exit 2, before any work) and run it (`vad_turn.core.config.run_config`); returns the exit status."""
+    parser = build_parser(commands, prog, description)
     args = parser.parse_args(argv)
     if getattr(args, "_import_error", None):
         parser.error(f"cannot load {args.command}: {args._import_error}")
@@ -42,12 +43,4 @@ def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: li
         cfg = config_from_args(getattr(module, cls_name), args)
     except (ValueError, TypeError) as e:
         parser.error(f"{args.command}: {e}")
-    try:
-        result = getattr(module, run_name)(cfg)
-    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
-        # bad input (a missing file, no turns selected, ...): one line naming it; VAD_TURN_TRACEBACK=1 re-raises
-        if os.environ.get("VAD_TURN_TRACEBACK"):
-            raise
-        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0 if result is None or not isinstance(result, int) else result
+    return run_config(f"{prog} {args.command}", getattr(module, run_name), cfg)

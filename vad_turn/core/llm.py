@@ -26,14 +26,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 from .config import REPO_ROOT
-from .runs import atomic_replace_dir
+from .runs import atomic_dir
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
@@ -99,9 +97,7 @@ def ensure_smollm2_cache(cache_dir: Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-", dir=cache_dir.parent))
-    try:
+    with atomic_dir(cache_dir) as tmp:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # The weights are already de-quantized to float32; drop the GGUF marker so they serialize.
@@ -112,10 +108,6 @@ def ensure_smollm2_cache(cache_dir: Path | None = None) -> Path:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
         (tmp / "SOURCE.txt").write_text(f"de-quantized from {gguf}\n")
-        atomic_replace_dir(tmp, cache_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return cache_dir
 
 

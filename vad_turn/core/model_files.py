@@ -23,6 +23,12 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from .config import SHIPPED_MODELS_DIR
+
+# the shipped model folders (package data): the fused model and its two branches
+SHIPPED_TURN_DIR = SHIPPED_MODELS_DIR / "turn"
+SHIPPED_LEXICAL_DIR = SHIPPED_MODELS_DIR / "lexical"
+SHIPPED_ACOUSTIC_DIR = SHIPPED_MODELS_DIR / "acoustic"
 CHECKSUMS_FILE = "checksums.json"
 _CHUNK_BYTES = 1 << 20
 _HASHES: dict[tuple, str] = {}

@@ -102,11 +102,12 @@ def write_probe(path: str | Path, inputs: dict[str, np.ndarray], fp32_session, t
               for k, v in inputs.items()}
     feed = {k: (v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in stored.items()}
     expected = np.asarray(fp32_session.run(None, feed)[0], np.float32)
+    from .runs import atomic_path
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **{f"input__{k}": v for k, v in stored.items()}, expected=expected,
-                        tol=np.float32(tol))
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **{f"input__{k}": v for k, v in stored.items()}, expected=expected,
+                            tol=np.float32(tol))
     return {"path": str(path), "n": int(expected.shape[0]), "tol": float(tol), "size_bytes": path.stat().st_size}
 
 

@@ -1,36 +1,70 @@
 """Run folders and atomic writes: every file a run leaves is written whole or not at all.
 
-`atomic_write_text` / `atomic_write_json` write through a temporary file and a rename,
-`atomic_replace_dir` swaps a fully written folder into place, `RunFolder` writes `config.json`,
+`atomic_path` is the one write-then-rename (a temporary path in the same folder, renamed into place
+on success, removed on error) that `atomic_write_text` / `atomic_write_json` and every other file
+writer use; `atomic_dir` / `atomic_replace_dir` do the same for a folder, `RunFolder` writes `config.json`,
 the git commit, split ids and `metrics.json` next to the results, and `read_jsonl` /
 `append_jsonl` keep resumable logs (a torn last line from an interrupted write is ignored).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .config import REPO_ROOT, config_to_dict
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Write a file whole or not at all: yields a fresh temporary path in `path`'s folder (created if
+    missing) for the caller to write, renames it to `path` when the block ends, and removes it when
+    the block raises.
+
+    The temporary name is `.<name>.<pid>-<random>.tmp<suffix>` and does not exist yet; `suffix` is
+    for writers that pick the format from the extension or append one (".npy" for np.save, ".npz"
+    for np.savez, ".png" for savefig). The file gets the permissions its writer gives it.
+
+        with atomic_path(out / "predictions.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Write a folder whole or not at all: yields a fresh temporary folder (mode 755) beside `path`;
+    when the block ends it replaces `path` (`atomic_replace_dir`), when it raises it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; what it becomes is for everyone who can read the folder
+        yield tmp
+        atomic_replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename (`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "x") as fh:
+        fh.write(text)
 
 
 

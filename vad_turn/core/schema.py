@@ -69,6 +69,9 @@ class WordError(ValueError):
 
 
 WORD_END_TOLERANCE_S = 0.05  # word ends may pass the audio's end by this much (10-20 ms ASR frame rounding)
+# A query sees the words that ended at least this long before it (a streaming recogniser's lag): the
+# harness default, and the lag of model folders written before they recorded theirs.
+DEFAULT_TRANSCRIPT_LAG_S = 0.5
 
 
 def check_words(words: Sequence[Word], *, audio_end_s: float | None = None, source: str = "") -> None:
@@ -117,6 +120,10 @@ def check_silence_s(silence_s, *, source: str = "") -> float:
     if not (math.isfinite(s) and s >= 0):
         raise ValueError(f"{source + ': ' if source else ''}silence_s must be a finite number >= 0, got {silence_s!r}")
     return s
+
+
+# The silence so far (s) that the acoustic model's and the fusion's silence inputs are clipped to.
+MAX_SILENCE_S = 5.0
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import REPO_ROOT, SHIPPED_MODELS_DIR
+from .config import REPO_ROOT
+from .model_files import SHIPPED_ACOUSTIC_DIR  # stdlib only, like this module
 
 LOCK_PATH = REPO_ROOT / "requirements.lock"
 MODELS_MARKER = "# --- model packages (their own dependencies are not installed) ---"
@@ -224,7 +225,7 @@ def check_torch() -> Result:
 
 
 def check_onnxruntime() -> Result:
-    graph = SHIPPED_MODELS_DIR / "acoustic" / "model.onnx"
+    graph = SHIPPED_ACOUSTIC_DIR / "model.onnx"
     code, out = _run([sys.executable, "-c", _ORT_PROBE, str(graph)])
     if code != 0:
         return Result("onnxruntime", False, f"onnxruntime cannot run {graph}: {_last_error(out)}")
@@ -294,21 +295,21 @@ def run_checks(names: list[str] | None = None) -> list[Result]:
     return [CHECKS[n]() for n in (names or list(CHECKS))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+@dataclass(frozen=True)
+class CheckConfig:
+    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these checks (none given: all)",
+                                                        "choices": tuple(CHECKS)})
 
-    ap = argparse.ArgumentParser(prog="python -m vad_turn.core.setup_check", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("check", help="check the environment (exit 1 naming every failure)")
-    c.add_argument("--only", nargs="+", choices=list(CHECKS), help="run only these checks")
-    w = sub.add_parser("write-lock", help="print the lock for two pip --dry-run --report files")
-    w.add_argument("resolved", type=Path)
-    w.add_argument("models", type=Path)
-    args = ap.parse_args(argv)
-    if args.cmd == "write-lock":
-        sys.stdout.write(write_lock(args.resolved, args.models))
-        return 0
-    results = run_checks(args.only)
+
+@dataclass(frozen=True)
+class WriteLockConfig:
+    resolved: Path = field(metadata={"help": "pip --dry-run --report of the project's packages", "positional": True})
+    models: Path = field(metadata={"help": "pip --dry-run --report of the model packages", "positional": True})
+
+
+def run_check(cfg: CheckConfig) -> int:
+    """Run the checks, one line each; 1 (naming every failure) if any failed, else 0."""
+    results = run_checks(list(cfg.only) or None)
     for r in results:
         print(f"[{'ok' if r.ok else 'FAIL'}] {r.name}: {r.detail}", flush=True)
     failed = [r for r in results if not r.ok]
@@ -318,6 +319,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"set-up check passed ({len(results)} checks)")
     return 0
+
+
+def run_write_lock(cfg: WriteLockConfig) -> int:
+    sys.stdout.write(write_lock(cfg.resolved, cfg.models))
+    return 0
+
+
+COMMANDS = {
+    "check": ("vad_turn.core.setup_check", "CheckConfig", "run_check", "check the environment (exit 1 naming every failure)"),
+    "write-lock": ("vad_turn.core.setup_check", "WriteLockConfig", "run_write_lock", "print the lock for two pip --dry-run --report files"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import dispatch
+
+    return dispatch(COMMANDS, "python -m vad_turn.core.setup_check", argv, description=" ".join(__doc__.split("\n\n")[0].split()))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import config_to_dict, default_runs_root
-from .runs import RunFolder, atomic_write_json
+from .runs import RunFolder, atomic_path, atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,8 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def default_train_out(prefix: str = "train") -> Path:

@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -435,20 +435,35 @@ def measure_ttfa(voices: Sequence[Voice], text: str, repeats: int = 5,
     return out
 
 
-def _main() -> None:
-    import argparse
+@dataclass(frozen=True)
+class TtfaConfig:
+    """Time to first audio per TTS engine (medians)."""
 
-    p = argparse.ArgumentParser(description="time to first audio per TTS engine (medians)")
-    p.add_argument("--text", default="so I was thinking we could go there tomorrow if the weather holds")
-    p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args()
-    rows = measure_ttfa(DEFAULT_VOICES, args.text, args.repeats)
-    rows.update({k + " (cli)": v for k, v in measure_ttfa(DEFAULT_VOICES[:1], args.text, args.repeats,
+    text: str = field(default="so I was thinking we could go there tomorrow if the weather holds",
+                      metadata={"help": "the sentence every voice synthesizes"})
+    repeats: int = field(default=5, metadata={"help": "timed calls per voice after the first (reported apart)"})
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or not self.text.strip():
+            raise ValueError(f"--repeats must be >= 1 and --text non-empty, got {self.repeats}, {self.text!r}")
+
+
+def run_ttfa(cfg: TtfaConfig) -> dict:
+    """Print and return {voice: {first_s, median_s, total_median_s}} (espeak also through its CLI)."""
+    rows = measure_ttfa(DEFAULT_VOICES, cfg.text, cfg.repeats)
+    rows.update({k + " (cli)": v for k, v in measure_ttfa(DEFAULT_VOICES[:1], cfg.text, cfg.repeats,
                                                           EnginePaths(espeak_backend="cli")).items()})
     print(f"{'voice':40s} {'first_ms':>9s} {'ttfa_median_ms':>15s} {'total_median_ms':>16s}")
     for k, r in rows.items():
         print(f"{k:40s} {1e3 * r['first_s']:9.1f} {1e3 * r['median_s']:15.1f} {1e3 * r['total_median_s']:16.1f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import config_main
+
+    return config_main(TtfaConfig, run_ttfa, argv, TtfaConfig.__doc__, prog="python -m vad_turn.core.voices")
 
 
 if __name__ == "__main__":
-    _main()
+    raise SystemExit(main())

@@ -8,12 +8,10 @@ is needed.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from vad_turn.core.runs import atomic_replace_dir, atomic_write_json
+from vad_turn.core.runs import atomic_dir, atomic_write_json
 from vad_turn.core.schema import TurnRecord, features
 
 
@@ -29,9 +27,7 @@ def write_turns(records: Iterable[TurnRecord], out_dir: Path, *, info: dict | No
     rows = [r.to_row() for r in records]
     if not rows:
         raise ValueError(f"{out_dir}: no turns to write (the builder found none)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a built dataset is for everyone who can read data/
+    with atomic_dir(out_dir) as tmp:  # a built dataset is for everyone who can read data/
         # Build with a plain struct for audio, then cast at the Arrow level to Audio(decode=False):
         # encoding through the Audio feature would need torchcodec/FFmpeg.
         feats = features()
@@ -43,10 +39,6 @@ def write_turns(records: Iterable[TurnRecord], out_dir: Path, *, info: dict | No
         ds = ds.cast_column("audio", feats["audio"])
         ds.save_to_disk(str(tmp / "data"))
         atomic_write_json(tmp / "build_info.json", info or {})
-        atomic_replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

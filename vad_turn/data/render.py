@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,7 +34,8 @@ import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, add_noise, encode_wav_bytes, seconds_to_samples, telephony_8k
 from vad_turn.core.config import REPO_ROOT, config_to_dict, default_built_root
-from vad_turn.core.runs import atomic_write_json
+from vad_turn.core.runs import atomic_path, atomic_write_json
+from vad_turn.core.seeds import stable_seed
 from vad_turn.core.schema import (
     Span,
     TurnRecord,
@@ -74,9 +74,9 @@ class RenderConfig:
     shard_size: int = field(default=100, metadata={"help": "turns per resumable shard"})
     workers: int = field(default=2, metadata={"help": "rendering processes (1 = in this process)"})
     espeak_backend: str = field(default="cli", metadata={"help": "cli (byte-reproducible) or lib (in process)"})
-    espeak_bin: str = "espeak-ng"
-    flite_bin: str = "flite"
-    festival_bin: str = "festival"
+    espeak_bin: str = field(default="espeak-ng", metadata={"help": "espeak-ng executable (name on PATH or path)"})
+    flite_bin: str = field(default="flite", metadata={"help": "flite executable (name on PATH or path)"})
+    festival_bin: str = field(default="festival", metadata={"help": "festival executable (name on PATH or path)"})
 
 
 def load_recipe(path: Path = RECIPE_PATH, **overrides) -> RenderConfig:
@@ -97,15 +97,11 @@ def _paths(cfg: RenderConfig):
     return EnginePaths(cfg.espeak_backend, "", cfg.espeak_bin, cfg.flite_bin, cfg.festival_bin)
 
 
-def _id_hash(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little")
-
-
 def turn_voice(turn_id: str, cfg: RenderConfig):
     """(voice id from cfg.voices, Voice with the jittered rate) for `turn_id`: a function of (seed, id) only."""
     from vad_turn.core.voices import Voice, voice_from_id
 
-    rng = np.random.default_rng([cfg.seed, _id_hash("voice", turn_id)])
+    rng = np.random.default_rng([cfg.seed, stable_seed("voice", turn_id)])
     voice_id = cfg.voices[int(rng.integers(len(cfg.voices)))]
     base = voice_from_id(voice_id)
     rate = float(np.clip(base.rate * rng.uniform(1 - cfg.rate_jitter, 1 + cfg.rate_jitter), 0.5, 2.0))
@@ -180,7 +176,7 @@ def condition_variant(rec: TurnRecord, condition: str, audio: np.ndarray, snr_db
     if condition == "8k":
         out = telephony_8k(audio)
     elif condition == "noisy":
-        out = add_noise(audio, snr_db, seed=_id_hash(seed, "noise", rec.id) % 2**32)
+        out = add_noise(audio, snr_db, seed=stable_seed(seed, "noise", rec.id) % 2**32)
     else:
         raise ValueError(f"unknown audio condition {condition!r} (expected 8k or noisy)")
     new_id = f"{rec.id}+{condition}"
@@ -247,10 +243,8 @@ def render_rows(rows: list[dict], cfg: RenderConfig, corpus: str) -> dict:
 def _render_shard(rows: list[dict], cfg: RenderConfig, corpus: str, path: Path) -> dict:
     """Render one shard and write it atomically to `path` (temp file + rename); returns its summary."""
     result = render_rows(rows, cfg, corpus)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
     return {k: v for k, v in result.items() if k != "records"}
 
 
@@ -270,7 +264,7 @@ def _select(cfg: RenderConfig, corpus: str) -> dict[str, list[dict]]:
     out = {}
     for split in (s for s in cfg.splits if s in present):
         m = meta[(meta["split"] == split) & meta["n_words"].between(cfg.min_words, cfg.max_words)]
-        order = sorted(m.index, key=lambda i: _id_hash(cfg.seed, "select", m.at[i, "id"]))
+        order = sorted(m.index, key=lambda i: stable_seed(cfg.seed, "select", m.at[i, "id"]))
         cap = _cap(cfg, corpus, split)
         take = sorted(order[:cap] if cap is not None else order, key=lambda i: m.at[i, "id"])
         out[split] = [ds[int(i)] for i in take]

@@ -9,20 +9,16 @@ conversations inside the fit set, so the evaluation set stays untouched by every
 """
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vad_turn.core.seeds import stable_unit
 from vad_turn.harness.calibration import fit_temperature, nll
 
-from .runtime import FUSION_FEATURES, MODE_MASKS, MODES, fusion_features, fusion_logit
-
-
-def _hash01(key: str, seed: int) -> float:
-    """A stable number in [0, 1) from (seed, key): the same on every machine and Python run."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64
+from .runtime import FUSION_FEATURES, MODE_INPUTS, MODE_MASKS, MODES, fusion_features, mode_index
 
 
 def conversation_folds(conversations: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -37,7 +33,7 @@ def conversation_folds(conversations: np.ndarray, k: int, seed: int = 0) -> np.n
         raise ValueError(f"need k >= 2 folds, got {k}")
     if (conv == "").any():
         raise ValueError("rows without a conversation id cannot be grouped into folds")
-    uniq = sorted(set(conv), key=lambda c: _hash01(c, seed))
+    uniq = sorted(set(conv), key=lambda c: stable_unit(c, seed))
     if len(uniq) < k:
         raise ValueError(f"{len(uniq)} conversations cannot make {k} folds")
     fold_of = {c: i % k for i, c in enumerate(uniq)}
@@ -50,21 +46,48 @@ def split_conversations(conversations, fraction: float, seed: int = 0) -> tuple[
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     uniq = sorted(set(map(str, conversations)))
-    first = [c for c in uniq if _hash01(c, seed) < fraction]
+    first = [c for c in uniq if stable_unit(c, seed) < fraction]
     return first, [c for c in uniq if c not in set(first)]
 
 
 def design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(X (n, F), labels (n,), weights (n,), row mask (len(t),)) of the rows of `t` that have the inputs
-    of `mode`, cast to it (modality dropout: a row with both branches also serves the others)."""
-    need_lex, need_ac = {"both": (1, 1), "lexical": (1, 0), "acoustic": (0, 1), "timing": (0, 0)}[mode]
+    of `mode` (`runtime.MODE_INPUTS`), cast to it (modality dropout: a row with both branches also
+    serves the others)."""
+    need_lex, need_ac = MODE_INPUTS[mode]
     ok = (t["has_lex"].to_numpy() | (not need_lex)) & (t["has_ac"].to_numpy() | (not need_ac))
     s = t[ok]
     n = len(s)
     X, m = fusion_features(s["lex_logit"].to_numpy(), s["ac_logit"].to_numpy(), s["silence_s"].to_numpy(),
-                           s["n_seen"].to_numpy(), np.full(n, bool(need_lex)), np.full(n, bool(need_ac)))
+                           s["n_seen"].to_numpy(), np.full(n, need_lex), np.full(n, need_ac))
     assert (m == MODES.index(mode)).all()
     return X, s["label"].to_numpy().astype(int), s["weight"].to_numpy(dtype=np.float64), ok
+
+
+def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`design` without the row mask: (X (n, F), labels (n,), weights (n,))."""
+    return design(t, mode)[:3]
+
+
+def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None,
+             standardize: bool = False) -> np.ndarray:
+    """L2 logistic regression on the features `mode` uses -> weights (F,) on the raw features.
+    sample_weight is normalised to mean 1 so C means the same with and without weights. With
+    `standardize`, the penalty applies to weights of z-scored features (so it shrinks every input
+    alike whatever its scale); the weights returned still apply to the raw features."""
+    from sklearn.linear_model import LogisticRegression
+
+    cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
+    Z = X[:, cols]
+    mu, sd = (Z.mean(0), Z.std(0)) if standardize else (np.zeros(len(cols)), np.ones(len(cols)))
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    lr = LogisticRegression(C=c, max_iter=2000)
+    sw = None if sample_weight is None else np.asarray(sample_weight, np.float64) / np.mean(sample_weight)
+    lr.fit((Z - mu) / sd, y, sample_weight=sw)
+    w = np.zeros(len(FUSION_FEATURES))
+    w[cols] = lr.coef_[0] / sd
+    w[FUSION_FEATURES.index("bias")] = lr.intercept_[0] - float(np.sum(lr.coef_[0] * mu / sd))
+    return w
 
 
 def fit_cross_validated(t: pd.DataFrame, c_grid: tuple[float, ...], k: int, seed: int = 0,
@@ -78,8 +101,7 @@ def fit_cross_validated(t: pd.DataFrame, c_grid: tuple[float, ...], k: int, seed
     """
 
     folds = conversation_folds(t["conversation"].to_numpy(), k, seed)
-    natural = fusion_features(t["lex_logit"].to_numpy(), t["ac_logit"].to_numpy(), t["silence_s"].to_numpy(),
-                              t["n_seen"].to_numpy(), t["has_lex"].to_numpy(), t["has_ac"].to_numpy())[1]
+    natural = mode_index(t["has_lex"].to_numpy(), t["has_ac"].to_numpy())
     weights = np.zeros((len(MODES), len(FUSION_FEATURES)))
     oof = np.zeros(len(t))
     selection = {}
@@ -112,13 +134,6 @@ def weighted_nll(z: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> f
     return nll(z, y, 1.0, w)
 
 
-def natural_logit(t: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
-    """Fused logits (n,) of the rows of `t` with the inputs they actually have."""
-    X, mode = fusion_features(t["lex_logit"].to_numpy(), t["ac_logit"].to_numpy(), t["silence_s"].to_numpy(),
-                              t["n_seen"].to_numpy(), t["has_lex"].to_numpy(), t["has_ac"].to_numpy())
-    return fusion_logit(X, mode, weights)
-
-
 def write_fit_source(source: Path, exclude: Path, out: Path, split: str = "dev") -> dict:
     """Write the text turns of `split` of the turn dataset `source` whose conversation does not occur
     in `split` of the dataset `exclude` (e.g. the rendered evaluation set) to `out`, for `vad-turn
@@ -127,7 +142,7 @@ def write_fit_source(source: Path, exclude: Path, out: Path, split: str = "dev")
         python -m vad_turn.fusion.fit --source data/built/switchboard \\
             --exclude data/built/switchboard-rendered --out data/built/fusion-fit/source/switchboard
     """
-    from vad_turn.core.runs import atomic_replace_dir, atomic_write_json
+    from vad_turn.core.runs import atomic_dir, atomic_write_json
     from vad_turn.data.dataset import load_turns
 
     src, ex = load_turns(source), load_turns(exclude)
@@ -138,83 +153,36 @@ def write_fit_source(source: Path, exclude: Path, out: Path, split: str = "dev")
     keep = [i for i, (c, s) in enumerate(zip(src["conversation"], src["split"])) if s == split and c not in held]
     if not keep:
         raise ValueError(f"{source}: no {split} turn outside the {len(held)} conversations of {exclude}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    src.select(keep).save_to_disk(str(tmp / "data"))
     info = {"source": str(source), "split": split, "excluded_from": str(exclude), "n_turns": len(keep),
             "n_conversations": len({src["conversation"][i] for i in keep}), "excluded_conversations": sorted(held)}
-    atomic_write_json(tmp / "build_info.json", info)
-    atomic_replace_dir(tmp, out)
+    with atomic_dir(Path(out)) as tmp:
+        src.select(keep).save_to_disk(str(tmp / "data"))
+        atomic_write_json(tmp / "build_info.json", info)
+    return info
+
+
+@dataclass(frozen=True)
+class FitSourceConfig:
+    """Write the held-aside text turns the fusion is fitted on (`write_fit_source`)."""
+
+    source: Path = field(metadata={"help": "text turn dataset (e.g. data/built/switchboard)"})
+    exclude: Path = field(metadata={"help": "dataset whose split's conversations are held out"})
+    out: Path = field(metadata={"help": "output dataset folder (<root>/switchboard)"})
+    split: str = field(default="dev", metadata={"help": "split of both datasets: the turns kept, the conversations held out"})
+
+
+def run_fit_source(cfg: FitSourceConfig) -> dict:
+    info = write_fit_source(cfg.source, cfg.exclude, cfg.out, cfg.split)
+    print(f"{info['n_turns']} turns of {info['n_conversations']} conversations; "
+          f"{len(info['excluded_conversations'])} conversations excluded")
     return info
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from vad_turn.core.config import config_main
 
-    ap = argparse.ArgumentParser(description="Write the held-aside text turns the fusion is fitted on (write_fit_source)")
-    ap.add_argument("--source", type=Path, required=True, help="text turn dataset (e.g. data/built/switchboard)")
-    ap.add_argument("--exclude", type=Path, required=True, help="dataset whose split's conversations are held out")
-    ap.add_argument("--out", type=Path, required=True, help="output dataset folder (<root>/switchboard)")
-    ap.add_argument("--split", default="dev")
-    info = write_fit_source(**vars(ap.parse_args(argv)))
-    print(f"{info['n_turns']} turns of {info['n_conversations']} conversations; "
-          f"{len(info['excluded_conversations'])} conversations excluded")
-    return 0
+    return config_main(FitSourceConfig, run_fit_source, argv, FitSourceConfig.__doc__, prog="python -m vad_turn.fusion.fit")
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-_MODE_NEEDS = {"both": (True, True), "lexical": (True, False), "acoustic": (False, True), "timing": (False, False)}
-
-
-
-def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X (n, F), labels (n,), weights (n,)) of the rows of `t` that have the inputs of `mode`, cast to it."""
-    need_lex, need_ac = _MODE_NEEDS[mode]
-    ok = (t["has_lex"].to_numpy() | ~np.bool_(need_lex)) & (t["has_ac"].to_numpy() | ~np.bool_(need_ac))
-    s = t[ok]
-    n = len(s)
-    X, m = fusion_features(s["lex_logit"].to_numpy(), s["ac_logit"].to_numpy(), s["silence_s"].to_numpy(),
-                           s["n_seen"].to_numpy(), np.full(n, need_lex), np.full(n, need_ac))
-    assert (m == MODES.index(mode)).all()
-    return X, s["label"].to_numpy().astype(int), s["weight"].to_numpy(dtype=np.float64)
-
-
-
-def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None,
-             standardize: bool = False) -> np.ndarray:
-    """L2 logistic regression on the features `mode` uses -> weights (F,) on the raw features.
-    sample_weight is normalised to mean 1 so C means the same with and without weights. With
-    `standardize`, the penalty applies to weights of z-scored features (so it shrinks every input
-    alike whatever its scale); the weights returned still apply to the raw features."""
-    from sklearn.linear_model import LogisticRegression
-
-    cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
-    Z = X[:, cols]
-    mu, sd = (Z.mean(0), Z.std(0)) if standardize else (np.zeros(len(cols)), np.ones(len(cols)))
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    lr = LogisticRegression(C=c, max_iter=2000)
-    sw = None if sample_weight is None else np.asarray(sample_weight, np.float64) / np.mean(sample_weight)
-    lr.fit((Z - mu) / sd, y, sample_weight=sw)
-    w = np.zeros(len(FUSION_FEATURES))
-    w[cols] = lr.coef_[0] / sd
-    w[FUSION_FEATURES.index("bias")] = lr.intercept_[0] - float(np.sum(lr.coef_[0] * mu / sd))
-    return w
-
-
-
-def _auc(p: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
-
-
-
-def natural_logits(t: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
-    """Fused logits of the rows of `t` with the inputs they actually have."""
-    X, mode = fusion_features(t["lex_logit"].to_numpy(), t["ac_logit"].to_numpy(), t["silence_s"].to_numpy(),
-                              t["n_seen"].to_numpy(), t["has_lex"].to_numpy(), t["has_ac"].to_numpy())
-    return fusion_logit(X, mode, weights)

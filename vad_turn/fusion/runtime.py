@@ -30,9 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
+from vad_turn.acoustic.session import run_session
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, last_window, prepare_audio  # noqa: F401  (errors re-exported)
-from vad_turn.core.config import SHIPPED_MODELS_DIR
 from vad_turn.core.model_files import (  # noqa: F401
+    SHIPPED_TURN_DIR,
     ChecksumMismatch,
     ModelFileError,
     onnx_session,
@@ -40,18 +41,31 @@ from vad_turn.core.model_files import (  # noqa: F401
     verify_model_file,
     write_checksums,
 )
-from vad_turn.core.schema import Message, Word, WordError, check_silence_s, check_words  # noqa: F401  (errors re-exported)
+from vad_turn.core.schema import (  # noqa: F401  (errors re-exported)
+    DEFAULT_TRANSCRIPT_LAG_S,
+    MAX_SILENCE_S,
+    Message,
+    Word,
+    WordError,
+    check_silence_s,
+    check_words,
+)
 
-DEFAULT_TURN_MODEL_DIR = SHIPPED_MODELS_DIR / "turn"
+DEFAULT_TURN_MODEL_DIR = SHIPPED_TURN_DIR
 FUSION_FEATURES = ("bias", "lex_logit", "ac_logit", "silence_norm", "log_silence", "lex_x_silence", "ac_x_silence",
                    "log1p_n_seen")
 MODES = ("both", "lexical", "acoustic", "timing")
+# the inputs each mode has: (lexical logit, acoustic logit)
+MODE_INPUTS = {"both": (True, True), "lexical": (True, False), "acoustic": (False, True), "timing": (False, False)}
 _MODE_USES = {"both": FUSION_FEATURES,
               "lexical": ("bias", "lex_logit", "silence_norm", "log_silence", "lex_x_silence", "log1p_n_seen"),
               "acoustic": ("bias", "ac_logit", "silence_norm", "log_silence", "ac_x_silence"),
               "timing": ("bias", "silence_norm", "log_silence")}
 MODE_MASKS = np.array([[f in _MODE_USES[m] for f in FUSION_FEATURES] for m in MODES], dtype=bool)
-MAX_SILENCE_S = 5.0
+_MODE_OF = np.zeros((2, 2), dtype=np.int64)  # [has_lex, has_ac] -> index into MODES
+for _i, _m in enumerate(MODES):
+    _MODE_OF[int(MODE_INPUTS[_m][0]), int(MODE_INPUTS[_m][1])] = _i
+del _i, _m
 _P_CLIP = 1e-6
 
 
@@ -67,8 +81,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def mode_index(has_lex: np.ndarray, has_ac: np.ndarray) -> np.ndarray:
     """(n,) int index into MODES: 0 both, 1 lexical only, 2 acoustic only, 3 timing only."""
-    has_lex, has_ac = np.asarray(has_lex, bool), np.asarray(has_ac, bool)
-    return np.where(has_lex & has_ac, 0, np.where(has_lex, 1, np.where(has_ac, 2, 3)))
+    return _MODE_OF[np.asarray(has_lex, bool).astype(np.int64), np.asarray(has_ac, bool).astype(np.int64)]
 
 
 def fusion_features(lex_logit: np.ndarray, ac_logit: np.ndarray, silence_s: np.ndarray, n_seen: np.ndarray,
@@ -155,12 +168,7 @@ class Branches:
 
     def acoustic_p(self, windows: np.ndarray, silence_s: np.ndarray) -> np.ndarray:
         """windows float32 (n, window_samples), silence_s (n,) -> acoustic p_eot float64 (n,)."""
-        out = [np.zeros(0)]
-        for i in range(0, len(windows), self.batch_size):
-            out.append(self._ac.run(None, {
-                "audio": np.ascontiguousarray(windows[i:i + self.batch_size], np.float32),
-                "silence_s": np.ascontiguousarray(silence_s[i:i + self.batch_size], np.float32)})[0])
-        return np.concatenate(out).astype(np.float64)
+        return run_session(self._ac, windows, silence_s, self.batch_size)
 
     def logits(self, items: Sequence[tuple]) -> dict[str, np.ndarray]:
         """Per item: lex_logit, ac_logit, has_lex, has_ac, silence_s, n_seen (arrays of length n).
@@ -184,8 +192,10 @@ class Branches:
                 "n_seen": n_seen}
 
 
-def fused_logits(b: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """Uncalibrated fused logits (n,) from `Branches.logits` output and weights (len(MODES), F)."""
+def fused_logits(b, weights: np.ndarray) -> np.ndarray:
+    """Uncalibrated fused logits (n,) of rows in the mode of the inputs they actually have, from weights
+    (len(MODES), F). b: `Branches.logits` output, or any table with its columns (lex_logit, ac_logit,
+    has_lex, has_ac, silence_s, n_seen: a `fusion.train.branch_table` DataFrame)."""
     X, mode = fusion_features(b["lex_logit"], b["ac_logit"], b["silence_s"], b["n_seen"], b["has_lex"], b["has_ac"])
     return fusion_logit(X, mode, weights)
 
@@ -215,8 +225,9 @@ class TurnModel:
             self.temperature = _field(meta_path, "temperature", self.meta.get("temperature", 1.0), lo=0.0, lo_open=True)
             self.threshold = _field(meta_path, "threshold", self.meta["threshold"], lo=0.0, hi=1.0)
             # the transcript lag (s) of the queries the fusion was fitted on: words are visible this
-            # long after they end (0.5 s for models written before it was recorded)
-            self.transcript_lag_s = _field(meta_path, "transcript_lag_s", self.meta.get("transcript_lag_s", 0.5), lo=0.0)
+            # long after they end (DEFAULT_TRANSCRIPT_LAG_S for models written before it was recorded)
+            self.transcript_lag_s = _field(meta_path, "transcript_lag_s",
+                                           self.meta.get("transcript_lag_s", DEFAULT_TRANSCRIPT_LAG_S), lo=0.0)
             window_s = _field(meta_path, "acoustic_window_s", self.meta["acoustic_window_s"], lo=0.0, lo_open=True)
             lex_dir = (self.path / self.meta["lexical_dir"]).resolve()
             ac_path = (self.path / self.meta["acoustic_onnx"]).resolve()

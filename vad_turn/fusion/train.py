@@ -31,17 +31,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vad_turn.core.config import SHIPPED_MODELS_DIR, default_built_root, default_runs_root
-from vad_turn.core.model_files import CHECKSUMS_FILE, write_checksums
-from vad_turn.core.runs import RunFolder, atomic_write_json
+from vad_turn.core.config import default_built_root, default_runs_root
+from vad_turn.core.model_files import CHECKSUMS_FILE, SHIPPED_ACOUSTIC_DIR, SHIPPED_LEXICAL_DIR, write_checksums
+from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_json
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S
 from vad_turn.harness.calibration import expected_calibration_error, fit_temperature, nll, reliability_diagram
+from vad_turn.harness.metrics import roc_auc
 
 from .detector import FusedDetector
-from .fit import _auc, fit_cross_validated, fit_mode, mode_design, natural_logits
-from .runtime import DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODES, Branches, sigmoid
+from .fit import fit_cross_validated, fit_mode, mode_design
+from .runtime import DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODES, Branches, fused_logits, sigmoid
 
-LEXICAL_DIR = SHIPPED_MODELS_DIR / "lexical"
-ACOUSTIC_DIR = SHIPPED_MODELS_DIR / "acoustic"
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ class FusionConfig:
     max_train_turns: int | None = field(default=None, metadata={"help": "seeded sample of train turns (none: all)"})
     points_per_span: int = field(default=3, metadata={"help": "grid points kept per silence span"})
     c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0), metadata={"help": "inverse L2 strengths tried"})
-    lexical_dir: Path = field(default=LEXICAL_DIR, metadata={"help": "lexical model folder"})
-    acoustic_dir: Path = field(default=ACOUSTIC_DIR, metadata={"help": "acoustic model folder (model.onnx)"})
+    lexical_dir: Path = field(default=SHIPPED_LEXICAL_DIR, metadata={"help": "lexical model folder"})
+    acoustic_dir: Path = field(default=SHIPPED_ACOUSTIC_DIR, metadata={"help": "acoustic model folder (model.onnx)"})
     threshold: float = field(default=0.5, metadata={"help": "the decision threshold recorded with the model"})
     seed: int = field(default=0, metadata={"help": "seed of the turn sample and grid subsample"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/fusion-<time>)"})
@@ -68,7 +68,7 @@ class FusionConfig:
     fit_split: str = field(default="dev", metadata={"help": "split of fit_dataset to fit on"})
     cv_folds: int = field(default=5, metadata={"help": "conversation folds for C and T when fit_dataset is given"})
     standardize: bool = field(default=False, metadata={"help": "L2 penalty on z-scored features (weights still raw)"})
-    transcript_lag_s: float = field(default=0.5, metadata={"help": "words are visible this long after they end "
+    transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={"help": "words are visible this long after they end "
                                                                    "(the lag of the queries the fusion is fitted on)"})
     model_out: Path | None = field(default=None, metadata={"help": "also write the model folder here"})
 
@@ -77,7 +77,8 @@ class FusionConfig:
 
 
 def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, points_per_span: int | None,
-                 seed: int, condition: str | None = None, desc: str = "", transcript_lag_s: float = 0.5) -> pd.DataFrame:
+                 seed: int, condition: str | None = None, desc: str = "",
+                 transcript_lag_s: float = DEFAULT_TRANSCRIPT_LAG_S) -> pd.DataFrame:
     """One row per harness query of `split` (optionally one audio_condition) with the frozen branches'
     logits: turn_id, conversation ("" when the data has none), silence_s, label, n_seen,
     audio_condition, weight, lex_logit, ac_logit, has_lex, has_ac. Queries are the harness's with
@@ -146,9 +147,8 @@ def _cached(path: Path, make) -> pd.DataFrame:
     if path.exists():
         return pd.read_parquet(path)
     df = make()
-    tmp = path.with_name("." + path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
     return df
 
 
@@ -202,10 +202,10 @@ def run(cfg: FusionConfig) -> dict:
         extra_metrics = {"cv": cv["cv"]}
     else:
         weights, selection = _select_on(train, sel, cfg.c_grid, cfg.standardize)
-        temperature = fit_temperature(natural_logits(sel, weights), y_sel)
+        temperature = fit_temperature(fused_logits(sel, weights), y_sel)
         fitted_on = f"{sel_name} (natural modes)"
         extra_metrics = {}
-    z_sel = natural_logits(sel, weights)
+    z_sel = fused_logits(sel, weights)
     p_before, p_after = sigmoid(z_sel), sigmoid(z_sel / temperature)
     cal = {"fitted_on": fitted_on, "measured_on": sel_name, "n": int(y_sel.size), "temperature": temperature,
            "nll_before": nll(z_sel, y_sel), "nll_after": nll(z_sel, y_sel, temperature),
@@ -213,12 +213,13 @@ def run(cfg: FusionConfig) -> dict:
            "ece_after": expected_calibration_error(p_after, y_sel)}
     reliability_diagram({"fused (T=1)": (p_before, y_sel), f"fused (T={temperature:.2f})": (p_after, y_sel)},
                         out / "reliability.png", title=f"fused p_eot on {sel_name}")
-    ab = {"lexical": _auc(sigmoid(sel["lex_logit"])[sel["has_lex"]], y_sel[sel["has_lex"].to_numpy()]),
-          "acoustic": _auc(sigmoid(sel["ac_logit"])[sel["has_ac"]], y_sel[sel["has_ac"].to_numpy()]),
-          "fused": _auc(p_after, y_sel)}
+    ab = {"lexical": roc_auc(y_sel[sel["has_lex"].to_numpy()], sigmoid(sel["lex_logit"])[sel["has_lex"]]),
+          "acoustic": roc_auc(y_sel[sel["has_ac"].to_numpy()], sigmoid(sel["ac_logit"])[sel["has_ac"]]),
+          "fused": roc_auc(y_sel, p_after)}
     both = (sel["has_lex"] & sel["has_ac"]).to_numpy()  # the same rows for all three
-    ab_both = {"lexical": _auc(sel["lex_logit"].to_numpy()[both], y_sel[both]),
-               "acoustic": _auc(sel["ac_logit"].to_numpy()[both], y_sel[both]), "fused": _auc(z_sel[both], y_sel[both])}
+    ab_both = {"lexical": roc_auc(y_sel[both], sel["lex_logit"].to_numpy()[both]),
+               "acoustic": roc_auc(y_sel[both], sel["ac_logit"].to_numpy()[both]),
+               "fused": roc_auc(y_sel[both], z_sel[both])}
     metrics = {"fit_on": fit_name, "selection": selection, "calibration": cal, "select_auc_by_branch": ab,
                "select_auc_rows_with_both": ab_both, **extra_metrics,
                "n_train": int(len(train)), "n_train_turns": int(train["turn_id"].nunique()),
@@ -255,7 +256,7 @@ def _select_on(train: pd.DataFrame, sel: pd.DataFrame, c_grid, standardize: bool
         weights[mi] = tried[best][1]
         selection[mode] = {"c": best, "select_nll": {str(c): v[0] for c, v in tried.items()},
                            "n_train": int(yt.size), "n_select": int(ys.size),
-                           "select_auc": _auc(Xs @ weights[mi], ys)}
+                           "select_auc": roc_auc(ys, Xs @ weights[mi])}
     return weights, selection
 
 

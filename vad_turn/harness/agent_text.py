@@ -36,7 +36,6 @@ import gzip
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import time
@@ -49,10 +48,11 @@ import numpy as np
 import pandas as pd
 
 from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root, require_range
-from vad_turn.core.runs import RunFolder, atomic_write_text
-from vad_turn.core.schema import Message, Word, normalize_text, normalize_word
+from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, Message, Word, normalize_text, normalize_word
 
 from .detectors import Query, make_detector, predict_many
+from .metrics import roc_auc
 
 CORPORA = ("dstc2", "slurp", "multiwoz", "sgd")
 SPLIT_NAMES = {"test": {c: "test" for c in CORPORA}, "dev": {"dstc2": "val", "slurp": "devel", "multiwoz": "val",
@@ -206,10 +206,8 @@ def sample_turns(dialogues: Sequence[Dialogue], max_turns: int | None, seed: int
 
 
 def auc(labels: np.ndarray, p: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    return None if len(np.unique(labels)) < 2 else float(roc_auc_score(labels, p))
+    """`metrics.roc_auc`, None where the labels hold one class."""
+    return roc_auc(labels, p, one_class=None)
 
 
 def end_threshold(labels: np.ndarray, p: np.ndarray, recall: float) -> float | None:
@@ -271,7 +269,7 @@ class AgentTextConfig:
     seed: int = field(default=0, metadata={"help": "seed of the turn sample"})
     word_s: float = field(default=0.3, metadata={"help": "synthetic duration of every word (s), back to back"})
     silence_s: float = field(default=0.5, metadata={"help": "silence after the prefix's last word at each query (s)"})
-    transcript_lag_s: float = field(default=0.5, metadata={
+    transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={
         "help": "words are visible this long after they end (s); at most silence_s, so every word is visible"})
     variants: tuple[str, ...] = field(default=VARIANTS, metadata={
         "help": "asr (lower case, unpunctuated user text) and/or punctuated (as written: diagnostic)"})
@@ -383,9 +381,8 @@ def _frame(name: str, variant: str, corpus: str, turns: Sequence[TurnQueries], s
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def run(cfg: AgentTextConfig) -> dict:

@@ -84,6 +84,8 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vad_turn.core.runs import atomic_path
+
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect")
     eces = {}
@@ -100,11 +102,10 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     axh.set_ylabel("queries")
     axh.set_yscale("log")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    path.chmod(0o644)
+    try:
+        with atomic_path(Path(path), suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80)
+    finally:
+        plt.close(fig)
+    Path(path).chmod(0o644)
     return eces

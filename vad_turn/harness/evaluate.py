@@ -13,7 +13,6 @@ to `predictions.parquet`, and `vad_turn.harness.metrics` turns them into false c
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -27,8 +26,8 @@ from tqdm import tqdm
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
 from vad_turn.core.config import config_to_dict, default_built_root, default_runs_root, require_range
-from vad_turn.core.runs import RunFolder
-from vad_turn.core.schema import TurnRecord, row_messages, row_spans, row_words
+from vad_turn.core.runs import RunFolder, atomic_path
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, TurnRecord, row_messages, row_spans, row_words
 
 from . import metrics as M
 from .detectors import Detector, Query, make_detector, parse_detector_opts, predict_many
@@ -46,7 +45,7 @@ class EvalConfig:
     split: str | None = field(default="val", metadata={"help": "evaluate rows of this split ('none': all rows)"})
     detector: str = field(default="vad-only", metadata={"help": "registered detector name or 'module:Factory'"})
     detector_opts: tuple[str, ...] = field(default=(), metadata={"help": "key=value options for the detector factory"})
-    transcript_lag_s: float = field(default=0.5, metadata={"help": "words are visible this long after they end"})
+    transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={"help": "words are visible this long after they end"})
     grid_s: float = field(default=0.1, metadata={"help": "query grid step inside each silence span"})
     min_hold_s: float = field(default=0.2, metadata={"help": "shortest hold (within-turn pause) kept"})
     max_hold_s: float = field(default=5.0, metadata={"help": "longest hold kept"})
@@ -351,9 +350,8 @@ def _load_parts(out: Path, cfg: EvalConfig) -> list[pd.DataFrame]:
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def run(cfg: EvalConfig) -> dict:

@@ -322,13 +322,22 @@ def slice_rows(table: SpanTable, p: np.ndarray, p_base: np.ndarray, ops: list[di
     return rows
 
 
+def roc_auc(labels: np.ndarray, p: np.ndarray, one_class: float | None = float("nan")) -> float | None:
+    """ROC AUC of scores p (n,) against 0/1 labels (n,): the one AUC of the workbench (sklearn's
+    roc_auc_score). `one_class` (nan unless given, e.g. None) where the labels hold a single class."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    return one_class if len(np.unique(labels)) < 2 else float(roc_auc_score(labels, np.asarray(p)))
+
+
 def diagnostics(labels: np.ndarray, p: np.ndarray) -> dict:
     """ROC AUC and average precision over all grid predictions (diagnostic only; None if one class)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score
 
     if len(np.unique(labels)) < 2:
         return {"auc": None, "ap": None, "n_points": int(len(labels))}
-    return {"auc": float(roc_auc_score(labels, p)), "ap": float(average_precision_score(labels, p)),
+    return {"auc": roc_auc(labels, p), "ap": float(average_precision_score(labels, p)),
             "n_points": int(len(labels)), "positive_rate": float(np.mean(labels))}
 
 
@@ -338,14 +347,12 @@ def same_silence_auc(p_eot: np.ndarray, silence_s: np.ndarray, label: np.ndarray
 
     The policy compares p_eot at the same silence time, so this is the separation it can use
     (the pooled AUC also rewards merely learning that long silences end turns)."""
-    from sklearn.metrics import roc_auc_score
-
     aucs, weights = [], []
     t, y, p = np.round(np.asarray(silence_s, float), 6), np.asarray(label), np.asarray(p_eot)
     for v in np.unique(t[t <= max_silence_s + 1e-9]):
         m = t == v
         if 0 < y[m].sum() < m.sum():
-            aucs.append(roc_auc_score(y[m], p[m]))
+            aucs.append(roc_auc(y[m], p[m]))
             weights.append(min(y[m].sum(), m.sum() - y[m].sum()))
     return float(np.average(aucs, weights=weights)) if aucs else float("nan")
 

@@ -20,12 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
-from vad_turn.core.config import SHIPPED_MODELS_DIR, default_built_root, default_runs_root
-from vad_turn.core.runs import RunFolder, atomic_write_json
+from vad_turn.core.config import default_built_root, default_runs_root
+from vad_turn.core.model_files import SHIPPED_LEXICAL_DIR
+from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_json
 from vad_turn.core.schema import Message, Word, normalize_text, normalize_word
 
 LR_N_FEATURES = 2**18
-LR_DEFAULT_PATH = SHIPPED_MODELS_DIR / "lexical" / "lr.npz"
+LR_DEFAULT_PATH = SHIPPED_LEXICAL_DIR / "lr.npz"
 
 
 # ----------------------------------------------------------------------------- zero-shot SmolLM2
@@ -253,10 +254,9 @@ def run(cfg: LogRegConfig) -> dict:
 
 
 def save_lr(path: Path, idx: np.ndarray, values: np.ndarray, intercept: float) -> None:
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.npz")
-    np.savez_compressed(tmp, idx=idx.astype(np.int32), values=values.astype(np.float32),
-                        intercept=np.float32(intercept), n_features=np.int64(LR_N_FEATURES))
-    os.replace(tmp, path)
+    with atomic_path(Path(path), suffix=".npz") as tmp:
+        np.savez_compressed(tmp, idx=idx.astype(np.int32), values=values.astype(np.float32),
+                            intercept=np.float32(intercept), n_features=np.int64(LR_N_FEATURES))
 
 
 class LogRegDetector:

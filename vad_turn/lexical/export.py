@@ -75,17 +75,11 @@ def save_model_folder(model, cfg: LexicalConfig, tok: LexicalTokenizer, n_emb: i
                       metrics: dict) -> Path:
     """model.pt + lexical.json + tokenizer.json + the two ONNX files, written to a temporary folder
     and renamed into place."""
-    import tempfile
-
     import torch
 
-    from vad_turn.core.runs import atomic_replace_dir
+    from vad_turn.core.runs import atomic_dir
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_dir(Path(out_dir)) as tmp:
         torch.save(model.state_dict(), tmp / "model.pt")
         shutil.copyfile(tok.path, tmp / "tokenizer.json")
         parity = export_onnx(model, tmp)
@@ -95,8 +89,4 @@ def save_model_folder(model, cfg: LexicalConfig, tok: LexicalTokenizer, n_emb: i
             "special_ids": {"bos": tok.bos_id, "sep": tok.sep_id}, "transcript_lag_s": cfg.transcript_lag_s,
             "onnx_parity": parity, **metrics})
         (tmp / "lexical.json").chmod(0o644)
-        atomic_replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)

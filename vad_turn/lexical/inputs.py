@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vad_turn.core.schema import Message, Word, normalize_text
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, Message, Word, normalize_text  # noqa: F401  (re-exported)
 
 TIMING_FEATURES = ("silence_s", "log1p_n_seen", "no_words", "last_dur_s", "gap_before_last_s", "rate_wps")
 
@@ -21,7 +21,6 @@ CONTEXT_MAX_TOKENS = 24
 
 
 
-DEFAULT_TRANSCRIPT_LAG_S = 0.5  # the harness default; model folders written before the field existed used it
 
 
 

@@ -41,8 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vad_turn.core.config import SHIPPED_MODELS_DIR
-from vad_turn.core.model_files import ModelFileError, onnx_session, read_model_json, verify_model_file
+from vad_turn.core.model_files import SHIPPED_LEXICAL_DIR, ModelFileError, onnx_session, read_model_json, verify_model_file
 from vad_turn.core.schema import Message, Word, check_silence_s, check_words, normalize_word
 
 from .inputs import (  # noqa: F401
@@ -54,7 +53,7 @@ from .inputs import (  # noqa: F401
     timing_features,
 )
 
-DEFAULT_MODEL_DIR = SHIPPED_MODELS_DIR / "lexical"
+DEFAULT_MODEL_DIR = SHIPPED_LEXICAL_DIR
 LAG_TOLERANCE_S = 0.05  # lags closer than this count as the same
 
 

@@ -144,7 +144,8 @@ def val_auc_fn(val_buckets):
 
     def evaluate(model) -> dict:
         import torch
-        from sklearn.metrics import roc_auc_score
+
+        from vad_turn.harness.metrics import roc_auc
 
         model.eval()
         ps, ys = [], []
@@ -153,7 +154,7 @@ def val_auc_fn(val_buckets):
                 batch = collate_bucket([b])
                 ps.append(batch_logits(model, batch).numpy())
                 ys.append(batch["labels"].numpy())
-        return {"val_auc": float(roc_auc_score(np.concatenate(ys), np.concatenate(ps)))}
+        return {"val_auc": roc_auc(np.concatenate(ys), np.concatenate(ps))}
 
     return evaluate
 

@@ -35,7 +35,6 @@ recipe's `spam_patterns`), `no_speech` (the VAD finds none), `unalignable` (fewe
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from vad_turn.core.audio import SAMPLE_RATE_HZ, encode_wav_bytes, load_audio, se
 from vad_turn.core.config import REPO_ROOT
 from vad_turn.core.runs import atomic_write_text
 from vad_turn.core.schema import Message, Span, TurnRecord, Word, normalize_text, silence_spans_from_words
+from vad_turn.core.seeds import stable_hash
 
 from . import RECIPES_DIR, CorpusError
 from .getgoing_log import (
@@ -64,13 +64,13 @@ from .getgoing_speech import AsrParams, RefillParams, VadParams
 
 SOURCE = "getgoing"
 SPLIT_SHARES = (("train", 80), ("dev", 10), ("test", 10))
-SPLIT_SALT = "getgoing:"  # unsalted sha256 gave 575/61/92 calls (79/8/13 %); salted 582/75/71
+SPLIT_SALT = "getgoing"  # hashed as "getgoing:<uuid>"; unsalted sha256 gave 575/61/92 calls (79/8/13 %); salted 582/75/71
 DEFAULT_CACHE = REPO_ROOT / "data" / "cache" / "getgoing"
 
 
 def split_of(uuid: str) -> str:
     """The call's split: int(sha256("getgoing:" + uuid)[:8], 16) % 100 < 80 -> train, < 90 -> dev, else test."""
-    bucket = int(hashlib.sha256(f"{SPLIT_SALT}{uuid}".encode()).hexdigest()[:8], 16) % 100
+    bucket = (stable_hash(uuid, SPLIT_SALT) >> 32) % 100  # the digest's first 4 bytes
     edge = 0
     for name, share in SPLIT_SHARES:
         edge += share
