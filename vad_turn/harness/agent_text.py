@@ -280,6 +280,8 @@ class AgentTextConfig:
     n_worst: int = field(default=5, metadata={"help": "worst (highest-scored) non-final prefixes listed per corpus"})
     batch_turns: int = field(default=8, metadata={"help": "turns per detector batch"})
     threads: int = field(default=1, metadata={"help": "CPU threads of each detector"})
+    lexical_model: Path | None = field(default=None, metadata={
+        "help": "model folder the `lexical` detector loads (default: the shipped vad_turn/models/lexical)"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/agent-text-<time>); "
                                                              "rerunning with the same config resumes"})
 
@@ -311,6 +313,8 @@ def build_detector(name: str, variant: str, cfg: AgentTextConfig):
         opts["threads"] = cfg.threads
     if name == "lexical-zeroshot":
         opts.update(batch_size=cfg.batch_turns, text_style="raw" if variant == "punctuated" else "asr")
+    if name == "lexical" and cfg.lexical_model is not None:
+        opts["model"] = str(cfg.lexical_model)
     det = make_detector(name, **opts)
     check = getattr(det, "check_transcript_lag", None)
     if callable(check):  # the lexical GRU and the fusion were trained with a lag: say if this one differs

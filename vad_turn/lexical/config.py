@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vad_turn.core.config import default_built_root
+from vad_turn.core.config import default_built_root, default_data_root
 from vad_turn.core.train import TrainConfig
 
 from .inputs import DEFAULT_TRANSCRIPT_LAG_S
@@ -30,8 +30,21 @@ class LexicalConfig(TrainConfig):
     transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={
         "help": "words become visible this long after they end, in the training and validation examples (the "
                 "harness's --transcript-lag-s; match the STT the model will serve, recorded in lexical.json)"})
+    agent_text_turns: int | None = field(default=0, metadata={
+        "help": "user turns per agent-text corpus trained on beside the dataset (DSTC2 and SGD train, MultiWOZ val, "
+                "SLURP devel; never the test splits `vad-turn agent-text` reports on), every word boundary an "
+                "example (vad_turn.lexical.agent_items; 0: none, none: all)"})
+    agent_text_val_turns: int = field(default=500, metadata={
+        "help": "user turns per agent-text validation corpus (DSTC2 val, SGD dev) added to the validation set "
+                "when --agent-text-turns is not 0"})
+    agent_text_root: Path = field(default_factory=default_data_root, metadata={
+        "help": "data root holding agent_text/ (read in place)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.transcript_lag_s >= 0:
             raise ValueError(f"transcript_lag_s must be >= 0, got {self.transcript_lag_s}")
+        if self.agent_text_turns is not None and self.agent_text_turns < 0:
+            raise ValueError(f"--agent-text-turns must be >= 0 (or none: all), got {self.agent_text_turns}")
+        if self.agent_text_val_turns < 1:
+            raise ValueError(f"--agent-text-val-turns must be >= 1, got {self.agent_text_val_turns}")

@@ -44,10 +44,12 @@ from .runtime import CONTEXT_MAX_TOKENS, DEFAULT_TRANSCRIPT_LAG_S, LexicalTokeni
 # ----------------------------------------------------------------------------- data
 
 
-def token_vocab(rows: list[dict], tok: LexicalTokenizer, min_count: int) -> tuple[np.ndarray, int]:
+def token_vocab(rows: list[dict], tok: LexicalTokenizer, min_count: int,
+                extra_counts: Counter | None = None) -> tuple[np.ndarray, int]:
     """id_map (tokenizer vocab,) int64: raw id -> embedding row (0 = UNK) for tokens seen >= min_count
-    times in the user words and contexts of `rows`; returns (id_map, n_emb)."""
-    counts: Counter = Counter()
+    times in the user words and contexts of `rows` (plus `extra_counts`, e.g. agent-text items);
+    returns (id_map, n_emb)."""
+    counts: Counter = Counter(extra_counts or {})
     for r in rows:
         for w in r["words"]:
             counts.update(tok.word_ids(w["word"]))
@@ -177,7 +179,19 @@ def run(cfg: LexicalConfig) -> dict:
                                                      transcript_lag_s=lag)
     val_items, val_ids, _ = build_items(ds, "val", tok, max_turns=cfg.val_turns, points_per_span=cfg.points_per_span,
                                         seed=cfg.seed + 1, transcript_lag_s=lag)
-    id_map, n_emb = token_vocab(train_rows, tok, cfg.min_token_count)
+    extra_counts, n_agent = None, {}
+    if cfg.agent_text_turns != 0:  # requests to task agents, every word boundary an example
+        from .agent_items import TRAIN_SPLITS, VAL_SPLITS, agent_items, token_counts
+
+        a_train = agent_items(cfg.agent_text_root, TRAIN_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_turns,
+                              seed=cfg.seed, transcript_lag_s=lag)
+        a_val = agent_items(cfg.agent_text_root, VAL_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_val_turns,
+                            seed=cfg.seed + 1, transcript_lag_s=lag)
+        extra_counts = token_counts(a_train)
+        train_items, val_items = train_items + a_train, val_items + a_val
+        train_ids, val_ids = train_ids + [a["turn_id"] for a in a_train], val_ids + [a["turn_id"] for a in a_val]
+        n_agent = {"n_agent_train_turns": len(a_train), "n_agent_val_turns": len(a_val)}
+    id_map, n_emb = token_vocab(train_rows, tok, cfg.min_token_count, extra_counts)
     data_s = time.perf_counter() - t0
     seed_everything(cfg.seed)
     model = build_model(id_map, n_emb, cfg)
@@ -187,7 +201,8 @@ def run(cfg: LexicalConfig) -> dict:
               "n_train_examples_total": int(sum(len(t["labels"]) for t in train_items)),
               "n_val_examples_total": int(sum(len(t["labels"]) for t in val_items)),
               "train_end_rate": float(np.mean(np.concatenate([t["labels"] for t in train_items]))),
-              "n_emb": n_emb, "n_params": int(sum(p.numel() for p in model.parameters())), "data_wall_s": round(data_s, 1)}
+              "n_emb": n_emb, "n_params": int(sum(p.numel() for p in model.parameters())), "data_wall_s": round(data_s, 1),
+              **n_agent}
     res = fit(model, train_b, val_b, cfg, loss_fn=bce_loss, collate_fn=collate_bucket,
               evaluate_fn=val_auc_fn(val_b), split_ids={"train": train_ids, "dev": val_ids}, extra_metrics=counts)
     metrics = {**counts, "best_epoch": res.best_epoch, "best": res.best, "train_wall_s": round(res.wall_s, 1),

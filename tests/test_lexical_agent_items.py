@@ -1,0 +1,94 @@
+"""Lexical training items from agent-directed text: one example per word boundary, the whole turn the
+only positive, never from the test splits, and a training run that uses them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import require_data
+from vad_turn.harness.agent_text import READERS, sample_turns, turn_words
+from vad_turn.lexical.agent_items import (TRAIN_SPLITS, VAL_SPLITS, agent_items, agent_turn_item, timed_words,
+                                          word_durations_s)
+from vad_turn.lexical.runtime import SHIPPED_LEXICAL_DIR, LexicalTokenizer
+
+TOKENIZER = SHIPPED_LEXICAL_DIR / "tokenizer.json"
+
+
+@pytest.fixture(scope="module")
+def tok() -> LexicalTokenizer:
+    return LexicalTokenizer(TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def dstc2_train():
+    return READERS["dstc2"](require_data("agent_text"), "train")
+
+
+def test_training_never_reads_a_test_split():
+    assert "test" not in TRAIN_SPLITS.values() and "test" not in VAL_SPLITS.values()
+    assert not set(TRAIN_SPLITS.items()) & set(VAL_SPLITS.items())
+
+
+def test_words_get_plausible_back_to_back_times():
+    rng = np.random.default_rng(0)
+    d = word_durations_s(["a", "restaurant", "in", "the", "north"], rng)
+    assert ((d >= 0.12) & (d <= 0.9)).all()
+    assert d[1] > d[0]  # longer words last longer (the jitter is +-20%)
+    ws = timed_words(["cheap", "food", "please"], np.random.default_rng(1))
+    assert ws[0].start == 0.0 and all(a.end == b.start for a, b in zip(ws, ws[1:]))
+
+
+def test_an_item_has_one_example_per_word_boundary_and_only_the_whole_turn_is_an_end(tok, dstc2_train):
+    di, ti = sample_turns(dstc2_train, 50, seed=3)[7]
+    item = agent_turn_item(dstc2_train[di], ti, tok, np.random.default_rng(0), transcript_lag_s=0.5)
+    n = len(turn_words(dstc2_train[di].turns[ti][1]))
+    assert item["labels"].tolist() == [0.0] * (n - 1) + [1.0]
+    assert len(item["pos"]) == len(item["timing"]) == n
+    assert np.all(np.diff(item["pos"]) >= 1) and item["pos"][-1] == len(item["tokens"]) - 1
+    silence = item["timing"][:, 0]  # clipped to [0, 3] by timing_features
+    assert ((silence >= 0.5) & (silence <= 1.5)).all()
+    assert item["timing"][:, 1] == pytest.approx(np.log1p(np.arange(1, n + 1)))  # k words visible at boundary k
+
+
+def test_items_are_seeded_and_cover_each_corpus(tok):
+    root = require_data()
+    a = agent_items(root, {"dstc2": "train", "slurp": "devel"}, tok, max_turns_per_corpus=40, seed=0,
+                    transcript_lag_s=0.5)
+    b = agent_items(root, {"dstc2": "train", "slurp": "devel"}, tok, max_turns_per_corpus=40, seed=0,
+                    transcript_lag_s=0.5)
+    assert [x["turn_id"] for x in a] == [x["turn_id"] for x in b]
+    assert all(np.array_equal(x["timing"], y["timing"]) for x, y in zip(a, b))
+    assert {x["turn_id"].split(":")[0] for x in a} == {"dstc2", "slurp"}
+    ends = np.concatenate([x["labels"] for x in a])
+    assert 0.1 < ends.mean() < 0.5  # one end per turn of a few words
+    with pytest.raises(ValueError, match="unknown agent-text corpus"):
+        agent_items(root, {"atis": "train"}, tok, max_turns_per_corpus=1, seed=0, transcript_lag_s=0.5)
+    with pytest.raises(FileNotFoundError, match="agent_text"):
+        agent_items(root / "nowhere", TRAIN_SPLITS, tok, max_turns_per_corpus=1, seed=0, transcript_lag_s=0.5)
+
+
+def test_a_training_run_learns_from_agent_text_beside_the_dataset(tmp_path):
+    import vad_turn.lexical.train as L
+    from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words
+    from vad_turn.data.dataset import write_turns
+
+    def turn(tid, words, end_s, split):
+        ws = [Word(w, a, b) for w, a, b in words]
+        return TurnRecord(id=tid, source="hand", split=split, words=ws,
+                          silence_spans=silence_spans_from_words(ws, end_s), messages=[Message("assistant", "hi")])
+
+    ds = write_turns([turn("t", [("so", 0.0, 0.4), ("fine", 1.0, 1.4)], 2.4, "train"),
+                      turn("v", [("yes", 0.0, 0.4)], 1.4, "dev")], tmp_path / "data")
+    cfg = L.LexicalConfig(dataset=ds, max_turns=None, val_turns=10, emb_dim=8, hidden=12, head_hidden=8, epochs=1,
+                          min_token_count=1, tokenizer=TOKENIZER, agent_text_turns=20, agent_text_val_turns=10,
+                          agent_text_root=require_data(), out=tmp_path / "run")
+    metrics = L.run(cfg)
+    assert metrics["n_agent_train_turns"] == 4 * 20 and metrics["n_agent_val_turns"] == 2 * 10
+    assert metrics["n_train_turns"] == 1 + 80
+    split_ids = json.loads((tmp_path / "run" / "split_ids.json").read_text())
+    assert {i.split(":")[0] for i in split_ids["train"] if ":" in i} == set(TRAIN_SPLITS) and "t" in split_ids["train"]
+    assert (tmp_path / "run" / "model" / "lexical_step.onnx").exists()
+    with pytest.raises(ValueError, match="agent-text-turns"):
+        L.LexicalConfig(agent_text_turns=-1)

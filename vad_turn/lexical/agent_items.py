@@ -1,0 +1,98 @@
+"""Lexical training items from agent-directed text: every word boundary of a user turn addressed to a
+task agent is an example (label 1 after the last word, 0 after every shorter prefix).
+
+The human-to-human Switchboard turns the shipped GRU learned from pause at complete sentences and
+go on; a request to an agent ("i want a cheap restaurant in the ... north") ends when its slot is
+given. These items teach the GRU that, from ~200,000 real user turns to task agents
+(`../shared/data/agent_text`: DSTC2, SLURP, MultiWOZ, SGD, read in place by
+`vad_turn.harness.agent_text`), in the text form the pipeline's STT emits (lower case, no
+punctuation). The corpora carry no timing: each word gets a duration from its length with seeded
+jitter, words follow each other without pause, and each example is asked at a seeded silence in
+[`transcript_lag_s`, `max_silence_s`] so every word of its prefix is visible, as in
+`vad-turn agent-text`. The timing inputs therefore carry no information here; the label is in the
+text, and the real-timing Switchboard items trained beside them keep the timing inputs meaningful.
+
+The splits used for training are never the ones `vad-turn agent-text` reports on (its test splits):
+TRAIN_SPLITS for training, VAL_SPLITS for model selection.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from vad_turn.core.schema import Word
+from vad_turn.harness.agent_text import READERS, Dialogue, sample_turns, turn_queries
+
+from .inputs import CONTEXT_MAX_TOKENS, context_text, timing_features
+from .runtime import LexicalTokenizer
+
+# corpus -> split (SLURP ships no train split and MultiWOZ here only val / test: their non-test split trains)
+TRAIN_SPLITS = {"dstc2": "train", "sgd": "train", "multiwoz": "val", "slurp": "devel"}
+VAL_SPLITS = {"dstc2": "val", "sgd": "dev"}
+
+
+def word_durations_s(words: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """A plausible spoken duration per word: 0.1 s + 55 ms per character, x lognormal(0, 0.2), in [0.12, 0.9] s."""
+    base = np.array([0.1 + 0.055 * len(w) for w in words], dtype=np.float64)
+    return np.clip(base * rng.lognormal(0.0, 0.2, size=len(words)), 0.12, 0.9)
+
+
+def timed_words(words: Sequence[str], rng: np.random.Generator) -> tuple[Word, ...]:
+    """`words` back to back from t = 0 with `word_durations_s`."""
+    ends = np.cumsum(word_durations_s(words, rng))
+    starts = np.concatenate([[0.0], ends[:-1]])
+    return tuple(Word(w, float(s), float(e)) for w, s, e in zip(words, starts, ends))
+
+
+def agent_turn_item(dialogue: Dialogue, turn_index: int, tok: LexicalTokenizer, rng: np.random.Generator, *,
+                    transcript_lag_s: float, max_silence_s: float = 1.5,
+                    context_max_tokens: int = CONTEXT_MAX_TOKENS) -> dict | None:
+    """One user turn as a training item (the layout of `vad_turn.lexical.train.turn_item`): tokens (T,),
+    for its n examples the state index after k words (k = 1..n), timing (n, F) and labels (n,), and its
+    turn_id "<corpus>:<dialogue>#<turn>". None when no word of the turn has a token."""
+    tq = turn_queries(dialogue, turn_index, "asr")
+    words = timed_words([w.word for w in tq.queries[-1].words], rng)
+    per_word = [tok.word_ids(w.word) for w in words]
+    if not any(per_word):
+        return None
+    ctx = tok.context_ids(context_text(tq.queries[-1].messages), context_max_tokens)
+    tokens = np.array(ctx + [i for ids in per_word for i in ids], dtype=np.int64)
+    after = len(ctx) - 1 + np.concatenate([[0], np.cumsum([len(ids) for ids in per_word])])
+    n = len(words)
+    silence_s = rng.uniform(transcript_lag_s, max(max_silence_s, transcript_lag_s), size=n)
+    timing = np.stack([timing_features(words[:k], s) for k, s in zip(range(1, n + 1), silence_s)])
+    return {"tokens": tokens, "pos": after[1:n + 1], "timing": timing.astype(np.float32),
+            "labels": tq.labels.astype(np.float32), "turn_id": f"{dialogue.corpus}:{tq.turn_id}"}
+
+
+def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, *, max_turns_per_corpus: int | None,
+                seed: int, transcript_lag_s: float, max_silence_s: float = 1.5) -> list[dict]:
+    """Items of a seeded sample of `max_turns_per_corpus` user turns (None: all) of each corpus's split."""
+    root = Path(data_root) / "agent_text"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: the agent-directed text corpora are not there (see ../shared/data/agent_text)")
+    items = []
+    for ci, (corpus, split) in enumerate(sorted(splits.items())):
+        if corpus not in READERS:
+            raise ValueError(f"unknown agent-text corpus {corpus!r} (one of {sorted(READERS)})")
+        dialogues = READERS[corpus](root, split)
+        rng = np.random.default_rng([seed, ci])
+        for di, ti in sample_turns(dialogues, max_turns_per_corpus, seed):
+            item = agent_turn_item(dialogues[di], ti, tok, rng, transcript_lag_s=transcript_lag_s,
+                                   max_silence_s=max_silence_s)
+            if item is not None:
+                items.append(item)
+    if not items:
+        raise ValueError(f"no agent-text turns in {splits}")
+    return items
+
+
+def token_counts(items: Iterable[dict]) -> Counter:
+    """How often each raw token id occurs in the items' token sequences (for the embedding vocabulary)."""
+    counts: Counter = Counter()
+    for it in items:
+        counts.update(it["tokens"].tolist())
+    return counts
