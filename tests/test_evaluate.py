@@ -242,6 +242,12 @@ def test_interrupted_run_resumes_without_rescoring(tmp_path):
         b = pd.read_parquet(tmp_path / "resumed/predictions.parquet")
         pd.testing.assert_frame_equal(a, b)
         assert not (tmp_path / "resumed/predictions.parts").exists()
+        # a finished run with the same config is not scored again; another config is
+        calls.update(n=0, fail_after=None)
+        again = run(EvalConfig(out=tmp_path / "resumed", **kw))
+        assert calls["n"] == 0 and again == json.loads((tmp_path / "resumed/metrics.json").read_text())
+        other = run(EvalConfig(out=tmp_path / "resumed", **{**kw, "thresholds": (0.6,)}))
+        assert calls["n"] == int(per_turn.sum()) and other["operating_points"] != full["operating_points"]
     finally:
         DETECTORS.pop("test-flaky")
 

@@ -337,6 +337,19 @@ def _default_out(cfg: EvalConfig) -> Path:
     return default_runs_root() / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _finished_metrics(out: Path, cfg: EvalConfig) -> dict | None:
+    """metrics.json of a run that finished in `out` with exactly this config (None otherwise)."""
+    files = [out / n for n in ("config.json", "metrics.json", "predictions.parquet")]
+    if not all(f.exists() for f in files) or (out / "predictions.parts").exists():
+        return None
+    def same_place(d: dict) -> dict:  # the folder named relative or absolute is the same run
+        return {**d, "out": str(Path(d["out"]).resolve()) if d.get("out") else d.get("out")}
+
+    if same_place(json.loads(files[0].read_text())) != same_place({"type": type(cfg).__name__, **config_to_dict(cfg)}):
+        return None
+    return json.loads(files[1].read_text())
+
+
 def _load_parts(out: Path, cfg: EvalConfig) -> list[pd.DataFrame]:
     """Predictions parts of an interrupted run in `out` (only when its config matches)."""
     parts_dir = out / "predictions.parts"
@@ -358,13 +371,18 @@ def run(cfg: EvalConfig) -> dict:
     """Evaluate `cfg.detector` on `cfg.dataset` into a run folder; print the operating-point table.
 
     Writes config.json, commit.txt, split_ids.json, predictions.parquet, sweep.parquet,
-    metrics.json, report.md and pareto.png. Rerunning with the same --out resumes scoring.
+    metrics.json, report.md and pareto.png. Rerunning with the same --out resumes scoring, and
+    returns a finished run's metrics without scoring again when its config is the same.
     """
     from vad_turn.data.dataset import load_turns
 
     from .report import format_table, write_report
 
     out = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
+    finished = _finished_metrics(out, cfg)
+    if finished is not None:  # the same evaluation already ran to the end here: nothing to score again
+        print(f"{out}: already evaluated with this config (delete the folder to score again)")
+        return finished
     parts = _load_parts(out, cfg)
     detector = make_detector(cfg.detector, **parse_detector_opts(cfg.detector_opts))
     check_detector_lag(detector, cfg)
