@@ -157,3 +157,21 @@ def test_checker_catches_upward_and_cyclic_imports(tmp_path):
         ROOT = saved
     assert any("vad_turn.core.a (layer 0) imports vad_turn.fusion.b (layer 5)" in b for b in bad), bad
     assert cycles(edges) == [["vad_turn.fusion.b", "vad_turn.fusion.c"]]
+
+
+# what must import without torch: the harness (metrics, evaluation, the one table) and every runtime
+TORCH_FREE = ("vad_turn.harness.metrics", "vad_turn.harness.calibration", "vad_turn.harness.ratio_bootstrap",
+              "vad_turn.harness.evaluate", "vad_turn.harness.headline", "vad_turn.fusion.runtime",
+              "vad_turn.lexical.runtime", "vad_turn.acoustic.session", "vad_turn.peers.smart_turn")
+
+
+def test_harness_and_runtimes_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys\n"
+            f"for m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio', 'transformers')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"these modules pull in {out.stdout.strip()}"
