@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 import time
 
 import numpy as np
@@ -191,3 +192,22 @@ def test_agent_text_section_reads_the_run_metrics(tmp_path):
          "fer@95": 0.9878, "cut@95": 0.9955, "fer@99": 0.9932, "cut@99": 1.0, "worst": []}]}))
     sec = agent_text_section(tmp_path)
     assert "| asr | fused | dstc2 | 300 | 1040 | 0.558 | 0.988 | 0.996 | 0.993 | 1.000 |" in sec
+
+
+def test_bootstrap_is_kept_beside_the_predictions_and_recomputed_when_they_change(tmp_path, monkeypatch):
+    import vad_turn.harness.ratio_bootstrap as rb
+    from vad_turn.harness.headline import cached_ratio_bootstrap
+
+    preds = _preds(lambda r, n: r.uniform(0, 0.4, n), lambda r, n: r.uniform(0.5, 1, n))
+    preds.to_parquet(tmp_path / "predictions.parquet", index=False)
+    ecfg = replace(CFG, out=tmp_path)
+    groups = {i: i.split("-")[0] for i in preds["id"].unique()}
+    calls = []
+    real = rb.ratio_bootstrap
+    monkeypatch.setattr(rb, "ratio_bootstrap", lambda *a, **k: calls.append(k) or real(*a, **k))
+    first = cached_ratio_bootstrap(ecfg, groups, n_boot=20, seed=0)
+    assert cached_ratio_bootstrap(ecfg, groups, n_boot=20, seed=0) == first and len(calls) == 1
+    cached_ratio_bootstrap(ecfg, groups, n_boot=30, seed=0)  # another resample count: computed again
+    preds.assign(p_eot=preds["p_eot"] * 0.9).to_parquet(tmp_path / "predictions.parquet", index=False)
+    cached_ratio_bootstrap(ecfg, groups, n_boot=30, seed=0)  # other predictions: computed again
+    assert len(calls) == 3

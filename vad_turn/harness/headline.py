@@ -229,8 +229,28 @@ def _conversations(dataset: Path) -> dict:
     return {i: c for i, c in zip(sub["id"], sub["conversation"]) if c}
 
 
-def run(cfg: HeadlineConfig) -> list[dict]:
+def cached_ratio_bootstrap(ecfg, groups: dict, *, n_boot: int, seed: int) -> list[dict]:
+    """`ratio_bootstrap` of the run folder `ecfg.out`, kept in its ratio_bootstrap.json and read back
+    while the predictions (by sha256), the resample count and the seed are the same."""
+    import json
+
     import pandas as pd
+
+    from vad_turn.core.model_files import sha256_file
+
+    from .ratio_bootstrap import ratio_bootstrap
+
+    preds_path, path = ecfg.out / "predictions.parquet", ecfg.out / "ratio_bootstrap.json"
+    key = {"n_boot": n_boot, "seed": seed, "predictions_sha256": sha256_file(preds_path)}
+    cached = json.loads(path.read_text()) if path.exists() else None
+    if isinstance(cached, dict) and cached.get("key") == key:
+        return cached["ratios"]
+    boot = ratio_bootstrap(pd.read_parquet(preds_path), ecfg, groups, n_boot=n_boot, seed=seed)
+    atomic_write_json(path, {"key": key, "ratios": boot})
+    return boot
+
+
+def run(cfg: HeadlineConfig) -> list[dict]:
 
     from vad_turn.data.build import BuildConfig
     from vad_turn.data.build import run as build_run
@@ -238,7 +258,6 @@ def run(cfg: HeadlineConfig) -> list[dict]:
     from .detectors import make_detector
     from .evaluate import EvalConfig
     from .evaluate import run as eval_run
-    from .ratio_bootstrap import ratio_bootstrap
 
     sets, notes = available_sets(cfg.sets, cfg.built_root)
     for n in notes:
@@ -285,9 +304,7 @@ def run(cfg: HeadlineConfig) -> list[dict]:
         if cfg.n_boot and det != "vad-only":
             if corpus not in groups:
                 groups[corpus] = _conversations(ecfg.dataset)
-            preds = pd.read_parquet(ecfg.out / "predictions.parquet")
-            boot = ratio_bootstrap(preds, ecfg, groups[corpus], n_boot=cfg.n_boot, seed=cfg.seed)
-            atomic_write_json(ecfg.out / "ratio_bootstrap.json", boot)
+            boot = cached_ratio_bootstrap(ecfg, groups[corpus], n_boot=cfg.n_boot, seed=cfg.seed)
         results.append({"set": spec, "metrics": metrics, "bootstrap": boot, "cpu_ms": cpu.get(det)})
     rows = headline_rows(results)
     table = format_headline(rows)
