@@ -337,17 +337,24 @@ def _default_out(cfg: EvalConfig) -> Path:
     return default_runs_root() / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _finished_metrics(out: Path, cfg: EvalConfig) -> dict | None:
-    """metrics.json of a run that finished in `out` with exactly this config (None otherwise)."""
-    files = [out / n for n in ("config.json", "metrics.json", "predictions.parquet")]
-    if not all(f.exists() for f in files) or (out / "predictions.parts").exists():
-        return None
-    def same_place(d: dict) -> dict:  # the folder named relative or absolute is the same run
+def _ran_with(out: Path, cfg: EvalConfig) -> bool:
+    """Whether the run folder `out` was written with this config (the folder named relative or
+    absolute counts as the same)."""
+    path = out / "config.json"
+    if not path.exists():
+        return False
+
+    def same_place(d: dict) -> dict:
         return {**d, "out": str(Path(d["out"]).resolve()) if d.get("out") else d.get("out")}
 
-    if same_place(json.loads(files[0].read_text())) != same_place({"type": type(cfg).__name__, **config_to_dict(cfg)}):
+    return same_place(json.loads(path.read_text())) == same_place({"type": type(cfg).__name__, **config_to_dict(cfg)})
+
+
+def _finished_metrics(out: Path, cfg: EvalConfig) -> dict | None:
+    """metrics.json of a run that finished in `out` with exactly this config (None otherwise)."""
+    if (out / "predictions.parts").exists() or not all((out / n).exists() for n in ("metrics.json", "predictions.parquet")):
         return None
-    return json.loads(files[1].read_text())
+    return json.loads((out / "metrics.json").read_text()) if _ran_with(out, cfg) else None
 
 
 def _load_parts(out: Path, cfg: EvalConfig) -> list[pd.DataFrame]:
@@ -355,9 +362,7 @@ def _load_parts(out: Path, cfg: EvalConfig) -> list[pd.DataFrame]:
     parts_dir = out / "predictions.parts"
     if not parts_dir.exists():
         return []
-    old = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-    new = {"type": type(cfg).__name__, **config_to_dict(cfg)}
-    if old != new:
+    if not _ran_with(out, cfg):
         raise ValueError(f"{out}: holds an interrupted run with a different config; use another --out")
     return [pd.read_parquet(p) for p in sorted(parts_dir.glob("part-*.parquet"))]
 
