@@ -114,11 +114,11 @@ def cycles(edges: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
     return out
 
 
-def violations(mods, edges) -> list[str]:
+def violations(mods, edges, root: Path = ROOT) -> list[str]:
     bad = []
     for m, es in edges.items():
         for t, line in es:
-            rel = mods[m].relative_to(ROOT)
+            rel = mods[m].relative_to(root)
             if layer_of(t) > layer_of(m):
                 bad.append(f"{rel}:{line}: {m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}), a higher layer")
             elif family(m) and family(t) and family(m) != family(t):
@@ -149,12 +149,7 @@ def test_checker_catches_upward_and_cyclic_imports(tmp_path):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
     mods, edges = graph(tmp_path)
-    global ROOT
-    saved, ROOT = ROOT, tmp_path
-    try:
-        bad = violations(mods, edges)
-    finally:
-        ROOT = saved
+    bad = violations(mods, edges, tmp_path)
     assert any("vad_turn.core.a (layer 0) imports vad_turn.fusion.b (layer 5)" in b for b in bad), bad
     assert cycles(edges) == [["vad_turn.fusion.b", "vad_turn.fusion.c"]]
 
