@@ -55,12 +55,9 @@ def agent_turn_item(dialogue: Dialogue, turn_index: int, tok: LexicalTokenizer, 
     turn_id "<corpus>:<dialogue>#<turn>". None when no word of the turn has a token."""
     tq = turn_queries(dialogue, turn_index, "asr")
     words = timed_words([w.word for w in tq.queries[-1].words], rng)
-    per_word = [tok.word_ids(w.word) for w in words]
-    if not any(per_word):
+    tokens, after = tok.turn_ids(context_text(tq.queries[-1].messages), [w.word for w in words], context_max_tokens)
+    if after[-1] == after[0]:  # no word of the turn has a token
         return None
-    ctx = tok.context_ids(context_text(tq.queries[-1].messages), context_max_tokens)
-    tokens = np.array(ctx + [i for ids in per_word for i in ids], dtype=np.int64)
-    after = len(ctx) - 1 + np.concatenate([[0], np.cumsum([len(ids) for ids in per_word])])
     n = len(words)
     silence_s = rng.uniform(transcript_lag_s, max(max_silence_s, transcript_lag_s), size=n)
     timing = np.stack([timing_features(words[:k], s) for k, s in zip(range(1, n + 1), silence_s)])

@@ -117,6 +117,15 @@ class LexicalTokenizer:
         ids = self._tok.encode(" " + text, add_special_tokens=False).ids if text else []
         return [self.bos_id, *(ids[-max_tokens:] if max_tokens > 0 else []), self.sep_id]
 
+    def turn_ids(self, context: str, words: Sequence[str], max_tokens: int = CONTEXT_MAX_TOKENS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """A whole turn as the GRU reads it in training: tokens (T,) int64 = context ids then every word's
+        ids, and after (n + 1,): the state index after 0..n words."""
+        ctx = self.context_ids(context, max_tokens)
+        per_word = [self.word_ids(w) for w in words]
+        tokens = np.array(ctx + [i for ids in per_word for i in ids], dtype=np.int64)
+        return tokens, len(ctx) - 1 + np.concatenate([[0], np.cumsum([len(ids) for ids in per_word])]).astype(np.int64)
+
 
 class LexicalModel:
     """The lexical model for inference: ONNX (default) or torch backend, incremental per visible word.

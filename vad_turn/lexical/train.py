@@ -64,10 +64,7 @@ def turn_item(row: dict, table, tok: LexicalTokenizer, context_max_tokens: int =
     """One turn's tensors: tokens (T,) raw ids; for its k examples the position of the state after the
     last visible word (k,), timing features (k, F) and labels (k,)."""
     words = row_words(row)
-    ctx = tok.context_ids(context_text(row_messages(row)), context_max_tokens)
-    per_word = [tok.word_ids(w.word) for w in words]
-    tokens = np.array(ctx + [i for ids in per_word for i in ids], dtype=np.int64)
-    after = len(ctx) - 1 + np.concatenate([[0], np.cumsum([len(ids) for ids in per_word])])  # state index after n words
+    tokens, after = tok.turn_ids(context_text(row_messages(row)), [w.word for w in words], context_max_tokens)
     n_seen = table["n_seen"].to_numpy()
     feats = np.stack([timing_features(words[:n], s) for n, s in zip(n_seen, table["silence_s"].to_numpy())])
     return {"tokens": tokens, "pos": after[n_seen], "timing": feats.astype(np.float32),
