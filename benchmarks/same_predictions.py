@@ -3,8 +3,9 @@
 For a change that must not move any number (a refactor, a dependency bump), evaluate the same sets
 before and after into two roots (e.g. `vad-turn headline ... --out runs/before` at the old commit and
 `--out runs/after` at the new one) and compare: every run folder present in both is reported with the
-largest absolute p_eot difference and whether its metrics.json is identical once the fields that
-name the run (commit, paths, wall times) are set aside. Exit status 1 if any folder differs.
+largest absolute p_eot difference and whether its metrics.json is identical (metrics.json holds no
+commit or wall time; config.json and commit.txt, which do, are not compared). Exit status 1 if any
+folder differs.
 
     python benchmarks/same_predictions.py --before runs/headline-full --after runs/headline-after-move
 """
@@ -20,18 +21,10 @@ import pandas as pd
 
 from vad_turn.core.config import config_main
 
-RUN_FIELDS = ("config", "commit", "out", "run", "wall_s", "created", "timing")
-
-
 @dataclass(frozen=True)
 class SamePredictionsConfig:
     before: Path = field(default=Path("runs/before"), metadata={"help": "evaluation root (run folders) before"})
     after: Path = field(default=Path("runs/after"), metadata={"help": "evaluation root (run folders) after"})
-
-
-def _metrics(path: Path) -> str:
-    m = json.loads(path.read_text())
-    return json.dumps({k: v for k, v in m.items() if k not in RUN_FIELDS}, sort_keys=True, default=str)
 
 
 def compare(before: Path, after: Path) -> list[dict]:
@@ -44,7 +37,8 @@ def compare(before: Path, after: Path) -> list[dict]:
         same_shape = a.shape == b.shape and list(a.columns) == list(b.columns)
         diff = float(np.abs(a["p_eot"].to_numpy() - b["p_eot"].to_numpy()).max()) if same_shape and len(a) else None
         rows.append({"run": d.name, "queries": len(b), "same_shape": same_shape, "max_abs_diff_p_eot": diff,
-                     "metrics_identical": _metrics(old / "metrics.json") == _metrics(d / "metrics.json")})
+                     "metrics_identical": json.loads((old / "metrics.json").read_text())
+                     == json.loads((d / "metrics.json").read_text())})
     if not rows:
         raise ValueError(f"no run folder with predictions.parquet in both {before} and {after}")
     return rows
