@@ -69,6 +69,27 @@ def test_items_are_seeded_and_cover_each_corpus(tok):
         agent_items(root / "nowhere", TRAIN_SPLITS, tok, max_turns_per_corpus=1, seed=0, transcript_lag_s=0.5)
 
 
+def test_balance_repeats_the_smaller_corpus_with_new_timing(tok):
+    root = require_data()
+    splits = {"dstc2": "train", "slurp": "devel"}
+    kw = dict(seed=0, transcript_lag_s=0.5)
+    plain = agent_items(root, splits, tok, max_turns_per_corpus=None, **kw)
+    n = {c: sum(x["turn_id"].startswith(c + ":") for x in plain) for c in splits}
+    assert n["dstc2"] > 2 * n["slurp"]  # DSTC2 train is the larger corpus
+    bal = agent_items(root, splits, tok, max_turns_per_corpus=None, balance=True, **kw)
+    copies = min(8, round(n["dstc2"] / n["slurp"]))
+    assert sum(x["turn_id"].startswith("slurp:") for x in bal) == copies * n["slurp"]
+    assert sum(x["turn_id"].startswith("dstc2:") for x in bal) == n["dstc2"]  # the largest is not repeated
+    slurp_plain = [x for x in plain if x["turn_id"].startswith("slurp:")]
+    slurp_bal = [x for x in bal if x["turn_id"].startswith("slurp:")]
+    # copy 0 is the unbalanced sample itself; copy 1 has the same text and labels but its own timing
+    assert all(np.array_equal(a["timing"], b["timing"]) for a, b in zip(slurp_plain, slurp_bal))
+    second = slurp_bal[n["slurp"]:2 * n["slurp"]]
+    assert [x["turn_id"] for x in second] == [x["turn_id"] for x in slurp_plain]
+    assert all(np.array_equal(a["labels"], b["labels"]) for a, b in zip(slurp_plain, second))
+    assert not all(np.array_equal(a["timing"], b["timing"]) for a, b in zip(slurp_plain, second))
+
+
 def test_a_training_run_learns_from_agent_text_beside_the_dataset(tmp_path):
     import vad_turn.lexical.train as L
     from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words
@@ -81,14 +102,21 @@ def test_a_training_run_learns_from_agent_text_beside_the_dataset(tmp_path):
 
     ds = write_turns([turn("t", [("so", 0.0, 0.4), ("fine", 1.0, 1.4)], 2.4, "train"),
                       turn("v", [("yes", 0.0, 0.4)], 1.4, "dev")], tmp_path / "data")
+    write_turns([turn("g1", [("forbes", 0.0, 0.4), ("avenue", 1.2, 1.6)], 2.6, "train"),
+                 turn("g2", [("downtown", 0.0, 0.5)], 1.5, "train"),
+                 turn("g3", [("no", 0.0, 0.3)], 1.3, "dev")], tmp_path / "gg")
     cfg = L.LexicalConfig(dataset=ds, max_turns=None, val_turns=10, emb_dim=8, hidden=12, head_hidden=8, epochs=1,
                           min_token_count=1, tokenizer=TOKENIZER, agent_text_turns=20, agent_text_val_turns=10,
-                          agent_text_root=require_data(), out=tmp_path / "run")
+                          agent_text_root=require_data(), extra_datasets=("gg",), extra_repeat=3, out=tmp_path / "run")
     metrics = L.run(cfg)
     assert metrics["n_agent_train_turns"] == 4 * 20 and metrics["n_agent_val_turns"] == 2 * 10
-    assert metrics["n_train_turns"] == 1 + 80
+    assert metrics["n_gg_train_items"] == 3 * 2 and metrics["n_gg_val_turns"] == 1
+    assert metrics["n_train_turns"] == 1 + 80 + 6
     split_ids = json.loads((tmp_path / "run" / "split_ids.json").read_text())
-    assert {i.split(":")[0] for i in split_ids["train"] if ":" in i} == set(TRAIN_SPLITS) and "t" in split_ids["train"]
+    assert {i.split(":")[0] for i in split_ids["train"] if ":" in i} == set(TRAIN_SPLITS) | {"gg"}
+    assert "t" in split_ids["train"] and split_ids["train"].count("gg:g1") == 3 and "gg:g3" in split_ids["dev"]
+    with pytest.raises(ValueError, match="extra-repeat"):
+        L.LexicalConfig(extra_repeat=0)
     assert (tmp_path / "run" / "model" / "lexical_step.onnx").exists()
     with pytest.raises(ValueError, match="agent-text-turns"):
         L.LexicalConfig(agent_text_turns=-1)

@@ -65,23 +65,35 @@ def agent_turn_item(dialogue: Dialogue, turn_index: int, tok: LexicalTokenizer, 
             "labels": tq.labels.astype(np.float32), "turn_id": f"{dialogue.corpus}:{tq.turn_id}"}
 
 
+MAX_BALANCE_COPIES = 8
+
+
 def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, *, max_turns_per_corpus: int | None,
-                seed: int, transcript_lag_s: float, max_silence_s: float = 1.5) -> list[dict]:
-    """Items of a seeded sample of `max_turns_per_corpus` user turns (None: all) of each corpus's split."""
+                seed: int, transcript_lag_s: float, max_silence_s: float = 1.5, balance: bool = False) -> list[dict]:
+    """Items of a seeded sample of `max_turns_per_corpus` user turns (None: all) of each corpus's split.
+
+    balance: a corpus with fewer turns than the largest is repeated, each copy with its own seeded word
+    timing and query silences, up to round(largest / its count) copies (at most MAX_BALANCE_COPIES)."""
     root = Path(data_root) / "agent_text"
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: the agent-directed text corpora are not there (see ../shared/data/agent_text)")
-    items = []
+    per_corpus = []
     for ci, (corpus, split) in enumerate(sorted(splits.items())):
         if corpus not in READERS:
             raise ValueError(f"unknown agent-text corpus {corpus!r} (one of {sorted(READERS)})")
         dialogues = READERS[corpus](root, split)
-        rng = np.random.default_rng([seed, ci])
-        for di, ti in sample_turns(dialogues, max_turns_per_corpus, seed):
-            item = agent_turn_item(dialogues[di], ti, tok, rng, transcript_lag_s=transcript_lag_s,
-                                   max_silence_s=max_silence_s)
-            if item is not None:
-                items.append(item)
+        per_corpus.append((ci, dialogues, sample_turns(dialogues, max_turns_per_corpus, seed)))
+    largest = max((len(turns) for _, _, turns in per_corpus), default=0)
+    items = []
+    for ci, dialogues, turns in per_corpus:
+        copies = min(MAX_BALANCE_COPIES, max(1, round(largest / max(len(turns), 1)))) if balance else 1
+        for copy in range(copies):
+            rng = np.random.default_rng([seed, ci] + ([copy] if copy else []))
+            for di, ti in turns:
+                item = agent_turn_item(dialogues[di], ti, tok, rng, transcript_lag_s=transcript_lag_s,
+                                       max_silence_s=max_silence_s)
+                if item is not None:
+                    items.append(item)
     if not items:
         raise ValueError(f"no agent-text turns in {splits}")
     return items

@@ -39,6 +39,15 @@ class LexicalConfig(TrainConfig):
                 "when --agent-text-turns is not 0"})
     agent_text_root: Path = field(default_factory=default_data_root, metadata={
         "help": "data root holding agent_text/ (read in place)"})
+    agent_text_balance: bool = field(default=False, metadata={
+        "help": "repeat the items of smaller agent-text corpora (each copy with its own seeded word timing and "
+                "query silences, at most 8 copies) towards the largest corpus's count, so SLURP's 2k devel turns "
+                "weigh like SGD's"})
+    extra_datasets: tuple[str, ...] = field(default=(), metadata={
+        "help": "more built turn-span datasets (names under the built root, e.g. getgoing) trained on beside "
+                "--dataset: their train split trains, their val (or dev) split joins the validation set"})
+    extra_repeat: int = field(default=1, metadata={
+        "help": "copies of each --extra-datasets training turn (its query points re-drawn per copy)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -46,5 +55,7 @@ class LexicalConfig(TrainConfig):
             raise ValueError(f"transcript_lag_s must be >= 0, got {self.transcript_lag_s}")
         if self.agent_text_turns is not None and self.agent_text_turns < 0:
             raise ValueError(f"--agent-text-turns must be >= 0 (or none: all), got {self.agent_text_turns}")
+        if self.extra_repeat < 1:
+            raise ValueError(f"--extra-repeat must be >= 1, got {self.extra_repeat}")
         if self.agent_text_val_turns < 1:
             raise ValueError(f"--agent-text-val-turns must be >= 1, got {self.agent_text_val_turns}")

@@ -122,6 +122,26 @@ def build_items(ds, split: str, tok: LexicalTokenizer, *, max_turns: int | None,
     return items, ex.turn_ids, ex.rows
 
 
+def extra_dataset_items(path: Path, tok: LexicalTokenizer, cfg: LexicalConfig):
+    """((items, ids, rows) of the train split, `cfg.extra_repeat` copies each with its own seeded query
+    points; (items, ids) of the val split, or dev where there is no val) of one more built dataset."""
+    from vad_turn.data.dataset import load_turns
+
+    ds = load_turns(path)
+    splits = set(ds.unique("split"))
+    val_split = "val" if "val" in splits else "dev"
+    if not {"train", val_split} <= splits:
+        raise ValueError(f"{path}: --extra-datasets needs train and val (or dev) splits, it has {sorted(splits)}")
+    items, ids, rows = [], [], []
+    for copy in range(cfg.extra_repeat):
+        it, i, r = build_items(ds, "train", tok, max_turns=None, points_per_span=cfg.points_per_span,
+                               seed=cfg.seed + 100 * (copy + 1), transcript_lag_s=cfg.transcript_lag_s)
+        items, ids, rows = items + it, ids + [f"{path.name}:{x}" for x in i], rows + (r if copy == 0 else [])
+    v_items, v_ids, _ = build_items(ds, val_split, tok, max_turns=cfg.val_turns, points_per_span=cfg.points_per_span,
+                                    seed=cfg.seed + 1, transcript_lag_s=cfg.transcript_lag_s)
+    return (items, ids, rows), (v_items, [f"{path.name}:{x}" for x in v_ids])
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -176,12 +196,18 @@ def run(cfg: LexicalConfig) -> dict:
                                                      transcript_lag_s=lag)
     val_items, val_ids, _ = build_items(ds, "val", tok, max_turns=cfg.val_turns, points_per_span=cfg.points_per_span,
                                         seed=cfg.seed + 1, transcript_lag_s=lag)
+    n_extra = {}
+    for name in cfg.extra_datasets:  # more real-timing turn sets (e.g. GetGoing's callers)
+        x_train, x_val = extra_dataset_items(Path(cfg.dataset).parent / name, tok, cfg)
+        train_items, train_ids, train_rows = train_items + x_train[0], train_ids + x_train[1], train_rows + x_train[2]
+        val_items, val_ids = val_items + x_val[0], val_ids + x_val[1]
+        n_extra[f"n_{name}_train_items"], n_extra[f"n_{name}_val_turns"] = len(x_train[0]), len(x_val[0])
     extra_counts, n_agent = None, {}
     if cfg.agent_text_turns != 0:  # requests to task agents, every word boundary an example
         from .agent_items import TRAIN_SPLITS, VAL_SPLITS, agent_items, token_counts
 
         a_train = agent_items(cfg.agent_text_root, TRAIN_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_turns,
-                              seed=cfg.seed, transcript_lag_s=lag)
+                              seed=cfg.seed, transcript_lag_s=lag, balance=cfg.agent_text_balance)
         a_val = agent_items(cfg.agent_text_root, VAL_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_val_turns,
                             seed=cfg.seed + 1, transcript_lag_s=lag)
         extra_counts = token_counts(a_train)
@@ -199,7 +225,7 @@ def run(cfg: LexicalConfig) -> dict:
               "n_val_examples_total": int(sum(len(t["labels"]) for t in val_items)),
               "train_end_rate": float(np.mean(np.concatenate([t["labels"] for t in train_items]))),
               "n_emb": n_emb, "n_params": int(sum(p.numel() for p in model.parameters())), "data_wall_s": round(data_s, 1),
-              **n_agent}
+              **n_agent, **n_extra}
     res = fit(model, train_b, val_b, cfg, loss_fn=bce_loss, collate_fn=collate_bucket,
               evaluate_fn=val_auc_fn(val_b), split_ids={"train": train_ids, "dev": val_ids}, extra_metrics=counts)
     metrics = {**counts, "best_epoch": res.best_epoch, "best": res.best, "train_wall_s": round(res.wall_s, 1),
