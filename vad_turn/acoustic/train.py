@@ -24,13 +24,14 @@ import torch
 from tqdm import tqdm
 
 from vad_turn.core.audio import add_noise, telephony_8k
-from vad_turn.core.config import default_built_root
+from vad_turn.core.config import REPO_ROOT, default_built_root
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.core.train import TrainConfig, default_train_out, fit
 from vad_turn.harness.metrics import roc_auc, same_silence_auc
 
 from .features import AcousticFrontEnd, window_audio
 from .model import AcousticModelConfig, AcousticNet, save_model
+from .teacher import TeacherCache, soft_target
 
 _AUG_KINDS = ("clean", "8k", "noisy", "8k+noisy")
 
@@ -53,11 +54,23 @@ class AcousticTrainConfig(TrainConfig):
         "help": "architecture and front end (the model folder's config.json \"model\")"})
     model_out: Path | None = field(default=None, metadata={"help": "also save the selected model (and ONNX) here"})
     export: bool = field(default=True, metadata={"help": "export fp32 + int8 ONNX into model_out"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "a registered detector (e.g. smart-turn) whose p_eot on the training queries is mixed into the "
+                "target (vad_turn.acoustic.teacher; cached under --teacher-cache-dir)"})
+    teacher_weight: float = field(default=0.5, metadata={"help": "target = (1 - w) * label + w * p_teacher"})
+    teacher_sources: tuple[str, ...] = field(default=(), metadata={
+        "help": "the --train-sets sources the teacher labels (empty: all of them); the others train on the label"})
+    teacher_cache_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs" / "cache" / "teacher",
+                                    metadata={"help": "folder of the teacher's cached answers"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.aug_probs) != len(_AUG_KINDS) or abs(sum(self.aug_probs) - 1) > 1e-6 or min(self.aug_probs) < 0:
             raise ValueError(f"aug_probs needs {len(_AUG_KINDS)} probabilities summing to 1 ({_AUG_KINDS})")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"--teacher-weight must be in [0, 1], got {self.teacher_weight}")
+        if unknown := set(self.teacher_sources) - set(self.train_sets):
+            raise ValueError(f"--teacher-sources {sorted(unknown)} are not among --train-sets {list(self.train_sets)}")
         if len(self.snr_db_range) != 2 or len(self.gain_db_range) != 2:
             raise ValueError("snr_db_range and gain_db_range take two values (low high)")
 
@@ -98,19 +111,21 @@ def augment_window(window: np.ndarray, kind: str, rng: np.random.Generator, snr_
 
 @dataclass
 class FeatureSet:
-    """Cached model inputs: feats fp16 (n, channels, frames), silence_s, label, and the example table."""
+    """Cached model inputs: feats fp16 (n, channels, frames), silence_s, label, the training target
+    (the label, or mixed with a teacher's p_eot), and the example table."""
 
     feats: torch.Tensor
     silence_s: torch.Tensor
     label: torch.Tensor
     table: object
     turn_ids: list[str]
+    target: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.label)
 
     def __getitem__(self, i):
-        return self.feats[i], self.silence_s[i], self.label[i]
+        return self.feats[i], self.silence_s[i], (self.label if self.target is None else self.target)[i]
 
 
 def build_feature_set(sources: list[tuple[str, object]], cfg: AcousticTrainConfig, *, train: bool,
@@ -126,8 +141,10 @@ def build_feature_set(sources: list[tuple[str, object]], cfg: AcousticTrainConfi
     from vad_turn.harness.examples import build_examples
 
     front = AcousticFrontEnd(cfg.model.features).eval()
-    feats, sil, lab, tables, ids = [], [], [], [], []
+    feats, sil, lab, tgt, tables, ids = [], [], [], [], [], []
     for si, (spec, ds) in enumerate(sources):
+        teacher = TeacherCache(cfg.teacher, spec, cfg.teacher_cache_dir, threads=cfg.threads) if (
+            train and cfg.teacher and (not cfg.teacher_sources or spec in cfg.teacher_sources)) else None
         _, split, _ = parse_source(spec)
         rows, turn_ids = select_turns(ds, EvalConfig(split=split, max_turns=cfg.max_train_turns if train else
                                                      cfg.max_val_turns, seed=cfg.seed))
@@ -151,10 +168,17 @@ def build_feature_set(sources: list[tuple[str, object]], cfg: AcousticTrainConfi
                         feats.append(front(torch.from_numpy(np.stack(wins))).half())
                 sil.append(torch.tensor(ex.table["silence_s"].to_numpy(), dtype=torch.float32))
                 lab.append(torch.tensor(ex.labels, dtype=torch.float32))
-                tables.append(ex.table.assign(source_spec=spec, repeat=rep, augmentation=[_AUG_KINDS[k] for k in kinds]))
+                p_teacher = teacher.p_eot(ex.table, ex.queries) if teacher is not None else None
+                tgt.append(torch.tensor(soft_target(ex.labels, p_teacher, cfg.teacher_weight), dtype=torch.float32))
+                tables.append(ex.table.assign(source_spec=spec, repeat=rep, augmentation=[_AUG_KINDS[k] for k in kinds],
+                                              p_teacher=np.nan if p_teacher is None else p_teacher))
                 bar.update(len(ex.turn_ids))
         bar.close()
-    return FeatureSet(torch.cat(feats), torch.cat(sil), torch.cat(lab), pd.concat(tables, ignore_index=True), ids)
+        if teacher is not None:
+            print(f"teacher {cfg.teacher} on {spec}: {teacher.n_computed} queries computed, {len(teacher)} cached "
+                  f"({teacher.path})")
+    return FeatureSet(torch.cat(feats), torch.cat(sil), torch.cat(lab), pd.concat(tables, ignore_index=True), ids,
+                      torch.cat(tgt))
 
 
 def bce_loss(model, batch) -> torch.Tensor:
@@ -201,6 +225,15 @@ def harness_metrics(p_eot: np.ndarray, table) -> dict:
     return out
 
 
+def teacher_summary(fs: FeatureSet) -> dict:
+    """How many training examples carry a teacher's p_eot, and how well it separates their labels (ROC AUC)."""
+    has = fs.table["p_teacher"].notna().to_numpy()
+    if not has.any():
+        return {}
+    return {"n_teacher_examples": int(has.sum()),
+            "teacher_train_auc": roc_auc(fs.label.numpy()[has], fs.table["p_teacher"].to_numpy()[has])}
+
+
 def run(cfg: AcousticTrainConfig) -> dict:
     """Build features, train with `train.fit`, report harness metrics on validation, save + export the model."""
     torch.set_num_threads(cfg.threads)
@@ -218,7 +251,8 @@ def run(cfg: AcousticTrainConfig) -> dict:
     res = fit(net, train, val, cfg, loss_fn=bce_loss, evaluate_fn=lambda m: harness_metrics(predict_features(m, val), val.table),
               split_ids={"train": train.turn_ids, "val": val.turn_ids},
               extra_metrics={"n_parameters": net.n_parameters(), "feature_wall_s": round(feature_wall_s, 1),
-                             "train_augmentation": train.table["augmentation"].value_counts().to_dict()})
+                             "train_augmentation": train.table["augmentation"].value_counts().to_dict(),
+                             **teacher_summary(train)})
     summary = {"run": str(res.out), "best_epoch": res.best_epoch, "best": res.best, "train_wall_s": round(res.wall_s, 1),
                "feature_wall_s": round(feature_wall_s, 1), "n_train_examples": len(train), "n_val_examples": len(val),
                "n_parameters": net.n_parameters()}
