@@ -133,7 +133,7 @@ def test_tiny_training_run_writes_a_loadable_calibrated_model(tmp_path):
     from vad_turn.fusion.runtime import load_turn_model
 
     require_built("switchboard-rendered")
-    m = run(FusionConfig(max_train_turns=15, extra_dataset=None, c_grid=(1.0,), out=tmp_path / "run"))
+    m = run(FusionConfig(max_train_turns=15, extra_datasets=(), c_grid=(1.0,), out=tmp_path / "run"))
     sel = pd.read_parquet(tmp_path / "run" / "branches-select.parquet")
     assert m["n_select_turns"] == 300 and m["n_train_turns"] == 15 and len(sel) == m["n_select"]
     assert 0.3 < m["calibration"]["temperature"] < 3.0

@@ -48,8 +48,8 @@ from .runtime import DEFAULT_TURN_MODEL_DIR, FUSION_FEATURES, MODES, Branches, f
 class FusionConfig:
     dataset: Path = field(default_factory=lambda: default_built_root() / "switchboard-rendered",
                           metadata={"help": "rendered-audio turn dataset (train + selection splits)"})
-    extra_dataset: Path | None = field(default_factory=lambda: default_built_root() / "ami",
-                                       metadata={"help": "real-audio dataset whose train split is added ('none': skip)"})
+    extra_datasets: tuple[Path, ...] = field(default_factory=lambda: (default_built_root() / "ami",), metadata={
+        "help": "more datasets whose train split is added (real audio: AMI, GetGoing; none given: skip)"})
     train_split: str = field(default="train", metadata={"help": "training split of both datasets"})
     select_split: str = field(default="dev", metadata={"help": "selection + calibration split of `dataset`"})
     select_condition: str = field(default="clean", metadata={"help": "audio_condition of the selection rows ('all': every one)"})
@@ -64,7 +64,7 @@ class FusionConfig:
     fit_dataset: Path | None = field(default=None, metadata={
         "help": "held-aside rendered dataset the branches never trained on (its fit_split, every audio condition): "
                 "fit the fusion there, choose C and T by conversation-grouped CV, and keep the selection split for "
-                "evaluation only ('none': fit on train_split of dataset + extra_dataset, select on select_split)"})
+                "evaluation only ('none': fit on train_split of dataset + extra_datasets, select on select_split)"})
     fit_split: str = field(default="dev", metadata={"help": "split of fit_dataset to fit on"})
     cv_folds: int = field(default=5, metadata={"help": "conversation folds for C and T when fit_dataset is given"})
     standardize: bool = field(default=False, metadata={"help": "L2 penalty on z-scored features (weights still raw)"})
@@ -186,10 +186,11 @@ def run(cfg: FusionConfig) -> dict:
         fit_name = f"{Path(cfg.dataset).name}:{cfg.train_split}"
         parts = [_cached(out / "branches-train.parquet", lambda: branch_table(
             ds, cfg.train_split, branches, max_turns=cfg.max_train_turns, desc=f"{Path(cfg.dataset).name}:train", **kw))]
-        if cfg.extra_dataset is not None:
-            extra = load_turns(cfg.extra_dataset)
-            parts.append(_cached(out / "branches-train-extra.parquet", lambda: branch_table(
-                extra, cfg.train_split, branches, max_turns=None, desc=f"{Path(cfg.extra_dataset).name}:train", **kw)))
+        for xi, extra_path in enumerate(cfg.extra_datasets):
+            name = Path(extra_path).name
+            parts.append(_cached(out / f"branches-train-extra{xi}-{name}.parquet",
+                                 lambda p=extra_path, n=name: branch_table(load_turns(p), cfg.train_split, branches,
+                                                                           max_turns=None, desc=f"{n}:train", **kw)))
         train = pd.concat(parts, ignore_index=True)
     t_data = time.time() - t0
 
