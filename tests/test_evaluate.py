@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -20,6 +21,7 @@ from vad_turn.harness.evaluate import (
     EvalConfig,
     evaluate_detector,
     hold_counts,
+    model_fingerprint,
     resolve_split,
     run,
     score_turns,
@@ -261,3 +263,39 @@ def test_detector_options_parse_booleans_once_and_refuse_ambiguous_ones():
         parse_detector_opts(["int8"])
     with pytest.raises(TypeError, match="int8 must be true or false, got '0'"):
         require_bool("int8", "0")
+
+
+def test_a_finished_run_is_scored_again_when_its_model_files_change(tmp_path):
+    ds = _dataset(tmp_path, n_val=3, n_train=0)
+    calls = {"n": 0}
+
+    class FromFile(Recorder):
+        name = "from-file"
+
+        def __init__(self, model: str):
+            super().__init__()
+            self.p = float(Path(model).read_text())
+
+        def predict(self, audio, words, messages, silence_s):
+            calls["n"] += 1
+            return self.p
+
+    weights = tmp_path / "weights.txt"
+    weights.write_text("0.9")
+    register_detector("test-from-file", FromFile)
+    try:
+        kw = dict(dataset=ds, detector="test-from-file", detector_opts=(f"model={weights}",), timeouts_s=(1.0,),
+                  out=tmp_path / "run")
+        run(EvalConfig(**kw))
+        n_first = calls["n"]
+        assert n_first > 0 and (tmp_path / "run/model_fingerprint.txt").exists()
+        reused = run(EvalConfig(**kw))  # same files: read back, not scored
+        assert calls["n"] == n_first and reused == json.loads((tmp_path / "run/metrics.json").read_text())
+        weights.write_text("0.1")  # same config, another model: scored again
+        run(EvalConfig(**kw))
+        assert calls["n"] == 2 * n_first
+        assert pd.read_parquet(tmp_path / "run/predictions.parquet")["p_eot"].eq(0.1).all()
+    finally:
+        DETECTORS.pop("test-from-file")
+    assert model_fingerprint(EvalConfig(detector="vad-only")) is None
+    assert model_fingerprint(EvalConfig(detector="fused")) != model_fingerprint(EvalConfig(detector="lexical"))

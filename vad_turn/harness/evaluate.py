@@ -12,6 +12,7 @@ to `predictions.parquet`, and `vad_turn.harness.metrics` turns them into false c
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -26,7 +27,9 @@ from tqdm import tqdm
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
 from vad_turn.core.config import config_to_dict, default_built_root, default_runs_root, require_range
-from vad_turn.core.runs import RunFolder, atomic_path
+from vad_turn.core.model_files import (CHECKSUMS_FILE, SHIPPED_ACOUSTIC_DIR, SHIPPED_LEXICAL_DIR, SHIPPED_TURN_DIR,
+                                       sha256_file)
+from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
 from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, TurnRecord, row_messages, row_spans, row_words
 
 from . import metrics as M
@@ -337,11 +340,37 @@ def _default_out(cfg: EvalConfig) -> Path:
     return default_runs_root() / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# the shipped model folders a registered detector reads by default
+_SHIPPED_MODELS_OF = {"fused": (SHIPPED_TURN_DIR, SHIPPED_LEXICAL_DIR, SHIPPED_ACOUSTIC_DIR),
+                      "lexical": (SHIPPED_LEXICAL_DIR,), "lexical-lr": (SHIPPED_LEXICAL_DIR,),
+                      "acoustic": (SHIPPED_ACOUSTIC_DIR,)}
+
+
+def model_fingerprint(cfg: EvalConfig) -> str | None:
+    """sha256 over the model files the detector reads: its shipped model folders (their checksums.json) and
+    any file or folder a --detector-opts value names; None when it reads none (vad-only, smart-turn's pin)."""
+    paths = list(_SHIPPED_MODELS_OF.get(cfg.detector, ()))
+    paths += [Path(v) for v in parse_detector_opts(cfg.detector_opts).values() if isinstance(v, str) and Path(v).exists()]
+    if not paths:
+        return None
+    h = hashlib.sha256()
+    for p in paths:
+        files = [p / CHECKSUMS_FILE] if (p / CHECKSUMS_FILE).exists() else (
+            sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
+        for f in files:
+            h.update(f"{f.name}:{sha256_file(f)};".encode())
+    return h.hexdigest()
+
+
 def _ran_with(out: Path, cfg: EvalConfig) -> bool:
     """Whether the run folder `out` was written with this config (the folder named relative or
-    absolute counts as the same)."""
+    absolute counts as the same) and the same model files (`model_fingerprint`, in model_fingerprint.txt)."""
     path = out / "config.json"
     if not path.exists():
+        return False
+    fp = model_fingerprint(cfg)
+    fp_path = out / "model_fingerprint.txt"
+    if fp is not None and (not fp_path.exists() or fp_path.read_text().strip() != fp):
         return False
 
     def same_place(d: dict) -> dict:
@@ -401,6 +430,8 @@ def run(cfg: EvalConfig) -> dict:
         print(f"split {cfg.split!r} is named {split!r} in {cfg.dataset}")
     rf = RunFolder(out, cfg)
     rf.write_split_ids({split or "all": ids})
+    if (fp := model_fingerprint(cfg)) is not None:
+        atomic_write_text(out / "model_fingerprint.txt", fp + "\n")
     parts_dir = out / "predictions.parts"
     parts_dir.mkdir(exist_ok=True)
     done = set().union(*(set(p["id"].unique()) for p in parts)) if parts else set()
