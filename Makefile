@@ -116,6 +116,18 @@ reproduce: setup
 	$(PY) -m vad_turn.acoustic.report --runs runs/eval-{fused,lexical,acoustic}-swbr-dev runs/eval-{fused,lexical,acoustic}-sbcsaer-test runs/eval-{fused,acoustic}-ami-{dev,test} --out runs/turn_table.md
 	$(PY) benchmarks/lexical_slices.py runs/eval-{fused,lexical}-switchboard-val3000 runs/eval-{fused,lexical}-swbwr-val3000 --json runs/turn-text-slices.json
 	$(PY) benchmarks/turn_latency.py --out runs/bench-turn-latency.json
+	@# The one table of README's "Results at a glance": every detector on 300 seeded turns per set, GetGoing and
+	@# the agent-text section included.
+	.venv/bin/vad-turn build-getgoing
+	.venv/bin/vad-turn agent-text --out runs/agent-text-default
+	.venv/bin/vad-turn headline --detectors vad-only smart-turn lexical-zeroshot lexical acoustic fused --max-turns 300 --out runs/headline-full
+	@# What a fresh clone shows without runs/ (README "A fresh clone shows results"): each shipped model's evaluated
+	@# operating points beside it (one command per model; refused later if the model changes), and small copies of
+	@# the headline and prosody runs in data/committed-results.
+	.venv/bin/vad-turn ship-operating-points --detector fused --run runs/eval-fused-swbr-dev
+	.venv/bin/vad-turn ship-operating-points --detector acoustic --run runs/eval-acoustic-swbr-dev
+	.venv/bin/vad-turn ship-operating-points --detector lexical --run runs/eval-lexical-switchboard-val3000
+	.venv/bin/vad-turn publish-results --headline runs/headline-full --prosody runs/prosody-default
 
 clean-built:
 	rm -rf data/built runs

@@ -8,8 +8,9 @@ skips finished (config, scenario) pairs), then `metrics.json` and `report.md` su
 
 The semantic policy (threshold, action delay, timeout) is the `operating_point` of the detector's
 evaluation run (`operating_point.policy_from_eval`: by default the lowest mean latency with at
-most 10% false cut-offs on Switchboard val), recorded with its source in the report; `--operating-
-point manual` uses the bench's --threshold / --action-delay-s / --timeout-s instead.
+most 10% false cut-offs on Switchboard val; on a fresh clone, without runs/, the same points shipped
+beside the detector's model), recorded with its source in the report; `--operating-point manual`
+uses the bench's --threshold / --action-delay-s / --timeout-s instead.
 
 Per user turn (times on the pipeline clock; `speech_end` is the ground truth: when the scripted
 audio's last word ended):
@@ -77,10 +78,12 @@ class BenchConfig:
     n_backchannel: int = field(default=4, metadata={"help": "backchannel scenarios (streaming configs only)"})
     max_words: int = field(default=15, metadata={"help": "longest user turn, words"})
     operating_point: str = field(default=DEFAULT_OPERATING_POINT, metadata={
-        "help": "semantic policy: this operating point of the detector's evaluation run (operating_point.EVAL_RUNS), "
-                "or 'manual' for --threshold / --action-delay-s / --timeout-s"})
+        "help": "semantic policy: this operating point of the detector's evaluation run (operating_point.EVAL_RUNS; "
+                "without it, the operating points shipped beside the model), or 'manual' for --threshold / "
+                "--action-delay-s / --timeout-s"})
     policy_run: Path | None = field(default=None, metadata={"help": "evaluation run folder to read it from (default: "
-                                                                    "the detector's in operating_point.EVAL_RUNS)"})
+                                                                    "the detector's in operating_point.EVAL_RUNS, "
+                                                                    "else its shipped operating points)"})
     threshold: float | None = field(default=None, metadata={"help": "manual policy threshold ('none': detector default)"})
     action_delay_s: float = field(default=0.2, metadata={"help": "manual policy action delay"})
     timeout_s: float = field(default=1.5, metadata={"help": "manual policy timeout"})
@@ -116,7 +119,8 @@ class BenchConfig:
 def bench_policy(bench: BenchConfig, detector_name: str) -> dict:
     """The semantic policy the bench uses and why: {"threshold", "action_delay_s", "timeout_s", "source", ...}.
 
-    From the detector's evaluation run (`operating_point.policy_from_eval`) unless
+    From the detector's evaluation run, or its shipped operating points when runs/ lacks the run
+    (`operating_point.policy_from_eval`; "policy_from" says which), unless
     `bench.operating_point == "manual"` (then the bench's own fields, recorded as such).
     """
     if bench.operating_point == "manual" or detector_name == "vad-only" or not any(
@@ -311,7 +315,9 @@ def _pc(x) -> str:
 
 def report_md(summary: dict, info: dict) -> str:
     src = info.get("policy_source") or {}
-    why = (f"operating point `{src.get('operating_point')}` of `{src.get('source')}` ({src.get('dataset')} "
+    shipped = (f" (shipped beside the model; evaluated in `{src.get('evaluated_run')}` at commit {src.get('commit')}"
+               f", model sha256 {str(src.get('model_sha256'))[:16]}...)") if src.get("policy_from") == "shipped" else ""
+    why = (f"operating point `{src.get('operating_point')}` of `{src.get('source')}`{shipped} ({src.get('dataset')} "
            f"{src.get('split')}: false cut-offs {_pc(src.get('false_cutoff_rate'))}, mean latency "
            f"{_ms(src.get('mean_latency_s'))} ms; VAD-only there: {_pc((src.get('vad_only') or {}).get('false_cutoff_rate'))}"
            f" at {_ms((src.get('vad_only') or {}).get('mean_latency_s'))} ms)") if src.get("dataset") else \

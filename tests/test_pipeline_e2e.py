@@ -81,9 +81,11 @@ def test_bench_draws_the_notebooks_figures_and_plot_bench_redraws_them(tiny_benc
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_semantic_streaming_with_barge_in(built_turns, tmp_path):
-    res = run(BenchConfig(out=tmp_path, configs=("streaming-semantic", "cascade-vad"), n_conversation_turns=2,
+def test_semantic_streaming_with_barge_in(built_turns, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))  # as on a fresh clone: no evaluation runs
+    res = run(BenchConfig(out=tmp_path / "bench", configs=("streaming-semantic", "cascade-vad"), n_conversation_turns=2,
                           turns_per_conversation=2, n_barge_in=1, n_backchannel=1, max_new_tokens=12))
+    assert res["info"]["policy_source"]["policy_from"] == "shipped"  # the operating points beside the model
     s = res["summary"]["streaming-semantic"]
     assert s["n_turns"] == 2 and s["answered_rate"] == 1.0
     if "barge_in" in s:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from .reports import OP_HEADERS, eval_view, find_eval_runs, find_prosody_run, prosody_view, run_label
+from .reports import OP_HEADERS, eval_source, eval_view, prosody_source, prosody_view, run_label
 from .samples import SAMPLES, InputError, check_upload, real_clips, sample_scenario
 from .session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS, PANE_TITLES, PANES, DemoSettings, compare
 from .views import TABLE_HEADERS, add_to_history, pane_view, running_table
@@ -149,7 +149,7 @@ def build_app(cfg: DemoConfig | None = None):
 
     cfg = cfg or DemoConfig()
     clips = real_clips()
-    evals = find_eval_runs()
+    evals, evals_root, evals_note = eval_source()
     with gr.Blocks(title="vad-turn demo: semantic vs VAD-only") as app:
         history = gr.State({})
         live = gr.State(None)
@@ -248,8 +248,11 @@ def build_app(cfg: DemoConfig | None = None):
         mic.stop_recording(on_mic_stop, [live, history], outs + [live])
         with gr.Tab("Turn model evaluation"):
             if evals:
-                labels = [run_label(p) for p in evals]
-                pick = gr.Dropdown(labels, value=labels[0], label="evaluation run (runs/eval-*, runs/headline/*)")
+                if evals_note:
+                    gr.Markdown(evals_note, elem_id="eval-source")
+                labels = [run_label(p, evals_root) for p in evals]
+                pick = gr.Dropdown(labels, value=labels[0], label="evaluation run (runs/eval-*, runs/headline/*)"
+                                   if not evals_note else "evaluation run (committed results)")
                 first = eval_view(evals[0])
                 ev_title = gr.Markdown(f"### {first['title']}")
                 ev_plot = gr.Image(first["pareto"], label="Pareto frontier", type="filepath")
@@ -262,15 +265,18 @@ def build_app(cfg: DemoConfig | None = None):
 
                 pick.change(on_pick, pick, [ev_title, ev_plot, ev_ops, ev_md])
             else:
-                gr.Markdown("No evaluation run yet: `vad-turn headline` or `vad-turn evaluate` writes one under runs/.")
+                gr.Markdown("No evaluation run yet and no committed results: `vad-turn headline` or `vad-turn "
+                            "evaluate` writes one under runs/.")
         with gr.Tab("Prosody"):
-            pr = find_prosody_run()
+            pr, pr_note = prosody_source()
             if pr is not None:
+                if pr_note:
+                    gr.Markdown(pr_note, elem_id="prosody-source")
                 v = prosody_view(pr)
                 gr.Gallery(v["plots"], label=f"plots of {pr.name}", columns=2)
                 gr.Markdown(v["markdown"])
             else:
-                gr.Markdown("No prosody run yet: `prosody run` writes runs/prosody-default/.")
+                gr.Markdown("No prosody run yet and no committed results: `prosody run` writes runs/prosody-default/.")
     return app
 
 
@@ -294,8 +300,10 @@ def run(cfg: DemoConfig) -> int:
 
 
 def allowed_paths() -> list[str]:
-    """What the page may serve from disk: the run folders (plots, reports) and the real clips it lists,
-    file by file -- not the data root, whose corpora carry their own licences (SWDA is non-commercial)."""
+    """What the page may serve from disk: the run folders (plots, reports), the committed results and the
+    real clips it lists, file by file -- not the data root, whose corpora carry their own licences (SWDA is
+    non-commercial)."""
     from vad_turn.core.config import default_runs_root
+    from vad_turn.harness.results import COMMITTED_RESULTS_DIR
 
-    return [str(default_runs_root())] + [str(p) for p in real_clips().values()]
+    return [str(default_runs_root()), str(COMMITTED_RESULTS_DIR)] + [str(p) for p in real_clips().values()]

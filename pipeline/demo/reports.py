@@ -3,7 +3,10 @@
 Evaluation runs are folders with `metrics.json` + `report.md` + `pareto.png`, written by
 `vad-turn evaluate` (runs/eval-*) and `vad-turn headline` (runs/headline/<set>-<detector>/).
 The prosody study's folder is `runs/prosody-<tag>` (`prosody run`; default tag "default").
-Nothing here computes results: it lists and formats what those commands wrote.
+runs/ is git-ignored: when it has none, the tabs show the committed results (`data/committed-results`,
+laid out like runs/, written by `vad-turn publish-results`) and say so, with their commit and date
+(`eval_source`, `prosody_source`). Nothing here computes results: it lists and formats what those
+commands wrote.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import re
 from pathlib import Path
 
 from vad_turn.core.config import default_runs_root
+from vad_turn.harness.operating_points import shown
+from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 
 _IMAGE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.M)
 
@@ -27,7 +32,7 @@ def find_eval_runs(runs_root: Path | None = None) -> list[Path]:
             det = json.loads((p / "metrics.json").read_text()).get("detector", "")
         except (OSError, json.JSONDecodeError):
             det = ""
-        return (det == "vad-only", -(p / "metrics.json").stat().st_mtime)
+        return (det == "vad-only", -(p / "metrics.json").stat().st_mtime, str(p))
 
     return sorted(runs, key=key)
 
@@ -83,3 +88,36 @@ def prosody_view(folder: Path) -> dict:
     folder = Path(folder)
     return {"markdown": _IMAGE.sub("", (folder / "report.md").read_text()),
             "plots": [str(p) for p in sorted(folder.glob("*.png"))]}
+
+
+def committed_note(part: str, results_root: Path | None = None) -> str:
+    """Markdown saying the tab shows the committed results of `part` ("headline" or "prosody"): where they
+    were copied from, the commit(s) their runs were made at and the date of the newest file."""
+    root = Path(results_root) if results_root is not None else COMMITTED_RESULTS_DIR
+    p = (read_provenance(root) or {}).get(part) or {}
+    commits = ", ".join(c[:10] for c in p.get("commits") or []) or "unknown"
+    return (f"**Committed results**, not a run of yours: `{shown(root)}`, copied from `{p.get('source', '?')}` "
+            f"(runs made at commit {commits}, {p.get('date', 'date unknown')}). runs/ has none yet; `make reproduce` "
+            "writes them, and this tab then shows those.")
+
+
+def eval_source(runs_root: Path | None = None, results_root: Path | None = None) -> tuple[list[Path], Path, str]:
+    """(evaluation run folders, the root they are under, note): those under runs/ (note ""), else the
+    committed results' (`find_eval_runs` of `results_root`, note from `committed_note`); ([], runs/, "") if none."""
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    runs = find_eval_runs(root)
+    if runs:
+        return runs, root, ""
+    committed = Path(results_root) if results_root is not None else COMMITTED_RESULTS_DIR
+    runs = find_eval_runs(committed)
+    return (runs, committed, committed_note("headline", committed)) if runs else ([], root, "")
+
+
+def prosody_source(runs_root: Path | None = None, results_root: Path | None = None) -> tuple[Path | None, str]:
+    """(prosody run folder, note): runs/'s (note ""), else the committed one with `committed_note`; (None, "")."""
+    found = find_prosody_run(runs_root)
+    if found is not None:
+        return found, ""
+    committed = Path(results_root) if results_root is not None else COMMITTED_RESULTS_DIR
+    found = find_prosody_run(committed)
+    return (found, committed_note("prosody", committed)) if found is not None else (None, "")

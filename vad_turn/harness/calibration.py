@@ -79,14 +79,12 @@ def expected_calibration_error(p: np.ndarray, labels: np.ndarray, n_bins: int = 
 def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, n_bins: int = 15,
                         title: str = "Reliability of p_eot") -> dict[str, float]:
     """Write a reliability diagram PNG of each named (p, labels) curve; return {name: ECE}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
 
     from vad_turn.core.runs import atomic_path
 
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    fig = Figure(figsize=(5, 6))
+    ax, axh = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect")
     eces = {}
     for name, (p, y) in curves.items():
@@ -102,10 +100,7 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: 
     axh.set_ylabel("queries")
     axh.set_yscale("log")
     fig.tight_layout()
-    try:
-        with atomic_path(Path(path), suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=80)
-    finally:
-        plt.close(fig)
+    with atomic_path(Path(path), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80)
     Path(path).chmod(0o644)
     return eces

@@ -27,8 +27,7 @@ from tqdm import tqdm
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
 from vad_turn.core.config import config_to_dict, default_built_root, default_runs_root, require_range
-from vad_turn.core.model_files import (CHECKSUMS_FILE, SHIPPED_ACOUSTIC_DIR, SHIPPED_LEXICAL_DIR, SHIPPED_TURN_DIR,
-                                       sha256_file)
+from vad_turn.core.model_files import sha256_file
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
 from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, TurnRecord, row_messages, row_spans, row_words
 
@@ -340,26 +339,22 @@ def _default_out(cfg: EvalConfig) -> Path:
     return default_runs_root() / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-# the shipped model folders a registered detector reads by default
-_SHIPPED_MODELS_OF = {"fused": (SHIPPED_TURN_DIR, SHIPPED_LEXICAL_DIR, SHIPPED_ACOUSTIC_DIR),
-                      "lexical": (SHIPPED_LEXICAL_DIR,), "lexical-lr": (SHIPPED_LEXICAL_DIR,),
-                      "acoustic": (SHIPPED_ACOUSTIC_DIR,)}
-
-
 def model_fingerprint(cfg: EvalConfig) -> str | None:
-    """sha256 over the model files the detector reads: its shipped model folders (their checksums.json) and
-    any file or folder a --detector-opts value names; None when it reads none (vad-only, smart-turn's pin)."""
-    paths = list(_SHIPPED_MODELS_OF.get(cfg.detector, ()))
-    paths += [Path(v) for v in parse_detector_opts(cfg.detector_opts).values() if isinstance(v, str) and Path(v).exists()]
-    if not paths:
+    """Digest of the model files the detector reads, or None when it reads none of its own (vad-only,
+    smart-turn's pinned file). A shipped detector's is `operating_points.model_fingerprint` (the files its
+    model folders' checksums.json list); a file or folder named by a --detector-opts value is hashed too."""
+    from .operating_points import SHIPPED_DETECTORS
+    from .operating_points import model_fingerprint as shipped_fingerprint
+
+    parts = [shipped_fingerprint(cfg.detector)[0]] if cfg.detector in SHIPPED_DETECTORS else []
+    for v in parse_detector_opts(cfg.detector_opts).values():
+        if isinstance(v, str) and Path(v).exists():
+            p = Path(v)
+            files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+            parts.append(hashlib.sha256("".join(f"{f.name}:{sha256_file(f)};" for f in files).encode()).hexdigest())
+    if not parts:
         return None
-    h = hashlib.sha256()
-    for p in paths:
-        files = [p / CHECKSUMS_FILE] if (p / CHECKSUMS_FILE).exists() else (
-            sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
-        for f in files:
-            h.update(f"{f.name}:{sha256_file(f)};".encode())
-    return h.hexdigest()
+    return parts[0] if len(parts) == 1 else hashlib.sha256(";".join(parts).encode()).hexdigest()
 
 
 def _ran_with(out: Path, cfg: EvalConfig) -> bool:

@@ -79,12 +79,10 @@ def format_slices(metrics: dict) -> str:
 def plot_pareto(sweep: pd.DataFrame, metrics: dict, path: Path) -> Path:
     """Scatter of every swept policy (false cut-off rate vs mean latency) with each detector's
     Pareto frontier and the operating-point budgets; saved as PNG at `path`."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
     det = metrics["detector"]
     names = [det] if det == "vad-only" else [det, "vad-only"]
     for name, color, key in zip(names, ("tab:blue", "tab:gray"), ("detector", "vad_only")):
@@ -105,7 +103,6 @@ def plot_pareto(sweep: pd.DataFrame, metrics: dict, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
