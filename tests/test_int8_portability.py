@@ -78,9 +78,10 @@ def test_int8_parity_on_an_avx2_only_cpu(tmp_path, data_root):
     """qemu-user with a Haswell CPU model (AVX2, no VNNI) makes onnxruntime pick its saturating AVX2
     int8 kernel. The shipped graph (7-bit weights) stays within tolerance there, on its own probe and
     on real AMI speech, with the same outputs as natively; the same network quantized with 8-bit
-    weights is 0.051 off on the AMI windows there (so the emulation is real), while it passes natively
-    on a VNNI CPU. (On the shipped probe the 8-bit graph is 0.015 off: the probe alone would not
-    catch it, which is why the export uses 7-bit weights rather than relying on the probe.)"""
+    weights is further off on the AMI windows there than natively (so the emulation is real: 0.051 vs
+    0.003 for the v1 acoustic model, 0.024 vs 0.003 for v2), while it passes natively on a VNNI CPU.
+    (The 8-bit graph can pass the shipped probe there and still be off on real speech, which is why the
+    export uses 7-bit weights rather than relying on the probe.)"""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from vad_turn.acoustic.export import QUANT_OP_SETS, network_nodes
@@ -110,9 +111,11 @@ def test_int8_parity_on_an_avx2_only_cpu(tmp_path, data_root):
           f"| natively ({cpu_isa()['int8_dot']}), 8-bit weights on the AMI windows: {native_full:.6f}")
     (ship_own, full_own), (ship_ami, full_ami) = diffs[PROBE.name], diffs[ami.name]
     assert ship_own <= 0.02 and ship_ami <= 0.02, diffs
-    assert full_ami > 0.04 and full_own > ship_own, diffs
     if cpu_isa()["int8_dot"] in ("vnni", "amx"):  # natively both are fine: only the AVX2 kernel breaks 8-bit weights
         assert native_full <= 0.02
+        # the emulation is real: 8-bit weights saturate the AVX2 kernel's int16 pair sums, so the emulated
+        # graph is further off fp32 than the same graph natively
+        assert full_ami > native_full + 0.005, (diffs, native_full)
         # 7-bit weights: exact int32 sums on both kernels, so the emulated AVX2 outputs are the native ones
         assert probe_diff(cpu_session(INT8), ami)[0] == pytest.approx(ship_ami, abs=2e-6)
         assert probe_diff(cpu_session(INT8), PROBE)[0] == pytest.approx(ship_own, abs=2e-6)

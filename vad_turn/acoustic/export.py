@@ -157,8 +157,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path, net: AcousticNet, probe_wind
                                                     "silence_s": np.concatenate([probe_silence_s[idx], ss]).astype(np.float32)},
                                         make_session(fp32_path), tol)
                     own, _ = probe_diff(make_session(tmp), tmp_probe)
-                    if not own <= tol:
-                        raise ExportError(f"the int8 graph misses its own parity probe on this CPU: {own:.4f} > {tol}")
+                    attempts[-1]["own_probe_max_abs_diff"] = float(own)
+                    if not own <= tol:  # off on the probe's stress windows: try the next op set
+                        attempts[-1]["error"] = f"misses its own parity probe on this CPU: {own:.4f} > {tol}"
+                        continue
                     probe["path"] = str(probe_path(int8_path))
                     result = {"path": str(int8_path), "max_abs_diff": diff, "decision_agreement": agree,
                               "size_bytes": None, "quantized_ops": list(ops), "quantized_nodes": len(nodes),
