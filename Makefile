@@ -89,18 +89,24 @@ lab: setup
 # The full experiment: every dataset, rendered audio, VAD table, end-of-turn evaluations, prosody study.
 reproduce: setup
 	.venv/bin/vad-turn build-data
-	@# 2,000 rendered Switchboard train turns for the acoustic model (dev/test turns are the same at any cap).
-	.venv/bin/vad-turn render --max-turns switchboard:train=2000 switchboard:dev=300 'sbcsae:*=300'
+	.venv/bin/vad-turn build-getgoing
+	@# 600 rendered Switchboard train turns for the acoustic model and the fusion (dev/test turns are the same
+	@# at any cap); the turn model v2 trained on these beside real GetGoing and AMI audio.
+	.venv/bin/vad-turn render --max-turns switchboard:train=600 switchboard:dev=300 'sbcsae:*=300'
 	.venv/bin/vad-turn vad-eval
 	.venv/bin/vad-turn headline
 	.venv/bin/prosody run
-	@# The turn model: lexical GRU on all Switchboard train turns, acoustic model, fusion + calibration,
-	@# then the harness evaluations of every branch (VAD-only in each report) and the tables of the card.
-	.venv/bin/vad-turn train-lexical --max-turns none --epochs 3 --out runs/lexical-full
-	cp runs/lexical-full/model/{model.pt,lexical.json,tokenizer.json,lexical_step.onnx,lexical_head.onnx} vad_turn/models/lexical/
+	@# The turn model v2 (cards: vad_turn/models/*/): lexical GRU on 20,000 Switchboard train turns + 30,000
+	@# user turns per agent-text corpus (train splits) + GetGoing train transcripts (x3); acoustic model on
+	@# rendered Switchboard, AMI and real GetGoing train audio with Smart Turn v3.2 as a distillation target
+	@# on GetGoing (its answers cached in runs/cache/teacher), selected on GetGoing dev; fusion + calibration
+	@# on Switchboard-rendered, AMI and GetGoing train; then the harness evaluations of every branch.
+	.venv/bin/vad-turn train-lexical --max-turns 20000 --agent-text-turns 30000 --extra-datasets getgoing --extra-repeat 3 --epochs 4 --out runs/lexical-v2d
+	cp runs/lexical-v2d/model/{model.pt,lexical.json,tokenizer.json,lexical_step.onnx,lexical_head.onnx} vad_turn/models/lexical/
 	.venv/bin/vad-turn train-lexical-lr
-	.venv/bin/vad-turn train-acoustic --epochs 10 --select-metric val_auc_same_silence --select-mode max --model-out vad_turn/models/acoustic
-	.venv/bin/vad-turn train-fusion --out runs/fusion-v1 --model-out vad_turn/models/turn
+	.venv/bin/vad-turn train-acoustic --train-sets switchboard-rendered:train ami:train getgoing:train --teacher smart-turn --teacher-sources getgoing:train --teacher-weight 0.5 --real-repeat 2 --val-set getgoing:dev --select-metric val_auc_same_silence --select-mode max --epochs 8 --threads 2 --out runs/train-acoustic-v3s --model-out vad_turn/models/acoustic
+	.venv/bin/vad-turn train-fusion --extra-datasets data/built/ami data/built/getgoing --out runs/fusion-v4 --model-out vad_turn/models/turn
+	$(PY) -c "from vad_turn.fusion.runtime import write_turn_model_checksums; print(write_turn_model_checksums())"
 	$(PY) -c "from vad_turn.fusion.train import record_subset_metrics; print(record_subset_metrics())"
 	for d in fused lexical acoustic; do \
 	  .venv/bin/vad-turn evaluate --dataset data/built/switchboard-rendered --split dev --detector $$d --out runs/eval-$$d-swbr-dev; \
@@ -118,16 +124,15 @@ reproduce: setup
 	$(PY) benchmarks/turn_latency.py --out runs/bench-turn-latency.json
 	@# The one table of README's "Results at a glance": every detector on 300 seeded turns per set, GetGoing and
 	@# the agent-text section included.
-	.venv/bin/vad-turn build-getgoing
-	.venv/bin/vad-turn agent-text --out runs/agent-text-default
-	.venv/bin/vad-turn headline --detectors vad-only smart-turn lexical-zeroshot lexical acoustic fused --max-turns 300 --out runs/headline-full
+	.venv/bin/vad-turn agent-text --out runs/agent-text-v2
+	.venv/bin/vad-turn headline --detectors vad-only smart-turn lexical-zeroshot lexical acoustic fused --max-turns 300 --out runs/headline-v2 --agent-text-run runs/agent-text-v2
 	@# What a fresh clone shows without runs/ (README "A fresh clone shows results"): each shipped model's evaluated
 	@# operating points beside it (one command per model; refused later if the model changes), and small copies of
 	@# the headline and prosody runs in data/committed-results.
 	.venv/bin/vad-turn ship-operating-points --detector fused --run runs/eval-fused-swbr-dev
 	.venv/bin/vad-turn ship-operating-points --detector acoustic --run runs/eval-acoustic-swbr-dev
 	.venv/bin/vad-turn ship-operating-points --detector lexical --run runs/eval-lexical-switchboard-val3000
-	.venv/bin/vad-turn publish-results --headline runs/headline-full --prosody runs/prosody-default
+	.venv/bin/vad-turn publish-results --headline runs/headline-v2 --prosody runs/prosody-default
 
 clean-built:
 	rm -rf data/built runs
