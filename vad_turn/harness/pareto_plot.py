@@ -6,8 +6,8 @@ of `vad-turn evaluate` runs): each run's metrics.json holds the Pareto frontier 
 VAD-only on the same spans (computed by `vad_turn.harness.evaluate.compute_metrics` from the run's
 sweep.parquet). Nothing is computed here: the frontier points are read, tabulated and drawn.
 
-    vad-turn plot-pareto --runs-root runs/headline-full --sets getgoing:test
-    vad-turn plot-pareto --runs-root runs/headline-full --sets getgoing:test ami:none --out runs/pareto.png
+    vad-turn plot-pareto --runs-root runs/headline-v2 --sets getgoing:test
+    vad-turn plot-pareto --runs-root runs/headline-v2 --sets getgoing:test ami:none --out runs/pareto.png
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ _STYLE = {"vad-only": ("tab:gray", "--"), "smart-turn": ("tab:orange", "-"), "fu
 
 @dataclass(frozen=True)
 class ParetoPlotConfig:
-    runs_root: Path = field(default_factory=lambda: default_runs_root() / "headline-full", metadata={
+    runs_root: Path = field(default_factory=lambda: default_runs_root() / "headline-v2", metadata={
         "help": "folder holding the evaluation run folders (a `vad-turn headline --out` folder)"})
     sets: tuple[str, ...] = field(default=("getgoing:test",), metadata={
         "help": "dataset:split sets, one panel each ('none' = all rows, as in `vad-turn headline --sets`)"})

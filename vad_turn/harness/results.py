@@ -1,7 +1,7 @@
 """The committed results: small copies of the headline runs and the prosody study, for a fresh clone.
 
 runs/ is git-ignored, so a fresh clone has no evaluation to show. `vad-turn publish-results` copies the
-small artifacts of the headline run (`vad-turn headline --out runs/headline-full`: headline.md /
+small artifacts of the headline run (`vad-turn headline --out runs/headline-v2`: headline.md /
 headline.json, and per chosen (set, detector) run report.md, metrics.json, pareto.png, config.json,
 commit.txt) and of the prosody study (`prosody run`: runs/prosody-default's report.md, metrics.json,
 plots, config.json, commit.txt) into `data/committed-results/`, laid out like runs/
@@ -13,7 +13,7 @@ the date of its newest file (UTC), and every file's size and sha256. Nothing in 
 copy was made, so publishing the same runs again gives the same bytes; the folder is replaced whole
 (`atomic_dir`), never left half-written.
 
-    vad-turn publish-results --headline runs/headline-full --prosody runs/prosody-default
+    vad-turn publish-results --headline runs/headline-v2 --prosody runs/prosody-default
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ PROSODY_PATTERNS = ("report.md", "metrics.json", "*.png", "config.json", "commit
 
 @dataclass(frozen=True)
 class PublishResultsConfig:
-    headline: Path | None = field(default_factory=lambda: default_runs_root() / "headline-full", metadata={
+    headline: Path | None = field(default_factory=lambda: default_runs_root() / "headline-v2", metadata={
         "help": "headline run folder (`vad-turn headline --out`); 'none': no headline part"})
     runs: tuple[str, ...] = field(default=DEFAULT_RUNS, metadata={
         "help": "its (set, detector) run folders to copy (report, metrics, Pareto plot)"})
