@@ -142,3 +142,28 @@ def test_recipe_matches_config_defaults():
     recipe = load_recipe(RECIPE_PATH)
     assert recipe == RenderConfig()
     assert len(recipe.voices) >= 6 and {v.split(":")[0] for v in recipe.voices} == {"espeak", "flite", "festival"}
+
+
+def test_whole_turn_render_cuts_one_utterance_at_the_real_holds(tmp_path):
+    """festival speaks the turn as one sentence; forced alignment (faster-whisper) cuts it at the holds, the real
+    hold durations go in, and the result is its own dataset name. (Whether holds then sound like holds is
+    measured over whole sets: benchmarks/final_f0_slope.py.)"""
+    from vad_turn.data.render import rendered_name
+
+    spec = [("i", 0.1), ("want", 0.3), ("a", 0.1), ("flight", 0.4), ("to", 0.2), (None, 0.7), ("boston", 0.5),
+            ("on", 0.2), ("friday", 0.5)]
+    src = make_turn("sw9-B-0001", spec=spec)
+    cfg = cfg_for(tmp_path, voices=("festival:cmu_us_slt_arctic_hts",), rate_jitter=0.0, whole_turn=True)
+    assert rendered_name("switchboard", cfg) == "switchboard-rendered-utt"
+    out = render_rows([src.to_row()], cfg, "switchboard")
+    assert out["skipped"] == []
+    (rec,) = out["records"]
+    assert rec.source == "switchboard-rendered-utt"
+    assert [round(s.end - s.start, 4) for s in rec.silence_spans] == [0.7, 5.0]
+    audio = decode_audio_bytes(rec.audio["bytes"])
+    holds = low_energy_gaps(audio, threshold_db=-40.0, min_gap_s=0.1, frame_ms=5.0)[1:-1]
+    # the real hold is there (festival may also breathe inside the sentence: build_info counts such gaps)
+    assert max(b - a for a, b in holds) == pytest.approx(0.7, abs=0.05)
+    # the words are in order and each unit's audio is a contiguous part of one utterance, not two sentences
+    assert [w.word for w in rec.words] == [w.word for w in src.words]
+    assert rec.words[4].end == pytest.approx(rec.silence_spans[0].start, abs=1e-6)

@@ -77,6 +77,15 @@ class RenderConfig:
     espeak_bin: str = field(default="espeak-ng", metadata={"help": "espeak-ng executable (name on PATH or path)"})
     flite_bin: str = field(default="flite", metadata={"help": "flite executable (name on PATH or path)"})
     festival_bin: str = field(default="festival", metadata={"help": "festival executable (name on PATH or path)"})
+    whole_turn: bool = field(default=False, metadata={
+        "help": "synthesise each turn as one utterance and cut it at its holds (word times by forced alignment, "
+                "vad_turn.data.align), so a hold keeps the sentence's continuation intonation; writes "
+                "<corpus>-rendered-utt"})
+
+
+def rendered_name(corpus: str, cfg: RenderConfig) -> str:
+    """The rendered dataset's folder name: <corpus>-rendered, or <corpus>-rendered-utt for whole-turn renders."""
+    return f"{corpus}-rendered" + ("-utt" if cfg.whole_turn else "")
 
 
 def load_recipe(path: Path = RECIPE_PATH, **overrides) -> RenderConfig:
@@ -189,6 +198,8 @@ def render_rows(rows: list[dict], cfg: RenderConfig, corpus: str) -> dict:
     from vad_turn.core.audio import decode_audio_bytes
     from vad_turn.core.voices import low_energy_gaps, synthesize_many, trim_silence
 
+    from .align import split_at_holds
+
     paths = _paths(cfg)
     plans, by_voice = {}, {}
     skipped = []
@@ -199,6 +210,8 @@ def render_rows(rows: list[dict], cfg: RenderConfig, corpus: str) -> dict:
             skipped.append((row["id"], str(e)))
             continue
         texts = [normalize_text(row["words"][i]["word"] for i in g) for g in groups]
+        if cfg.whole_turn:  # one utterance; cut at the holds after synthesis
+            texts = [" ".join(texts)] if all(texts) else texts
         if not all(texts):
             skipped.append((row["id"], "an inter-pausal unit has no speakable words"))
             continue
@@ -220,24 +233,46 @@ def render_rows(rows: list[dict], cfg: RenderConfig, corpus: str) -> dict:
             audio_by_id[i] = outs[pos:pos + k]
             pos += k
     records, gaps = [], {"n_ipus": 0, "n_with_internal_gap": 0}
+    aligner = _aligner() if cfg.whole_turn else None
     for row in rows:
         if row["id"] not in plans:
             continue
         voice_id, voice, _ = plans[row["id"]]
-        trimmed = [trim_silence(a)[0] for a in audio_by_id[row["id"]]]
+        pieces = audio_by_id[row["id"]]
+        if aligner is not None:
+            whole = trim_silence(pieces[0])[0]
+            words = [w["word"] for w in row["words"]]
+            pieces = split_at_holds(whole, words, ipus(row_words(row), row_spans(row)), aligner.words(whole))
+            if pieces is None:
+                skipped.append((row["id"], "whole-turn render: a hold's neighbouring words were not aligned"))
+                continue
+        trimmed = [trim_silence(a)[0] for a in pieces]
         if any(t.size == 0 for t in trimmed):
             skipped.append((row["id"], f"{voice.id} produced only silence"))
             continue
         for t in trimmed:  # silences >= 0.1 s the engine put inside an IPU are not in the spans: count them
             gaps["n_ipus"] += 1
             gaps["n_with_internal_gap"] += bool(low_energy_gaps(t, min_gap_s=0.1))
-        rec = assemble_turn(row, trimmed, voice_id, source=f"{corpus}-rendered", lead_in_s=cfg.lead_in_s,
+        rec = assemble_turn(row, trimmed, voice_id, source=rendered_name(corpus, cfg), lead_in_s=cfg.lead_in_s,
                             tail_s=cfg.tail_s)
         records.append(rec)
         if rec.split in cfg.condition_splits:
             audio = decode_audio_bytes(rec.audio["bytes"], source=rec.id)
             records += [condition_variant(rec, c, audio, cfg.noise_snr_db, cfg.seed) for c in ("8k", "noisy")]
     return {"records": records, "skipped": skipped, "engine_stats": stats, "internal_gaps": gaps}
+
+
+_ALIGNER = None
+
+
+def _aligner():
+    """One forced aligner per rendering process (the whisper model loads once)."""
+    global _ALIGNER
+    if _ALIGNER is None:
+        from .align import WhisperAligner
+
+        _ALIGNER = WhisperAligner(n_threads=1)
+    return _ALIGNER
 
 
 def _render_shard(rows: list[dict], cfg: RenderConfig, corpus: str, path: Path) -> dict:
@@ -345,7 +380,7 @@ def _assemble(cfg: RenderConfig, corpus: str, shard_paths: list[Path], wall_s: f
         "tts_internal_gaps_ge_100ms": gaps, "wall_s_this_run": wall_s,
         "rendered_audio_s": sum(r.silence_spans[-1].end for r in records if r.audio_condition == "clean"),
     }
-    out = cfg.out_root / f"{corpus}-rendered"
+    out = cfg.out_root / rendered_name(corpus, cfg)
     if not records:
         raise ValueError(f"{corpus}: nothing rendered ({len(skipped)} turns skipped, e.g. {skipped[:3]})")
     write_turns(records, out, info=info)
@@ -353,5 +388,5 @@ def _assemble(cfg: RenderConfig, corpus: str, shard_paths: list[Path], wall_s: f
     for e, st in sorted(engines.items()):
         print(f"  {e:9s} {st['audio_s']:8.1f} s audio in {st['wall_s']:7.1f} s synthesis "
               f"= {st['audio_s_per_wall_s']:.1f} audio s / wall s ({st['n_ipus']} IPUs)")
-    atomic_write_json(cfg.out_root / ".render-work" / f"{corpus}-last_build_info.json", info)
+    atomic_write_json(cfg.out_root / ".render-work" / f"{rendered_name(corpus, cfg)}-last_build_info.json", info)
     return info
