@@ -124,6 +124,23 @@ def f0_track(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, *, f0_floo
     return t[voiced], f0[voiced]
 
 
+def final_f0_slope_st_per_s(audio: np.ndarray, end_s: float, sample_rate_hz: int = SAMPLE_RATE_HZ, *,
+                            window_s: float = 0.3, f0_floor_hz: float = 75.0, f0_ceiling_hz: float = 500.0,
+                            min_voiced_frames: int = 3, source: str = "audio") -> float:
+    """Slope (semitones per second, least squares) of Praat's F0 over the voiced frames of the last `window_s`
+    before `end_s` (the end of speech before a pause): negative = a final fall. NaN with fewer than
+    `min_voiced_frames` voiced frames there. audio: float32 (n_samples,) mono at `sample_rate_hz`."""
+    a = max(0.0, end_s - window_s - 0.05)  # 50 ms more on the left: Praat's first frames need context
+    seg = np.asarray(audio)[int(a * sample_rate_hz): int(end_s * sample_rate_hz)]
+    if seg.size < int(0.1 * sample_rate_hz) or not np.any(seg):
+        return float("nan")
+    t, f0 = f0_track(seg, sample_rate_hz, f0_floor_hz=f0_floor_hz, f0_ceiling_hz=f0_ceiling_hz, source=source)
+    keep = t + a >= end_s - window_s
+    if np.count_nonzero(keep) < min_voiced_frames:
+        return float("nan")
+    return float(np.polyfit(t[keep], hz_to_st(f0[keep]), 1)[0])
+
+
 def sounding_intervals(audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, *, silence_db: float = -25.0,
                        min_pause_s: float = 0.15, min_sound_s: float = 0.05,
                        source: str = "audio") -> list[tuple[float, float]]:

@@ -103,3 +103,24 @@ def test_bad_audio_is_refused_with_its_source():
         praat_measures(tone(200, 0.05))
     with pytest.raises(ValueError, match="no words"):
         text_measures(" ... ")
+
+
+def test_final_f0_slope_sees_a_fall_and_a_rise():
+    """A glide from 220 to 160 Hz over the last 300 ms is about -18 st/s (12 * log2(160/220) / 0.3 = -18.4);
+    the reverse glide +18.4; too little voicing (a pause) gives NaN."""
+    import math
+
+    from prosody.measures import final_f0_slope_st_per_s
+
+    sr = 16000
+    t = np.arange(int(1.0 * sr)) / sr
+
+    def glide(f_start, f_end):
+        f = np.where(t < 0.7, f_start, f_start + (f_end - f_start) * (t - 0.7) / 0.3)
+        return (0.5 * np.sin(2 * np.pi * np.cumsum(f) / sr)).astype(np.float32)
+
+    fall = final_f0_slope_st_per_s(glide(220.0, 160.0), 1.0)
+    rise = final_f0_slope_st_per_s(glide(160.0, 220.0), 1.0)
+    assert fall == pytest.approx(12 * math.log2(160 / 220) / 0.3, abs=2.5)
+    assert rise == pytest.approx(-12 * math.log2(160 / 220) / 0.3, abs=2.5)
+    assert math.isnan(final_f0_slope_st_per_s(np.zeros(sr, np.float32), 1.0))
