@@ -103,7 +103,7 @@ def test_shipped_acoustic_model_config_reads_and_its_card_command_reproduces():
     cmd = rebuild_command(card["train_config"], Path("vad_turn/models/acoustic"))
     assert f"\n{cmd}\n" in (DEFAULT_MODEL_DIR / "README.md").read_text()
     tc = config_from_dict(AcousticTrainConfig, card["train_config"])
-    assert tc.model == AcousticModelConfig() and tc.epochs == 10
+    assert tc.model == AcousticModelConfig() and tc.epochs == 8 and tc.teacher == "smart-turn"
     nested = json.loads(json.dumps(config_to_dict(tc)))
     assert nested["model"]["features"]["window_s"] == 4.0 and "window_s" not in nested
     assert rebuild_command(nested, Path("vad_turn/models/acoustic")) == cmd

@@ -148,7 +148,7 @@ def rebuild_command(train_config: dict, folder: Path) -> str:
     """`vad-turn train-acoustic` with the options of `train_config` (config.json's, nested or in the flat form
     written before the model config was nested) that differ from the defaults (`config.config_options`)."""
     cfg = config_from_dict(AcousticTrainConfig, train_config, ignore_unknown=True)
-    args = config_options(cfg, AcousticTrainConfig(), skip=("out", "model_out", "built_root"))
+    args = config_options(cfg, AcousticTrainConfig(), skip=("out", "model_out", "built_root", "teacher_cache_dir"))
     return " ".join(["vad-turn train-acoustic", *args, f"--model-out {folder}"])
 
 
