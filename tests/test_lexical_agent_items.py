@@ -120,3 +120,21 @@ def test_a_training_run_learns_from_agent_text_beside_the_dataset(tmp_path):
     assert (tmp_path / "run" / "model" / "lexical_step.onnx").exists()
     with pytest.raises(ValueError, match="agent-text-turns"):
         L.LexicalConfig(agent_text_turns=-1)
+
+
+def test_a_spoken_filler_goes_inside_the_turn_and_its_prefix_is_not_an_end(tok, dstc2_train):
+    from vad_turn.lexical.agent_items import SPOKEN_FILLERS, with_filler
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        out = with_filler(["cheap", "food", "in", "the", "north"], rng)
+        k = next(i for i, w in enumerate(out) if w in SPOKEN_FILLERS)
+        assert len(out) == 6 and 1 <= k <= 4  # never first, never last
+    assert with_filler(["yes"], rng) == ["yes"]
+    di, ti = sample_turns(dstc2_train, 50, seed=3)[7]
+    n = len(turn_words(dstc2_train[di].turns[ti][1]))
+    item = agent_turn_item(dstc2_train[di], ti, tok, np.random.default_rng(0), transcript_lag_s=0.5,
+                           filler_rng=np.random.default_rng(1), filler_rate=1.0)
+    assert item["labels"].tolist() == [0.0] * n + [1.0]  # one more word boundary, still one end
+    plain = agent_turn_item(dstc2_train[di], ti, tok, np.random.default_rng(0), transcript_lag_s=0.5)
+    assert len(plain["labels"]) == n

@@ -47,30 +47,53 @@ def timed_words(words: Sequence[str], rng: np.random.Generator) -> tuple[Word, .
     return tuple(Word(w, float(s), float(e)) for w, s, e in zip(words, starts, ends))
 
 
+SPOKEN_FILLERS = ("um", "uh")
+
+
+def with_filler(words: list[str], rng: np.random.Generator) -> list[str]:
+    """`words` with one filler ("um" / "uh") after a seeded random word that is not the last (unchanged for a
+    one-word turn): written requests carry no hesitations, spoken ones do, and a prefix ending in a filler is
+    not a finished request."""
+    if len(words) < 2:
+        return list(words)
+    k = int(rng.integers(1, len(words)))  # the filler goes before words[k]
+    return [*words[:k], SPOKEN_FILLERS[int(rng.integers(len(SPOKEN_FILLERS)))], *words[k:]]
+
+
 def agent_turn_item(dialogue: Dialogue, turn_index: int, tok: LexicalTokenizer, rng: np.random.Generator, *,
                     transcript_lag_s: float, max_silence_s: float = 1.5,
-                    context_max_tokens: int = CONTEXT_MAX_TOKENS) -> dict | None:
+                    context_max_tokens: int = CONTEXT_MAX_TOKENS, filler_rng: np.random.Generator | None = None,
+                    filler_rate: float = 0.0) -> dict | None:
     """One user turn as a training item (the layout of `vad_turn.lexical.train.turn_item`): tokens (T,),
     for its n examples the state index after k words (k = 1..n), timing (n, F) and labels (n,), and its
-    turn_id "<corpus>:<dialogue>#<turn>". None when no word of the turn has a token."""
+    turn_id "<corpus>:<dialogue>#<turn>". None when no word of the turn has a token. With probability
+    `filler_rate` (drawn from `filler_rng`) one filler is inserted (`with_filler`); only the whole turn is an end."""
     tq = turn_queries(dialogue, turn_index, "asr")
-    words = timed_words([w.word for w in tq.queries[-1].words], rng)
+    spoken = [w.word for w in tq.queries[-1].words]
+    if filler_rng is not None and filler_rate > 0 and filler_rng.random() < filler_rate:
+        spoken = with_filler(spoken, filler_rng)
+    words = timed_words(spoken, rng)
     tokens, after = tok.turn_ids(context_text(tq.queries[-1].messages), [w.word for w in words], context_max_tokens)
     if after[-1] == after[0]:  # no word of the turn has a token
         return None
     n = len(words)
     silence_s = rng.uniform(transcript_lag_s, max(max_silence_s, transcript_lag_s), size=n)
     timing = np.stack([timing_features(words[:k], s) for k, s in zip(range(1, n + 1), silence_s)])
+    labels = np.zeros(n, np.float32)
+    labels[-1] = 1.0  # only the whole turn is an end (turn_queries' labels, whose words may lack the filler)
     return {"tokens": tokens, "pos": after[1:n + 1], "timing": timing.astype(np.float32),
-            "labels": tq.labels.astype(np.float32), "turn_id": f"{dialogue.corpus}:{tq.turn_id}"}
+            "labels": labels, "turn_id": f"{dialogue.corpus}:{tq.turn_id}"}
 
 
 MAX_BALANCE_COPIES = 8
 
 
 def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, *, max_turns_per_corpus: int | None,
-                seed: int, transcript_lag_s: float, max_silence_s: float = 1.5, balance: bool = False) -> list[dict]:
+                seed: int, transcript_lag_s: float, max_silence_s: float = 1.5, balance: bool = False,
+                filler_rate: float = 0.0) -> list[dict]:
     """Items of a seeded sample of `max_turns_per_corpus` user turns (None: all) of each corpus's split.
+
+    filler_rate: share of turns given one spoken filler (`with_filler`), from a seeded stream of its own.
 
     balance: a corpus with fewer turns than the largest is repeated, each copy with its own seeded word
     timing and query silences, up to round(largest / its count) copies (at most MAX_BALANCE_COPIES)."""
@@ -89,9 +112,10 @@ def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, 
         copies = min(MAX_BALANCE_COPIES, max(1, round(largest / max(len(turns), 1)))) if balance else 1
         for copy in range(copies):
             rng = np.random.default_rng([seed, ci] + ([copy] if copy else []))
+            filler_rng = np.random.default_rng([seed, ci, copy, 7])  # its own stream: timing draws do not move
             for di, ti in turns:
                 item = agent_turn_item(dialogues[di], ti, tok, rng, transcript_lag_s=transcript_lag_s,
-                                       max_silence_s=max_silence_s)
+                                       max_silence_s=max_silence_s, filler_rng=filler_rng, filler_rate=filler_rate)
                 if item is not None:
                     items.append(item)
     if not items:

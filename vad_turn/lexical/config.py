@@ -43,6 +43,9 @@ class LexicalConfig(TrainConfig):
         "help": "repeat the items of smaller agent-text corpora (each copy with its own seeded word timing and "
                 "query silences, at most 8 copies) towards the largest corpus's count, so SLURP's 2k devel turns "
                 "weigh like SGD's"})
+    agent_text_filler_rate: float = field(default=0.0, metadata={
+        "help": "share of agent-text training turns given one spoken filler (um / uh) after a random non-final "
+                "word (vad_turn.lexical.agent_items.with_filler): the written corpora have no hesitations"})
     extra_datasets: tuple[str, ...] = field(default=(), metadata={
         "help": "more built turn-span datasets (names under the built root, e.g. getgoing) trained on beside "
                 "--dataset: their train split trains, their val (or dev) split joins the validation set"})
@@ -55,6 +58,8 @@ class LexicalConfig(TrainConfig):
             raise ValueError(f"transcript_lag_s must be >= 0, got {self.transcript_lag_s}")
         if self.agent_text_turns is not None and self.agent_text_turns < 0:
             raise ValueError(f"--agent-text-turns must be >= 0 (or none: all), got {self.agent_text_turns}")
+        if not 0.0 <= self.agent_text_filler_rate <= 1.0:
+            raise ValueError(f"--agent-text-filler-rate must be in [0, 1], got {self.agent_text_filler_rate}")
         if self.extra_repeat < 1:
             raise ValueError(f"--extra-repeat must be >= 1, got {self.extra_repeat}")
         if self.agent_text_val_turns < 1:

@@ -207,7 +207,8 @@ def run(cfg: LexicalConfig) -> dict:
         from .agent_items import TRAIN_SPLITS, VAL_SPLITS, agent_items, token_counts
 
         a_train = agent_items(cfg.agent_text_root, TRAIN_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_turns,
-                              seed=cfg.seed, transcript_lag_s=lag, balance=cfg.agent_text_balance)
+                              seed=cfg.seed, transcript_lag_s=lag, balance=cfg.agent_text_balance,
+                              filler_rate=cfg.agent_text_filler_rate)
         a_val = agent_items(cfg.agent_text_root, VAL_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_val_turns,
                             seed=cfg.seed + 1, transcript_lag_s=lag)
         extra_counts = token_counts(a_train)
