@@ -97,15 +97,15 @@ reproduce: setup
 	.venv/bin/vad-turn headline
 	.venv/bin/prosody run
 	@# The turn model v2 (cards: vad_turn/models/*/): lexical GRU on 20,000 Switchboard train turns + 30,000
-	@# user turns per agent-text corpus (train splits) + GetGoing train transcripts (x3); acoustic model on
+	@# user turns per agent-text corpus (train splits; 30% with a spoken filler inserted) + GetGoing train transcripts (x3); acoustic model on
 	@# rendered Switchboard, AMI and real GetGoing train audio with Smart Turn v3.2 as a distillation target
 	@# on GetGoing (its answers cached in runs/cache/teacher), selected on GetGoing dev; fusion + calibration
 	@# on Switchboard-rendered, AMI and GetGoing train; then the harness evaluations of every branch.
-	.venv/bin/vad-turn train-lexical --max-turns 20000 --agent-text-turns 30000 --extra-datasets getgoing --extra-repeat 3 --epochs 4 --out runs/lexical-v2d
-	cp runs/lexical-v2d/model/{model.pt,lexical.json,tokenizer.json,lexical_step.onnx,lexical_head.onnx} vad_turn/models/lexical/
+	.venv/bin/vad-turn train-lexical --max-turns 20000 --agent-text-turns 30000 --agent-text-filler-rate 0.3 --extra-datasets getgoing --extra-repeat 3 --epochs 4 --out runs/lexical-v2e
+	cp runs/lexical-v2e/model/{model.pt,lexical.json,tokenizer.json,lexical_step.onnx,lexical_head.onnx} vad_turn/models/lexical/
 	.venv/bin/vad-turn train-lexical-lr
 	.venv/bin/vad-turn train-acoustic --train-sets switchboard-rendered:train ami:train getgoing:train --teacher smart-turn --teacher-sources getgoing:train --teacher-weight 0.5 --real-repeat 2 --val-set getgoing:dev --select-metric val_auc_same_silence --select-mode max --epochs 8 --threads 2 --out runs/train-acoustic-v3s --model-out vad_turn/models/acoustic
-	.venv/bin/vad-turn train-fusion --extra-datasets data/built/ami data/built/getgoing --out runs/fusion-v4 --model-out vad_turn/models/turn
+	.venv/bin/vad-turn train-fusion --extra-datasets data/built/ami data/built/getgoing --out runs/fusion-v6 --model-out vad_turn/models/turn
 	$(PY) -c "from vad_turn.fusion.runtime import write_turn_model_checksums; print(write_turn_model_checksums())"
 	$(PY) -c "from vad_turn.fusion.train import record_subset_metrics; print(record_subset_metrics())"
 	for d in fused lexical acoustic; do \
@@ -124,8 +124,8 @@ reproduce: setup
 	$(PY) benchmarks/turn_latency.py --out runs/bench-turn-latency.json
 	@# The one table of README's "Results at a glance": every detector on 300 seeded turns per set, GetGoing and
 	@# the agent-text section included.
-	.venv/bin/vad-turn agent-text --out runs/agent-text-v2
-	.venv/bin/vad-turn headline --detectors vad-only smart-turn lexical-zeroshot lexical acoustic fused --max-turns 300 --out runs/headline-v2 --agent-text-run runs/agent-text-v2
+	.venv/bin/vad-turn agent-text --out runs/agent-text-v2e
+	.venv/bin/vad-turn headline --detectors vad-only smart-turn lexical-zeroshot lexical acoustic fused --max-turns 300 --out runs/headline-v2 --agent-text-run runs/agent-text-v2e
 	@# What a fresh clone shows without runs/ (README "A fresh clone shows results"): each shipped model's evaluated
 	@# operating points beside it (one command per model; refused later if the model changes), and small copies of
 	@# the headline and prosody runs in data/committed-results.

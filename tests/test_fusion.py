@@ -182,16 +182,18 @@ def _hesitation_p(lag_s: float) -> list[float]:
     return ps
 
 
-def test_hesitation_sample_p_eot_rises_with_the_pause_and_stays_low_early():
-    ps = _hesitation_p(0.0)  # words visible at once: "... a flight to um" keeps p_eot low early in the pause
-    assert len(ps) == 10 and ps[-1] > ps[2] + 0.2 and max(ps[:5]) < 0.5, np.round(ps, 3)
+def test_hesitation_sample_p_eot_stays_low_through_the_pause_and_rises_slowly():
+    """v2 (its lexical branch learnt that a request ending in "um" is unfinished): p_eot stays far below the
+    demo's 0.5 through the whole 1 s pause after "... a flight to um", rising with the silence from its low."""
+    ps = _hesitation_p(0.0)  # words visible at once
+    assert len(ps) == 10 and max(ps) < 0.2, np.round(ps, 3)
+    low = int(np.argmin(ps))
+    assert np.all(np.diff(ps[low:]) > 0) and ps[-1] > ps[low] + 0.02, np.round(ps, 3)
     lagged = _hesitation_p(0.5)  # 0.5 s transcript lag: "to um" only visible after 0.5 s of silence
-    assert lagged[-1] > lagged[0] + 0.2 and np.allclose(lagged[5:], ps[5:]), np.round(lagged, 3)
+    assert max(lagged) < 0.5 and np.allclose(lagged[5:], ps[5:]), np.round(lagged, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="measured with the shipped (grid-calibrated) fused model: p_eot passes the "
-                   "demo's 0.5 threshold at about 0.6 s of the 1.0 s pause, so the demo's hesitation sample IS cut "
-                   "off by the fused detector at threshold 0.5 (the previous, span-weighted fit peaked at 0.496); with a 0.5 s transcript lag it passes 0.5 at 0.2 s")
 def test_demo_hesitation_sample_is_not_cut_off_at_the_demo_threshold():
+    """v1 passed 0.5 at 0.6 s of the pause (0.2 s with the lag): the demo cut the hesitation off; v2 does not."""
     for lag in (0.0, 0.5):
         assert max(_hesitation_p(lag)) < 0.5
