@@ -1,10 +1,13 @@
 """End-to-end latency harness: scripted conversations played into the pipeline in real time.
 
 For every configuration (mode x turn strategy, plus semantic with preemptive generation and
-semantic with the int8 LLM) every scenario of `scenarios.build_scenarios` (user turns in
-`voices`, festival slt by default) runs through a fresh pipeline on the wall clock; one JSON
+semantic with the int8 LLM) every scenario of the chosen sets (`--scenario-sets`: "festival",
+`scenarios.build_scenarios`, real turns rendered in `voices`, festival slt by default, with barge-in
+and backchannel scenarios; "getgoing", `getgoing_scenarios`, real callers' telephone turns of the
+GetGoing test split played as recorded) runs through a fresh pipeline on the wall clock; one JSON
 line per user turn / barge-in / backchannel goes to `turns.jsonl` as soon as it is known (a rerun
-skips finished (config, scenario) pairs), then `metrics.json` and `report.md` summarise them.
+skips finished (config, scenario) pairs), then `metrics.json` ("summary" over every scenario,
+"by_set" per set) and `report.md` (`bench_report`: the tables over all, then per set) summarise them.
 
 The semantic policy (threshold, action delay, timeout) is the `operating_point` of the detector's
 evaluation run (`operating_point.policy_from_eval`: by default the lowest mean latency with at
@@ -23,7 +26,9 @@ audio's last word ended):
 - stt_final_s = final transcript - VAD stop; llm_ttft_s = first LLM token - the EndOfTurn that
   started the generation (the preemptive one when it was confirmed); tts_first_s = first TTS
   audio - first text to speak; preempt_hidden_s = confirmed decision - preemptive start;
-- cutoff: an end-of-turn decision before speech_end (the agent answered a turn not yet finished).
+- cutoff: an end-of-turn decision before speech_end (the agent answered a turn not yet finished; for a
+  real recording, a decision in its lead-in or inside a hold counts alike).
+Per config and set, stt_wer: `word_error_rate` of the answered turns' transcripts against their text.
 Barge-in: reaction_s = agent audio stopped - onset of the user's speech, success = an Interrupt for
 the agent's response. Backchannel: a false interruption is an Interrupt; pause_s = how long the
 agent was silent before resuming.
@@ -42,13 +47,15 @@ import numpy as np
 from vad_turn.core.config import config_options, default_runs_root, require_range
 from vad_turn.core.llm import LocalLLM
 from vad_turn.core.runs import RunFolder, atomic_write_text
+from vad_turn.core.stt import word_error_rate
 
 from .bench_plots import write_bench_figures
+from .bench_report import TURN_METRICS, ratios, report_md
 from .frames import Interrupt
 from .observers import LatencyObserver
 from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
 from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
-from .scenarios import USER_VOICES, Scenario, build_scenarios
+from .scenarios import FESTIVAL_META, USER_VOICES, Scenario, build_scenarios
 
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
@@ -65,7 +72,7 @@ CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval")  # barge-i
 EVAL_MATCHED_VAD = ("streaming-vad-eval",)
 # A decision made more than this behind the audio it judged (CPU overloaded) gets no verdict.
 OVERLOAD_LAG_S = 0.25
-TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
+SCENARIO_SETS = ("festival", "getgoing")  # rendered turns (scenarios.build_scenarios); real callers (getgoing_scenarios)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,10 @@ class BenchConfig:
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
     seed: int = field(default=0, metadata={"help": "seed of the turn, barge-in and backchannel selection"})
+    scenario_sets: tuple[str, ...] = field(default=("festival",), metadata={
+        "help": f"scenario sets, of {', '.join(SCENARIO_SETS)}: festival = rendered real turns with barge-in and "
+                "backchannel scenarios; getgoing = real callers' telephone turns (test split, reporting only)"})
+    getgoing_turns: int = field(default=12, metadata={"help": "getgoing set: seeded sample of GetGoing test turns"})
 
     def __post_init__(self) -> None:
         """Every option is checked before any model loads or any folder is written."""
@@ -114,6 +125,12 @@ class BenchConfig:
             raise ValueError("turn, word and token counts must be >= 1 (barge-in / backchannel counts >= 0)")
         if not self.voices:
             raise ValueError("--voices needs at least one voice")
+        bad = [s for s in self.scenario_sets if s not in SCENARIO_SETS]
+        if not self.scenario_sets or bad:
+            raise ValueError(f"--scenario-sets: unknown {bad} (of {', '.join(SCENARIO_SETS)})" if bad
+                             else "--scenario-sets needs at least one set")
+        if self.getgoing_turns < 1:
+            raise ValueError("--getgoing-turns must be >= 1")
 
 
 def bench_policy(bench: BenchConfig, detector_name: str) -> dict:
@@ -173,11 +190,13 @@ async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, 
     each turn, then, for barge-in / backchannel scenarios, the interjection `interject_after_s` into the
     agent's reply, then silence until the agent has answered. Returns one ground-truth dict per turn
     (clock times: start, end, holds, onset; stream times: start_stream, end_stream; agent_was_speaking:
-    still speaking when the interjection began).
+    still speaking when the interjection began). `end` is the turn's `speech_end_s` (the audio may go on:
+    a real recording's tail); `sc.history` is appended to the conversation's messages first.
 
     hear_s: in conversations, stop each reply after this much of it was played (None: play it all).
     """
     conv = p.conversation
+    conv.messages.extend(dict(m) for m in sc.history)  # a real call's earlier turns, before its first turn
 
     def answered(since: float):
         return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped
@@ -188,8 +207,9 @@ async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, 
     await src.silence(0.3)
     for turn in sc.turns:
         t0 = await src.play(turn.audio)
+        end_stream = t0 + turn.speech_end_s
         truth = {"turn": turn.id, "text": turn.text, "source": turn.source, "start": src.wall(t0),
-                 "end": src.wall(t0 + turn.duration_s), "start_stream": t0, "end_stream": t0 + turn.duration_s,
+                 "end": src.wall(end_stream), "start_stream": t0, "end_stream": end_stream,
                  "n_holds": len(turn.holds), "holds": [(src.wall(t0 + a), src.wall(t0 + b)) for a, b in turn.holds]}
         truths.append(truth)
         if sc.interjection is not None:
@@ -240,7 +260,7 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
         played = [r for r in mine if r["first_played"] is not None and r["first_played"] < tr.get("onset", nxt)
                   and (r["eot"] >= tr["end"] or r["interrupt_reason"] != "user-resumed")]
         r = played[0] if played else None
-        row = {"scenario": sc.id, "kind": sc.kind,
+        row = {"scenario": sc.id, "kind": sc.kind, "set": scenario_set(sc.meta),
                **{k: v for k, v in tr.items() if k not in ("start", "end", "holds", "onset", "start_stream", "end_stream")},
                "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
                "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed"),
@@ -262,6 +282,11 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
     if log:
         rows[-1]["log"] = [t for _, t in log]
     return rows
+
+
+def scenario_set(d: dict) -> str:
+    """The scenario set of a scenario's meta or a result row ("festival" when unrecorded: runs before sets existed)."""
+    return d.get("set") or FESTIVAL_META["set"]
 
 
 def pct(values, q: float) -> float | None:
@@ -291,6 +316,8 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
         s["decision_lag_p99_s"] = pct([r.get("decision_lag_s") for r in conv], 99)
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
+        heard = [r for r in conv if r.get("transcript") is not None and r.get("text")]
+        s["stt_wer"] = word_error_rate([r["text"] for r in heard], [r["transcript"] for r in heard]) if heard else None
         barge = [r for r in rs if r["kind"] == "barge-in" and r.get("agent_was_speaking")]
         if barge:
             s["barge_in"] = {"n": len(barge), "success_rate": sum(bool(r.get("interrupted")) for r in barge) / len(barge),
@@ -305,76 +332,32 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
     return out
 
 
-def _ms(x) -> str:
-    return "-" if x is None else f"{1000 * x:.0f}"
-
-
-def _pc(x) -> str:
-    return "-" if x is None else f"{100 * x:.0f}%"
-
-
-def report_md(summary: dict, info: dict) -> str:
-    src = info.get("policy_source") or {}
-    shipped = (f" (shipped beside the model; evaluated in `{src.get('evaluated_run')}` at commit {src.get('commit')}"
-               f", model sha256 {str(src.get('model_sha256'))[:16]}...)") if src.get("policy_from") == "shipped" else ""
-    why = (f"operating point `{src.get('operating_point')}` of `{src.get('source')}`{shipped} ({src.get('dataset')} "
-           f"{src.get('split')}: false cut-offs {_pc(src.get('false_cutoff_rate'))}, mean latency "
-           f"{_ms(src.get('mean_latency_s'))} ms; VAD-only there: {_pc((src.get('vad_only') or {}).get('false_cutoff_rate'))}"
-           f" at {_ms((src.get('vad_only') or {}).get('mean_latency_s'))} ms)") if src.get("dataset") else \
-        src.get("source", "unrecorded")
-    lines = ["# Pipeline latency benchmark", "", f"Machine: {info.get('machine', '')}", "",
-             f"Detector for the semantic strategy: `{info.get('detector')}` with policy {info.get('semantic_policy')}, "
-             f"from the {why}; VAD-only stops after {info.get('vad_stop_silence_s')} s of silence. "
-             f"STT `{info.get('stt')}`; user voices {info.get('voices')}; "
-             f"LLM `{info.get('llm')}`; first TTS chunk after {info.get('first_clause_words')} words; "
-             f"voice `{info.get('voice')}`.", "",
-             "Times in ms, P50 / P99 over user turns (n in brackets). e2e = end of user speech -> first agent audio; "
-             "endpoint = end of speech -> end-of-turn decision; processing = decision -> first agent audio.", "",
-             f"e2e confident = e2e on the turns decided at p_eot >= {info.get('confident_p_eot')}.", "",
-             "| config | n | e2e | endpoint | processing | STT final | LLM TTFT | TTS first | preempt hidden | "
-             "e2e confident | false cut-off |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, s in summary.items():
-        cells = [f"{_ms(s[m]['p50'])} / {_ms(s[m]['p99'])} ({s[m]['n']})" for m in TURN_METRICS]
-        c = s.get("e2e_confident_s") or {"p50": None, "p99": None, "n": 0}
-        cells.append(f"{_ms(c['p50'])} / {_ms(c['p99'])} ({c['n']})")
-        lines.append(f"| {name} | {s['n_turns']} | " + " | ".join(cells) + f" | {_pc(s['false_cutoff_rate'])} |")
-    lines += ["", "| config | barge-in n | success | reaction P50 / P99 ms | backchannel n | false interruptions | "
-              "pause P50 / max ms |", "|---|---|---|---|---|---|---|"]
-    for name, s in summary.items():
-        b, c = s.get("barge_in"), s.get("backchannel")
-        if not (b or c):
-            continue
-        bcells = (f"{b['n']} | {100 * b['success_rate']:.0f}% | {_ms(b['reaction_p50_s'])} / {_ms(b['reaction_p99_s'])}"
-                  if b else "0 | - | -")
-        ccells = (f"{c['n']} | {c['false_interruptions']} | {_ms(c['pause_p50_s'])} / {_ms(c['pause_max_s'])}"
-                  if c else "0 | - | -")
-        lines.append(f"| {name} | {bcells} | {ccells} |")
-    ratios = info.get("ratios", {})
-    if ratios:
-        lines += ["", "Ratios (P50): " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items() if v is not None)]
-    lines += ["", f"Command: `{info.get('command', '')}`", ""]
-    return "\n".join(lines)
-
-
-def _ratios(summary: dict) -> dict:
-    def g(c, m, q="p50"):
-        return (summary.get(c) or {}).get(m, {}).get(q)
-
-    out = {}
-    for a, b, m in (("cascade-vad", "streaming-vad", "processing_s"), ("cascade-semantic", "streaming-semantic",
-                                                                         "processing_s"),
-                    ("streaming-semantic", "streaming-vad", "e2e_s"), ("streaming-semantic", "streaming-vad-eval", "e2e_s")):
-        x, y = g(a, m), g(b, m)
-        out[f"{a}/{b} {m}"] = (x / y) if x and y else None
-    for base in ("streaming-vad", "streaming-vad-eval"):
-        fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", base))
-        out[f"streaming-semantic/{base} false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
-    return out
+def summarize_sets(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
+    """{scenario set: `summarize` over that set's rows}, sets in SCENARIO_SETS order (then any other)."""
+    names = sorted({scenario_set(r) for r in rows}, key=lambda n: (SCENARIO_SETS + (n,)).index(n))
+    return {n: summarize([r for r in rows if scenario_set(r) == n], confident_p_eot=confident_p_eot) for n in names}
 
 
 def _command(cfg: BenchConfig) -> str:
     """The `pipeline bench` command line that reproduces `cfg` (flags that differ from the defaults)."""
     return " ".join(["pipeline bench", *config_options(cfg, BenchConfig(), skip=("out",))])
+
+
+def bench_scenarios(cfg: BenchConfig) -> list[Scenario]:
+    """The scenarios of `cfg.scenario_sets`, in that order: "festival" (`scenarios.build_scenarios`) and
+    "getgoing" (`getgoing_scenarios.getgoing_scenarios`: `cfg.getgoing_turns` GetGoing test turns)."""
+    from .getgoing_scenarios import getgoing_scenarios
+
+    out = []
+    for name in cfg.scenario_sets:
+        if name == "festival":
+            out += build_scenarios(n_conversation_turns=cfg.n_conversation_turns,
+                                   turns_per_conversation=cfg.turns_per_conversation, n_barge_in=cfg.n_barge_in,
+                                   n_backchannel=cfg.n_backchannel, seed=cfg.seed, max_words=cfg.max_words,
+                                   voices=cfg.voices)
+        else:
+            out += getgoing_scenarios(cfg.getgoing_turns, seed=cfg.seed, max_words=cfg.max_words)
+    return out
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -396,9 +379,7 @@ def run(cfg: BenchConfig) -> dict:
                 r = json.loads(line)
                 rows.append(r)
                 done.add((r["config"], r["scenario"]))
-    scen = build_scenarios(n_conversation_turns=cfg.n_conversation_turns, turns_per_conversation=cfg.turns_per_conversation,
-                           n_barge_in=cfg.n_barge_in, n_backchannel=cfg.n_backchannel, seed=cfg.seed,
-                           max_words=cfg.max_words, voices=cfg.voices)
+    scen = bench_scenarios(cfg)
     base = load_models(pipeline_config(cfg, "streaming-semantic"))  # every model once, the detector included
     policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
     llms = {base.llm.name: base.llm}
@@ -427,10 +408,12 @@ def run(cfg: BenchConfig) -> dict:
             "confident_p_eot": cfg.confident_p_eot,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
                        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end (the CPU is shared)",
-            "ratios": _ratios(summary), "command": _command(cfg)}
-    folder.write_metrics({"summary": summary, "info": info})
-    atomic_write_text(folder.file("report.md"), report_md(summary, info))
+            "scenario_sets": list(cfg.scenario_sets), "ratios": ratios(summary), "command": _command(cfg)}
+    by_set = summarize_sets(rows, confident_p_eot=cfg.confident_p_eot)
+    folder.write_metrics({"summary": summary, "by_set": by_set, "info": info})
+    report = report_md(summary, info, by_set)
+    atomic_write_text(folder.file("report.md"), report)
     write_bench_figures(folder.path, rows)  # what notebook 05 shows (pipeline.bench_plots)
-    print(report_md(summary, info))
+    print(report)
     print(f"wrote {folder.path}")
-    return {"summary": summary, "info": info, "out": str(folder.path)}
+    return {"summary": summary, "by_set": by_set, "info": info, "out": str(folder.path)}

@@ -63,12 +63,13 @@ class PlotBenchConfig:
 
 def plot_bench(cfg: PlotBenchConfig) -> list[Path]:
     """Print a bench run's report (summarised from its turns.jsonl) and (re)write its figures (`bench_plots`)."""
-    from .bench import report_md, summarize
+    from .bench import report_md, summarize, summarize_sets
     from .bench_plots import latest_bench_run, read_bench_run, write_bench_figures
 
     run_dir = Path(cfg.run) if cfg.run is not None else latest_bench_run()
     rows, info = read_bench_run(run_dir)
-    print(report_md(summarize(rows, confident_p_eot=info.get("confident_p_eot", 0.9)), info))
+    conf = info.get("confident_p_eot", 0.9)
+    print(report_md(summarize(rows, confident_p_eot=conf), info, summarize_sets(rows, confident_p_eot=conf)))
     paths = write_bench_figures(run_dir, rows)
     print("wrote " + ", ".join(str(p) for p in paths))
     return paths

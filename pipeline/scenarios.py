@@ -32,24 +32,34 @@ from vad_turn.core.seeds import stable_seed
 ESPEAK_VOICES = ("espeak:en-us", "espeak:en-us+f3", "espeak:en+m3")
 USER_VOICES = ("festival:cmu_us_slt_arctic_hts",)
 BACKCHANNELS = ("uh-huh", "yeah", "right", "okay")
+FESTIVAL_META = {"set": "festival"}  # the scenario set of `build_scenarios` (rendered turns)
 QUESTIONS = ("can you tell me a little about your favorite kind of music and why you like it",
              "what do you think makes a good weekend")
 
 
 @dataclass(frozen=True, eq=False)
 class ScriptedTurn:
-    """audio: float32 (n,) 16 kHz mono, speech from sample 0 to the end (no lead-in, no tail).
-    holds: (start_s, end_s) of the real mid-turn pauses, relative to the audio start."""
+    """audio: float32 (n,) 16 kHz mono; rendered turns hold speech from sample 0 to the end (no lead-in,
+    no tail), real recordings (`getgoing_scenarios`) keep their real lead-in and tail.
+    holds: (start_s, end_s) of the real mid-turn pauses, relative to the audio start.
+    end_s: the true end of the turn (end of its last word), seconds from the audio start; None = the
+    audio's end."""
 
     id: str
     text: str
     audio: np.ndarray
     holds: tuple[tuple[float, float], ...] = ()
     source: str = ""
+    end_s: float | None = None
 
     @property
     def duration_s(self) -> float:
         return self.audio.size / SAMPLE_RATE_HZ
+
+    @property
+    def speech_end_s(self) -> float:
+        """The ground-truth end of the turn, seconds from the audio start (cut-offs and latencies count from it)."""
+        return self.duration_s if self.end_s is None else float(self.end_s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +69,10 @@ class Scenario:
     turns: tuple[ScriptedTurn, ...]
     interjection: ScriptedTurn | None = None
     interject_after_s: float = 0.8
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # "set": the scenario set it belongs to (bench.SCENARIO_SETS)
+    # messages the agent's conversation starts with, OpenAI format (a real call's earlier turns, the agent's
+    # last prompt last): what the LLM and the semantic detector see as history before the first turn
+    history: tuple[dict, ...] = ()
 
 
 def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int = 0, min_words: int = 3,
@@ -153,23 +166,24 @@ def conversation_turns(*, n_conversation_turns: int = 10, built_root: Path | Non
 def build_scenarios(*, n_conversation_turns: int = 10, turns_per_conversation: int = 5, n_barge_in: int = 4,
                     n_backchannel: int = 4, built_root: Path | None = None, seed: int = 0,
                     max_words: int = 15, voices: tuple[str, ...] = USER_VOICES) -> list[Scenario]:
-    """Conversations of real turns (`conversation_turns`), then barge-in and backchannel ones, in `voices`."""
+    """Conversations of real turns (`conversation_turns`), then barge-in and backchannel ones, in `voices`:
+    the bench's "festival" scenario set (meta["set"])."""
     root = Path(built_root) if built_root is not None else default_built_root()
     turns = conversation_turns(n_conversation_turns=n_conversation_turns, built_root=root, seed=seed,
                                max_words=max_words, voices=voices)
     scen = []
     for i in range(0, len(turns), turns_per_conversation):
         chunk = tuple(turns[i:i + turns_per_conversation])
-        scen.append(Scenario(f"conv{i // turns_per_conversation}", "conversation", chunk))
+        scen.append(Scenario(f"conv{i // turns_per_conversation}", "conversation", chunk, meta=dict(FESTIVAL_META)))
     if n_barge_in:
         extra = render_turns(select_rows(root, "switchboard", "dev", n_barge_in, seed=seed + 1, min_words=5,
                                          max_words=max_words, with_holds=False), "switchboard", seed=seed,
                              voices=voices)
         for k, t in enumerate(extra):
             q = spoken(QUESTIONS[k % len(QUESTIONS)], voices[k % len(voices)])
-            scen.append(Scenario(f"barge{k}", "barge-in", (q,), t))
+            scen.append(Scenario(f"barge{k}", "barge-in", (q,), t, meta=dict(FESTIVAL_META)))
     for k in range(n_backchannel):
         q = spoken(QUESTIONS[k % len(QUESTIONS)], voices[k % len(voices)])
         bc = spoken(BACKCHANNELS[k % len(BACKCHANNELS)], voices[(k + 1) % len(voices)])
-        scen.append(Scenario(f"backchannel{k}", "backchannel", (q,), bc))
+        scen.append(Scenario(f"backchannel{k}", "backchannel", (q,), bc, meta=dict(FESTIVAL_META)))
     return scen

@@ -190,3 +190,11 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> dict:
         errors += edit_distance(rt, wer_tokens(h))
         n += len(rt)
     return {"wer": errors / n if n else float("nan"), "n_ref_words": n, "n_errors": errors, "n_utts": len(refs)}
+
+
+def word_agreement(refs: list[str], hyps: list[str]) -> dict:
+    """How far two transcripts of the same speech agree: `word_error_rate` plus agreement = 1 - WER (1 when
+    every reference word is recognised and nothing is inserted; below 0 when the edits outnumber the reference
+    words). With another recogniser's output as `refs` (a call log's ASR line) it is agreement, not accuracy."""
+    w = word_error_rate(refs, hyps)
+    return {**w, "agreement": 1.0 - w["wer"]}
