@@ -1,6 +1,9 @@
 """The bench's "getgoing" scenario set (real callers' telephone turns), the per-set report and the STT
 word agreement: scenarios checked against their dataset rows, agreement on hand-made strings, summaries
-on hand-made rows, and a real-time bench run (about 25 s) over two GetGoing turns."""
+on hand-made rows, and a real-time bench run (about 25 s) over two GetGoing turns.
+
+The GetGoing tests build their own two-call GetGoing test split from the real calls (read in place, about
+half a minute): a fresh clone's `make test-data` does not build the 28 h corpus."""
 from __future__ import annotations
 
 import json
@@ -10,13 +13,46 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import require_built  # noqa: E402
+from conftest import require_data  # noqa: E402
 
 from pipeline.bench import BenchConfig, summarize, summarize_sets  # noqa: E402
 from pipeline.bench_report import report_md  # noqa: E402
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes  # noqa: E402
 from vad_turn.core.schema import normalize_text  # noqa: E402
 from vad_turn.core.stt import word_agreement  # noqa: E402
+
+
+# two real test-split calls: 8 caller turns, 2 of them holding inside the turn
+TINY_CALLS = ("2b7fe1873ca02362485fee19d50b8639", "66f9876fd95f6b6a45471ae7726b6343")
+
+
+@pytest.fixture(scope="module")
+def tiny_getgoing(tmp_path_factory):
+    """A GetGoing build of TINY_CALLS (split test) under a temporary built root, made as the builder makes the
+    full one; $VAD_TURN_BUILT_ROOT points at it for the module's tests."""
+    from vad_turn.data.corpora import load_recipe
+    from vad_turn.data.corpora.getgoing import recipe_text
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
+
+    raw = load_recipe("getgoing")
+    data_root = require_data()
+    for u in TINY_CALLS:
+        require_data(raw["folder"], u)
+    tmp = tmp_path_factory.mktemp("gg")
+    (tmp / "data" / raw["folder"]).mkdir(parents=True)
+    for u in TINY_CALLS:  # read in place: links, no copies
+        os.symlink(data_root / raw["folder"] / u, tmp / "data" / raw["folder"] / u)
+    (tmp / "recipes").mkdir()
+    (tmp / "recipes" / "getgoing.json").write_text(recipe_text({**raw, "splits": {"test": list(TINY_CALLS)}}))
+    run(GetGoingConfig(data_root=tmp / "data", out_root=tmp / "built", cache_dir=tmp / "cache",
+                       recipes_dir=tmp / "recipes", splits=("test",), n_check_turns=2))
+    old = os.environ.get("VAD_TURN_BUILT_ROOT")
+    os.environ["VAD_TURN_BUILT_ROOT"] = str(tmp / "built")
+    yield tmp / "built"
+    if old is None:
+        os.environ.pop("VAD_TURN_BUILT_ROOT", None)
+    else:
+        os.environ["VAD_TURN_BUILT_ROOT"] = old
 
 
 def test_word_agreement_is_one_minus_corpus_wer_on_hand_made_strings():
@@ -29,10 +65,9 @@ def test_word_agreement_is_one_minus_corpus_wer_on_hand_made_strings():
     assert word_agreement(["no"], [""])["agreement"] == pytest.approx(0.0)
 
 
-def test_getgoing_scenarios_match_their_dataset_rows():
+def test_getgoing_scenarios_match_their_dataset_rows(tiny_getgoing):
     from pipeline.getgoing_scenarios import getgoing_scenarios, select_getgoing_rows
 
-    require_built("getgoing")
     rows = select_getgoing_rows(4, seed=0)
     scen = getgoing_scenarios(4, seed=0)
     assert [r["split"] for r in rows] == ["test"] * 4
@@ -142,10 +177,9 @@ def test_summaries_and_report_per_scenario_set():
 
 
 @pytest.mark.timeout(600)
-def test_bench_plays_two_getgoing_turns_in_real_time(tmp_path, monkeypatch):
+def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, monkeypatch):
     from pipeline.bench import run
 
-    require_built("getgoing")
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))
     res = run(BenchConfig(out=tmp_path / "bench", configs=("streaming-vad",), scenario_sets=("getgoing",),
                           getgoing_turns=2, max_new_tokens=8))
