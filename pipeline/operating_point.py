@@ -20,6 +20,8 @@ from vad_turn.harness.operating_points import (  # noqa: F401 - re-exported: the
     SHIPPED_DETECTORS,
     OperatingPointError,
     StaleOperatingPoints,
+    evaluated_fingerprint,
+    model_fingerprint,
     policy_from_metrics,
     read_metrics,
     shipped_file,
@@ -38,7 +40,8 @@ def policy_from_eval(detector: str, operating_point: str = DEFAULT_OPERATING_POI
     (VAD-only's point on the same spans)}; from shipped points also "evaluated_run", "commit", "model_sha256".
 
     `run_dir` (explicit) is read or fails. Otherwise `EVAL_RUNS[detector]` under `runs_root` (default
-    runs/) is used when it has metrics.json, else the points shipped in `models_dir` (StaleOperatingPoints
+    runs/) is used when it has metrics.json of the model as it is now (its recorded fingerprint), else the
+    points shipped in `models_dir` (StaleOperatingPoints
     if the model changed since); OperatingPointError naming both paths when neither exists.
     """
     if run_dir is not None:
@@ -47,7 +50,7 @@ def policy_from_eval(detector: str, operating_point: str = DEFAULT_OPERATING_POI
         raise OperatingPointError(f"no evaluation run is known for detector {detector!r} (known: "
                                   f"{', '.join(EVAL_RUNS)}); pass the run folder or a manual policy")
     run = Path(runs_root or default_runs_root()) / EVAL_RUNS.get(detector, f"eval-{detector}")
-    if (run / "metrics.json").exists():
+    if (run / "metrics.json").exists() and _evaluated_this_model(run, detector, models_dir):
         return _from_run(detector, operating_point, run)
     if detector in SHIPPED_DETECTORS and shipped_file(detector, models_dir).is_file():
         return {**shipped_policy(detector, operating_point, models_dir), "policy_from": "shipped"}
@@ -57,6 +60,13 @@ def policy_from_eval(detector: str, operating_point: str = DEFAULT_OPERATING_POI
         f"no operating points for {detector}: evaluation run {run / 'metrics.json'} not found, and no shipped "
         f"operating points ({shipped}); run `make reproduce` (or `vad-turn evaluate --detector {detector} --out "
         f"{run}`), or use a manual policy")
+
+
+def _evaluated_this_model(run: Path, detector: str, models_dir: Path) -> bool:
+    """False when the run recorded a model fingerprint and the detector's shipped model has another one now
+    (re-shipped since: its points are another model's); True otherwise (older runs record none)."""
+    fp = evaluated_fingerprint(run)
+    return fp is None or detector not in SHIPPED_DETECTORS or fp == model_fingerprint(detector, models_dir)[0]
 
 
 def _from_run(detector: str, operating_point: str, run_dir: Path) -> dict:

@@ -218,3 +218,16 @@ def test_shipping_checks_the_fingerprint_the_evaluation_recorded(tmp_path, capsy
     os.utime(models / "lexical" / "weights.bin")  # newer than the run, but the recorded digest says it is the same
     assert _ship("fused", run, models) == 0
     assert json.loads((models / "turn" / "operating_points.json").read_text())["model_sha256"] == digest
+
+
+def test_a_run_of_another_model_in_runs_gives_way_to_the_shipped_points(tmp_path):
+    from vad_turn.harness.operating_points import model_fingerprint
+
+    models = _models(tmp_path / "models")
+    runs = tmp_path / "runs"
+    run = _run(runs / EVAL_RUNS["fused"])
+    (run / "model_fingerprint.txt").write_text(model_fingerprint("fused", models)[0] + "\n")
+    assert _ship("fused", run, models) == 0
+    assert policy_from_eval("fused", runs_root=runs, models_dir=models)["policy_from"] == "run"
+    (run / "model_fingerprint.txt").write_text("f" * 64 + "\n")  # the run scored another model
+    assert policy_from_eval("fused", runs_root=runs, models_dir=models)["policy_from"] == "shipped"

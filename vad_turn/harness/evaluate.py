@@ -363,9 +363,10 @@ def _ran_with(out: Path, cfg: EvalConfig) -> bool:
     path = out / "config.json"
     if not path.exists():
         return False
+    from .operating_points import evaluated_fingerprint
+
     fp = model_fingerprint(cfg)
-    fp_path = out / "model_fingerprint.txt"
-    if fp is not None and (not fp_path.exists() or fp_path.read_text().strip() != fp):
+    if fp is not None and evaluated_fingerprint(out) != fp:
         return False
 
     def same_place(d: dict) -> dict:

@@ -96,6 +96,13 @@ def model_fingerprint(detector: str, models_dir: Path = SHIPPED_MODELS_DIR) -> t
     return hashlib.sha256(lines.encode()).hexdigest(), files
 
 
+def evaluated_fingerprint(run_dir: str | Path) -> str | None:
+    """The model fingerprint `vad-turn evaluate` recorded in `run_dir` (model_fingerprint.txt), None for a run
+    made before it recorded one (or of a detector without model files)."""
+    path = Path(run_dir) / "model_fingerprint.txt"
+    return path.read_text().strip() if path.is_file() else None
+
+
 def read_metrics(run_dir: str | Path, detector: str) -> dict:
     """An evaluation run's metrics.json with its operating points, checked to evaluate `detector`."""
     path = Path(run_dir) / "metrics.json"
@@ -207,10 +214,10 @@ def operating_points_record(cfg: ShipOperatingPointsConfig) -> dict:
         raise OperatingPointError(f"{run_dir}: evaluated {cfg.detector} with --detector-opts {' '.join(opts)}, "
                                   "not the shipped model as the pipeline loads it")
     digest, files = model_fingerprint(cfg.detector, cfg.models_dir)
-    evaluated = run_dir / "model_fingerprint.txt"  # what `vad-turn evaluate` scored (runs made since it records it)
-    if evaluated.is_file():
-        if evaluated.read_text().strip() != digest:
-            raise OperatingPointError(f"{run_dir}: evaluated model sha256 {evaluated.read_text().strip()}, but the "
+    evaluated = evaluated_fingerprint(run_dir)
+    if evaluated is not None:
+        if evaluated != digest:
+            raise OperatingPointError(f"{run_dir}: evaluated model sha256 {evaluated}, but the "
                                       f"shipped {cfg.detector} model is now sha256 {digest}: re-evaluate it")
         newer = []
     else:  # an older run: its time against the model files'
