@@ -64,6 +64,20 @@ def test_stt_engines_on_real_speech():
     assert word_error_rate([JFK_TEXT], [ps.transcribe(audio)[0]])["wer"] > word_error_rate([JFK_TEXT], [text])["wer"]
 
 
+def test_pocketsphinx_new_stream_forgets_the_adapted_cepstral_mean():
+    """A reused decoder (the demo's model pool, the bench's loaded models) hears a run as a fresh one would:
+    after the JFK clip the decoder's CMN has moved; `new_stream` puts it back, and the transcript matches."""
+    jfk = load_audio(require_data("clips", "jfk.flac"))
+    other = load_audio(require_data("clips", "silero_test.wav"))[: 16000 * 4]
+    fresh = PocketsphinxSTT()
+    cmn0, want = fresh._dec.get_cmn(False), fresh.transcribe(other)[0]
+    reused = PocketsphinxSTT()
+    reused.transcribe(jfk)
+    assert reused._dec.get_cmn(False) != cmn0  # adapted to the 1961 recording
+    reused.new_stream()
+    assert reused._dec.get_cmn(False) == cmn0 and reused.transcribe(other)[0] == want
+
+
 async def _run(procs, frames, conv=None, ticks=50):
     clock = ManualClock()
     log = FrameLog()

@@ -12,7 +12,8 @@ of audio before the VAD fired, since the VAD detects onsets a frame or two late)
 speech stops: streaming engines get every chunk and emit partial `Transcript`s every
 `partial_every_s`; at `UserStoppedSpeaking` the segment is finished and a final `Transcript`
 follows. `batch=True` (the naive cascade) buffers the segment and decodes it whole at the stop.
-An `Interrupt` resets the engine.
+An `Interrupt` resets the engine; each pipeline starts it on a new stream (`new_stream`: a
+reused engine adapts nothing from earlier runs).
 """
 from __future__ import annotations
 
@@ -107,6 +108,9 @@ class STTProcessor(Processor):
         self._last_partial_s = 0.0
         self._last_text = ""
         self.segment = 0
+
+    async def start(self) -> None:
+        await self.run_blocking(self.engine.new_stream)  # a reused engine hears this run as a fresh one
 
     def on_system(self, frame) -> None:
         if isinstance(frame, UserStartedSpeaking):

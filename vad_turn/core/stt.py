@@ -38,6 +38,9 @@ class StreamingSTT(Protocol):
     name: str
     streaming: bool
 
+    def new_stream(self) -> None:
+        """Forget what earlier streams adapted (a new call or run starts as the first did)."""
+
     def start(self) -> None: ...
 
     def accept(self, audio: np.ndarray) -> None: ...
@@ -76,6 +79,15 @@ class PocketsphinxSTT:
             raise STTError(f"pocketsphinx: cannot create the decoder with {kw}: {e}") from e
         self._frate = int(self._dec.config["frate"])
         self._in_utt = False
+        self._cmn0 = self._dec.get_cmn(False)
+
+    def new_stream(self) -> None:
+        """Back to the initial cepstral mean: PocketSphinx adapts it across utterances (useful within one
+        call), so without this a reused decoder hears a sample differently after another voice."""
+        if self._in_utt:
+            self._dec.end_utt()
+            self._in_utt = False
+        self._dec.set_cmn(self._cmn0)
 
     def start(self) -> None:
         if self._in_utt:
@@ -141,6 +153,9 @@ class WhisperSTT:
                                    cpu_threads=n_threads)
         self.beam_size = beam_size
         self._buf: list[np.ndarray] = []
+
+    def new_stream(self) -> None:
+        self._buf = []  # each utterance is decoded on its own: nothing else carries over
 
     def start(self) -> None:
         self._buf = []
