@@ -1,7 +1,7 @@
 """End-to-end latency harness: scripted conversations played into the pipeline in real time.
 
-For every configuration (mode x turn strategy, plus semantic with preemptive generation and
-semantic with the int8 LLM) every scenario of the chosen sets (`--scenario-sets`: "festival",
+For every configuration (mode x turn strategy, plus semantic without preemptive generation (the
+default starts the LLM in the silence), with a reply opener, and with the int8 LLM) every scenario of the chosen sets (`--scenario-sets`: "festival",
 `scenarios.build_scenarios`, real turns rendered in `voices`, festival slt by default, with barge-in
 and backchannel scenarios; "getgoing", `getgoing_scenarios`, real callers' telephone turns of the
 GetGoing test split played as recorded) runs through a fresh pipeline on the wall clock; one JSON
@@ -60,13 +60,16 @@ from .scenarios import FESTIVAL_META, USER_VOICES, Scenario, build_scenarios
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
     "streaming-semantic-int8": dict(mode="streaming", turn="semantic", llm_quantize="int8"),
-    "streaming-semantic-preemptive": dict(mode="streaming", turn="semantic", preemptive_threshold=10.0),
+    # the default (PipelineConfig.preemptive_threshold) starts the LLM in the silence; this one waits for the decision
+    "streaming-semantic-no-preempt": dict(mode="streaming", turn="semantic", preemptive_threshold=None),
+    # a faster first chunk: "Sure," is said at the decision and the LLM continues the reply after it
+    "streaming-semantic-opener": dict(mode="streaming", turn="semantic", reply_opener="Sure,"),
     "streaming-vad": dict(mode="streaming", turn="vad"),
     "streaming-vad-eval": dict(mode="streaming", turn="vad"),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
     "cascade-vad": dict(mode="cascade", turn="vad"),
 }
-CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval")  # barge-in/backchannel would add nothing
+CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval", "streaming-semantic-opener")  # barge-in/backchannel would add nothing
 # VAD-only at the silence of its own point on the semantic policy's evaluation run (same operating point, e.g.
 # lat@fcr<=10%), instead of `stop_silence_s`: the like-for-like baseline for "semantic vs VAD-only at <=10% FCR".
 EVAL_MATCHED_VAD = ("streaming-vad-eval",)
@@ -264,6 +267,7 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
                **{k: v for k, v in tr.items() if k not in ("start", "end", "holds", "onset", "start_stream", "end_stream")},
                "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
                "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed"),
+               "n_preempt_discarded": sum(1 for x in mine_tent if x["eot"] is None or x["interrupt_reason"] == "user-resumed"),
                "decision_lag_s": max(lags) if lags else None,
                "overloaded": bool(lags) and max(lags) > OVERLOAD_LAG_S}
         if r is not None:
@@ -316,6 +320,11 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
         s["decision_lag_p99_s"] = pct([r.get("decision_lag_s") for r in conv], 99)
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
+        # preemptive generation's cost: LLM starts in the silence, and those thrown away (the user went on, or the
+        # confirmed text differed): each discarded start is LLM work done for nothing
+        starts = sum(r.get("n_preemptive", 0) for r in conv)
+        s["preemptive"] = {"starts": starts, "discarded": sum(r.get("n_preempt_discarded", 0) for r in conv),
+                           "confirmed": sum(r.get("preempt_hidden_s") is not None for r in conv)}
         heard = [r for r in conv if r.get("transcript") is not None and r.get("text")]
         s["stt_wer"] = word_error_rate([r["text"] for r in heard], [r["transcript"] for r in heard]) if heard else None
         barge = [r for r in rs if r["kind"] == "barge-in" and r.get("agent_was_speaking")]

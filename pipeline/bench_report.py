@@ -70,6 +70,11 @@ def tables(summary: dict) -> list[str]:
         w = s.get("stt_wer") or {}
         wer = "-" if w.get("wer") is None else f"{w['wer']:.2f} ({w['n_ref_words']} words)"
         lines.append(f"| {name} | {s['n_turns']} | " + " | ".join(cells) + f" | {_pc(s['false_cutoff_rate'])} | {wer} |")
+    pre = {n: s["preemptive"] for n, s in summary.items() if (s.get("preemptive") or {}).get("starts")}
+    if pre:
+        lines += ["", "Preemptive generation (LLM started in the silence): " + "; ".join(
+            f"{n}: {p['starts']} starts, {p['confirmed']} confirmed, {p['discarded']} discarded (wasted LLM work)"
+            for n, p in pre.items())]
     if not any(s.get("barge_in") or s.get("backchannel") for s in summary.values()):
         return lines  # no interjection scenario (e.g. the getgoing set)
     lines += ["", "| config | barge-in n | success | reaction P50 / P99 ms | backchannel n | false interruptions | "

@@ -47,8 +47,13 @@ class PipelineConfig:
         "help": "semantic policy: p_eot threshold ('none': the detector's default in DEFAULT_THRESHOLDS)"})
     action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy: minimum silence before acting"})
     timeout_s: float = field(default=1.5, metadata={"help": "semantic policy: end the turn after this silence anyway"})
-    preemptive_threshold: float | None = field(default=None, metadata={
-        "help": "start the LLM when p_eot >= this ('none': off; a value >= 1 means threshold / value)"})
+    # On by default (issue 15 #2): on 2 cores the LLM's first token (~100 ms with native bf16, ~200 ms without)
+    # kept decision -> first audio at P50 373 / P99 419 ms; started in the silence at p_eot >= threshold / 10
+    # and released at the decision it is 21 / 37 ms, for 3 discarded starts in 11 (pipeline bench, festival
+    # set, streaming-semantic vs streaming-semantic-no-preempt in one run: README "Results at a glance").
+    preemptive_threshold: float | None = field(default=10.0, metadata={
+        "help": "start the LLM (held, not played) when p_eot >= this ('none': off; a value >= 1 means threshold / "
+                "value: the default 10 starts at a tenth of the threshold)"})
     stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only: silence that ends a turn"})
     vad: str = field(default="silero", metadata={"help": "VAD for speech start/stop"})
     stt: str = field(default="pocketsphinx", metadata={"help": "pocketsphinx (streaming) or whisper (tiny.en)"})
@@ -67,6 +72,9 @@ class PipelineConfig:
         "help": "local LLM: prefill the user's words into the cache in the silence before the decision"})
     first_clause_words: int = field(default=2, metadata={
         "help": "streaming: the first TTS chunk is cut after this many words if no clause ended sooner"})
+    reply_opener: str = field(default="", metadata={
+        "help": "say this at once at the decision and let the local LLM continue the reply after it (e.g. 'Sure,'); "
+                "empty: off"})
     max_new_tokens: int = field(default=24, metadata={"help": "reply length cap"})
     voice: str = field(default="espeak:en-us+f3", metadata={"help": "TTS voice id (engine:name)"})
     tools: bool = field(default=True, metadata={"help": "clock and calculator tools with prefetch"})
@@ -96,7 +104,7 @@ class PipelineConfig:
         if self.turn == "vad":
             return TurnPolicy.vad_only(self.stop_silence_s)
         thr = self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
-        pre = self.preemptive_threshold
+        pre = self.preemptive_threshold if self.mode == "streaming" else None  # the naive cascade waits
         if pre is not None and pre >= 1.0:  # given as a fraction of the threshold's decade: e.g. 10 -> thr / 10
             pre = thr / pre
         return TurnPolicy(thr, self.action_delay_s, self.timeout_s, pre)
@@ -186,7 +194,8 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
         STTProcessor(models.stt, batch=cascade),
         TurnProcessor(policy, detector, barge_in=cfg.barge_in),
         LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s,
-                     llm_bridge_after_s=cfg.llm_bridge_after_s, prefill=cfg.llm_prefill),
+                     llm_bridge_after_s=cfg.llm_bridge_after_s, prefill=cfg.llm_prefill,
+                     reply_opener="" if cascade else cfg.reply_opener),
         ClauseAggregator(mode="whole" if cascade else "clause", first_max_words=cfg.first_clause_words),
         TTSProcessor(models.voice, mode="whole" if cascade else "stream"),
         OutputProcessor(),

@@ -18,6 +18,12 @@ Prefill: each final transcript of the user's turn is rendered into the prompt it
 the assistant header) and prefilled into the local LLM's prefix KV cache (`LocalLLM.warm`) in the
 silence before the end-of-turn decision, so generation only prefills the few tokens that changed.
 
+Reply opener (`reply_opener`, e.g. "Sure,"; off by default): when the LLM can continue a reply it was given
+(`continues_reply`: the local model), the opener is said at once, as the reply's first clause, and the LLM
+writes the rest of the reply after it (the prompt ends in the assistant's opener). It is a faster first
+chunk (the first audio no longer waits for the LLM's first token) and it steers SmolLM2-135M away from its
+refusals ("I'm sorry, but I'm unable to..."); the bench reports it as its own configuration.
+
 The LLM's `stream` runs on a worker thread (`llm_wrappers.ThreadedStream`); an Interrupt cancels
 it (LocalLLM stops after the current token). If the LLM fails, the failure is logged in the
 conversation and `error_phrase` is said instead, so the turn still gets an answer.
@@ -52,8 +58,9 @@ class LLMProcessor(Processor):
     def __init__(self, llm, *, max_new_tokens: int = 32, temperature: float = 0.0, tools: ToolRunner | None = None,
                  bridge_after_s: float = 1.0, llm_bridge_after_s: float | None = None,
                  bridge_phrase: str = "Let me pull that up.", error_phrase: str = "Sorry, I lost my train of thought.",
-                 max_history: int = 6, prefill: bool = True):
+                 max_history: int = 6, prefill: bool = True, reply_opener: str = ""):
         super().__init__()
+        self.reply_opener = reply_opener.strip() if getattr(llm, "continues_reply", False) else ""
         self.llm, self.max_new_tokens, self.temperature = llm, int(max_new_tokens), float(temperature)
         self.tools, self.bridge_after_s = tools, float(bridge_after_s)
         self.llm_bridge_after_s = None if llm_bridge_after_s is None else float(llm_bridge_after_s)
@@ -218,6 +225,10 @@ class LLMProcessor(Processor):
             if job.hold:
                 history = history + [{"role": "user", "content": job.turn.text}]
             msgs = msgs + self._window(history) + extra
+            if self.reply_opener:
+                msgs = msgs + [{"role": "assistant", "content": self.reply_opener}]
+                job.text = self.reply_opener
+                await self._out(job, AgentText(self.now(), rid, self.reply_opener))
             job.stream = ThreadedStream(self.llm, msgs, dict(max_new_tokens=self.max_new_tokens,
                                                             temperature=self.temperature))
             q = job.stream.q

@@ -131,6 +131,7 @@ class LocalLLM:
     """
 
     name = "smollm2-135m-instruct"
+    continues_reply = True  # messages ending in an assistant message: the model continues that reply
 
     def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None, prefix_cache: bool = True,
                  quantize: str = "none"):
@@ -210,9 +211,12 @@ class LocalLLM:
         return self._kv.n_cached
 
     def prompt_text(self, messages: list[dict]) -> str:
-        """The exact prompt string the chat template renders for `messages` (generation prompt added)."""
+        """The exact prompt string the chat template renders for `messages` (generation prompt added); when the
+        last message is the assistant's, its reply is continued from its text (`continues_reply`)."""
         self.load()
-        return self._tok.apply_chat_template(check_messages(messages), add_generation_prompt=True, tokenize=False)
+        if check_messages(messages)[-1]["role"] == "assistant":
+            return self._tok.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+        return self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def stream(
         self, messages: list[dict], *, max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0
