@@ -176,6 +176,34 @@ def test_summaries_and_report_per_scenario_set():
     assert "barge-in n" not in md  # no interjection scenario, no empty table
 
 
+def test_preemptive_starts_and_their_waste_are_summarised():
+    """Issue 15 #2: preemptive generation's cost is reported: starts, confirmed, discarded (wasted LLM work)."""
+    rows = [{**_row("festival", 1.0, False, "a", "a"), "config": "streaming-semantic", "n_preemptive": 1,
+             "n_preempt_discarded": 0, "preempt_hidden_s": 0.3},
+            {**_row("festival", 2.0, False, "b", "b"), "config": "streaming-semantic", "n_preemptive": 2,
+             "n_preempt_discarded": 1, "preempt_hidden_s": 0.1},
+            {**_row("festival", 3.0, False, "c", "c"), "config": "streaming-semantic", "n_preemptive": 0,
+             "n_preempt_discarded": 0}]
+    s = summarize(rows)["streaming-semantic"]
+    assert s["preemptive"] == {"starts": 3, "discarded": 1, "confirmed": 2}
+    md = report_md(summarize(rows), {"command": "pipeline bench"})
+    assert "streaming-semantic: 3 starts, 2 confirmed, 1 discarded (wasted LLM work)" in md
+
+
+def test_demo_lists_getgoing_test_turns_as_real_samples(tiny_getgoing):
+    """Issue 15 #4: the demo offers GetGoing test turns (real callers) as samples, from the built GetGoing root."""
+    from pipeline.demo.samples import getgoing_built_root, getgoing_samples
+
+    assert getgoing_built_root() == tiny_getgoing  # $VAD_TURN_BUILT_ROOT, as a full build would be found
+    samples = getgoing_samples(tiny_getgoing, n=4)
+    assert len(samples) == 4
+    held = [label for label, sc in samples.items() if sc.turns[0].holds]
+    assert len(held) == 2 and all("pause" in label for label in held)  # half with a pause inside, as in the bench
+    for label, sc in samples.items():
+        assert sc.meta["set"] == "getgoing" and sc.history and sc.history[-1]["role"] == "assistant"
+        assert f"\"{sc.meta['log_text']}\"" in label and sc.turns[0].audio.dtype == np.float32
+
+
 @pytest.mark.timeout(600)
 def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, monkeypatch):
     from pipeline.bench import run

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -427,3 +428,74 @@ def test_verdicts_are_judged_in_media_time_and_overload_gives_none():
     assert "CUT OFF" in verdict_md(result(on_time))
     s = summary_row("vad", "vad-only", [late, on_time, after])
     assert s["overloaded"] == 1 and s["turns"] == 2 and s["false cut-offs"] == "1/2"
+
+
+# what a refusal looks like in SmolLM2-135M's replies ("I'm sorry, but I'm unable to provide a response...")
+REFUSAL = re.compile(r"\b(sorry|unable|can't|cannot|not able)\b", re.I)
+DEMO_REQUESTS = ("i want to book a flight to um boston", "when is the next bus to the airport",
+                 "i need to get from forbes and murray to downtown", "what time is it there")
+
+
+def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
+    """Issue 15 #4, a small judged set: with the bench's generic prompt SmolLM2-135M refuses the hesitation
+    sample's request; with the demo's travel prompt and its reply opener ("Sure,", continued by the model) it
+    refuses none of the requests and answers the flight request about the flight."""
+    from pipeline.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
+    from pipeline.runner import SYSTEM_PROMPT
+    from vad_turn.core.llm import LocalLLM
+
+    llm = LocalLLM(n_threads=2).load()
+
+    def reply(system, request, opener=""):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": request}]
+        if opener:
+            msgs.append({"role": "assistant", "content": opener})
+            assert llm.prompt_text(msgs).endswith(opener)  # the model continues the reply, no new header
+        return opener + llm.complete(msgs, max_new_tokens=20)
+
+    assert REFUSAL.search(reply(SYSTEM_PROMPT, DEMO_REQUESTS[0]))
+    demo = [reply(DEMO_SYSTEM_PROMPT, r, DEMO_REPLY_OPENER) for r in DEMO_REQUESTS]
+    assert not any(REFUSAL.search(x) for x in demo), demo
+    assert all(x.startswith("Sure,") for x in demo) and "boston" in demo[0].lower(), demo
+
+
+@pytest.mark.timeout(300)
+def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers():
+    """Issue 15 #4: by default the panes replay the same sample one after the other (neither slows the other);
+    festival's voice is understood (the transcript has the flight and the city); VAD-only cuts the hesitation
+    off, the shipped turn model does not and answers within the budget, starting with the reply opener."""
+    from pipeline.demo.samples import sample_scenario
+    from pipeline.demo.session import PANES_SEQUENTIAL, DemoSettings, compare
+
+    s = DemoSettings()
+    assert s.panes == PANES_SEQUENTIAL
+    res = compare(sample_scenario("hesitation"), s)
+    vad, sem = res["vad"], res["semantic"]
+    assert vad.ended_s <= sem.started_s  # the semantic pane started after the VAD-only pane had finished
+    assert sem.detector == "fused" and vad.rows[0]["cutoff"] is True, vad.rows
+    assert sem.rows[0]["cutoff"] is False, (sem.rows, sem.transcript, sem.log)
+    user = " ".join(t for who, t in sem.transcript if who == "user")
+    assert "flight" in user and "boston" in user, user
+    agent = [t for who, t in sem.transcript if who == "agent"]
+    assert agent and agent[-1].startswith("Sure,") and not REFUSAL.search(agent[-1]), agent
+    assert 0.0 < sem.rows[0]["endpoint_s"] < 0.6 and 0.0 < sem.rows[0]["e2e_s"] < 1.0, sem.rows[0]
+    assert "panes one after the other" in sem.log[-1]
+
+
+def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, monkeypatch):
+    """Issue 15 #4 on a fresh clone (no GetGoing build): the demo builds the first DEMO_GETGOING_CALLS test calls
+    under runs/cache/demo-getgoing, read in place, and offers caller turns with the log's transcript; some
+    hold a real pause inside the turn. (The first three test calls have no caller line: too few calls gave
+    no samples at all.)"""
+    from pipeline.demo.samples import N_GETGOING_SAMPLES, demo_getgoing_root, ensure_getgoing_samples, getgoing_samples
+
+    require_data("getgoing", "calls")
+    monkeypatch.setenv("VAD_TURN_BUILT_ROOT", str(tmp_path / "no-build"))
+    monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))
+    root = ensure_getgoing_samples()
+    assert root == demo_getgoing_root() == tmp_path / "runs" / "cache" / "demo-getgoing"
+    samples = getgoing_samples(root)
+    assert len(samples) == N_GETGOING_SAMPLES and any("pause inside" in label for label in samples)
+    assert all(sc.meta["set"] == "getgoing" and sc.turns[0].audio.size > 0 for sc in samples.values())
+    assert not any(p.is_symlink() or p.suffix == ".ogg" for p in root.rglob("*"))  # nothing copied from the data root
+    assert ensure_getgoing_samples() == root  # built once

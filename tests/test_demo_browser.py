@@ -3,7 +3,9 @@
 Starts `pipeline demo` on a free port in a subprocess, uploads a non-audio file (a message, not a
 stack trace), runs the scripted hesitation sample in both panes in real time, waits for both
 timelines, checks both panes show numbers and that VAD-only cut the hesitation turn off while the
-semantic pane did not, and saves a screenshot to runs/demo/screenshot.png. Never downloads a browser.
+semantic pane did not, and saves a screenshot to runs/demo/screenshot.png (README's docs/demo.png is
+this screenshot). Two browser sessions at once keep their own histories and tables; the microphone
+path is driven by Chromium's fake capture device playing a WAV file. Never downloads a browser.
 """
 from __future__ import annotations
 
@@ -68,11 +70,11 @@ def demo_url(tmp_path_factory):
             proc.kill()
 
 
-def _browser(p, profile: Path):
+def _browser(p, profile: Path, extra_args: tuple[str, ...] = ()):
     return p.chromium.launch_persistent_context(
         str(profile), executable_path=str(CHROMIUM), headless=True, viewport={"width": 1500, "height": 1000},
         args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+              "--disable-background-networking", "--disable-component-update", "--disable-sync", *extra_args])
 
 
 @pytest.mark.timeout(300)
@@ -115,16 +117,19 @@ def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
 
 
 @pytest.mark.timeout(420)
-def test_two_sessions_at_once_get_the_verdicts_of_one(demo_url, tmp_path):
-    """Issue 13 #2: two browser sessions run the hesitation sample at the same moment. The demo admits one
-    comparison at a time (the other page sees its queue position) and both get the verdicts a single
-    session gets: VAD-only cuts the hesitation off, the semantic pane does not; nothing is overloaded."""
+def test_two_sessions_at_once_keep_their_own_histories_and_tables(demo_url, tmp_path):
+    """Issue 15 #7: two browser sessions run at the same moment, one the hesitation sample, the other the
+    backchannel sample. The demo admits one comparison at a time (the other page sees its queue position);
+    each gets the verdicts of its own input and a running table of its own turns only: the hesitation page's
+    VAD-only pane cut 1 of 1 turns off, the backchannel page's 0 of 1."""
     with sync_api.sync_playwright() as p:
         ctxs = [_browser(p, tmp_path / f"profile{i}") for i in range(2)]
         pages = [c.new_page() for c in ctxs]
         for page in pages:
             page.goto(demo_url, wait_until="domcontentloaded", timeout=60_000)
             sync_api.expect(page.locator("#run-sample")).to_be_visible(timeout=60_000)
+        pages[1].locator("#sample input").click()
+        pages[1].get_by_role("option", name="backchannel").click()
         for page in pages:
             page.locator("#run-sample").click()
         queued = False
@@ -133,14 +138,57 @@ def test_two_sessions_at_once_get_the_verdicts_of_one(demo_url, tmp_path):
                 queued = True
                 break
             pages[1].wait_for_timeout(250)
-        verdicts = []
-        for page in pages:
-            sync_api.expect(page.locator("#status")).to_contain_text("Done: sample 'hesitation'", timeout=300_000)
-            verdicts.append((page.locator("#verdict-vad").inner_text(), page.locator("#verdict-semantic").inner_text()))
+        seen = []
+        for page, name in zip(pages, ("hesitation", "backchannel")):
+            sync_api.expect(page.locator("#status")).to_contain_text(f"Done: sample '{name}'", timeout=300_000)
+            seen.append((page.locator("#verdict-vad").inner_text(), page.locator("#verdict-semantic").inner_text(),
+                         page.locator("#running-table").inner_text()))
         for c in ctxs:
             c.close()
     assert queued, "the second session was not shown a queue position"
-    for vad, sem in verdicts:
-        assert "overloaded" not in vad + sem, (vad, sem)
-        assert "CUT OFF" in vad, vad
-        assert "no cut-off" in sem and "CUT OFF" not in sem, sem
+    (hes_vad, hes_sem, hes_table), (bc_vad, bc_sem, bc_table) = seen
+    assert "CUT OFF" in hes_vad and "no cut-off" in hes_sem and "CUT OFF" not in hes_sem, (hes_vad, hes_sem)
+    assert "what do you think makes a good weekend" in bc_vad and "CUT OFF" not in bc_vad + bc_sem, (bc_vad, bc_sem)
+    assert "flight" not in bc_vad + bc_sem and "weekend" not in hes_vad + hes_sem  # each page its own input
+    assert "1/1" in hes_table and "0/1" in hes_table, hes_table  # VAD-only 1/1, semantic 0/1: one turn each
+    assert "1/1" not in bc_table and bc_table.count("0/1") == 2, bc_table
+
+
+@pytest.mark.timeout(420)
+def test_microphone_path_with_chromium_fake_audio_capture(demo_url, tmp_path):
+    """Issue 15 #7: the live microphone, end to end in the browser. Chromium's fake capture device plays a WAV
+    (the hesitation sample's request, festival slt, then silence) into the page's microphone component; the
+    page streams it to the server, the semantic pane listens live, and after stop the VAD-only pane replays
+    the recording. Both panes show a verdict with latencies and an agent reply to what was said."""
+    import numpy as np
+    import soundfile as sf
+
+    from pipeline.demo.samples import HESITATION_PARTS, SAMPLE_VOICE
+    from pipeline.scenarios import spoken
+
+    said = spoken(HESITATION_PARTS[0].replace(", um", "") + " " + HESITATION_PARTS[1], SAMPLE_VOICE).audio
+    wav = tmp_path / "request.wav"
+    sf.write(wav, np.concatenate([np.zeros(8000, np.float32), said, np.zeros(16000 * 4, np.float32)]), 16000,
+             subtype="PCM_16")
+    length_s = sf.info(str(wav)).duration
+    fake = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}")
+    with sync_api.sync_playwright() as p:
+        ctx = _browser(p, tmp_path / "profile", fake)
+        ctx.grant_permissions(["microphone"], origin=demo_url.rstrip("/"))
+        page = ctx.new_page()
+        page.goto(demo_url, wait_until="domcontentloaded", timeout=60_000)
+        mic = page.locator("#mic")
+        sync_api.expect(mic).to_be_visible(timeout=60_000)
+        mic.get_by_role("button", name=re.compile("record", re.I)).first.click()
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text("Listening", timeout=30_000)
+        page.wait_for_timeout(int(1000 * (length_s - 1.0)))  # the file loops: stop within its first play
+        mic.get_by_role("button", name=re.compile("stop", re.I)).first.click()
+        sync_api.expect(status).to_contain_text("Done: live microphone input", timeout=180_000)
+        verdicts = [page.locator(f"#verdict-{pane}").inner_text() for pane in ("vad", "semantic")]
+        transcripts = [page.locator(f"#transcript-{pane} textarea").input_value() for pane in ("vad", "semantic")]
+        ctx.close()
+    for v, t in zip(verdicts, transcripts):
+        assert "cut-off unknown" in v and re.search(r"endpoint \d+ ms", v) and re.search(r"agent audio \d+ ms", v), v
+        assert "flight" in t and "agent: " in t, t

@@ -232,7 +232,7 @@ def test_demo_offers_smart_turn_after_the_default_order():
     from pipeline.demo.samples import InputError
     from pipeline.demo.session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS
 
-    assert DEMO_DETECTORS == ("lexical-zeroshot", "fused", "lexical", "acoustic")  # the default order is kept
+    assert DEMO_DETECTORS == ("fused", "lexical-zeroshot", "lexical", "acoustic")  # the default order is kept
     assert DEMO_DETECTOR_CHOICES == DEMO_DETECTORS + ("smart-turn",)
     picked = _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "smart-turn")
     assert picked.detectors == ("smart-turn",) + DEMO_DETECTORS

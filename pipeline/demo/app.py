@@ -15,19 +15,34 @@ import logging
 from dataclasses import dataclass, field
 
 from .reports import OP_HEADERS, eval_source, eval_view, prosody_source, prosody_view, run_label
-from .samples import SAMPLES, InputError, check_upload, real_clips, sample_scenario
-from .session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS, PANE_TITLES, PANES, DemoSettings, compare
+from .samples import SAMPLES, InputError, check_upload, getgoing_samples, real_clips, sample_scenario
+from .session import (
+    DEMO_DETECTOR_CHOICES,
+    DEMO_DETECTORS,
+    PANE_MODES,
+    PANE_TITLES,
+    PANES,
+    PANES_SEQUENTIAL,
+    DemoSettings,
+    compare,
+)
 from .views import TABLE_HEADERS, add_to_history, pane_view, running_table
 
 log = logging.getLogger("pipeline.demo")
 VOICES = ("espeak:en-us+f3", "espeak:en-us", "espeak:en+m3", "flite:slt", "festival:cmu_us_slt_arctic_hts")
 INTRO = """# Semantic endpointing vs VAD-only, side by side
-Both agents hear the same audio at the same time, in real time. **VAD-only** ends your turn after
-`stop_silence_s` of silence; **semantic** asks an end-of-turn model (p_eot) during each silence and
-ends the turn when p_eot passes the threshold after the action delay, or at the timeout. Run a
-scripted sample (the *hesitation* sample pauses 1 s after "a flight to, um"), a real clip, an upload,
-or talk into the microphone. Each pane shows per turn: the timeline, the transcript, the agent's
-audio, and the running P50/P99 latency and false cut-off table."""
+Both agents hear the same audio in real time. **VAD-only** ends your turn after `stop_silence_s` of
+silence; **semantic** asks the end-of-turn model (p_eot) during each silence and ends the turn when
+p_eot passes the threshold after the action delay, or at the timeout. Run a scripted sample (the
+*hesitation* sample pauses 1 s after "a flight to, um"), a **real caller** (GetGoing test turns:
+telephone speech to a bus information system, with its real pauses), a real clip, an upload, or
+talk into the microphone. Each pane shows per turn: the timeline, the transcript, the agent's
+audio, and the running P50/P99 latency and false cut-off table.
+
+**The panes run one after the other** (Settings: *panes*): the VAD-only agent replays the input in
+real time, then the semantic agent replays the same audio, each alone on the machine, so neither
+slows the other and the latencies are the ones `pipeline bench` measures (with the microphone, the
+semantic agent listens live and the VAD-only agent replays your recording after it)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +80,8 @@ class DemoConfig:
 LLM_CHOICES = ("local", "endpoint")
 
 
-def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, hedging, detector, *,
-              server: DemoConfig = DemoConfig()):
+def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, hedging, detector,
+              panes=PANES_SEQUENTIAL, *, server: DemoConfig = DemoConfig()):
     """DemoSettings from the page's values; the endpoint (llm == "endpoint") comes from `server` only."""
     text = str(threshold or "").strip()
     try:
@@ -82,12 +97,15 @@ def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, 
         raise InputError(f"TTS voice must be one of {VOICES}, got {voice!r}")
     if detector != "auto" and detector not in DEMO_DETECTOR_CHOICES:
         raise InputError(f"semantic detector must be auto or one of {DEMO_DETECTOR_CHOICES}, got {detector!r}")
+    if panes not in PANE_MODES:
+        raise InputError(f"panes must be one of {PANE_MODES}, got {panes!r}")
     dets = (detector,) + tuple(d for d in DEMO_DETECTORS if d != detector) if detector != "auto" else DEMO_DETECTORS
     remote = llm == "endpoint"
     return DemoSettings(threshold=thr, action_delay_s=float(action_delay_s), timeout_s=float(timeout_s),
                         stop_silence_s=float(stop_silence_s), llm="openai" if remote else "local",
                         base_url=server.llm_endpoint if remote else "", model=server.llm_model if remote else "",
-                        api_key_env=server.llm_api_key_env, voice=voice, hedging=bool(hedging), detectors=dets)
+                        api_key_env=server.llm_api_key_env, voice=voice, hedging=bool(hedging), detectors=dets,
+                        panes=panes)
 
 
 def _outputs(status: str, results, history):
@@ -149,6 +167,7 @@ def build_app(cfg: DemoConfig | None = None):
 
     cfg = cfg or DemoConfig()
     clips = real_clips()
+    callers = getgoing_samples()
     evals, evals_root, evals_note = eval_source()
     with gr.Blocks(title="vad-turn demo: semantic vs VAD-only") as app:
         history = gr.State({})
@@ -168,12 +187,20 @@ def build_app(cfg: DemoConfig | None = None):
                             else "endpoint: none configured (`pipeline demo --llm-endpoint URL --llm-model NAME`)")
                 voice = gr.Dropdown(list(VOICES), value=VOICES[0], label="TTS voice")
                 hedging = gr.Checkbox(False, label="hedging (two requests, first token wins)")
-        settings = [threshold, action_delay, timeout, stop_silence, llm, voice, hedging, detector]
+                panes = gr.Radio(list(PANE_MODES), value=PANES_SEQUENTIAL, label="panes (at once: they share the "
+                                 "cores and slow each other)", elem_id="panes")
+        settings = [threshold, action_delay, timeout, stop_silence, llm, voice, hedging, detector, panes]
         with gr.Tab("Compare"):
             with gr.Row():
                 with gr.Column():
-                    sample = gr.Dropdown(list(SAMPLES), value=SAMPLES[0], label="scripted sample")
+                    sample = gr.Dropdown(list(SAMPLES), value=SAMPLES[0], label="scripted sample", elem_id="sample")
                     run_sample = gr.Button("Run sample", variant="primary", elem_id="run-sample")
+                with gr.Column():
+                    caller = gr.Dropdown(list(callers), value=next(iter(callers), None), elem_id="caller",
+                                         label="real caller (GetGoing test turn)" if callers else
+                                         "real caller: none built (vad-turn build-getgoing, or restart the demo "
+                                         "with the data root present)")
+                    run_caller = gr.Button("Run caller turn", elem_id="run-caller")
                 with gr.Column():
                     clip = gr.Dropdown(list(clips), value=next(iter(clips), None), label="real clip (data root)")
                     clip_player = gr.Audio(str(clips[next(iter(clips))]) if clips else None, label="listen",
@@ -183,7 +210,8 @@ def build_app(cfg: DemoConfig | None = None):
                     upload = gr.File(label="upload audio (WAV/FLAC/OGG, at most 60 s)", elem_id="upload")
                     run_upload = gr.Button("Run upload", elem_id="run-upload")
                 with gr.Column():
-                    mic = gr.Audio(sources=["microphone"], streaming=True, label="live microphone (both panes)")
+                    mic = gr.Audio(sources=["microphone"], streaming=True, elem_id="mic",
+                                   label="live microphone (semantic live; VAD-only replays it, or both at once)")
             status = gr.Markdown("Pick an input and run it.", elem_id="status")
             pane_outs = []
             with gr.Row():
@@ -202,6 +230,14 @@ def build_app(cfg: DemoConfig | None = None):
         def on_sample(name, *args):
             return _run(lambda: (sample_scenario(name), f"sample '{name}'"), args[:-1], args[-1], cfg)
 
+        def on_caller(name, *args):
+            def src():
+                if not name or name not in callers:
+                    raise InputError("no GetGoing test turns built: run `vad-turn build-getgoing` (or restart the demo "
+                                     "with the data root present: it builds a few test calls)")
+                return callers[name], f"caller {name.split(':')[0]}"
+            return _run(src, args[:-1], args[-1], cfg)
+
         def on_clip(name, *args):
             def src():
                 if not name or name not in clips:
@@ -216,6 +252,7 @@ def build_app(cfg: DemoConfig | None = None):
                 _remove_upload(f)
 
         run_sample.click(on_sample, [sample, *settings, history], outs)
+        run_caller.click(on_caller, [caller, *settings, history], outs)
         run_clip.click(on_clip, [clip, *settings, history], outs)
         run_upload.click(on_upload, [upload, *settings, history], outs)
         clip.change(lambda n: str(clips[n]) if n in clips else None, clip, clip_player)
@@ -227,7 +264,7 @@ def build_app(cfg: DemoConfig | None = None):
                     sess = LiveSession(_settings(*args, server=cfg))
                 if chunk is not None:
                     sess.feed(*chunk)
-                return sess, f"Listening... {sess.stream_s:.1f} s heard by both panes. Stop recording for the results."
+                return sess, f"Listening... {sess.stream_s:.1f} s heard. Stop recording for the results."
             except InputError as e:
                 return sess, f"**Live input:** {e}"
 
@@ -292,11 +329,31 @@ def run(cfg: DemoConfig) -> int:
         print("loading models for both panes ...", flush=True)
         with POOL.acquire(DemoSettings()) as sets:
             print(f"semantic pane: {sets['semantic'].detector_name}", flush=True)
+        prepare_callers()
     app = build_app(cfg)
     print(f"demo at http://{cfg.host}:{cfg.port}", flush=True)
     app.queue(default_concurrency_limit=cfg.max_concurrent_runs).launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
                                                  show_error=False, allowed_paths=allowed_paths())
     return 0
+
+
+def prepare_callers() -> None:
+    """Make sure real caller turns are there to pick: the GetGoing build, or a small build of a few test calls
+    from the data root (once: 16 calls in ~17 s here); without the data root the page says how to get them."""
+    from vad_turn.core.config import default_data_root
+
+    from .samples import ensure_getgoing_samples
+
+    if not (default_data_root() / "getgoing" / "calls").is_dir():
+        print(f"no GetGoing calls under {default_data_root()}: the real-caller samples are off", flush=True)
+        return
+    print("preparing the real-caller samples (GetGoing test calls) ...", flush=True)
+    try:
+        root = ensure_getgoing_samples()
+    except Exception as e:  # noqa: BLE001 - the demo runs without them; the page says how to build them
+        log.warning("real-caller samples unavailable: %s", e)
+        return
+    print(f"real callers: {len(getgoing_samples(root))} GetGoing test turns from {root}", flush=True)
 
 
 def allowed_paths() -> list[str]:

@@ -1,11 +1,15 @@
 """Live microphone input: browser audio chunks streamed into both panes as they arrive.
 
 Gradio's streaming `gr.Audio` delivers (sample_rate_hz, int16 or float array) chunks every
-~0.5 s. `LiveSession` runs both panes' pipelines on an event loop in a background thread; `feed`
-converts each chunk to 16 kHz mono and feeds it to both in 20 ms `AudioIn` frames (stream time
+~0.5 s. `LiveSession` runs the live panes' pipelines on an event loop in a background thread; `feed`
+converts each chunk to 16 kHz mono and feeds it to them in 20 ms `AudioIn` frames (stream time
 advances with the audio, so the turn policies see the microphone's real timing; wall-clock
 latencies include the browser's chunking, up to ~0.5 s); `finish` plays silence in real time
-until both agents are done and returns the `PaneResult`s. One session per browser tab (gr.State).
+until the agents are done and returns the `PaneResult`s. One session per browser tab (gr.State).
+
+Panes one after the other (the default, `session.PANES_SEQUENTIAL`): the semantic pane listens live,
+and at `finish` the VAD-only pane replays the recording in real time on its own (as `session.compare`
+replays any input), so the two never share the cores; "at once": both listen live.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
 
 from ..frames import AudioIn
 from .samples import InputError, check_audio
-from .session import PANES, POOL, DemoSettings, ModelPool, PaneResult, finish_pane, start_pane
+from .session import PANES, PANES_AT_ONCE, POOL, DemoSettings, ModelPool, PaneResult, finish_pane, run_pane, start_pane
 
 CHUNK_S = 0.02
 
@@ -26,6 +30,7 @@ CHUNK_S = 0.02
 class LiveSession:
     def __init__(self, settings: DemoSettings, pool: ModelPool = POOL, *, max_s: float = 60.0):
         self.settings, self.max_s = settings, float(max_s)
+        self.live_panes = PANES if settings.panes == PANES_AT_ONCE else ("semantic",)
         self._lease = pool.acquire(settings)
         sets = self._lease.__enter__()  # raises InputError when every model set is busy
         self.loop = asyncio.new_event_loop()
@@ -43,7 +48,8 @@ class LiveSession:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
     async def _start(self, sets):
-        return [await start_pane(pane, sets[pane], self.settings) for pane in PANES]
+        self.sets = sets
+        return [await start_pane(pane, sets[pane], self.settings) for pane in self.live_panes]
 
     @property
     def stream_s(self) -> float:
@@ -78,17 +84,23 @@ class LiveSession:
             await run.src.silence_until(lambda: conv.active_response is None and not conv.agent_speaking, 15.0)
             return await finish_pane(run, None, [], self.settings)
 
-        return await asyncio.gather(*(tail(r) for r in self.runs))
+        live = dict(zip(self.live_panes, await asyncio.gather(*(tail(r) for r in self.runs))))
+        heard = np.concatenate(self.heard)
+        for pane in PANES:  # the others replay the recording, one after the other, alone on the machine
+            if pane not in live:
+                live[pane] = await run_pane(pane, self.sets[pane], self.settings, heard)
+        return [live[pane] for pane in PANES]
 
     def finish(self) -> dict[str, PaneResult]:
-        """Stop listening; wait for both agents; {pane: PaneResult}. InputError if nothing usable was heard."""
+        """Stop listening; wait for the agents (and replay the recording into the panes that did not listen
+        live); {pane: PaneResult}. InputError if nothing usable was heard."""
         if self.closed:
             raise InputError("this live session already ended")
         self.closed = True
         try:
             heard = np.concatenate(self.heard) if self.heard else np.zeros(0, np.float32)
             check_audio(heard, "microphone", max_input_s=self.max_s + 1.0)
-            return dict(zip(PANES, self._call(self._finish())))
+            return dict(zip(PANES, self._call(self._finish(), timeout_s=120.0 + 2 * self.stream_s)))
         finally:
             self.close()
 

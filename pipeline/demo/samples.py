@@ -1,8 +1,9 @@
 """Demo inputs: short scripted sample conversations, real clips, and checked uploads.
 
 Sample conversations (`sample_scenario(name)`) are `pipeline.scenarios.Scenario`s of a few seconds,
-synthesized with espeak (`scenarios.spoken`), so the side-by-side comparison runs in real time in
-well under a minute:
+synthesized with festival's slt-hts voice (`SAMPLE_VOICE`, `scenarios.spoken`: the voice PocketSphinx
+understands, ~2% WER, where espeak's gives ~60% and the agent would answer a garbled request), so the
+side-by-side comparison runs in real time in well under a minute:
 
 - "hesitation": "I want to book a flight to, um" + a `hold_s` (default 1.0 s) pause + "Boston": a
   mid-turn pause after a filler and a preposition. VAD-only with `stop_silence_s` = 0.6 ends the
@@ -11,6 +12,12 @@ well under a minute:
 - "barge-in": a question, then, 0.8 s into the agent's reply, "wait, actually, what time is it
   there" spoken over it (the agent should stop);
 - "backchannel": a question, then "uh-huh" over the reply (the agent should carry on).
+
+Real callers (`getgoing_samples()`): turns of the GetGoing test split (real telephone speech addressed to
+a dialogue system, with their real pauses and the call's history), from the built GetGoing dataset
+(`vad-turn build-getgoing`) or, on a fresh clone, from a small build of the first `DEMO_GETGOING_CALLS`
+test calls under runs/cache/demo-getgoing (`ensure_getgoing_samples`: 52 turns in ~17 s, read in place; the
+first test calls hold no caller line, so fewer would give none).
 
 `check_upload(path)` turns an uploaded file into 16 kHz mono float32 or raises `InputError` with a
 message meant for the UI (not audio, empty, silence only, longer than `max_input_s`).
@@ -28,6 +35,9 @@ from vad_turn.core.config import default_data_root
 from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 
 SAMPLES = ("hesitation", "barge-in", "backchannel")
+SAMPLE_VOICE = "festival:cmu_us_slt_arctic_hts"  # the user's voice in the samples
+DEMO_GETGOING_CALLS = 16  # test calls in the fresh-clone GetGoing sample build
+N_GETGOING_SAMPLES = 8
 HESITATION_PARTS = ("I want to book a flight to, um", "Boston")
 BARGE_IN_TEXT = "wait, actually, what time is it there"
 MAX_INPUT_S = 60.0  # longer uploads are refused (the comparison runs in real time)
@@ -39,7 +49,7 @@ class InputError(ValueError):
 
 
 @functools.lru_cache(maxsize=8)
-def hesitation_turn(hold_s: float = 1.0, voice_id: str = "espeak:en-us") -> ScriptedTurn:
+def hesitation_turn(hold_s: float = 1.0, voice_id: str = SAMPLE_VOICE) -> ScriptedTurn:
     """ScriptedTurn "I want to book a flight to, um ... Boston" with one real `hold_s` pause (holds records it)."""
     a, b = (spoken(t, voice_id).audio for t in HESITATION_PARTS)
     gap = np.zeros(int(round(hold_s * SAMPLE_RATE_HZ)), np.float32)
@@ -54,12 +64,62 @@ def sample_scenario(name: str, hold_s: float = 1.0) -> Scenario:
     if name == "hesitation":
         return Scenario("hesitation", "conversation", (hesitation_turn(hold_s),))
     if name == "barge-in":
-        return Scenario("barge-in", "barge-in", (spoken(QUESTIONS[1], "espeak:en-us"),),
-                        spoken(BARGE_IN_TEXT, "espeak:en+m3"), interject_after_s=0.8)
+        return Scenario("barge-in", "barge-in", (spoken(QUESTIONS[1], SAMPLE_VOICE),),
+                        spoken(BARGE_IN_TEXT, SAMPLE_VOICE), interject_after_s=0.8)
     if name == "backchannel":
-        return Scenario("backchannel", "backchannel", (spoken(QUESTIONS[1], "espeak:en-us"),),
-                        spoken("uh-huh", "espeak:en+m3"), interject_after_s=0.8)
+        return Scenario("backchannel", "backchannel", (spoken(QUESTIONS[1], SAMPLE_VOICE),),
+                        spoken("uh-huh", SAMPLE_VOICE), interject_after_s=0.8)
     raise ValueError(f"unknown sample {name!r}; choose from {', '.join(SAMPLES)}")
+
+
+def demo_getgoing_root() -> Path:
+    """Built root of the fresh-clone GetGoing sample build (runs/cache/demo-getgoing)."""
+    from vad_turn.core.config import default_runs_root
+
+    return default_runs_root() / "cache" / "demo-getgoing"
+
+
+def getgoing_built_root() -> Path | None:
+    """The built root holding a GetGoing test split: the full build (data/built) first, else the demo's
+    small build; None when neither exists (`ensure_getgoing_samples` makes the small one)."""
+    from vad_turn.core.config import default_built_root
+
+    for root in (default_built_root(), demo_getgoing_root()):
+        if (root / "getgoing" / "build_info.json").exists():
+            return root
+    return None
+
+
+def ensure_getgoing_samples(data_root: Path | None = None) -> Path:
+    """A built root with GetGoing test turns: the existing one, or a build of the first DEMO_GETGOING_CALLS test
+    calls of the recipe from the data root (read in place) under `demo_getgoing_root()` (skipped when current)."""
+    root = getgoing_built_root()
+    if root is not None:
+        return root
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
+
+    out = demo_getgoing_root()
+    cfg = GetGoingConfig(out_root=out, cache_dir=out / "calls", splits=("test",), max_calls=DEMO_GETGOING_CALLS,
+                         n_check_turns=2, **({"data_root": Path(data_root)} if data_root is not None else {}))
+    run(cfg)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def getgoing_samples(built_root: Path | None = None, n: int = N_GETGOING_SAMPLES) -> dict[str, Scenario]:
+    """{label: Scenario} of `n` GetGoing test turns (`getgoing_scenarios.getgoing_scenarios`: half with a pause
+    inside the turn where there are enough), labelled by id, log transcript and pauses; {} without a build."""
+    from ..getgoing_scenarios import getgoing_scenarios
+
+    root = Path(built_root) if built_root is not None else getgoing_built_root()
+    if root is None:
+        return {}
+    out = {}
+    for sc in getgoing_scenarios(n, built_root=root):
+        turn, = sc.turns
+        pauses = f", {len(turn.holds)} pause{'s' * (len(turn.holds) > 1)} inside" if turn.holds else ""
+        out[f"{sc.id[3:11]}: \"{sc.meta['log_text']}\"{pauses}"] = sc
+    return out
 
 
 def real_clips(data_root: Path | None = None) -> dict[str, Path]:

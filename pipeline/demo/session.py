@@ -3,10 +3,17 @@
 `DemoSettings` (frozen) holds what the UI edits; `pane_config(settings, turn)` turns it into a
 `runner.PipelineConfig`. `ModelPool` keeps loaded model sets (one per pane: STT, LLM, voice, and
 the detector for the semantic pane) and lends each run its own set, so concurrent browser sessions
-never share a stateful engine. `compare(source, settings)` plays the same input into both panes in
-real time on the wall clock, in one event loop, and returns a `PaneResult` per pane: the scored
-per-turn rows (`bench.score`: cut-off, e2e, endpoint latency...), the timelines
-(`pipeline.timeline`), the transcript and the conversation audio (user + agent mixed).
+never share a stateful engine. `compare(source, settings)` plays the same input into each pane in
+real time on the wall clock and returns a `PaneResult` per pane: the scored per-turn rows
+(`bench.score`: cut-off, e2e, endpoint latency...), the timelines (`pipeline.timeline`), the
+transcript and the conversation audio (user + agent mixed).
+
+The panes must not slow each other: on 2 cores, two pipelines at once (two STT streams, two LLM
+generations, the detector) lengthen each other's processing, which would make the demo's latencies
+those of a loaded machine, not the bench's. So by default (`DemoSettings.panes = "one after the
+other"`) the VAD-only pane replays the input in real time, then the semantic pane replays the same
+audio, each pipeline alone on the machine, as `pipeline bench` plays them (benchmarks/demo_vs_bench.py
+compares the two); "at once" plays both together (half the wall time, slower agents) and says so.
 """
 from __future__ import annotations
 
@@ -31,16 +38,28 @@ from .samples import InputError
 PANES = ("vad", "semantic")
 PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
 # The semantic pane tries these in order (the first that loads wins); the others stay selectable.
-# Measured in this pipeline (pocketsphinx transcripts of the sample's speech), on the hesitation
-# sample ("...a flight to, um" + 1.0 s pause + "Boston"): the zero-shot SmolLM2 p(<|im_end|>) stays
-# near 1e-9 through the pause and holds; the shipped fused model passes its 0.5 threshold 0.3-0.9 s
-# into the pause (a cut-off; vad_turn/models/turn/MODEL_CARD.md), the trained lexical model scores
-# misrecognised turns 0.51-0.56 whatever they say (pipeline bench), and the acoustic model's p_eot
-# climbs with the silence past 0.5 at about 0.6 s. So the default is the detector that holds.
-DEMO_DETECTORS = ("lexical-zeroshot", "fused", "lexical", "acoustic")
+# The shipped turn model v2 (`fused`) first: 3.4 ms per decision, and its lexical branch learnt that a
+# request ending in "um" is unfinished, so it holds through the hesitation sample's 1 s pause (p_eot < 0.2,
+# tests/test_fusion.py) and fires after the 0.2 s action delay at the real end. The zero-shot SmolLM2
+# p(<|im_end|>) also holds but costs an LLM forward pass per query on the cores the reply needs.
+DEMO_DETECTORS = ("fused", "lexical-zeroshot", "lexical", "acoustic")
 # What the settings panel offers: the default order, then detectors tried only when picked (Smart Turn v3.2,
 # Pipecat's audio-only model, as an external reference; vad_turn/peers/smart_turn.py).
 DEMO_DETECTOR_CHOICES = DEMO_DETECTORS + ("smart-turn",)
+
+
+PANES_SEQUENTIAL, PANES_AT_ONCE = "one after the other", "at once"
+PANE_MODES = (PANES_SEQUENTIAL, PANES_AT_ONCE)
+# The agent of the samples and the real callers is a travel assistant that answers with an opener it continues
+# (runner.PipelineConfig.reply_opener). With the bench's generic "friendly voice assistant" prompt SmolLM2-135M
+# answered "I want to book a flight to, um, Boston" with "I'm sorry, but I'm unable to provide a response for
+# your request"; a travel prompt alone did not help ("...as a travel and bus information assistant, I'm unable
+# to provide flight information"), nor did example exchanges ("I'm sorry for your loss"); with the reply
+# started as "Sure," it answers the request ("Sure, I can help with that. How about a flight to Boston?").
+# tests/test_demo.py judges its replies to the samples' requests.
+DEMO_SYSTEM_PROMPT = ("You are a helpful travel assistant on a phone call. You book flights and look up buses. "
+                      "Reply in one short spoken sentence.")
+DEMO_REPLY_OPENER = "Sure,"
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,9 @@ class DemoSettings:
     hedging: bool = False
     max_new_tokens: int = 20
     detectors: tuple[str, ...] = DEMO_DETECTORS
+    panes: str = PANES_SEQUENTIAL  # or PANES_AT_ONCE: see the module docstring
+    system_prompt: str = DEMO_SYSTEM_PROMPT
+    reply_opener: str = DEMO_REPLY_OPENER
 
     def __post_init__(self) -> None:
         if self.llm not in ("local", "openai"):
@@ -68,6 +90,8 @@ class DemoSettings:
                              "(a server setting: pipeline demo --llm-endpoint URL --llm-model NAME)")
         if not 0.0 < self.stop_silence_s <= 5.0 or not 0.0 <= self.action_delay_s <= self.timeout_s <= 10.0:
             raise InputError("need 0 < stop_silence_s <= 5 and 0 <= action delay <= timeout <= 10 s")
+        if self.panes not in PANE_MODES:
+            raise InputError(f"panes must be one of {PANE_MODES}, got {self.panes!r}")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise InputError(f"threshold must be in (0, 1], got {self.threshold}")
 
@@ -80,7 +104,8 @@ def pane_config(s: DemoSettings, turn: str) -> PipelineConfig:
     return PipelineConfig(mode="streaming", turn=turn, detectors=s.detectors, threshold=s.threshold,
                           action_delay_s=s.action_delay_s, timeout_s=s.timeout_s, stop_silence_s=s.stop_silence_s,
                           llm=s.llm, base_url=s.base_url, model=s.model, voice=s.voice,
-                          max_new_tokens=s.max_new_tokens)
+                          max_new_tokens=s.max_new_tokens, system_prompt=s.system_prompt,
+                          reply_opener=s.reply_opener)
 
 
 def make_llm(s: DemoSettings):
@@ -198,6 +223,8 @@ class PaneResult:
     audio: np.ndarray
     log: list[str] = field(default_factory=list)
     llm_fallbacks: list[str] = field(default_factory=list)  # "LLM fallback to ...: <why>" per reply this run
+    started_s: float | None = None  # clock time (time.monotonic) of the pane's stream time 0
+    ended_s: float | None = None  # clock time when its pipeline had finished
 
 
 async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray, *, max_wait_s: float = 15.0) -> list[dict]:
@@ -284,7 +311,7 @@ async def finish_pane(run: PaneRun, source, truths: list[dict], s: DemoSettings)
     transcript = [("user" if m["role"] == "user" else "agent", m["content"]) for m in run.p.conversation.messages[1:]]
     return PaneResult(run.pane, run.models.detector_name if sem else "vad-only", threshold, rows, tls, transcript,
                       mix_conversation(run.frames, run.p.processors[-1].played, run.src.start_s),
-                      [t for _, t in run.p.conversation.log])
+                      [t for _, t in run.p.conversation.log], started_s=run.src.start_s, ended_s=run.p.clock.now())
 
 
 async def run_pane(pane: str, models: Models, s: DemoSettings, source) -> PaneResult:
@@ -297,20 +324,24 @@ async def run_pane(pane: str, models: Models, s: DemoSettings, source) -> PaneRe
 
 
 def compare(source: Scenario | np.ndarray, s: DemoSettings, pool: ModelPool = POOL) -> dict[str, PaneResult]:
-    """Play `source` (a Scenario, or float32 (n,) 16 kHz audio) into both panes at once, in real time."""
+    """Play `source` (a Scenario, or float32 (n,) 16 kHz audio) into each pane in real time: one pane after the
+    other (default: neither slows the other) or both at once (`s.panes`)."""
     if isinstance(source, ScriptedTurn):
         source = Scenario(source.id, "conversation", (source,))
+    t = time.perf_counter()
     with pool.acquire(s) as sets:
-        async def both():
-            return await asyncio.gather(*(run_pane(pane, sets[pane], s, source) for pane in PANES))
-
         n_events = {pane: len(getattr(sets[pane].llm, "events", ())) for pane in PANES}
-        t = time.perf_counter()
-        results = asyncio.run(both())
+        if s.panes == PANES_AT_ONCE:
+            async def both():
+                return await asyncio.gather(*(run_pane(pane, sets[pane], s, source) for pane in PANES))
+
+            results = asyncio.run(both())
+        else:
+            results = [asyncio.run(run_pane(pane, sets[pane], s, source)) for pane in PANES]
         for pane, r in zip(PANES, results):  # an endpoint that failed over to the local model says so
             r.llm_fallbacks = list(getattr(sets[pane].llm, "events", ()))[n_events[pane]:]
     for r in results:
-        r.log.append(f"run took {time.perf_counter() - t:.1f} s (real time, both panes at once)")
+        r.log.append(f"run took {time.perf_counter() - t:.1f} s (real time, panes {s.panes})")
     return dict(zip(PANES, results))
 
 
