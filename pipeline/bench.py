@@ -64,6 +64,8 @@ CONFIGS = {
     "streaming-semantic-no-preempt": dict(mode="streaming", turn="semantic", preemptive_threshold=None),
     # a faster first chunk: "Sure," is said at the decision and the LLM continues the reply after it
     "streaming-semantic-opener": dict(mode="streaming", turn="semantic", reply_opener="Sure,"),
+    # the best open peer, Smart Turn v3.2 (audio only), at the policy Pipecat ships it with (PEER_POLICY)
+    "streaming-smart-turn": dict(mode="streaming", turn="semantic", detectors=("smart-turn",)),
     "streaming-vad": dict(mode="streaming", turn="vad"),
     "streaming-vad-eval": dict(mode="streaming", turn="vad"),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
@@ -73,6 +75,12 @@ CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval", "streaming
 # VAD-only at the silence of its own point on the semantic policy's evaluation run (same operating point, e.g.
 # lat@fcr<=10%), instead of `stop_silence_s`: the like-for-like baseline for "semantic vs VAD-only at <=10% FCR".
 EVAL_MATCHED_VAD = ("streaming-vad-eval",)
+# Smart Turn as its makers configure it in Pipecat 0.0.x (pipecat/audio/turn/smart_turn): asked when the VAD
+# has heard VAD_STOP_SECS = 0.2 s of silence, "complete" at probability > 0.5, the turn ends anyway after
+# STOP_SECS = 3 s. Its own evaluated points are not shipped (runs/headline-v2 has its curves, not a policy).
+PEER_CONFIGS = {"streaming-smart-turn": {"threshold": 0.5, "action_delay_s": 0.2, "timeout_s": 3.0,
+                                         "source": "Pipecat's defaults for Smart Turn v3 (VAD stop 0.2 s, p > 0.5, "
+                                                   "stop_secs 3 s)", "operating_point": "peer default"}}
 # A decision made more than this behind the audio it judged (CPU overloaded) gets no verdict.
 OVERLOAD_LAG_S = 0.25
 SCENARIO_SETS = ("festival", "getgoing")  # rendered turns (scenarios.build_scenarios); real callers (getgoing_scenarios)
@@ -159,6 +167,7 @@ def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None) -
     if name not in CONFIGS:
         raise ValueError(f"unknown bench config {name!r}; choose from {', '.join(CONFIGS)}")
     pol = policy or {"threshold": bench.threshold, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s}
+    pol = PEER_CONFIGS.get(name, pol)  # the peer keeps its own policy
     stop_s = bench.stop_silence_s
     if name in EVAL_MATCHED_VAD:
         stop_s = (pol.get("vad_only") or {}).get("stop_silence_s")
@@ -355,7 +364,7 @@ def _command(cfg: BenchConfig) -> str:
 def bench_scenarios(cfg: BenchConfig) -> list[Scenario]:
     """The scenarios of `cfg.scenario_sets`, in that order: "festival" (`scenarios.build_scenarios`) and
     "getgoing" (`getgoing_scenarios.getgoing_scenarios`: `cfg.getgoing_turns` GetGoing test turns)."""
-    from .getgoing_scenarios import getgoing_scenarios
+    from .getgoing_scenarios import ensure_getgoing_build, getgoing_scenarios
 
     out = []
     for name in cfg.scenario_sets:
@@ -365,7 +374,8 @@ def bench_scenarios(cfg: BenchConfig) -> list[Scenario]:
                                    n_backchannel=cfg.n_backchannel, seed=cfg.seed, max_words=cfg.max_words,
                                    voices=cfg.voices)
         else:
-            out += getgoing_scenarios(cfg.getgoing_turns, seed=cfg.seed, max_words=cfg.max_words)
+            root = ensure_getgoing_build()  # the full build, else a small one of the first test calls
+            out += getgoing_scenarios(cfg.getgoing_turns, built_root=root, seed=cfg.seed, max_words=cfg.max_words)
     return out
 
 
@@ -389,7 +399,9 @@ def run(cfg: BenchConfig) -> dict:
                 rows.append(r)
                 done.add((r["config"], r["scenario"]))
     scen = bench_scenarios(cfg)
-    base = load_models(pipeline_config(cfg, "streaming-semantic"))  # every model once, the detector included
+    base_cfg = pipeline_config(cfg, "streaming-semantic")
+    base = load_models(base_cfg)  # every model once, the detector included
+    detectors: dict[tuple, object] = {}
     policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
     llms = {base.llm.name: base.llm}
     jobs = [(c, s) for c in cfg.configs for s in scen
@@ -404,6 +416,14 @@ def run(cfg: BenchConfig) -> dict:
             llms[key].complete([{"role": "system", "content": pc.system_prompt}, {"role": "user", "content": "Hi"}],
                                max_new_tokens=2)
         models = dataclasses.replace(base, llm=llms[key], detector=base.detector if pc.turn == "semantic" else None)
+        if pc.turn == "semantic" and pc.detectors != base_cfg.detectors:  # e.g. the peer: loaded once, on first use
+            if pc.detectors not in detectors:
+                detectors[pc.detectors] = load_models(pc, llm=llms[key])
+                if detectors[pc.detectors].detector_name not in pc.detectors:
+                    raise RuntimeError(f"{name}: none of {pc.detectors} could be built (see the warning above); "
+                                       "for smart-turn install pipecat-ai --no-deps (make setup does)")
+            peer = detectors[pc.detectors]
+            models = dataclasses.replace(models, detector=peer.detector, detector_name=peer.detector_name)
         res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))
         with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
             fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))
@@ -413,6 +433,7 @@ def run(cfg: BenchConfig) -> dict:
     info = {"detector": base.detector_name, "stt": cfg.stt, "voices": list(cfg.voices),
             "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic", policy).policy(
                 base.detector_name)), "policy_source": policy, "vad_stop_silence_s": cfg.stop_silence_s,
+            "peer_policies": {n: PEER_CONFIGS[n] for n in cfg.configs if n in PEER_CONFIGS},
             "llm": base.llm.name, "voice": base.voice.id, "first_clause_words": cfg.first_clause_words,
             "confident_p_eot": cfg.confident_p_eot,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "

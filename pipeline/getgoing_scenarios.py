@@ -23,6 +23,12 @@ Selection (`select_getgoing_rows`): the split's rows in seeded hash order (`stab
 "getgoing-scenario", id)`), without holds longer than `max_hold_s`; half of the `n` with a hold (the
 turns where cut-offs can happen; GetGoing's callers hold rarely, about 15 of 313 test turns) as far
 as there are, the rest without.
+
+Where the turns come from (`getgoing_built_root`): the full build under the built root (data/built), else
+the small build of the first `SMALL_BUILD_CALLS` test calls that `ensure_getgoing_build` makes from the data
+root (read in place) under runs/cache/getgoing-small: 52 turns from 16 calls in ~17 s on 2 cores (the first
+three test calls hold no caller line: fewer calls gave none). The bench and the demo's real-caller
+samples use it on a fresh clone.
 """
 from __future__ import annotations
 
@@ -36,6 +42,37 @@ from vad_turn.core.seeds import stable_seed
 from .scenarios import Scenario, ScriptedTurn
 
 SET_NAME = "getgoing"
+SMALL_BUILD_CALLS = 16  # test calls in the fresh-clone build (ensure_getgoing_build)
+
+
+def small_getgoing_root() -> Path:
+    """Built root of the fresh-clone GetGoing build (runs/cache/getgoing-small)."""
+    from vad_turn.core.config import default_runs_root
+
+    return default_runs_root() / "cache" / "getgoing-small"
+
+
+def getgoing_built_root() -> Path | None:
+    """The built root holding a GetGoing build: the full one (data/built) first, else the small one; None when
+    neither exists (`ensure_getgoing_build` makes the small one)."""
+    for root in (default_built_root(), small_getgoing_root()):
+        if (root / SET_NAME / "build_info.json").exists():
+            return root
+    return None
+
+
+def ensure_getgoing_build(data_root: Path | None = None) -> Path:
+    """A built root with GetGoing test turns: the existing one, or a build of the recipe's first
+    SMALL_BUILD_CALLS test calls from the data root (read in place) under `small_getgoing_root()`."""
+    root = getgoing_built_root()
+    if root is not None:
+        return root
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
+
+    out = small_getgoing_root()
+    run(GetGoingConfig(out_root=out, cache_dir=out / "calls", splits=("test",), max_calls=SMALL_BUILD_CALLS,
+                       n_check_turns=2, **({"data_root": Path(data_root)} if data_root is not None else {})))
+    return out
 
 
 def select_getgoing_rows(n: int, *, built_root: Path | None = None, split: str = "test", seed: int = 0,
@@ -45,7 +82,7 @@ def select_getgoing_rows(n: int, *, built_root: Path | None = None, split: str =
     from vad_turn.data.corpora.getgoing_build import load_turn_tags
     from vad_turn.data.dataset import load_turns
 
-    root = (Path(built_root) if built_root is not None else default_built_root()) / SET_NAME
+    root = (Path(built_root) if built_root is not None else (getgoing_built_root() or default_built_root())) / SET_NAME
     ds = load_turns(root)
     tags = load_turn_tags(root)
     meta = ds.select_columns(["id", "split", "n_words", "silence_spans"]).to_pandas()

@@ -206,19 +206,26 @@ def test_demo_lists_getgoing_test_turns_as_real_samples(tiny_getgoing):
 
 @pytest.mark.timeout(600)
 def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, monkeypatch):
-    from pipeline.bench import run
+    """VAD-only and the peer (Smart Turn v3.2 at Pipecat's policy) on the same two real caller turns."""
+    from pipeline.bench import PEER_CONFIGS, run
 
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))
-    res = run(BenchConfig(out=tmp_path / "bench", configs=("streaming-vad",), scenario_sets=("getgoing",),
-                          getgoing_turns=2, max_new_tokens=8))
+    res = run(BenchConfig(out=tmp_path / "bench", configs=("streaming-vad", "streaming-smart-turn"),
+                          scenario_sets=("getgoing",), getgoing_turns=2, max_new_tokens=8))
     rows = [json.loads(line) for line in (tmp_path / "bench" / "turns.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and {r["set"] for r in rows} == {"getgoing"} and sum(r["n_holds"] > 0 for r in rows) == 1
+    assert len(rows) == 4 and {r["set"] for r in rows} == {"getgoing"}
+    for config in ("streaming-vad", "streaming-smart-turn"):
+        mine = [r for r in rows if r["config"] == config]
+        assert len(mine) == 2 and sum(r["n_holds"] > 0 for r in mine) == 1
     for r in rows:
         assert r["answered"] and r["source"] == "getgoing"
         assert r["e2e_s"] == pytest.approx(r["endpoint_s"] + r["processing_s"], abs=1e-6)
-        if not r["cutoff"]:  # VAD-only: 0.6 s of silence after the VAD's end of speech (plus its lag)
+        if not r["cutoff"] and r["config"] == "streaming-vad":  # 0.6 s of silence after the VAD's end of speech
             assert 0.3 <= r["endpoint_s"] <= 1.6
+        if not r["cutoff"] and r["config"] == "streaming-smart-turn":  # asked after 0.2 s, at the latest 3 s
+            assert 0.1 <= r["endpoint_s"] <= 3.5 and r["p_eot"] is not None
     assert list(res["by_set"]) == ["getgoing"] and res["by_set"]["getgoing"]["streaming-vad"]["n_turns"] == 2
     metrics = json.loads((tmp_path / "bench" / "metrics.json").read_text())
     assert metrics["by_set"]["getgoing"]["streaming-vad"]["stt_wer"]["n_ref_words"] > 0
+    assert metrics["info"]["peer_policies"] == {"streaming-smart-turn": PEER_CONFIGS["streaming-smart-turn"]}
     assert "## Scenario set `getgoing`" in (tmp_path / "bench" / "report.md").read_text()

@@ -483,19 +483,19 @@ def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers():
 
 
 def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, monkeypatch):
-    """Issue 15 #4 on a fresh clone (no GetGoing build): the demo builds the first DEMO_GETGOING_CALLS test calls
-    under runs/cache/demo-getgoing, read in place, and offers caller turns with the log's transcript; some
+    """Issue 15 #4 on a fresh clone (no GetGoing build): the demo builds the first SMALL_BUILD_CALLS test calls
+    under runs/cache/getgoing-small, read in place, and offers caller turns with the log's transcript; some
     hold a real pause inside the turn. (The first three test calls have no caller line: too few calls gave
     no samples at all.)"""
-    from pipeline.demo.samples import N_GETGOING_SAMPLES, demo_getgoing_root, ensure_getgoing_samples, getgoing_samples
+    from pipeline.demo.samples import N_GETGOING_SAMPLES, ensure_getgoing_build, getgoing_samples, small_getgoing_root
 
     require_data("getgoing", "calls")
     monkeypatch.setenv("VAD_TURN_BUILT_ROOT", str(tmp_path / "no-build"))
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))
-    root = ensure_getgoing_samples()
-    assert root == demo_getgoing_root() == tmp_path / "runs" / "cache" / "demo-getgoing"
+    root = ensure_getgoing_build()
+    assert root == small_getgoing_root() == tmp_path / "runs" / "cache" / "getgoing-small"
     samples = getgoing_samples(root)
     assert len(samples) == N_GETGOING_SAMPLES and any("pause inside" in label for label in samples)
     assert all(sc.meta["set"] == "getgoing" and sc.turns[0].audio.size > 0 for sc in samples.values())
     assert not any(p.is_symlink() or p.suffix == ".ogg" for p in root.rglob("*"))  # nothing copied from the data root
-    assert ensure_getgoing_samples() == root  # built once
+    assert ensure_getgoing_build() == root  # built once

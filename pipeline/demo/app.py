@@ -342,14 +342,14 @@ def prepare_callers() -> None:
     from the data root (once: 16 calls in ~17 s here); without the data root the page says how to get them."""
     from vad_turn.core.config import default_data_root
 
-    from .samples import ensure_getgoing_samples
+    from .samples import ensure_getgoing_build
 
     if not (default_data_root() / "getgoing" / "calls").is_dir():
         print(f"no GetGoing calls under {default_data_root()}: the real-caller samples are off", flush=True)
         return
     print("preparing the real-caller samples (GetGoing test calls) ...", flush=True)
     try:
-        root = ensure_getgoing_samples()
+        root = ensure_getgoing_build()
     except Exception as e:  # noqa: BLE001 - the demo runs without them; the page says how to build them
         log.warning("real-caller samples unavailable: %s", e)
         return

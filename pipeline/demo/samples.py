@@ -15,9 +15,8 @@ side-by-side comparison runs in real time in well under a minute:
 
 Real callers (`getgoing_samples()`): turns of the GetGoing test split (real telephone speech addressed to
 a dialogue system, with their real pauses and the call's history), from the built GetGoing dataset
-(`vad-turn build-getgoing`) or, on a fresh clone, from a small build of the first `DEMO_GETGOING_CALLS`
-test calls under runs/cache/demo-getgoing (`ensure_getgoing_samples`: 52 turns in ~17 s, read in place; the
-first test calls hold no caller line, so fewer would give none).
+(`vad-turn build-getgoing`) or, on a fresh clone, from the small build of the first test calls
+(`getgoing_scenarios.ensure_getgoing_build`).
 
 `check_upload(path)` turns an uploaded file into 16 kHz mono float32 or raises `InputError` with a
 message meant for the UI (not audio, empty, silence only, longer than `max_input_s`).
@@ -32,11 +31,16 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, load_audio
 from vad_turn.core.config import default_data_root
 
+from ..getgoing_scenarios import (  # noqa: F401 - the demo's real callers come from the bench's set
+    SMALL_BUILD_CALLS,
+    ensure_getgoing_build,
+    getgoing_built_root,
+    small_getgoing_root,
+)
 from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 
 SAMPLES = ("hesitation", "barge-in", "backchannel")
 SAMPLE_VOICE = "festival:cmu_us_slt_arctic_hts"  # the user's voice in the samples
-DEMO_GETGOING_CALLS = 16  # test calls in the fresh-clone GetGoing sample build
 N_GETGOING_SAMPLES = 8
 HESITATION_PARTS = ("I want to book a flight to, um", "Boston")
 BARGE_IN_TEXT = "wait, actually, what time is it there"
@@ -70,39 +74,6 @@ def sample_scenario(name: str, hold_s: float = 1.0) -> Scenario:
         return Scenario("backchannel", "backchannel", (spoken(QUESTIONS[1], SAMPLE_VOICE),),
                         spoken("uh-huh", SAMPLE_VOICE), interject_after_s=0.8)
     raise ValueError(f"unknown sample {name!r}; choose from {', '.join(SAMPLES)}")
-
-
-def demo_getgoing_root() -> Path:
-    """Built root of the fresh-clone GetGoing sample build (runs/cache/demo-getgoing)."""
-    from vad_turn.core.config import default_runs_root
-
-    return default_runs_root() / "cache" / "demo-getgoing"
-
-
-def getgoing_built_root() -> Path | None:
-    """The built root holding a GetGoing test split: the full build (data/built) first, else the demo's
-    small build; None when neither exists (`ensure_getgoing_samples` makes the small one)."""
-    from vad_turn.core.config import default_built_root
-
-    for root in (default_built_root(), demo_getgoing_root()):
-        if (root / "getgoing" / "build_info.json").exists():
-            return root
-    return None
-
-
-def ensure_getgoing_samples(data_root: Path | None = None) -> Path:
-    """A built root with GetGoing test turns: the existing one, or a build of the first DEMO_GETGOING_CALLS test
-    calls of the recipe from the data root (read in place) under `demo_getgoing_root()` (skipped when current)."""
-    root = getgoing_built_root()
-    if root is not None:
-        return root
-    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
-
-    out = demo_getgoing_root()
-    cfg = GetGoingConfig(out_root=out, cache_dir=out / "calls", splits=("test",), max_calls=DEMO_GETGOING_CALLS,
-                         n_check_turns=2, **({"data_root": Path(data_root)} if data_root is not None else {}))
-    run(cfg)
-    return out
 
 
 @functools.lru_cache(maxsize=4)
