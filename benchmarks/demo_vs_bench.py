@@ -1,0 +1,95 @@
+"""Does the demo show what the bench measures? The same audio through the demo and through the bench, side by side.
+
+For each input (the demo's scripted samples, and real GetGoing callers when a GetGoing build is there), the
+demo's `session.compare` (the page's code path: both panes, one after the other by default, or `--panes "at
+once"`) and the bench's `bench.run_scenario_async` (one fresh pipeline per scenario, the same
+`PipelineConfig`: `session.pane_config` of the demo's default settings, the same loaded models) play the
+same scenario in real time, alternating, `--repeats` times each. Reported per pane and input: the
+median end-of-speech -> first agent audio (e2e) of each, and their ratio (demo / bench; the target is <= 1.3),
+plus the endpoint latency and the verdicts. Medians over repeats measured in one run on one machine.
+
+    python benchmarks/demo_vs_bench.py --repeats 3 --out runs/demo-vs-bench.json
+    python benchmarks/demo_vs_bench.py --panes "at once"   # what the panes do to each other when they share the CPU
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from vad_turn.core.config import config_main  # noqa: E402
+from vad_turn.core.runs import atomic_write_json  # noqa: E402
+
+
+@dataclass(frozen=True)
+class DemoVsBenchConfig:
+    out: Path = field(default=Path("runs/demo-vs-bench.json"), metadata={"help": "JSON report"})
+    repeats: int = field(default=3, metadata={"help": "runs of each input through each path (alternating)"})
+    samples: tuple[str, ...] = field(default=("hesitation", "backchannel"), metadata={"help": "demo samples to play"})
+    n_callers: int = field(default=2, metadata={"help": "GetGoing test turns to play too (when a build is there)"})
+    panes: str = field(default="one after the other", metadata={"help": "the demo's pane mode"})
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.n_callers < 0:
+            raise ValueError("--repeats must be >= 1 and --n-callers >= 0")
+
+
+def _med(xs):
+    v = [x for x in xs if x is not None]
+    return None if not v else float(np.median(v))
+
+
+def run(cfg: DemoVsBenchConfig) -> dict:
+    from pipeline.bench import run_scenario_async
+    from pipeline.demo.samples import getgoing_samples, sample_scenario
+    from pipeline.demo.session import PANES, POOL, DemoSettings, compare, pane_config
+
+    s = DemoSettings(panes=cfg.panes)
+    inputs = {name: sample_scenario(name) for name in cfg.samples}
+    inputs |= dict(list(getgoing_samples().items())[:cfg.n_callers])
+    per = {(label, pane, path): [] for label in inputs for pane in PANES for path in ("demo", "bench")}
+    t0 = time.perf_counter()
+    for k in range(cfg.repeats):
+        for label, sc in inputs.items():
+            for pane, r in compare(sc, s).items():
+                per[(label, pane, "demo")].append(r.rows[0] if r.rows else {})
+            with POOL.acquire(s) as sets:  # the same loaded models the demo lends its runs
+                for pane in PANES:
+                    rows = asyncio.run(run_scenario_async(pane_config(s, pane), sets[pane], sc, hear_s=None))
+                    per[(label, pane, "bench")].append(rows[0] if rows else {})
+            print(f"repeat {k + 1}/{cfg.repeats}: {label} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    table = []
+    for label in inputs:
+        for pane in PANES:
+            d, b = per[(label, pane, "demo")], per[(label, pane, "bench")]
+            e_d, e_b = _med([r.get("e2e_s") for r in d]), _med([r.get("e2e_s") for r in b])
+            table.append({"input": label, "pane": pane, "n": len(d),
+                          "demo_e2e_p50_s": e_d, "bench_e2e_p50_s": e_b,
+                          "ratio_demo_over_bench": (e_d / e_b) if e_d is not None and e_b not in (None, 0.0) else None,
+                          "demo_endpoint_p50_s": _med([r.get("endpoint_s") for r in d]),
+                          "bench_endpoint_p50_s": _med([r.get("endpoint_s") for r in b]),
+                          "demo_processing_p50_s": _med([r.get("processing_s") for r in d]),
+                          "bench_processing_p50_s": _med([r.get("processing_s") for r in b]),
+                          "demo_cutoffs": [r.get("cutoff") for r in d], "bench_cutoffs": [r.get("cutoff") for r in b]})
+    report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+              "settings": {"panes": s.panes, "detectors": list(s.detectors), "reply_opener": s.reply_opener},
+              "rows": table, "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
+    atomic_write_json(cfg.out, report)
+    print(f"{'input':42s} {'pane':9s} {'demo e2e':>9s} {'bench e2e':>9s} {'ratio':>6s}  cut-offs demo / bench")
+    for r in table:
+        f = (lambda x: "-" if x is None else f"{1000 * x:.0f} ms")
+        ratio = "-" if r["ratio_demo_over_bench"] is None else f"{r['ratio_demo_over_bench']:.2f}"
+        print(f"{r['input'][:42]:42s} {r['pane']:9s} {f(r['demo_e2e_p50_s']):>9s} {f(r['bench_e2e_p50_s']):>9s} "
+              f"{ratio:>6s}  {r['demo_cutoffs']} / {r['bench_cutoffs']}")
+    print(f"wrote {cfg.out}")
+    return report
+
+
+if __name__ == "__main__":
+    raise SystemExit(config_main(DemoVsBenchConfig, lambda c: (run(c), 0)[1], prog="demo_vs_bench"))
