@@ -94,3 +94,17 @@ def test_bench_command_and_confident_slice():
     s = summarize(rows, confident_p_eot=0.9)["streaming-semantic"]
     assert s["e2e_confident_s"]["n"] == 2 and s["e2e_confident_s"]["p50"] == pytest.approx(0.25)
     assert s["false_cutoff_rate"] == pytest.approx(0.25) and s["e2e_s"]["p50"] == pytest.approx(0.85)
+
+
+def test_words_given_to_an_audio_detector_lie_inside_the_turn_audio():
+    """A bench run at threshold 0.5 / delay 0.2 s crashed: PocketSphinx's last word ended 0.26 s after the turn
+    audio the processor held, and the fused detector (audio + words) refused it. Word ends are clipped to the audio."""
+    from pipeline.processors.turn import turn_relative_words
+    from vad_turn.core.schema import Word, check_words
+
+    words = (Word("to", 9.8, 10.2), Word("fly", 10.2, 10.9), Word("morocco", 14.435, 15.105))
+    out = turn_relative_words(words, 10.0, 4.845)
+    assert [(w.start, w.end) for w in out] == [(pytest.approx(-0.2), pytest.approx(0.2)), (pytest.approx(0.2), pytest.approx(0.9)),
+                                               (pytest.approx(4.435), 4.845)]
+    check_words(out, audio_end_s=4.845, source="clipped")  # accepted as the detector checks them
+    assert turn_relative_words(words, 10.0, None)[-1].end == pytest.approx(5.105)  # text-only: kept as heard

@@ -82,6 +82,21 @@ COMMAND_WORDS = frozenset({"stop", "wait", "hold", "hang", "cancel", "enough", "
 _BC_WORDS = BACKCHANNEL_WORDS | FILLERS | {"aha", "uh-huh", "uhhuh", "mhmm", "yes"}
 
 
+def turn_relative_words(words, start_s: float, audio_s: float | None) -> tuple[Word, ...]:
+    """`words` (stream times) as seconds from the turn audio's first sample, inside [0, audio_s].
+
+    The STT's segment starts with `preroll_s` of audio from before the VAD fired, and its last word can
+    end after the audio the turn processor holds (PocketSphinx places word ends on its own frames), so a
+    word may fall outside the turn's audio by a few hundred ms; detectors that take audio refuse such
+    words (`schema.check_words`), which crashed the turn processor. They are clipped to the audio."""
+    hi = math.inf if audio_s is None else max(float(audio_s), 0.0)
+    out = []
+    for w in words:
+        a = min(w.start - start_s, hi)
+        out.append(Word(w.word, a, min(max(w.end - start_s, a), hi)))
+    return tuple(out)
+
+
 def _words(text: str) -> list[str]:
     return [w for w in (normalize_word(t) for t in text.split()) if w]
 
@@ -292,7 +307,7 @@ class TurnProcessor(Processor):
             audio = np.concatenate(self._audio)
         msgs = tuple(Message(m["role"], m["content"]) for m in self.conv.messages if m["role"] != "system")
         t0 = self._audio_start_s or 0.0  # detectors see times from the start of the turn's audio
-        words = tuple(Word(w.word, w.start - t0, w.end - t0) for w in self._query_words())
+        words = turn_relative_words(self._query_words(), t0, None if audio is None else audio.size / SAMPLE_RATE_HZ)
         gen, det = (self._p_gen, self.awaiting_final), self.detector
 
         def query():
