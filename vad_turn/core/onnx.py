@@ -60,7 +60,8 @@ def cpu_isa() -> dict:
     {"model": "AMD EPYC", "flags": ["avx2", "avx512f", "avx512bw", "avx512_vnni"], "int8_dot": "vnni"}.
 
     The flags come from CPUID as numpy reads it (so an emulated CPU reports its own), with AVX-VNNI and
-    AMX, which numpy does not name, from /proc/cpuinfo. int8_dot: "amx" | "vnni" (AVX512-VNNI or
+    AMX, which numpy does not name, from /proc/cpuinfo when it agrees with CPUID on the flags numpy names
+    (under qemu-user it is the host's, not the emulated CPU's). int8_dot: "amx" | "vnni" (AVX512-VNNI or
     AVX-VNNI: exact int32 dot products) | "avx2" (saturating int16 pair sums) | "unknown"."""
     import platform
 
@@ -77,8 +78,12 @@ def cpu_isa() -> dict:
             if key.strip() == "model name":
                 model = val.strip()
             elif key.strip() == "flags":
-                if "avx2" in flags:  # extensions numpy does not report
-                    flags |= set(val.split()) & {"avx_vnni", "amx_int8", "amx_tile"}
+                listed = set(val.split())
+                # /proc/cpuinfo is the host's even under an emulator (qemu-user -cpu Haswell): its extensions
+                # count only when it agrees with CPUID on the flags numpy reads
+                agrees = listed & set(names.values()) == flags
+                if "avx2" in flags and agrees:  # extensions numpy does not report
+                    flags |= listed & {"avx_vnni", "amx_int8", "amx_tile"}
                 break
     except OSError:
         pass
