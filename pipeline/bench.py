@@ -54,7 +54,7 @@ from .bench_report import TURN_METRICS, ratios, report_md
 from .frames import Interrupt
 from .observers import LatencyObserver
 from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
-from .runner import AudioInput, PipelineConfig, build_pipeline, load_models
+from .runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
 from .scenarios import FESTIVAL_META, USER_VOICES, Scenario, build_scenarios
 
 CONFIGS = {
@@ -401,7 +401,7 @@ def run(cfg: BenchConfig) -> dict:
     scen = bench_scenarios(cfg)
     base_cfg = pipeline_config(cfg, "streaming-semantic")
     base = load_models(base_cfg)  # every model once, the detector included
-    detectors: dict[tuple, object] = {}
+    detectors: dict[tuple, tuple] = {}  # detector names -> (detector, name) of the configs that pick their own
     policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
     llms = {base.llm.name: base.llm}
     jobs = [(c, s) for c in cfg.configs for s in scen
@@ -418,12 +418,12 @@ def run(cfg: BenchConfig) -> dict:
         models = dataclasses.replace(base, llm=llms[key], detector=base.detector if pc.turn == "semantic" else None)
         if pc.turn == "semantic" and pc.detectors != base_cfg.detectors:  # e.g. the peer: loaded once, on first use
             if pc.detectors not in detectors:
-                detectors[pc.detectors] = load_models(pc, llm=llms[key])
-                if detectors[pc.detectors].detector_name not in pc.detectors:
+                detectors[pc.detectors] = load_turn_detector(pc.detectors)
+                if detectors[pc.detectors][1] not in pc.detectors:
                     raise RuntimeError(f"{name}: none of {pc.detectors} could be built (see the warning above); "
                                        "for smart-turn install pipecat-ai --no-deps (make setup does)")
-            peer = detectors[pc.detectors]
-            models = dataclasses.replace(models, detector=peer.detector, detector_name=peer.detector_name)
+            det, det_name = detectors[pc.detectors]
+            models = dataclasses.replace(models, detector=det, detector_name=det_name)
         res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))
         with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
             fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))

@@ -168,15 +168,25 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
                  max_new_tokens=2)  # the first call pays the graph warm-up; the system prompt stays cached
     det, det_name = (None, "vad-only")
     if cfg.turn == "semantic":
-        det, det_name = detector if detector is not None else make_turn_detector(cfg.detectors)
-        if det_name == "vad-only":
-            det = None
-        else:  # the first forward pass builds the graph (seconds): pay it now, not in the first silence
-            from vad_turn.core.schema import Word
-
-            warm_audio = np.zeros(SAMPLE_RATE_HZ, np.float32) if getattr(det, "needs_audio", False) else None
-            det.predict(warm_audio, (Word("hello", 0.0, 0.3),), (), 0.2)
+        det, det_name = load_turn_detector(cfg.detectors) if detector is None else warm_detector(*detector)
     return Models(cfg.vad, make_stt(cfg.stt), llm, det, det_name, voice)
+
+
+def warm_detector(det, det_name: str) -> tuple[object | None, str]:
+    """(detector, name) ready for the first silence: None for vad-only; otherwise its first forward pass (which
+    builds the graph, seconds) is paid now, not in the first silence."""
+    if det_name == "vad-only":
+        return None, det_name
+    from vad_turn.core.schema import Word
+
+    warm_audio = np.zeros(SAMPLE_RATE_HZ, np.float32) if getattr(det, "needs_audio", False) else None
+    det.predict(warm_audio, (Word("hello", 0.0, 0.3),), (), 0.2)
+    return det, det_name
+
+
+def load_turn_detector(names) -> tuple[object | None, str]:
+    """`make_turn_detector(names)`, warmed (`warm_detector`)."""
+    return warm_detector(*make_turn_detector(names))
 
 
 def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = None, *, observers=()) -> Pipeline:

@@ -487,7 +487,8 @@ def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, m
     under runs/cache/getgoing-small, read in place, and offers caller turns with the log's transcript; some
     hold a real pause inside the turn. (The first three test calls have no caller line: too few calls gave
     no samples at all.)"""
-    from pipeline.demo.samples import N_GETGOING_SAMPLES, ensure_getgoing_build, getgoing_samples, small_getgoing_root
+    from pipeline.demo.samples import N_GETGOING_SAMPLES, getgoing_samples
+    from pipeline.getgoing_scenarios import ensure_getgoing_build, small_getgoing_root
 
     require_data("getgoing", "calls")
     monkeypatch.setenv("VAD_TURN_BUILT_ROOT", str(tmp_path / "no-build"))

@@ -342,7 +342,7 @@ def prepare_callers() -> None:
     from the data root (once: 16 calls in ~17 s here); without the data root the page says how to get them."""
     from vad_turn.core.config import default_data_root
 
-    from .samples import ensure_getgoing_build
+    from ..getgoing_scenarios import ensure_getgoing_build
 
     if not (default_data_root() / "getgoing" / "calls").is_dir():
         print(f"no GetGoing calls under {default_data_root()}: the real-caller samples are off", flush=True)

@@ -31,12 +31,7 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, load_audio
 from vad_turn.core.config import default_data_root
 
-from ..getgoing_scenarios import (  # noqa: F401 - the demo's real callers come from the bench's set
-    SMALL_BUILD_CALLS,
-    ensure_getgoing_build,
-    getgoing_built_root,
-    small_getgoing_root,
-)
+from ..getgoing_scenarios import getgoing_built_root
 from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 
 SAMPLES = ("hesitation", "barge-in", "backchannel")
