@@ -10,17 +10,14 @@ import pandas as pd
 import pytest
 from conftest import require_data
 
+from vad_turn.data.corpora.agent_text import READERS, Dialogue, detokenize, sample_turns
 from vad_turn.harness.agent_text import (
-    READERS,
     AgentTextConfig,
-    Dialogue,
     auc,
     corpus_metrics,
-    detokenize,
     end_threshold,
     false_end_rate,
     run,
-    sample_turns,
     turn_cut_rate,
     turn_queries,
 )

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import require_data
-from vad_turn.harness.agent_text import READERS, sample_turns, turn_words
-from vad_turn.lexical.agent_items import (TRAIN_SPLITS, VAL_SPLITS, agent_items, agent_turn_item, timed_words,
-                                          word_durations_s)
+from vad_turn.data.corpora.agent_text import (READERS, TRAIN_SPLITS, VAL_SPLITS, sample_turns, timed_words,
+                                             turn_words, word_durations_s)
+from vad_turn.lexical.agent_items import agent_items, agent_turn_item
 from vad_turn.lexical.runtime import SHIPPED_LEXICAL_DIR, LexicalTokenizer
 
 TOKENIZER = SHIPPED_LEXICAL_DIR / "tokenizer.json"

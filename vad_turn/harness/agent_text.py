@@ -32,14 +32,12 @@ zero-shot LM scores all prefixes of a turn in one forward pass (`ZeroShotDetecto
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import re
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -49,7 +47,9 @@ import pandas as pd
 
 from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root, require_range
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
-from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, Message, Word, normalize_text, normalize_word
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, Message, Word, normalize_text
+
+from vad_turn.data.corpora.agent_text import READERS, Dialogue, sample_turns, turn_words
 
 from .detectors import Query, make_detector, predict_many
 from .metrics import roc_auc
@@ -58,8 +58,6 @@ CORPORA = ("dstc2", "slurp", "multiwoz", "sgd")
 SPLIT_NAMES = {"test": {c: "test" for c in CORPORA}, "dev": {"dstc2": "val", "slurp": "devel", "multiwoz": "val",
                                                               "sgd": "dev"}}
 VARIANTS = ("asr", "punctuated")
-DSTC2_TAGS = frozenset({"sil", "noise", "unintelligible", "breath", "cough", "laugh", "sigh", "static", "tv_noise",
-                        "background_speech"})
 RECALLS = (0.95, 0.99)
 DEFINITIONS = """Per corpus, over every scored prefix (label 1: the whole user turn, 0: a shorter prefix).
 auc: ROC AUC of p_eot, whole turns vs shorter prefixes (None with one class).
@@ -69,87 +67,7 @@ cut@R: share of turns of >= 2 words with at least one shorter prefix at p_eot >=
 worst: the highest-scored shorter prefixes, distinct texts."""
 
 
-# ----------------------------------------------------------------------------- corpora
-
-
-@dataclass(frozen=True)
-class Dialogue:
-    """One dialogue: turns (role "user" | "assistant", text as written, never empty), oldest first."""
-
-    corpus: str
-    dialogue_id: str
-    split: str
-    turns: tuple[tuple[str, str], ...]
-
-
-def _dialogue(corpus: str, dialogue_id: str, split: str, turns) -> Dialogue:
-    """A Dialogue of (role, text) pairs, whitespace collapsed, empty turns dropped (SGD has two empty system turns)."""
-    return Dialogue(corpus, dialogue_id, split, tuple((r, " ".join(t.split())) for r, t in turns if t.strip()))
-
-
-def read_dstc2(root: Path, split: str = "test") -> list[Dialogue]:
-    """DSTC2 (dstc2/data.json.zip; splits train / val / test): user text = the human transcription
-    without its DSTC2_TAGS (user turns left empty are dropped)."""
-    with zipfile.ZipFile(Path(root) / "dstc2" / "data.json.zip") as z:
-        data = json.loads(z.read("data.json"))
-    out = []
-    for d in data:
-        if d["data_split"] != split:
-            continue
-        turns = [("user", " ".join(w for w in t["utterance"].split() if w.lower() not in DSTC2_TAGS))
-                 if t["speaker"] == "user" else ("assistant", t["utterance"]) for t in d["turns"]]
-        out.append(_dialogue("dstc2", d["dialogue_id"], split, turns))
-    return out
-
-
-def read_slurp(root: Path, split: str = "test") -> list[Dialogue]:
-    """SLURP (slurp/{devel,test}.jsonl.gz): one single-turn dialogue per utterance, id "slurp-<slurp_id>"."""
-    with gzip.open(Path(root) / "slurp" / f"{split}.jsonl.gz", "rt") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [_dialogue("slurp", f"slurp-{r['slurp_id']}", split, [("user", r["sentence"])]) for r in rows]
-
-
-def detokenize(text: str) -> str:
-    """MultiWOZ's tokenised text back to typed text: "I 'm here ." -> "I'm here."."""
-    text = " ".join(text.split())
-    text = re.sub(r" ([.,!?;:%)])", r"\1", text)
-    text = re.sub(r"\( ", "(", text)
-    return re.sub(r" (n't|'s|'m|'re|'ve|'ll|'d)\b", r"\1", text, flags=re.I)
-
-
-def read_multiwoz(root: Path, split: str = "test") -> list[Dialogue]:
-    """MultiWOZ (multiwoz/{val,test}.json.zip): `log` alternates user / system, user first; detokenised."""
-    with zipfile.ZipFile(Path(root) / "multiwoz" / f"{split}.json.zip") as z:
-        data = json.loads(z.read(f"{split}.json"))
-    return [_dialogue("multiwoz", k, split, [("user" if i % 2 == 0 else "assistant", detokenize(t["text"]))
-                                             for i, t in enumerate(v["log"])]) for k, v in data.items()]
-
-
-def read_sgd(root: Path, split: str = "test") -> list[Dialogue]:
-    """SGD (sgd/{train,dev,test}.jsonl.gz, reduced to {dialogue_id, services, turns: [{speaker, utterance}]})."""
-    with gzip.open(Path(root) / "sgd" / f"{split}.jsonl.gz", "rt") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [_dialogue("sgd", r["dialogue_id"], split, [("user" if t["speaker"] == "USER" else "assistant",
-                                                       t["utterance"]) for t in r["turns"]]) for r in rows]
-
-
-READERS = {"dstc2": read_dstc2, "slurp": read_slurp, "multiwoz": read_multiwoz, "sgd": read_sgd}
-
-
 # ----------------------------------------------------------------------------- prefixes
-
-
-def turn_words(text: str) -> list[tuple[str, str]]:
-    """(as written, normalised) per word of a turn; tokens that normalise to nothing ("-", "&") join the
-    word before them (or are dropped at the start)."""
-    out: list[list[str]] = []
-    for tok in text.split():
-        norm = normalize_word(tok)
-        if norm:
-            out.append([tok, norm])
-        elif out:
-            out[-1][0] += " " + tok
-    return [(a, b) for a, b in out]
 
 
 def strip_final_punct(word: str) -> str:
@@ -190,16 +108,6 @@ def turn_queries(dialogue: Dialogue, turn_index: int, variant: str, *, word_s: f
     labels[-1:] = 1
     context = next((m.content for m in reversed(messages) if m.role == "assistant"), "")
     return TurnQueries(f"{dialogue.dialogue_id}#{turn_index}", tuple(texts), tuple(queries), labels, context)
-
-
-def sample_turns(dialogues: Sequence[Dialogue], max_turns: int | None, seed: int) -> list[tuple[int, int]]:
-    """(dialogue index, turn index) of the user turns with >= 1 word; a seeded sample of `max_turns`."""
-    turns = [(i, j) for i, d in enumerate(dialogues) for j, (r, t) in enumerate(d.turns)
-             if r == "user" and turn_words(t)]
-    if max_turns is not None and max_turns < len(turns):
-        pick = np.random.default_rng(seed).choice(len(turns), size=max_turns, replace=False)
-        turns = [turns[i] for i in sorted(pick.tolist())]
-    return turns
 
 
 # ----------------------------------------------------------------------------- metrics

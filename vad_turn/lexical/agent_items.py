@@ -19,32 +19,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
-from vad_turn.core.schema import Word
-from vad_turn.harness.agent_text import READERS, Dialogue, sample_turns, turn_queries
+from vad_turn.data.corpora.agent_text import READERS, Dialogue, sample_turns, timed_words
+from vad_turn.harness.agent_text import turn_queries
 
 from .inputs import CONTEXT_MAX_TOKENS, context_text, timing_features
 from .runtime import LexicalTokenizer
-
-# corpus -> split (SLURP ships no train split and MultiWOZ here only val / test: their non-test split trains)
-TRAIN_SPLITS = {"dstc2": "train", "sgd": "train", "multiwoz": "val", "slurp": "devel"}
-VAL_SPLITS = {"dstc2": "val", "sgd": "dev"}
-
-
-def word_durations_s(words: Sequence[str], rng: np.random.Generator) -> np.ndarray:
-    """A plausible spoken duration per word: 0.1 s + 55 ms per character, x lognormal(0, 0.2), in [0.12, 0.9] s."""
-    base = np.array([0.1 + 0.055 * len(w) for w in words], dtype=np.float64)
-    return np.clip(base * rng.lognormal(0.0, 0.2, size=len(words)), 0.12, 0.9)
-
-
-def timed_words(words: Sequence[str], rng: np.random.Generator) -> tuple[Word, ...]:
-    """`words` back to back from t = 0 with `word_durations_s`."""
-    ends = np.cumsum(word_durations_s(words, rng))
-    starts = np.concatenate([[0.0], ends[:-1]])
-    return tuple(Word(w, float(s), float(e)) for w, s, e in zip(words, starts, ends))
 
 
 SPOKEN_FILLERS = ("um", "uh")

@@ -204,7 +204,9 @@ def run(cfg: LexicalConfig) -> dict:
         n_extra[f"n_{name}_train_items"], n_extra[f"n_{name}_val_turns"] = len(x_train[0]), len(x_val[0])
     extra_counts, n_agent = None, {}
     if cfg.agent_text_turns != 0:  # requests to task agents, every word boundary an example
-        from .agent_items import TRAIN_SPLITS, VAL_SPLITS, agent_items, token_counts
+        from vad_turn.data.corpora.agent_text import TRAIN_SPLITS, VAL_SPLITS
+
+        from .agent_items import agent_items, token_counts
 
         a_train = agent_items(cfg.agent_text_root, TRAIN_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_turns,
                               seed=cfg.seed, transcript_lag_s=lag, balance=cfg.agent_text_balance,
