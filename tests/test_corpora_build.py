@@ -20,7 +20,9 @@ def fixture_root(tmp_path_factory):
 
 
 def test_build_writes_counts_skips_and_forces(fixture_root, tmp_path, capsys):
-    cfg = BuildConfig(data_root=fixture_root, out_root=tmp_path / "built")
+    # the fixture has no agent_text: agent-holds is built from the real corpora in test_pause_model.py
+    cfg = BuildConfig(data_root=fixture_root, out_root=tmp_path / "built",
+                      corpora=tuple(c for c in BuildConfig().corpora if c != "agent-holds"))
     infos = run(cfg)
     assert infos["switchboard"]["counts"] == {
         "train": {"turns": 4, "holds": 3, "ends": 4, "holds_0.2-5s": 3},

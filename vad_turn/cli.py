@@ -12,6 +12,8 @@ from vad_turn.core.cli import dispatch
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "build-data": ("vad_turn.data.build", "BuildConfig", "run", "build turn-span datasets from the original corpora"),
     "build-getgoing": ("vad_turn.data.corpora.getgoing_build", "GetGoingConfig", "run", "build GetGoing turn spans (VAD + ASR + log alignment)"),
+    "fit-pause-model": ("vad_turn.data.pause_model", "FitPauseConfig", "run",
+                        "fit where speakers pause inside a turn on real holds (GetGoing + Switchboard) into the agent-holds recipe"),
     "render": ("vad_turn.data.render", "RenderConfig", "run", "synthesize real turns with several TTS voices"),
     "vad-eval": ("vad_turn.vad.evaluate", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
     "evaluate": ("vad_turn.harness.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),

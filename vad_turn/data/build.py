@@ -11,6 +11,7 @@ code) is skipped unless `--force`. Load a build with `load_built(corpus, split)`
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from vad_turn.core.config import config_to_dict, default_built_root, default_dat
 from vad_turn.core.runs import atomic_write_json, git_commit
 from vad_turn.data.corpora.turns import span_counts
 
-from .corpora import CORPORA, RECIPES_DIR, VARIANTS, CorpusError, corpus_builder, load_recipe
+from .corpora import CORPORA, RECIPES_DIR, VARIANTS, CorpusError, builder_module, corpus_builder, load_recipe
 from .dataset import build_info, built_and_current, load_turns, write_turns
 
 KEEP_RANGE_S = (0.2, 5.0)
@@ -48,7 +49,10 @@ def recipe_hash(corpus: str, recipe: dict, cfg: BuildConfig) -> str:
     h.update(json.dumps({"min_silence_s": cfg.min_silence_s, "max_conversations": cfg.max_conversations}).encode())
     here = Path(__file__).resolve().parent
     builder = recipe.get("builder", corpus)
-    for p in [here / "corpora" / s for s in _SOURCES] + [here / "corpora" / f"{builder}.py", Path(schema_module.__file__)]:
+    module = builder_module(builder)
+    extra = getattr(importlib.import_module(f"vad_turn.data.corpora.{module}"), "EXTRA_SOURCES", ())
+    for p in ([here / "corpora" / s for s in _SOURCES] + [here / "corpora" / f"{module}.py", Path(schema_module.__file__)]
+              + [here / s for s in extra]):
         h.update(p.read_bytes())
     return h.hexdigest()
 

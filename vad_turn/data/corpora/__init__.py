@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 from vad_turn.core.config import REPO_ROOT
 
 RECIPES_DIR = REPO_ROOT / "data" / "recipes"
-CORPORA = ("switchboard", "sbcsae", "ami")  # the builder modules
+CORPORA = ("switchboard", "sbcsae", "ami", "agent-holds")  # the builder modules ("-" -> "_" in the module name)
 # Recipe variants: a recipe `<name>.json` with `"builder": "<corpus>"` builds `<name>` with that
 # corpus's builder and its own parameters (e.g. switchboard-wordrule: one backchannel rule everywhere).
 VARIANTS = ("switchboard-wordrule",)
@@ -41,13 +41,18 @@ def load_recipe(corpus: str, recipes_dir: Path = RECIPES_DIR) -> dict:
     return json.loads(path.read_text())
 
 
+def builder_module(corpus: str) -> str:
+    """The module name of a corpus's builder (agent-holds -> agent_holds)."""
+    return corpus.replace("-", "_")
+
+
 def corpus_builder(corpus: str) -> Callable:
     """The `build` function of a corpus module (imported on demand)."""
     import importlib
 
     if corpus not in CORPORA:
         raise CorpusError(f"unknown corpus {corpus!r} (known: {', '.join(CORPORA)})")
-    return importlib.import_module(f"{__name__}.{corpus}").build
+    return importlib.import_module(f"{__name__}.{builder_module(corpus)}").build
 
 
 def require_file(data_root: Path, rel: str) -> Path:
