@@ -93,6 +93,14 @@ reproduce: setup
 	@# 600 rendered Switchboard train turns for the acoustic model and the fusion (dev/test turns are the same
 	@# at any cap); the turn model v2 trained on these beside real GetGoing and AMI audio.
 	.venv/bin/vad-turn render --max-turns switchboard:train=600 switchboard:dev=300 'sbcsae:*=300'
+	@# Whole-turn renders (one utterance per turn, cut at its holds: holds keep continuation intonation) of
+	@# Switchboard and of agent-text turns with simulated holds from the pause model fitted on GetGoing +
+	@# Switchboard train (data/README.md "agent-holds"; the fitted model is in data/recipes/agent-holds.json).
+	.venv/bin/vad-turn fit-pause-model
+	.venv/bin/vad-turn build-data --corpora agent-holds
+	.venv/bin/vad-turn render --corpora switchboard --whole-turn --splits train dev --max-turns switchboard:train=600 switchboard:dev=300
+	.venv/bin/vad-turn render --corpora agent-holds --whole-turn --splits train dev --max-turns agent-holds:train=600 agent-holds:dev=200
+	$(PY) benchmarks/final_f0_slope.py --sets switchboard-rendered:dev:clean switchboard-rendered-utt:dev:clean agent-holds-rendered-utt:dev:clean getgoing:dev --max-turns 300 --json runs/final-f0-slope-agent-holds.json
 	.venv/bin/vad-turn vad-eval
 	.venv/bin/vad-turn headline
 	.venv/bin/prosody run

@@ -131,6 +131,8 @@ def test_group_weights_resample_whole_conversations():
     assert (group_weights(groups, 50, 1) == w).all()  # seeded
     assert conversation_of("032019b319fca2ab2df3f4c60d194721-000-caller") == "032019b319fca2ab2df3f4c60d194721"
     assert conversation_of("sw4637-0000-B") == "sw4637"
+    assert conversation_of("agent-holds:sgd:1_00012#4+8k") == conversation_of("agent-holds:sgd:1_00012#2") == \
+        "agent-holds:sgd:1_00012"
 
 
 def test_a_detector_identical_to_vad_only_has_ratio_1_with_an_interval_at_1():

@@ -376,5 +376,6 @@ def paired_auc_bootstrap(p_a: np.ndarray, p_b: np.ndarray, label: np.ndarray, si
         r = np.concatenate([idx[keys[k]] for k in rng.integers(0, len(keys), len(keys))])
         d_auc.append(roc_auc_score(y[r], p_a[r]) - roc_auc_score(y[r], p_b[r]))
         d_ss.append(same_silence_auc(p_a[r], sil[r], y[r]) - same_silence_auc(p_b[r], sil[r], y[r]))
-    return {k: [float(np.mean(v)), float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+    # a resample that draws no hold at all has no same-silence AUC (nan): the interval is over the others
+    return {k: [float(np.nanmean(v)), float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]
             for k, v in (("auc_diff", d_auc), ("same_silence_auc_diff", d_ss))}

@@ -26,8 +26,12 @@ from . import metrics as M
 def conversation_of(turn_id: str) -> str:
     """A turn id's conversation: its prefix up to the first '-' ('sw4637-0000-B' -> 'sw4637', AMI
     'trn00-0000-X' -> 'trn00', GetGoing '<call uuid>-000-caller' -> the call uuid). Used when the
-    dataset's `conversation` column is not at hand."""
-    return str(turn_id).split("-", 1)[0]
+    dataset's `conversation` column is not at hand. Ids of the form '<corpus>:<dialogue>#<turn>' (agent-text,
+    agent-holds, renders of them with a '+8k' suffix) give '<corpus>:<dialogue>'."""
+    turn_id = str(turn_id)
+    if "#" in turn_id:
+        return turn_id.rsplit("#", 1)[0]
+    return turn_id.split("-", 1)[0]
 
 
 def policy_grid(thresholds, action_delays_s, timeouts_s) -> np.ndarray:
