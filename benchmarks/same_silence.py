@@ -16,7 +16,6 @@ the queries both scored (`vad_turn.harness.metrics.paired_auc_bootstrap`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
