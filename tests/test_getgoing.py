@@ -345,7 +345,10 @@ def test_build_two_real_calls(data_root, tmp_path, capsys):
         assert row["words"][0]["start"] >= 1.0 - 1e-6  # 1 s of audio before the turn's first speech
         assert row["messages"] and row["messages"][-1]["role"] == "assistant"  # the prompt just before
     um = rows["2b7fe1873ca02362485fee19d50b8639-000-caller"]
-    assert um["pause_context"][0] == "filler" and len(um["silence_spans"]) == 2
+    # Whisper tiny.en int8 hears "Um," on CPUs with VNNI and "of" on an AVX2-only AMD EPYC (int8 kernels
+    # differ); the hold after it is the VAD's either way
+    assert [w["word"].lower().strip(",.") for w in um["words"]][0] in ("um", "of") and len(um["silence_spans"]) == 2
+    assert um["pause_context"][0] == ("filler" if um["words"][0]["word"].lower().startswith("um") else "none")
     hold = um["silence_spans"][0]
     assert hold["end"] - hold["start"] == pytest.approx(0.64, abs=0.07)  # VAD: "Um," ... "transit directions"
     assert um["silence_spans"][-1]["end"] - um["silence_spans"][-1]["start"] == pytest.approx(2.0)
