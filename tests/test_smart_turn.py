@@ -96,9 +96,12 @@ def test_complete_turn_scores_above_a_mid_phrase_cut(det, jfk):
     p_mid = det.predict(np.concatenate([jfk[:_s(9.0)], silence]), (), (), 0.6)
     p_end_room = det.predict(jfk[:_s(10.9)], (), (), 0.6)  # the recording's own 0.6 s after the last word
     p_mid_speaking = det.predict(jfk[:_s(9.0)], (), (), 0.0)
-    # measured 0.914, 0.072, 0.957 and 0.019
-    assert p_end > 0.75 and p_end_room > 0.75, (p_end, p_end_room)
+    # measured 0.914, 0.072, 0.957 and 0.019 on a CPU with VNNI; on an AVX2-only AMD EPYC p_end was 0.679 and
+    # p_end_room 0.834 (the peer ships an int8 graph; int8 kernels differ by CPU). Its own threshold
+    # is 0.5 (Pipecat), so the decisions are the same on both.
+    assert p_end > 0.6 and p_end_room > 0.75, (p_end, p_end_room)
     assert p_mid < 0.25 and p_mid_speaking < 0.25, (p_mid, p_mid_speaking)
+    assert p_end - p_mid > 0.4, (p_end, p_mid)
 
 
 def _jfk_turns(jfk) -> list[TurnRecord]:
