@@ -277,17 +277,22 @@ def pause_context_of(word: str | None) -> str:
     return "none"
 
 
-def pause_contexts(words: Sequence[Word], spans: Sequence[Span]) -> list[str]:
-    """One pause-context tag per span: the tag of the last word that ended at or before it."""
-    out = []
+def words_before_spans(words: Sequence[Word], spans: Sequence[Span]) -> list[int | None]:
+    """Per span (in time order): the index of the last word that ended at or before its start, else None."""
+    out: list[int | None] = []
     i = 0
-    last: str | None = None
+    last: int | None = None
     for s in spans:
         while i < len(words) and words[i].end <= s.start + 1e-6:
-            last = words[i].word
+            last = i
             i += 1
-        out.append(pause_context_of(last))
+        out.append(last)
     return out
+
+
+def pause_contexts(words: Sequence[Word], spans: Sequence[Span]) -> list[str]:
+    """One pause-context tag per span: the tag of the last word that ended at or before it."""
+    return [pause_context_of(None if k is None else words[k].word) for k in words_before_spans(words, spans)]
 
 
 def turn_length_bin(n_words: int) -> str:

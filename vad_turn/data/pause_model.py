@@ -9,7 +9,7 @@ the turn (`position_bin`: early / middle / late third). Hold durations are log-n
 alone when the target's transcripts hold none: an ASR that drops fillers observed nothing).
 
 Two kinds of source: a *target* (GetGoing train: real callers talking to a machine, the speech the
-model is for, but few holds: ~4% of its turns have one) and a *prior* (Switchboard train:
+model is for, but few holds: 6.6% of its train turns have one) and a *prior* (Switchboard train:
 human-to-human, many holds). The prior gives the shape across cells, rescaled to the target's overall
 hold rate; the target's own counts override it where they are many (`prior_strength` pseudo-boundaries
 per cell, `prior_strength_duration` pseudo-holds per class). The fitted model keeps every count it came
@@ -30,7 +30,7 @@ import numpy as np
 
 from vad_turn.core.config import REPO_ROOT, default_built_root
 from vad_turn.core.runs import atomic_write_text
-from vad_turn.core.schema import CONJUNCTIONS, FILLERS, normalize_word, row_spans, row_words
+from vad_turn.core.schema import FILLERS, normalize_word, pause_context_of, row_spans, row_words, words_before_spans
 
 WORD_CLASSES = ("filler", "conjunction", "preposition", "determiner", "content")
 POSITIONS = ("early", "middle", "late")
@@ -49,11 +49,10 @@ RECIPE_PATH = REPO_ROOT / "data" / "recipes" / "agent-holds.json"
 def word_class(word: str) -> str:
     """The pause-model class of a word (after `normalize_word`): filler > conjunction > preposition >
     determiner > content (the first that applies; "that" is a conjunction, "like" too)."""
+    tag = pause_context_of(word)  # the schema's slice tag: "filler", "conjunction" or "none"
+    if tag != "none":
+        return tag
     w = normalize_word(word)
-    if w in FILLERS:
-        return "filler"
-    if w in CONJUNCTIONS:
-        return "conjunction"
     if w in PREPOSITIONS:
         return "preposition"
     if w in DETERMINERS:
@@ -77,10 +76,11 @@ def _cells() -> dict[str, dict[str, int]]:
 def hold_after(words, spans) -> list[float | None]:
     """Per word boundary k (after words[k], k < n - 1): the duration (s) of the hold there, else None.
 
-    A hold belongs to the boundary whose gap holds its start (the last word ending at or before it)."""
+    A hold belongs to the boundary whose gap holds its start (the last word ending at or before it, as the
+    schema's pause_context tags it)."""
     out: list[float | None] = [None] * max(0, len(words) - 1)
-    for h in spans[:-1]:
-        k = max((i for i, w in enumerate(words) if w.end <= h.start + 1e-6), default=None)
+    holds = spans[:-1]
+    for h, k in zip(holds, words_before_spans(words, holds)):
         if k is not None and k < len(words) - 1:
             out[k] = (out[k] or 0.0) + float(h.end - h.start)
     return out

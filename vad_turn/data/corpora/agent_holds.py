@@ -11,15 +11,17 @@ duration from the class's log-normal. Word times are seeded durations from each 
 at the holds, so the pieces keep the sentence's intonation.
 
 **The holds are simulated, not observed**: this set trains models; real sets (GetGoing, AMI,
-Switchboard) judge them. `hold_scale` > 1 makes holds more frequent than the fitted rate (GetGoing's
-callers pause inside ~4% of turns) so a model sees enough of them; where they fall (after which
-words, how long) stays the fitted distribution. build_info's notes give the realised rates.
+Switchboard) judge them. `hold_scale` > 1 makes holds more frequent than the fitted rate per word boundary
+(GetGoing's callers pause inside 6.6% of their short turns; at 1.0, 31% of the longer agent-text turns get
+a hold); where they fall (after which words, how long) stays the fitted distribution. build_info's notes
+give the realised rates.
 
 Splits: train from `agent_text.TRAIN_SPLITS`, dev from `agent_text.VAL_SPLITS`; the test splits that
 `vad-turn agent-text` reports on are never read.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +72,7 @@ def build(data_root: Path, recipe: dict, *, max_conversations: int | None = None
         raise CorpusError("agent-holds recipe has no pause_model: fit one with `vad-turn fit-pause-model`")
     model = PauseModel.from_json(recipe["pause_model"])
     if model.min_hold_s < min_silence_s:
-        model = PauseModel(**{**model.__dict__, "min_hold_s": min_silence_s})
+        model = dataclasses.replace(model, min_hold_s=min_silence_s)
     seed, hold_scale = int(recipe.get("seed", 0)), float(recipe.get("hold_scale", 1.0))
     filler_scale, end_span_s = float(recipe.get("filler_scale", 1.0)), float(recipe.get("end_span_s", 5.0))
     lo, hi = int(recipe.get("min_words", 1)), int(recipe.get("max_words", 40))
