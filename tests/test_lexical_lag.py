@@ -16,7 +16,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vad_turn.core.schema import Message, TurnRecord, Word, silence_spans_from_words  # noqa: E402
+from vad_turn.core.schema import (  # noqa: E402
+    DEFAULT_TRANSCRIPT_LAG_S,
+    Message,
+    TurnRecord,
+    Word,
+    silence_spans_from_words,
+)
 from vad_turn.harness.evaluate import EvalConfig, evaluate_detector  # noqa: E402
 from vad_turn.lexical.runtime import (
     DEFAULT_MODEL_DIR,
@@ -122,9 +128,10 @@ def test_lag_round_trips_and_old_folders_read_as_half_a_second(lag02_dir, tmp_pa
     del meta["transcript_lag_s"]
     (old / "lexical.json").write_text(json.dumps(meta))
     assert LexicalModel(old).transcript_lag_s == 0.5
-    shipped = DEFAULT_MODEL_DIR / "lexical.json"
-    if shipped.exists() and "transcript_lag_s" not in json.loads(shipped.read_text()):
-        assert LexicalModel(DEFAULT_MODEL_DIR).transcript_lag_s == 0.5  # trained at the harness default
+    # the shipped model states the lag it was trained with, and it is the harness default its queries use
+    shipped = json.loads((DEFAULT_MODEL_DIR / "lexical.json").read_text())
+    assert shipped["transcript_lag_s"] == pytest.approx(DEFAULT_TRANSCRIPT_LAG_S)
+    assert LexicalModel(DEFAULT_MODEL_DIR).transcript_lag_s == pytest.approx(DEFAULT_TRANSCRIPT_LAG_S)
 
 
 def test_mismatched_lag_warns_or_refuses(lag02_dir):

