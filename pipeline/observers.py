@@ -7,6 +7,11 @@ Transcript before the decision), eot (the confirming EndOfTurn), eot_tentative (
 first_token (LLMToken), first_text (AgentText), first_tts (TTSAudio), first_played
 (AgentSpeaking start), decided (when the policy fired; the EndOfTurn waits for the final
 transcript, which in the batch cascade comes later), interrupt (its time and reason), stopped (AgentSpeaking stop, reason).
+How late the machine was, in the audio's own time (given the pipeline's clock, `bind_clock`): audio_offset_s,
+the largest (clock time the VAD handed an `AudioIn` on - the frame's end stream time) from the previous
+decision to this one (the audio the decision judged; after it, the wall clock times the reply), and answer_offset_s, the turn processor's largest (clock time a
+detector answer arrived - stream time of the audio it judged); less the clock time of stream time 0 each is
+a lag (`bench.stream_lags`).
 Latencies are differences of these; the scenario player adds the ground truth (when the user
 really stopped speaking) to turn them into end-to-end figures.
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .frames import (AgentSpeaking, AgentText, EndOfTurn, Frame, Interrupt, LLMToken, ResumeOutput, Transcript,
+from .frames import (AgentSpeaking, AgentText, AudioIn, EndOfTurn, Frame, Interrupt, LLMToken, ResumeOutput, Transcript,
                      TTSAudio, UserStartedSpeaking, UserStoppedSpeaking)
 
 
@@ -39,6 +44,8 @@ class ResponseRecord:
     eot_tentative: float | None = None
     decided: float | None = None  # when the policy fired (eot can be later in the cascade: batch STT)
     decided_stream_s: float | None = None  # input stream (media) time at which the policy fired
+    audio_offset_s: float | None = None  # max(clock time the VAD had a frame - its end stream time), see above
+    answer_offset_s: float | None = None  # max(clock time a detector answer arrived - stream time it judged)
     eot_silence_s: float | None = None
     p_eot: float | None = None
     first_token: float | None = None
@@ -67,13 +74,26 @@ class LatencyObserver:
         self.agent_events: list[AgentSpeaking] = []
         self._last_stop: float | None = None
         self._last_final: float | None = None
+        self._clock = None
+        self._audio_offset_s: float | None = None  # since the last decision
+
+    def bind_clock(self, clock) -> None:
+        """The pipeline's clock (`Pipeline` calls this): audio lateness is measured on it."""
+        self._clock = clock
+
+    def _audio_handled(self, frame: AudioIn) -> None:
+        off = self._clock.now() - frame.end_stream_s
+        self._audio_offset_s = off if self._audio_offset_s is None else max(self._audio_offset_s, off)
 
     def rec(self, rid: int) -> ResponseRecord:
         return self.records.setdefault(rid, ResponseRecord(rid))
 
     def on_frame(self, frame: Frame, source: str) -> None:
         t = frame.t_s
-        if isinstance(frame, UserStartedSpeaking):
+        if isinstance(frame, AudioIn):
+            if source == "vad" and self._clock is not None:
+                self._audio_handled(frame)
+        elif isinstance(frame, UserStartedSpeaking):
             self.onsets.append(t)
         elif isinstance(frame, UserStoppedSpeaking):
             if source == "vad":
@@ -90,6 +110,8 @@ class LatencyObserver:
                 r.decided = frame.decided_t_s if frame.decided_t_s is not None else t
                 r.decided_stream_s = frame.decided_stream_t_s if frame.decided_stream_t_s is not None else frame.stream_t_s
                 r.user_stopped, r.stt_final = self._last_stop, self._last_final
+                r.audio_offset_s, r.answer_offset_s = self._audio_offset_s, frame.answer_offset_s
+                self._audio_offset_s = None
         elif isinstance(frame, LLMToken) and source == "llm":
             r = self.rec(frame.response_id)
             r.first_token = r.first_token or t

@@ -10,6 +10,7 @@ would deliver it); `run_audio` runs one file and returns the per-turn records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.config import require_range
+from vad_turn.harness.detectors import default_threshold, semantic_detectors
+from vad_turn.harness.policy import TurnPolicy
 
 from .clock import Clock, WallClock
 from .frames import AudioIn, EndOfStream
@@ -25,16 +28,22 @@ from .observers import FrameLog, LatencyObserver
 from .processors.base import Conversation, Pipeline
 from .processors.llm_proc import LLMProcessor
 from .processors.speech import ClauseAggregator, OutputProcessor, TTSProcessor
-from .processors.turn import TurnPolicy, TurnProcessor
+from .processors.turn import TurnProcessor
 from .processors.vad_stt import STTProcessor, VADProcessor
 
 log = logging.getLogger("pipeline")
 SYSTEM_PROMPT = ("You are a friendly voice assistant on a phone call. Reply in one or two short, natural "
                  "spoken sentences. No lists, no markdown.")
-SEMANTIC_DETECTORS = ("fused", "lexical", "acoustic", "lexical-zeroshot")
-# The zero-shot p(<|im_end|>) is tiny even after complete turns (1e-7..1e-3 on Switchboard-like text, 1e-12..1e-6
-# after "and" / "uh"), so its threshold is on that scale; calibrated detectors use 0.5.
-DEFAULT_THRESHOLDS = {"lexical-zeroshot": 1e-6}
+# the semantic detectors tried in order (each DetectorSpec's pipeline_rank; their default thresholds are theirs too)
+SEMANTIC_DETECTORS = semantic_detectors("pipeline")
+
+
+def default_pipeline_policy() -> TurnPolicy:
+    """The policy an agent runs unless told otherwise: the shipped voice-agent operating point of the project's
+    best detector (`vad_turn.harness.operating_points.default_policy`: evaluated on agent-directed dev data)."""
+    from vad_turn.harness.operating_points import default_policy
+
+    return default_policy()
 
 
 @dataclass(frozen=True)
@@ -43,25 +52,22 @@ class PipelineConfig:
     turn: str = field(default="semantic", metadata={"help": "semantic (detector + policy) or vad (silence only)"})
     detectors: tuple[str, ...] = field(default=SEMANTIC_DETECTORS,
                                        metadata={"help": "semantic detectors to try in order (first registered wins)"})
-    threshold: float | None = field(default=None, metadata={
-        "help": "semantic policy: p_eot threshold ('none': the detector's default in DEFAULT_THRESHOLDS)"})
-    action_delay_s: float = field(default=0.2, metadata={"help": "semantic policy: minimum silence before acting"})
-    timeout_s: float = field(default=1.5, metadata={"help": "semantic policy: end the turn after this silence anyway"})
-    # On by default (issue 15 #2): on 2 cores the LLM's first token (~100 ms with native bf16, ~200 ms without)
-    # kept decision -> first audio at P50 373 / P99 419 ms; started in the silence at p_eot >= threshold / 10
-    # and released at the decision it is 21 / 37 ms, for 3 discarded starts in 11 (pipeline bench, festival
-    # set, streaming-semantic vs streaming-semantic-no-preempt in one run: README "Results at a glance").
-    preemptive_threshold: float | None = field(default=10.0, metadata={
-        "help": "start the LLM (held, not played) when p_eot >= this ('none': off; a value >= 1 means threshold / "
-                "value: the default 10 starts at a tenth of the threshold)"})
-    stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only: silence that ends a turn"})
+    policy: TurnPolicy = field(default_factory=default_pipeline_policy, metadata={
+        "help": "the turn policy (semantic: threshold, action delay, timeout, preemptive start; VAD-only: its stop "
+                "silence); `default_policy()` is the shipped voice-agent operating point", "flatten": True})
     vad: str = field(default="silero", metadata={"help": "VAD for speech start/stop"})
-    stt: str = field(default="pocketsphinx", metadata={"help": "pocketsphinx (streaming) or whisper (tiny.en)"})
+    stt: str = field(default="moonshine", metadata={
+        "help": "STT engine (vad_turn.core.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
+                "its measured word lag in vad_turn/core/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
+                "pocketsphinx-getgoing, whisper, whisper-segment, pocketsphinx+moonshine"})
     llm: str = field(default="local", metadata={"help": "local (SmolLM2) or openai (OpenAI-compatible endpoint)"})
     base_url: str = field(default="", metadata={"help": "openai backend: e.g. http://127.0.0.1:8000/v1"})
     model: str = field(default="", metadata={"help": "openai backend: model name"})
     latency_profile: str = field(default="", metadata={"help": "add a provider's TTFT (llm_wrappers.PROFILES)"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "openai backend: environment variable whose key is sent to base_url (and nowhere else)"})
     fallback_timeout_s: float = field(default=2.0, metadata={"help": "openai backend: fall back to local after"})
+    hedging: bool = field(default=False, metadata={"help": "race two LLM requests, the first token wins"})
     llm_threads: int = field(default=1, metadata={"help": "torch threads for the local LLM"})
     llm_prefix_cache: bool = field(default=True, metadata={
         "help": "local LLM: reuse the KV cache of the common prompt prefix (system prompt + history)"})
@@ -89,25 +95,24 @@ class PipelineConfig:
             raise ValueError(f"mode must be streaming or cascade, got {self.mode!r}")
         if self.turn not in ("semantic", "vad"):
             raise ValueError(f"turn must be semantic or vad, got {self.turn!r}")
-        require_range("threshold", self.threshold, 0.0, 1.0, allow_none=True)
-        require_range("action_delay_s", self.action_delay_s, 0.0, 60.0)
-        require_range("timeout_s", self.timeout_s, self.action_delay_s, 60.0)
-        require_range("stop_silence_s", self.stop_silence_s, 0.0, 60.0, lo_open=True)
-        require_range("preemptive_threshold", self.preemptive_threshold, 0.0, 1e6, lo_open=True, allow_none=True)
+        from vad_turn.harness.detectors import check_detector_spec
+
+        for d in self.detectors:
+            check_detector_spec(d, "--detectors")
         require_range("fallback_timeout_s", self.fallback_timeout_s, 0.0, 600.0, lo_open=True)
         require_range("bridge_after_s", self.bridge_after_s, 0.0, 600.0)
         require_range("llm_bridge_after_s", self.llm_bridge_after_s, 0.0, 600.0, allow_none=True)
         if self.llm_threads < 1 or self.max_new_tokens < 1 or self.first_clause_words < 1:
             raise ValueError("--llm-threads, --max-new-tokens and --first-clause-words must be >= 1")
 
-    def policy(self, detector_name: str = "") -> TurnPolicy:
+    def turn_policy(self, detector_name: str = "") -> TurnPolicy:
+        """The policy the turn processor runs: VAD-only at `policy.stop_silence_s` for turn == "vad", else the
+        semantic policy with the detector's default threshold when none is set; the naive cascade never starts
+        its reply early."""
+        pol = self.policy if self.mode == "streaming" else dataclasses.replace(self.policy, preemptive_fraction=None)
         if self.turn == "vad":
-            return TurnPolicy.vad_only(self.stop_silence_s)
-        thr = self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
-        pre = self.preemptive_threshold if self.mode == "streaming" else None  # the naive cascade waits
-        if pre is not None and pre >= 1.0:  # given as a fraction of the threshold's decade: e.g. 10 -> thr / 10
-            pre = thr / pre
-        return TurnPolicy(thr, self.action_delay_s, self.timeout_s, pre)
+            return pol.vad_only()
+        return pol.resolve(default_threshold(detector_name))
 
 
 def make_turn_detector(names) -> tuple[object, str]:
@@ -139,21 +144,53 @@ class Models:
 
 
 def load_llm_for(cfg: PipelineConfig):
+    """The one LLM factory of the bench, the demo and `pipeline run`: the local model (SmolLM2, `llm_quantize`:
+    bf16 where the CPU has native bf16), or the OpenAI-compatible endpoint with the local model as fallback;
+    `hedging` races two requests (the first token wins); `latency_profile` adds a provider's TTFT. Loaded, with
+    the system prompt prefilled."""
     from vad_turn.core.llm import LocalLLM, OpenAIChatLLM
 
-    from .llm_wrappers import FallbackLLM, LatencyProfileLLM
+    from .llm_wrappers import FallbackLLM, HedgedLLM, LatencyProfileLLM
 
-    local = LocalLLM(n_threads=cfg.llm_threads, prefix_cache=cfg.llm_prefix_cache, quantize=cfg.llm_quantize)
-    llm = local
-    if cfg.llm == "openai":
-        llm = FallbackLLM(OpenAIChatLLM(cfg.base_url, cfg.model), local, first_token_timeout_s=cfg.fallback_timeout_s)
-    elif cfg.llm != "local":
+    def local_model():
+        m = LocalLLM(n_threads=cfg.llm_threads, prefix_cache=cfg.llm_prefix_cache, quantize=cfg.llm_quantize).load()
+        m.warm([{"role": "system", "content": cfg.system_prompt}])  # the first turn prefills only its own tokens
+        return m
+
+    local = local_model()
+    if cfg.llm == "local":
+        llm = HedgedLLM(local, local_model()) if cfg.hedging else local
+    elif cfg.llm == "openai":
+        remote = OpenAIChatLLM(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env)
+        if cfg.hedging:
+            remote = HedgedLLM(remote, OpenAIChatLLM(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env))
+        llm = FallbackLLM(remote, local, first_token_timeout_s=cfg.fallback_timeout_s)
+    else:
         raise ValueError(f"llm must be local or openai, got {cfg.llm!r}")
     if cfg.latency_profile:
         llm = LatencyProfileLLM(llm, cfg.latency_profile)
-    local.load()
-    local.warm([{"role": "system", "content": cfg.system_prompt}])  # the first turn prefills only its own tokens
     return llm
+
+
+def check_transcript_lag(policy: TurnPolicy, stt) -> bool:
+    """Whether the STT delivers the words before a pause no later than the policy's operating point assumed
+    (`policy.transcript_lag_s`, shown to the detector that long after they end; the STT's measured P90 lag of a
+    pause's last word, `vad_turn.core.stt.stt_word_lag`). A later STT is logged: the detector then sees fewer
+    words live than in its evaluation. An earlier word waits: the turn processor shows it only
+    `policy.transcript_lag_s` after it ends, as the harness did."""
+    from vad_turn.core.stt import stt_word_lag
+
+    lag = stt_word_lag(stt.name, missing_ok=True)
+    if lag is None:
+        log.warning("no measured word lag for STT %s: the turn policy assumes words %.2f s after they end",
+                    stt.name, policy.transcript_lag_s)
+        return False
+    p90 = lag.get("segment_end_final_p90_s", lag.get("final_p90_s"))
+    if p90 is not None and p90 > policy.transcript_lag_s + 1e-9:
+        log.warning("STT %s delivers 10%% of the words before a pause more than %.2f s after they end, later than "
+                    "the %.2f s the turn policy was evaluated with", stt.name, p90, policy.transcript_lag_s)
+        return False
+    return True
 
 
 def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None) -> Models:
@@ -169,7 +206,10 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
     det, det_name = (None, "vad-only")
     if cfg.turn == "semantic":
         det, det_name = load_turn_detector(cfg.detectors) if detector is None else warm_detector(*detector)
-    return Models(cfg.vad, make_stt(cfg.stt), llm, det, det_name, voice)
+    stt = make_stt(cfg.stt)
+    if det is not None:
+        check_transcript_lag(cfg.turn_policy(det_name), stt)
+    return Models(cfg.vad, stt, llm, det, det_name, voice)
 
 
 def warm_detector(det, det_name: str) -> tuple[object | None, str]:
@@ -197,8 +237,9 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
     cascade = cfg.mode == "cascade"
     tools = ToolRunner([clock_tool(), calculator_tool()]) if cfg.tools else None
     detector = models.detector if cfg.turn == "semantic" else None
-    policy = cfg.policy(models.detector_name) if detector is not None else TurnPolicy.vad_only(
-        cfg.stop_silence_s if cfg.turn == "vad" else cfg.timeout_s)
+    policy = cfg.turn_policy(models.detector_name)
+    if detector is None and cfg.turn == "semantic":  # no detector could be built: the turn ends at the timeout
+        policy = dataclasses.replace(policy, stop_silence_s=policy.timeout_s).vad_only()
     procs = [
         VADProcessor(make_vad(models.vad_name)),
         STTProcessor(models.stt, batch=cascade),
@@ -226,6 +267,13 @@ class AudioInput:
         self.stream_s = 0.0
         self.start_s = pipeline.clock.now()
         self._zeros = np.zeros(self.n, np.float32)
+
+    def rebase(self) -> None:
+        """Make stream time 0 happen now (before any audio was played: set-up work done after the input was made
+        must not make the first chunks late, fed in a burst to catch up)."""
+        if self.stream_s != 0.0:
+            raise RuntimeError("AudioInput.rebase after audio was played")
+        self.start_s = self.p.clock.now()
 
     def wall(self, stream_s: float) -> float:
         return self.start_s + stream_s

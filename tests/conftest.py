@@ -56,3 +56,33 @@ def require_built(name: str) -> Path:
 def data_root() -> Path:
     """The real corpora (../shared/data or $VAD_TURN_DATA_ROOT); fails when absent (see `require_data`)."""
     return require_data()
+
+
+# Where a live decision may land, from the policy in force (tests of real-time runs share this one definition).
+# The turn processor checks its policy on every audio chunk / VAD frame (32 ms); it counts silence from the VAD's
+# speech edge, which lies within VAD_EDGE_TOL_S of the true speech end (word alignment or the call log); and it
+# emits a decision only once the final transcript is in (stt_final_s after the VAD's stop, which the VAD sends
+# its hangover after that edge).
+POLICY_TICK_S = 0.032
+# the policy acts on the audio tick that sees the silence (or the final transcript): one more 20 ms chunk when
+# the event loop is busy (the final is pushed from the STT's background decode, between two ticks)
+EVENT_LOOP_SLACK_S = 0.04
+VAD_EDGE_TOL_S = 0.1
+
+
+def emitted_silence_bounds(first_s: float, last_s: float, row: dict) -> tuple[float, float]:
+    """[lo, hi] seconds of silence at which a bench row's decision (`eot_silence_s`) may be emitted by a policy
+    that decides between `first_s` (action delay; VAD-only: its stop silence) and `last_s` (timeout) of silence."""
+    import inspect
+
+    from pipeline.processors.vad_stt import VADProcessor
+
+    hangover_s = inspect.signature(VADProcessor).parameters["hangover_s"].default
+    final_s = hangover_s + (row.get("stt_final_s") or 0.0)
+    return first_s - 1e-6, max(last_s, final_s) + POLICY_TICK_S + EVENT_LOOP_SLACK_S
+
+
+def endpoint_bounds(first_s: float, last_s: float) -> tuple[float, float]:
+    """[lo, hi] of a non-cut-off row's `endpoint_s` (decision - true speech end) for a policy deciding between
+    `first_s` and `last_s` seconds of silence."""
+    return first_s - VAD_EDGE_TOL_S, last_s + POLICY_TICK_S + VAD_EDGE_TOL_S

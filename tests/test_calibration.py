@@ -56,11 +56,16 @@ def test_reliability_bins_by_hand():
 
 def test_reliability_diagram_writes_a_png_and_returns_ece(tmp_path):
     z, y = _data(5000, seed=2)
-    p = 1 / (1 + np.exp(-3 * z))
-    eces = reliability_diagram({"raw": (p, y)}, tmp_path / "r.png")
+    sig = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731
+    # by hand (unequal bins, so an unweighted mean over bins would differ): 3/4 of the scores at 0.05 with
+    # label frequency 1/3, 1/4 at 0.95 with frequency 1 -> 0.75 * |1/3 - 0.05| + 0.25 * |1 - 0.95| = 0.225
+    hand = (np.array([0.05, 0.05, 0.05, 0.95]), np.array([0, 1, 0, 1]))
+    eces = reliability_diagram({"hand": hand, "calibrated": (sig(z), y), "overconfident": (sig(3 * z), y)},
+                               tmp_path / "r.png")
     png = (tmp_path / "r.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert eces["raw"] == pytest.approx(expected_calibration_error(p, y))
+    assert eces["hand"] == pytest.approx(0.75 * (1 / 3 - 0.05) + 0.25 * 0.05, abs=1e-12)
+    assert eces["calibrated"] < 0.03 and eces["overconfident"] > 0.08  # labels drawn from sigmoid(z)
 
 
 def test_fit_temperature_refuses_one_class_and_mismatched_lengths():

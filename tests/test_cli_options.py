@@ -19,7 +19,7 @@ BAD = [
     (vad_turn_main, ["evaluate", "--min-hold-s", "1", "--max-hold-s", "0.5"], "--max-hold-s: 0.5 is outside [1.0"),
     (pipeline_main, ["bench", "--threshold", "2"], "--threshold: 2.0 is outside [0.0, 1.0]"),
     (pipeline_main, ["bench", "--action-delay-s", "-1"], "--action-delay-s: -1.0 is outside"),
-    (pipeline_main, ["bench", "--timeout-s", "0.1", "--action-delay-s", "0.2"], "--timeout-s: 0.1 is outside [0.2"),
+    (pipeline_main, ["bench", "--timeout-s", "0.1", "--action-delay-s", "0.2"], "--action-delay-s 0.2 must be <= --timeout-s 0.1"),
     (pipeline_main, ["bench", "--configs"], "--configs needs at least one configuration"),
     (pipeline_main, ["bench", "--configs", "nope"], "--configs: unknown ['nope']"),
     (pipeline_main, ["run", "--stop-silence-s", "nan"], "--stop-silence-s: nan is outside"),
@@ -97,7 +97,8 @@ SCRIPTS = [("vad_turn.fusion.fit", "FitSourceConfig"), ("vad_turn.core.voices", 
            ("benchmarks/f0_vs_praat.py", "F0Config"), ("benchmarks/turn_latency.py", "TurnLatencyConfig"),
            ("benchmarks/stt_word_lag.py", "SttLagConfig"), ("benchmarks/fusion_bootstrap.py", "FusionBootstrapConfig"),
            ("benchmarks/acoustic_latency.py", "LatencyConfig"), ("benchmarks/smart_turn_latency.py", "SmartTurnLatencyConfig"),
-           ("benchmarks/lm_probe.py", "ProbeConfig"), ("benchmarks/demo_pool_memory.py", "PoolMemoryConfig")]
+           ("benchmarks/lm_probe.py", "ProbeConfig"), ("benchmarks/demo_pool_memory.py", "PoolMemoryConfig"),
+           ("pipeline.stt_lag", "SttLagBenchConfig"), ("pipeline.stt_lm", "SttLmConfig")]
 
 
 def _module(name: str):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import require_built
 
+from vad_turn.harness.detectors import DETECTORS
 from vad_turn.harness.metrics import pareto_frontier
 from vad_turn.harness.pareto_plot import find_runs, headline_sets, load_frontiers, plot_frontiers
 
@@ -44,7 +45,8 @@ def test_plotted_points_are_the_pareto_frontier_of_each_sweep(headline):
     points, notes = load_frontiers(headline, [SET], ("vad-only", "smart-turn", "lexical"))
     assert notes == [f"smart-turn: no run on {SET} in {headline}"]
     fig = plot_frontiers(points)
-    lines = {ln.get_label(): ln for ln in fig.axes[0].lines if not ln.get_label().startswith("_")}
+    shown = {DETECTORS[d].display_name: d for d in ("vad-only", "lexical")}  # labelled with the spec's display name
+    lines = {shown[ln.get_label()]: ln for ln in fig.axes[0].lines if not ln.get_label().startswith("_")}
     assert set(lines) == {"vad-only", "lexical"} and fig.axes[0].get_title() == f"{SET} (30 turns)"
     for det in ("vad-only", "lexical"):
         front = _sweep_frontier(headline / f"switchboard-val-{det}", det)

@@ -8,9 +8,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
-from conftest import require_built  # noqa: E402
+from conftest import emitted_silence_bounds, endpoint_bounds, require_built  # noqa: E402
 
-from pipeline.bench import BenchConfig, run  # noqa: E402
+from pipeline.bench import BenchConfig, pipeline_config, run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,20 @@ def test_real_time_run_answers_and_ignores_a_backchannel(tiny_bench):
     conv = [r for r in rows if r["kind"] == "conversation"]
     assert len(conv) == 1 and conv[0]["answered"] and conv[0]["transcript"].strip()
     r = conv[0]
-    # VAD-only: the decision comes stop_silence_s (0.6 s) after the VAD's speech end, plus its hangover/frame lag
-    assert 0.5 <= r["endpoint_s"] <= 1.2
+    # VAD-only decides at the stop silence of the policy in force (the bench's streaming-vad config), counted
+    # from the VAD's speech edge; the agent's first audio comes after that decision (how long after is the
+    # machine's speed: `pipeline bench` measures it, no test budgets it)
+    stop_s = pipeline_config(BenchConfig(), "streaming-vad").turn_policy().stop_silence_s
+    assert r["stop_silence_s"] == stop_s
+    lo, hi = emitted_silence_bounds(stop_s, stop_s, r)
+    assert lo <= r["eot_silence_s"] <= hi, r
+    lo, hi = endpoint_bounds(stop_s, stop_s)
+    assert lo <= r["endpoint_s"] <= hi, r
     assert r["e2e_s"] == pytest.approx(r["endpoint_s"] + r["processing_s"], abs=1e-6)
-    assert 0.0 < r["processing_s"] < 15.0 and 0.0 <= r["tts_first_s"] < 1.0
+    assert r["processing_s"] > 0.0 and 0.0 <= r["tts_first_s"] < 1.0
     bc = [x for x in rows if x["kind"] == "backchannel"]
-    assert len(bc) == 1
-    if bc[0]["agent_was_speaking"]:
-        assert bc[0]["interrupted"] is False and bc[0]["reaction_s"] < 0.2
+    assert len(bc) == 1 and bc[0]["agent_was_speaking"] is True, bc  # the backchannel came while the agent spoke
+    assert bc[0]["interrupted"] is False and bc[0]["reaction_s"] < 0.2
     s = res["summary"]["streaming-vad"]
     assert s["n_turns"] == 1 and s["e2e_s"]["p50"] == pytest.approx(r["e2e_s"])
     report = (out / "report.md").read_text()
@@ -88,7 +94,7 @@ def test_semantic_streaming_with_barge_in(built_turns, tmp_path, monkeypatch):
     assert res["info"]["policy_source"]["policy_from"] == "shipped"  # the operating points beside the model
     s = res["summary"]["streaming-semantic"]
     assert s["n_turns"] == 2 and s["answered_rate"] == 1.0
-    if "barge_in" in s:
-        assert s["barge_in"]["success_rate"] == 1.0 and s["barge_in"]["reaction_p99_s"] < 0.2
-    if "backchannel" in s:
-        assert s["backchannel"]["false_interruptions"] == 0
+    # the interjections came while the agent spoke (summarize counts only those), so they were tested
+    assert s.get("barge_in", {}).get("n") == 1 and s.get("backchannel", {}).get("n") == 1, s
+    assert s["barge_in"]["success_rate"] == 1.0 and s["barge_in"]["reaction_p99_s"] < 0.2
+    assert s["backchannel"]["false_interruptions"] == 0

@@ -25,13 +25,13 @@ from pipeline.observers import FrameLog
 from pipeline.processors.base import Conversation, Pipeline
 from pipeline.processors.speech import OutputProcessor
 from pipeline.processors.turn import (
-    TurnPolicy,
     TurnProcessor,
     backchannel_only,
     clearly_not_backchannel,
     is_backchannel,
 )
 from vad_turn.core.schema import Word, pause_context_of
+from vad_turn.harness.policy import TurnPolicy
 
 CHUNK_S = 0.02
 
@@ -79,7 +79,9 @@ class Script:
 
     def stop_speech(self, text: str, segment: int):
         self.p.feed(UserStoppedSpeaking(self.clock.now(), self.stream_s))
-        self.p.feed(Transcript(self.clock.now(), text, True, segment, words_of(text, self.stream_s - 1.0)))
+        # the words inside the speech that just stopped (the last ends 50 ms before the stop)
+        self.p.feed(Transcript(self.clock.now(), text, True, segment,
+                               words_of(text, self.stream_s - 0.3 * len(text.split()))))
 
     async def finish(self):
         self.p.feed(EndOfStream(self.clock.now()))
@@ -92,7 +94,7 @@ class Script:
 
 async def hesitation(policy: TurnPolicy, detector) -> list[EndOfTurn]:
     """User: "i went to the store and" 1.0 s, 0.8 s hesitation, "bought some milk" 0.8 s, then silence."""
-    s = Script([TurnProcessor(policy, detector)])
+    s = Script([TurnProcessor(policy, detector, transcript_lag_s=0.0)])  # the script's words are final at once
     await s.start()
     s.start_speech()
     await s.tick(50)
@@ -108,7 +110,7 @@ async def hesitation(policy: TurnPolicy, detector) -> list[EndOfTurn]:
 
 @pytest.mark.timeout(60)
 def test_vad_only_cuts_off_a_hesitation_that_the_semantic_policy_waits_through():
-    eots = asyncio.run(hesitation(TurnPolicy.vad_only(0.6), None))
+    eots = asyncio.run(hesitation(TurnPolicy(stop_silence_s=0.6, preemptive_fraction=None).vad_only(), None))
     # VAD-only fires 0.6 s into the 0.8 s hesitation: a false cut-off, then again after the real end
     assert [e.text for e in eots] == ["i went to the store and", "i went to the store and bought some milk"]
     assert eots[0].silence_s == pytest.approx(0.6, abs=CHUNK_S + 1e-6)
@@ -116,7 +118,7 @@ def test_vad_only_cuts_off_a_hesitation_that_the_semantic_policy_waits_through()
     interrupted = eots[1].turn_id != eots[0].turn_id
     assert interrupted  # the cut-off response got a new id once the user went on
 
-    eots = asyncio.run(hesitation(TurnPolicy(threshold=0.5, action_delay_s=0.2, timeout_s=1.5), PauseContextDetector()))
+    eots = asyncio.run(hesitation(TurnPolicy(threshold=0.5, action_delay_s=0.2, timeout_s=1.5, preemptive_fraction=None), PauseContextDetector()))
     assert [e.text for e in eots] == ["i went to the store and bought some milk"]
     end_s = 1.0 + 0.8 + 0.8
     assert eots[0].p_eot == pytest.approx(0.9)
@@ -127,7 +129,8 @@ def test_vad_only_cuts_off_a_hesitation_that_the_semantic_policy_waits_through()
 @pytest.mark.timeout(60)
 def test_semantic_timeout_ends_a_turn_the_detector_never_accepts():
     async def go():
-        s = Script([TurnProcessor(TurnPolicy(0.5, 0.2, 1.0), PauseContextDetector())])
+        s = Script([TurnProcessor(TurnPolicy(0.5, 0.2, 1.0, preemptive_fraction=None), PauseContextDetector(),
+                                  transcript_lag_s=0.0)])
         await s.start()
         s.start_speech()
         await s.tick(25)
@@ -148,7 +151,7 @@ async def agent_speaking_then(user_words: list[tuple[int, str, bool]], *, speak_
     user_words: (tick after onset, text, final) transcripts of the user's speech.
     """
     conv = Conversation()
-    turn = TurnProcessor(TurnPolicy.vad_only(0.6), None, backchannel_max_s=0.8, final_wait_s=0.4)
+    turn = TurnProcessor(TurnPolicy(stop_silence_s=0.6, preemptive_fraction=None).vad_only(), None, backchannel_max_s=0.8, final_wait_s=0.4)
     out = OutputProcessor()
     s = Script([turn, out], conv)
     await s.start()

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from pipeline.bench import BenchConfig, _command, bench_policy, pipeline_config, summarize
-from pipeline.operating_point import OperatingPointError, policy_from_eval
+from vad_turn.harness.operating_points import OperatingPointError, policy_from_eval
 from pipeline.processors.llm_proc import LLMProcessor
 from pipeline.processors.speech import clause_cut, first_chunk_pieces
+from vad_turn.harness.policy import TurnPolicy
 
 
 def test_clause_cut_waits_for_the_next_word_and_prefers_punctuation():
@@ -45,20 +46,31 @@ def _eval_run(tmp_path, detector="fused"):
 
 def test_policy_comes_from_the_eval_run_with_its_provenance(tmp_path):
     run = _eval_run(tmp_path)
-    p = policy_from_eval("fused", run_dir=run)
+    p = policy_from_eval("fused", "lat@fcr<=10%", run_dir=run)
     assert (p["threshold"], p["action_delay_s"], p["timeout_s"]) == (0.35, 0.4, 1.5)
     assert p["vad_only"] == {"stop_silence_s": 0.8, "false_cutoff_rate": 0.097, "mean_latency_s": 0.8}
     assert p["source"] == str(run) and p["split"] == "dev"
-    cfg = BenchConfig(policy_run=run)
+    cfg = BenchConfig(policy_run=run, operating_point="lat@fcr<=10%")
     pol = bench_policy(cfg, "fused")
     pc = pipeline_config(cfg, "streaming-semantic", pol)
-    assert pc.policy("fused").threshold == pytest.approx(0.35) and pc.policy("fused").action_delay_s == 0.4
+    assert pc.turn_policy("fused").threshold == pytest.approx(0.35) and pc.turn_policy("fused").action_delay_s == 0.4
+    # one meaning of the preemptive start: a fraction of the threshold; the cascade and the no-preempt config wait
+    assert pc.turn_policy("fused").preemptive_threshold == pytest.approx(0.035)
+    assert pipeline_config(cfg, "streaming-semantic-no-preempt", pol).turn_policy("fused").preemptive_threshold is None
+    assert pipeline_config(cfg, "cascade-semantic", pol).turn_policy("fused").preemptive_threshold is None
+    vad = pipeline_config(cfg, "streaming-vad", pol).turn_policy()
+    assert (vad.threshold, vad.action_delay_s, vad.timeout_s, vad.preemptive_threshold) == (0.0, 0.6, 0.6, None)
+    assert pipeline_config(cfg, "streaming-vad-preempt", pol).turn_policy().preemptive_threshold == 0.0
     assert pc.first_clause_words == 2 and pc.llm_quantize == "auto"
     assert pipeline_config(cfg, "streaming-semantic-int8", pol).llm_quantize == "int8"
     # the like-for-like VAD-only baseline stops at VAD-only's silence of the same evaluated operating point
-    assert pipeline_config(cfg, "streaming-vad-eval", pol).stop_silence_s == pytest.approx(0.8)
-    assert pipeline_config(cfg, "streaming-vad", pol).stop_silence_s == pytest.approx(0.6)
-    manual = bench_policy(BenchConfig(operating_point="manual", threshold=0.7, action_delay_s=0.1), "fused")
+    assert pipeline_config(cfg, "streaming-vad-eval", pol).policy.stop_silence_s == pytest.approx(0.8)
+    assert pipeline_config(cfg, "streaming-vad", pol).policy.stop_silence_s == pytest.approx(0.6)
+    assert pipeline_config(cfg, "streaming-vad-matched", pol, stop_silence_s=0.3).turn_policy().timeout_s == 0.3
+    with pytest.raises(ValueError, match="matched"):
+        pipeline_config(cfg, "streaming-vad-matched", pol)
+    manual = bench_policy(BenchConfig(operating_point="manual", policy=TurnPolicy(threshold=0.7, action_delay_s=0.1)),
+                          "fused")
     assert (manual["threshold"], manual["action_delay_s"], manual["source"]) == (0.7, 0.1, "manual (bench flags)")
     with pytest.raises(ValueError, match="evaluation run"):
         pipeline_config(BenchConfig(operating_point="manual"), "streaming-vad-eval", manual)
@@ -77,12 +89,12 @@ def test_policy_errors_name_the_file_and_the_problem(tmp_path):
     (run / "metrics.json").write_text("{not json")
     with pytest.raises(OperatingPointError, match="malformed"):
         policy_from_eval("fused", run_dir=run)
-    with pytest.raises(OperatingPointError, match="no evaluation run is known"):
+    with pytest.raises(OperatingPointError, match="no voice-agent evaluation run is known"):
         policy_from_eval("mystery")
 
 
 def test_bench_command_and_confident_slice():
-    cfg = BenchConfig(configs=("streaming-semantic", "streaming-vad"), n_conversation_turns=4, threshold=None,
+    cfg = BenchConfig(configs=("streaming-semantic", "streaming-vad"), n_conversation_turns=4,
                       voices=("espeak:en-us",))
     assert _command(cfg) == ("pipeline bench --configs streaming-semantic streaming-vad --n-conversation-turns 4 "
                              "--voices espeak:en-us")

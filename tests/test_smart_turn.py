@@ -219,7 +219,7 @@ def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path, capsys)
     assert skipped == [("switchboard:val", "smart-turn"), ("switchboard:val", "acoustic")]
     assert evaluation_pairs(("switchboard:val",), ("vad-only", "fused"), None) == (
         [("switchboard:val", "vad-only"), ("switchboard:val", "fused")], [])  # audio never asked
-    with pytest.raises(ValueError, match="unknown 'smart-turns'.*smart-turn"):
+    with pytest.raises(ValueError, match="unknown detector 'smart-turns'.*smart-turn"):
         HeadlineConfig(detectors=("smart-turns",))
     rows = run(HeadlineConfig(built_root=tmp_path, sets=("jfk:val", "jfk-text:val"),
                               detectors=("vad-only", "smart-turn"), out=tmp_path / "headline"))

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                      "fuse the lexical and acoustic branches with timing (+ temperature calibration)"),
     "agent-text": ("vad_turn.harness.agent_text", "AgentTextConfig", "run",
                    "text detectors at every word boundary of user turns to task agents (DSTC2, SLURP, MultiWOZ, SGD)"),
+    "pool-evaluations": ("vad_turn.harness.pool", "PoolConfig", "pool",
+                         "pool evaluation runs of one detector (e.g. GetGoing dev + agent-holds dev) into one sweep"),
     "ship-operating-points": ("vad_turn.harness.operating_points", "ShipOperatingPointsConfig", "ship",
                               "copy an evaluation run's operating points beside the shipped model they were evaluated for"),
     "publish-results": ("vad_turn.harness.results", "PublishResultsConfig", "publish",

@@ -1,10 +1,16 @@
 """Turn-taking: end-of-turn decisions, preemptive starts and barge-in arbitration.
 
-TurnPolicy is the online form of the harness's policy (`vad_turn.harness.metrics`): during a silence it
-fires at the first moment with silence >= `action_delay_s` and p_eot >= `threshold`, or at
+The policy is `vad_turn.harness.policy.TurnPolicy` (the harness sweeps the same three numbers): during a
+silence it fires at the first moment with silence >= `action_delay_s` and p_eot >= `threshold`, or at
 `timeout_s`. VAD-only is the special case p_eot = 1 with action_delay_s = stop_silence_s.
 The detector (any `vad_turn.harness.detectors.Detector`) is queried on a `grid_s` grid of silence in the
-processor's executor, so a slow model delays decisions but never the audio.
+processor's executor, so a slow model delays decisions but never the audio. Each query is
+`vad_turn.harness.query.detector_query`, the function the evaluation harness builds its queries with:
+the turn's audio so far, the words that ended at least `transcript_lag_s` ago (the STT's measured lag,
+the lag the policy's operating point was evaluated with), the messages, the silence. Once the turn is
+decided nothing more is asked (the decision makes further scores useless), and between the first grid point
+and the action delay the detector is asked only while the preemptive start is still to come (a score there
+cannot end the turn), so the held reply does not share the CPU with queries whose answer changes nothing.
 
 Barge-in (user speech while agent audio plays). The output pauses by itself at the user's onset
 (`UserStartedSpeaking`), so the agent stops within one audio chunk. This processor then decides,
@@ -33,12 +39,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
-from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_word
+from vad_turn.harness.policy import TurnPolicy
+from vad_turn.harness.query import detector_query
 
 from ..frames import (
     AgentSpeaking,
@@ -52,25 +57,6 @@ from ..frames import (
     UserStoppedSpeaking,
 )
 from .base import Processor
-
-
-@dataclass(frozen=True)
-class TurnPolicy:
-    """threshold on p_eot in [0, 1]; action_delay_s <= timeout_s, seconds of silence."""
-
-    threshold: float = 0.5
-    action_delay_s: float = 0.2
-    timeout_s: float = 2.0
-    preemptive_threshold: float | None = None  # start the LLM early when p_eot >= this (< threshold)
-
-    def fires(self, silence_s: float, p_eot: float | None) -> bool:
-        if silence_s >= self.timeout_s - 1e-9:
-            return True
-        return p_eot is not None and p_eot >= self.threshold and silence_s >= self.action_delay_s - 1e-9
-
-    @classmethod
-    def vad_only(cls, stop_silence_s: float = 0.6) -> "TurnPolicy":
-        return cls(threshold=0.0, action_delay_s=stop_silence_s, timeout_s=stop_silence_s)
 
 
 INTERRUPT_WORDS = frozenset({"stop", "wait", "no", "hold", "hang", "sorry", "excuse", "hey", "but", "actually",
@@ -127,9 +113,13 @@ class TurnProcessor(Processor):
     name = "turn"
 
     def __init__(self, policy: TurnPolicy, detector=None, *, grid_s: float = 0.1, backchannel_max_s: float = 0.8,
-                 final_wait_s: float = 0.4, barge_in: bool = True, backchannel_short_s: float = 0.6):
+                 final_wait_s: float = 0.4, barge_in: bool = True, backchannel_short_s: float = 0.6,
+                 transcript_lag_s: float | None = None):
         super().__init__()
+        if policy.threshold is None:
+            raise ValueError("TurnProcessor needs a resolved policy (TurnPolicy.resolve: the detector's threshold)")
         self.policy, self.detector, self.grid_s = policy, detector, float(grid_s)
+        self.transcript_lag_s = float(policy.transcript_lag_s if transcript_lag_s is None else transcript_lag_s)
         self.backchannel_max_s, self.final_wait_s, self.barge_in = float(backchannel_max_s), float(final_wait_s), barge_in
         self.backchannel_short_s = float(backchannel_short_s)
         self.turn_id = 0
@@ -140,6 +130,7 @@ class TurnProcessor(Processor):
         self.barge: dict | None = None
         self._dropped: set[int] = set()  # STT segments that were backchannels
         self.query_s: list[float] = []  # wall time of each detector query (diagnostics)
+        self.query_cpu_s: list[float] = []  # CPU time of each detector query on its thread
 
     def _new_turn(self) -> None:
         self.finals: dict[int, Transcript] = {}
@@ -151,11 +142,13 @@ class TurnProcessor(Processor):
         self._decided_t: float | None = None
         self._decided_stream_s: float | None = None
         self.p_eot: float | None = None
+        self._p_k: int | None = None  # the grid point p_eot was asked at
         self._p_gen += 1
         self._pending: asyncio.Future | None = None
         self._last_k = -1
         self._audio: list[np.ndarray] = []
         self._audio_start_s: float | None = None
+        self._answer_offset_s: float | None = None  # max(answer's arrival - its CPU time - stream time it judged)
 
     # -- transcript of the current turn
     def text(self) -> str:
@@ -175,7 +168,7 @@ class TurnProcessor(Processor):
             self.user_speaking = True
             self._decided_t = self._decided_stream_s = None
             self._p_gen += 1  # any running detector query is stale now
-            self.p_eot, self._last_k = None, -1
+            self.p_eot, self._p_k, self._last_k = None, None, -1
             active = self.conv.active_response
             if self.barge_in and self.conv.agent_speaking and active is not None:
                 self.barge = {"onset_s": frame.stream_t_s, "response_id": active, "segment": None}
@@ -225,7 +218,7 @@ class TurnProcessor(Processor):
             self.finals[tr.segment] = tr
             self.partials.pop(tr.segment, None)
             self.awaiting_final = False
-            self.p_eot, self._last_k = None, -1
+            self.p_eot, self._p_k, self._last_k = None, None, -1
         else:
             self.partials[tr.segment] = tr.text
         if self.barge is not None and tr.segment == self.barge["segment"]:
@@ -267,10 +260,11 @@ class TurnProcessor(Processor):
         if self.detector is not None and self.policy.threshold > 0:
             self._maybe_query(silence_s)
             if self._pending is not None and self._pending.done():
-                (gen, on_partial), val = self._pending.result()
+                (gen, on_partial, k), val = self._pending.result()
                 self._pending = None
                 if gen == self._p_gen and not (on_partial and not self.awaiting_final):
                     self.p_eot = p = val  # (a score of partial words is dropped once the final is in)
+                    self._p_k = k
         elif self.detector is None:
             p = 1.0
         ready = not self.awaiting_final or silence_s - self.policy.timeout_s > self.final_wait_s
@@ -278,7 +272,10 @@ class TurnProcessor(Processor):
         if pre is not None and not self.tentative_sent and ready and p is not None and p >= pre:
             self.tentative_sent = True
             await self._emit(True, p, silence_s)
-        if self.policy.fires(silence_s, p) and self._decided_t is None:
+        # as in the harness, only a score asked at or after the action delay can end the turn
+        acting = p if p is None or self.detector is None or (
+            self._p_k is not None and self._p_k * self.grid_s >= self.policy.action_delay_s - 1e-9) else None
+        if self.policy.fires(silence_s, acting) and self._decided_t is None:
             self._decided_t, self._decided_stream_s = self.now(), self.now_stream_s
         if ready and self._decided_t is not None:
             self.fired = True
@@ -301,24 +298,40 @@ class TurnProcessor(Processor):
             return
         if self.awaiting_final and not self.partials:
             return
+        k_act = int(math.ceil(self.policy.action_delay_s / self.grid_s - 1e-9))
+        if 0 < k < k_act and (self.tentative_sent or self.policy.preemptive_fraction is None):
+            return  # a score here can neither end the turn nor start the reply: the CPU goes to the held reply
         self._last_k = k
-        audio = None
-        if getattr(self.detector, "needs_audio", False) and self._audio:
-            audio = np.concatenate(self._audio)
+        det = self.detector
+        audio = np.concatenate(self._audio) if getattr(det, "needs_audio", False) and self._audio else None
         msgs = tuple(Message(m["role"], m["content"]) for m in self.conv.messages if m["role"] != "system")
         t0 = self._audio_start_s or 0.0  # detectors see times from the start of the turn's audio
-        words = turn_relative_words(self._query_words(), t0, None if audio is None else audio.size / SAMPLE_RATE_HZ)
-        gen, det = (self._p_gen, self.awaiting_final), self.detector
+        t_s = self.speech_end_s + k * self.grid_s - t0  # the grid point's time (<= now), as the harness asks
+        # visibility is judged on the words' own ends (a word ending after t_s is not shown, as in the harness)
+        words = turn_relative_words(self._query_words(), t0, None)
+        q = detector_query(audio, words, msgs, t_s, k * self.grid_s, transcript_lag_s=self.transcript_lag_s,
+                           needs_audio=audio is not None, needs_words=getattr(det, "needs_words", True))
+        gen = (self._p_gen, self.awaiting_final, k)
 
         def query():
-            t = time.perf_counter()
-            p = float(det.predict(audio, words, msgs, k * self.grid_s))
+            t, c = time.perf_counter(), time.thread_time()
+            p = float(det.predict(q.audio, q.words, q.messages, q.silence_s))
+            self.query_cpu_s.append(time.thread_time() - c)
             self.query_s.append(time.perf_counter() - t)
             return gen, p
 
         self._pending = asyncio.ensure_future(self.run_blocking(query))
+        self._pending.add_done_callback(lambda _, s=self.now_stream_s: self._answered(s))
+
+    def _answered(self, query_stream_s: float) -> None:
+        """A detector answer arrived (on the event loop): note how far behind the audio it judged it came, less the
+        detector's own compute time (a slow detector is slow, which its decisions and e2e show; the overload
+        verdict is about the machine falling behind: answers waiting for a busy CPU or asked late). The compute is
+        the query's CPU time on its thread: a neighbour holding the cores stretches its wall time, not that."""
+        off = self.now() - query_stream_s - (self.query_cpu_s[-1] if self.query_cpu_s else 0.0)
+        self._answer_offset_s = off if self._answer_offset_s is None else max(self._answer_offset_s, off)
 
     async def _emit(self, tentative: bool, p: float, silence_s: float) -> None:
         await self.push(EndOfTurn(self.now(), self.turn_id, self.text(), float(p), float(silence_s), self.now_stream_s,
                                   tentative, self.words(), None if tentative else self._decided_t,
-                                  None if tentative else self._decided_stream_s))
+                                  None if tentative else self._decided_stream_s, self._answer_offset_s))

@@ -24,6 +24,7 @@ model folder that is truncated, corrupt, has a non-finite field, or differs from
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -291,6 +292,27 @@ def load_turn_model(path: str | Path | None = None, *, threads: int = 1, int8: b
     return TurnModel(path, threads=threads, int8=int8)
 
 
+_LOADED: dict[Path, TurnModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def cached_turn_model(path: str | Path | None = None) -> TurnModel:
+    """The fused turn model in `path` (default: the shipped one) with the default options (fp32 graphs, one
+    thread), loaded and verified once per process per folder (resolved path) and shared after that.
+
+    Thread-safe: concurrent first calls load it once (the others wait for that load); a load that raises is
+    not cached, so the next call tries again. A folder re-exported after its first load is not re-read in
+    this process: load it with `load_turn_model` instead."""
+    key = (Path(path) if path is not None else DEFAULT_TURN_MODEL_DIR).resolve()
+    model = _LOADED.get(key)
+    if model is None:
+        with _LOADED_LOCK:
+            model = _LOADED.get(key)
+            if model is None:
+                model = _LOADED[key] = load_turn_model(key)
+    return model
+
+
 def turn_model_files(path: str | Path | None = None) -> list[Path]:
     """Every file the fused model in `path` loads, fp32 and int8: fusion.json, the lexical folder's
     lexical.json, tokenizer and ONNX pair, and the acoustic fp32 / int8 graphs and the int8 probe."""
@@ -392,9 +414,11 @@ def predict_eot(audio: np.ndarray | None, sample_rate_hz: int, words: Sequence =
     words: the words recognised so far (Word / dict / (word, start_s, end_s)), times in seconds from
         the audio's first sample, in start order; with audio, none may end more than 0.05 s after
         the audio does (`schema.check_words` states the rule). Bad words raise WordError.
-    messages: earlier turns. silence_s: finite, >= 0 (ValueError otherwise).
-    model: a loaded TurnModel (default: the shipped one, loaded on each call -- pass one to reuse).
+    messages: earlier turns. silence_s: seconds of silence so far, a real number (int, float or a numpy scalar;
+        not a bool, not a string), finite, >= 0 (ValueError otherwise).
+    model: a loaded TurnModel (default: the shipped one, loaded and verified on the first call and shared by
+        every later one: `cached_turn_model`).
     """
     item = turn_item(audio, words, messages, silence_s, sample_rate_hz, source="predict_eot")
-    model = model or load_turn_model()
+    model = model or cached_turn_model()
     return float(model._p_eot([item])[0])

@@ -205,6 +205,11 @@ class AgentTextConfig:
                 raise ValueError(f"--{name.replace('_', '-')}: {bad or 'nothing'} not among {list(allowed)}")
         if not self.detectors:
             raise ValueError("--detectors needs at least one detector")
+        from .detectors import check_detector_spec
+
+        for flag, names in (("--detectors", self.detectors), ("--punctuated-detectors", self.punctuated_detectors)):
+            for d in names:  # registered names, or 'package.module:Class' of a detector class
+                check_detector_spec(d, flag)
         if self.max_turns_per_corpus is not None and self.max_turns_per_corpus < 1:
             raise ValueError(f"--max-turns-per-corpus must be >= 1 (or none), got {self.max_turns_per_corpus}")
         for name in ("batch_turns", "threads"):

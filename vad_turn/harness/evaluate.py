@@ -32,7 +32,8 @@ from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
 from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, TurnRecord, row_messages, row_spans, row_words
 
 from . import metrics as M
-from .detectors import Detector, Query, make_detector, parse_detector_opts, predict_many
+from .detectors import Detector, Query, check_detector_spec, make_detector, parse_detector_opts, predict_many
+from .query import detector_query
 
 PREDICTION_COLUMNS = ("id", "span_index", "timestamp", "silence_dur", "p_eot", "label", "span_dur", "pause_context",
                       "unit_punct", "source", "audio_condition", "backchannel_context", "n_words")
@@ -45,7 +46,7 @@ class EvalConfig:
     dataset: Path = field(default_factory=lambda: default_built_root() / "switchboard",
                           metadata={"help": "turn-span dataset folder (written by write_turns / build-data)"})
     split: str | None = field(default="val", metadata={"help": "evaluate rows of this split ('none': all rows)"})
-    detector: str = field(default="vad-only", metadata={"help": "registered detector name or 'module:Factory'"})
+    detector: str = field(default="vad-only", metadata={"help": "registered detector name or 'package.module:Class'"})
     detector_opts: tuple[str, ...] = field(default=(), metadata={"help": "key=value options for the detector factory"})
     transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={"help": "words are visible this long after they end"})
     grid_s: float = field(default=0.1, metadata={"help": "query grid step inside each silence span"})
@@ -81,6 +82,12 @@ class EvalConfig:
             raise ValueError(f"--batch-size and --chunk-turns must be >= 1, got {self.batch_size}, {self.chunk_turns}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"--max-turns must be >= 1 (or none for all), got {self.max_turns}")
+        # A (delay, timeout) pair with delay > timeout is the timeout alone (the grid keeps it); a sweep with no
+        # other pair never lets the detector act.
+        if min(self.action_delays_s) > max(self.timeouts_s) + 1e-9:
+            raise ValueError(f"--action-delays-s {min(self.action_delays_s):g} must be <= the largest --timeouts-s "
+                             f"{max(self.timeouts_s):g}: the detector cannot act after the turn has already ended")
+        check_detector_spec(self.detector, "--detector")
 
 
 # ----------------------------------------------------------------------------- spans and queries
@@ -135,22 +142,17 @@ def turn_queries(row: dict, detector: Detector, cfg: EvalConfig) -> tuple[list[Q
     ends = np.array([w.end for w in words], dtype=np.float64)
     # Word ends are in time order in every corpus, so the visible words are a prefix found by bisection
     # (O(log n) per query instead of a scan); out-of-order ends fall back to the scan, same result.
+    # What each query shows is `query.detector_query`'s, the function the live pipeline calls too.
     ends_sorted = bool(np.all(np.diff(ends) >= 0))
     queries, meta = [], {c: [] for c in ("span_index", "timestamp", "silence_dur", "label", "span_dur")}
+    word_ends = ends if ends_sorted else None
     for i in keep:
         s, is_end = spans[i], i == len(spans) - 1
         sil = np.round(np.arange(n_grid_points(s.end - s.start, is_end, cfg)) * cfg.grid_s, 9)
         for silence_s in sil:
-            t = s.start + float(silence_s)
-            view = None if audio is None else audio[: seconds_to_samples(t, SAMPLE_RATE_HZ)]
-            seen = ()
-            if detector.needs_words:
-                limit = t - cfg.transcript_lag_s + 1e-9
-                if ends_sorted:
-                    seen = tuple(words[: int(np.searchsorted(ends, limit, side="right"))])
-                else:
-                    seen = tuple(w for w, e in zip(words, ends) if e <= limit)
-            queries.append(Query(view, seen, messages, float(silence_s)))
+            queries.append(detector_query(audio, words, messages, s.start + float(silence_s), float(silence_s),
+                                          transcript_lag_s=cfg.transcript_lag_s, needs_audio=audio is not None,
+                                          needs_words=detector.needs_words, word_ends=word_ends))
         meta["span_index"].append(np.full(sil.size, i))
         meta["timestamp"].append(s.start + sil)
         meta["silence_dur"].append(sil)
@@ -343,10 +345,10 @@ def model_fingerprint(cfg: EvalConfig) -> str | None:
     """Digest of the model files the detector reads, or None when it reads none of its own (vad-only,
     smart-turn's pinned file). A shipped detector's is `operating_points.model_fingerprint` (the files its
     model folders' checksums.json list); a file or folder named by a --detector-opts value is hashed too."""
-    from .operating_points import SHIPPED_DETECTORS
+    from .operating_points import is_shipped
     from .operating_points import model_fingerprint as shipped_fingerprint
 
-    parts = [shipped_fingerprint(cfg.detector)[0]] if cfg.detector in SHIPPED_DETECTORS else []
+    parts = [shipped_fingerprint(cfg.detector)[0]] if is_shipped(cfg.detector) else []
     for v in parse_detector_opts(cfg.detector_opts).values():
         if isinstance(v, str) and Path(v).exists():
             p = Path(v)

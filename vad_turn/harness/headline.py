@@ -22,6 +22,8 @@ import numpy as np
 from vad_turn.core.config import default_built_root, default_data_root, default_runs_root
 from vad_turn.core.runs import atomic_write_json, atomic_write_text
 
+from .detectors import audio_only
+
 # dataset folder under built_root : split ('none' = all rows)
 DEFAULT_SETS = ("getgoing:dev", "getgoing:test", "ami:none", "switchboard:val", "switchboard-wordrule:val",
                 "sbcsae:none", "switchboard-rendered:dev", "sbcsae-rendered:test")
@@ -32,9 +34,6 @@ LATENCY_BUDGETS_S = (0.3, 0.6)
 FALSE_CUTOFF_BUDGETS = (0.02, 0.05, 0.10)
 OP_COLUMNS = (("fcr@lat<=0.3s", "FCR @ 0.3 s"), ("fcr@lat<=0.6s", "FCR @ 0.6 s"), ("lat@fcr<=2%", "latency @ 2% FCR"),
               ("lat@fcr<=5%", "latency @ 5% FCR"), ("lat@fcr<=10%", "latency @ 10% FCR"))
-# Detectors that score audio alone (they raise AudioError on a text-only row): evaluated only on the sets
-# whose rows carry audio (AMI, the rendered corpora), skipped with a note on the others.
-AUDIO_ONLY_DETECTORS = ("acoustic", "smart-turn")
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,10 @@ class HeadlineConfig:
         "help": "agent-text run folder for the completeness section (default runs/agent-text-default)"})
 
     def __post_init__(self) -> None:
-        from .detectors import available_detectors
+        from .detectors import check_detector_spec
 
-        unknown = [d for d in self.detectors if d not in available_detectors() and ":" not in d]
-        if unknown:
-            raise ValueError(f"--detectors: unknown {', '.join(map(repr, unknown))}; registered: "
-                             f"{', '.join(available_detectors())} (or 'package.module:Factory')")
+        for d in self.detectors:  # registered names, or 'package.module:Class' of a detector class
+            check_detector_spec(d, "--detectors")
         if self.n_boot < 0 or self.cpu_queries < 0:
             raise ValueError(f"--n-boot and --cpu-queries must be >= 0, got {self.n_boot}, {self.cpu_queries}")
 
@@ -87,13 +84,14 @@ def set_has_audio(dataset: Path) -> bool:
 
 
 def evaluation_pairs(sets, detectors, has_audio) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """((set, detector) pairs to evaluate, pairs skipped: an AUDIO_ONLY_DETECTORS detector on a set whose
+    """((set, detector) pairs to evaluate, pairs skipped: an audio-only detector (`detectors.audio_only`: its
+    DetectorSpec needs audio and no words; it raises AudioError on a text-only row) on a set whose
     `has_audio(corpus)` is false). has_audio is only asked when an audio-only detector is requested."""
     run, skipped = [], []
     for spec in sets:
         corpus = spec.partition(":")[0]
         for det in detectors:
-            (skipped if det in AUDIO_ONLY_DETECTORS and not has_audio(corpus) else run).append((spec, det))
+            (skipped if audio_only(det) and not has_audio(corpus) else run).append((spec, det))
     return run, skipped
 
 
@@ -289,7 +287,7 @@ def run(cfg: HeadlineConfig) -> list[dict]:
         queries = timing_queries(Path(cfg.built_root) / corpus, None if split in ("", "none") else split,
                                  cfg.cpu_queries)
         for det in cfg.detectors:
-            if det in AUDIO_ONLY_DETECTORS and not has_audio(corpus):
+            if audio_only(det) and not has_audio(corpus):
                 continue
             cpu[det] = cpu_ms_per_decision(make_detector(det), queries)
         notes.append(f"CPU ms per decision: {len(queries)} queries of {spec}, one at a time, time.process_time.")

@@ -20,13 +20,13 @@ import pandas as pd
 from vad_turn.core.config import default_runs_root
 from vad_turn.core.runs import atomic_path, atomic_write_json
 
+from .detectors import DETECTORS as SPECS
+from .detectors import plotted_detectors
 from .headline import FALSE_CUTOFF_BUDGETS, LATENCY_BUDGETS_S
 
-DETECTORS = ("vad-only", "smart-turn", "fused", "acoustic", "lexical")
+DETECTORS = plotted_detectors()  # drawn by default (DetectorSpec.plotted), in registry order
 POINT_COLUMNS = ("set", "detector", "n_turns", "threshold", "action_delay_s", "timeout_s", "false_cutoff_rate",
                  "mean_latency_s", "median_latency_s", "p90_latency_s", "run")
-_STYLE = {"vad-only": ("tab:gray", "--"), "smart-turn": ("tab:orange", "-"), "fused": ("tab:blue", "-"),
-          "acoustic": ("tab:green", "-"), "lexical": ("tab:purple", "-"), "lexical-zeroshot": ("tab:brown", "-")}
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def plot_frontiers(points: pd.DataFrame, latency_budgets_s=LATENCY_BUDGETS_S,
                    false_cutoff_budgets=FALSE_CUTOFF_BUDGETS, ncols: int = 3):
     """Figure: one panel per set, each detector's Pareto frontier (false cut-off rate in % of turns vs
     mean latency in s after the true end of turn), the headline's budgets dotted. Each frontier is one
-    line labelled with its detector, its points exactly the rows of `points`."""
+    line labelled with its detector's display name, its points exactly the rows of `points`."""
     import matplotlib.pyplot as plt
 
     if points.empty:
@@ -139,9 +139,10 @@ def plot_frontiers(points: pd.DataFrame, latency_budgets_s=LATENCY_BUDGETS_S,
     for ax, spec in zip(axes.flat, sets):
         of_set = points[points["set"] == spec]
         for det, front in of_set.groupby("detector", sort=False):
-            color, ls = _STYLE.get(det, (None, "-"))
+            known = SPECS.get(det)  # a baseline without inputs (VAD-only) dashed; colour and label from its spec
+            ls = "--" if known is not None and not (known.needs_audio or known.needs_words) else "-"
             ax.plot(front["mean_latency_s"].to_numpy(), 100 * front["false_cutoff_rate"].to_numpy(), ls, marker="o",
-                    ms=3, color=color, label=det)
+                    ms=3, color=known.plot_color if known else None, label=known.display_name if known else det)
         xlim, ylim = ax.get_xlim(), ax.get_ylim()  # budgets outside the frontiers' range do not widen the panel
         for b in latency_budgets_s:
             ax.axvline(b, color="k", lw=0.6, ls=":")

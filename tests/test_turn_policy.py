@@ -1,0 +1,93 @@
+"""The one turn policy: its validation, its forms (resolved, VAD-only, preemptive start), its CLI flags, and the
+bench's VAD-only baseline matched to the semantic agent's cut-offs on the same turns."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.bench import BenchConfig, matched_stop_silence_s
+from pipeline.demo.session import DemoSettings
+from pipeline.runner import PipelineConfig
+from pipeline.scenarios import Scenario, ScriptedTurn
+from vad_turn.core.config import REPO_ROOT
+from vad_turn.harness.policy import TurnPolicy
+from vad_turn.harness.pool import vad_matched_point
+
+
+def test_the_policy_is_checked_in_one_place_and_every_config_nests_it():
+    with pytest.raises(ValueError, match=r"--action-delay-s 2 must be <= --timeout-s 1"):
+        TurnPolicy(action_delay_s=2.0, timeout_s=1.0)
+    with pytest.raises(ValueError, match=r"--threshold: 1.5 is outside"):
+        TurnPolicy(threshold=1.5)
+    with pytest.raises(ValueError, match=r"--preemptive-fraction: 2.0 is outside \(0.0, 1.0\]"):
+        TurnPolicy(preemptive_fraction=2.0)
+    with pytest.raises(TypeError, match="timeout_s must be a number"):
+        TurnPolicy(timeout_s="1.5")
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        TurnPolicy(threshold=True)
+    # every config that runs an agent holds the same object, so a bad value fails the same way everywhere
+    for cls in (PipelineConfig, BenchConfig, DemoSettings):
+        field = cls.__dataclass_fields__["policy"]
+        assert field.type in ("TurnPolicy", TurnPolicy), cls
+
+
+def test_resolved_vad_only_and_preemptive_forms():
+    p = TurnPolicy(threshold=None, action_delay_s=0.3, timeout_s=2.0, preemptive_fraction=0.25, stop_silence_s=0.7)
+    with pytest.raises(ValueError, match="not resolved"):
+        _ = p.preemptive_threshold
+    r = p.resolve(0.8)
+    assert r.threshold == 0.8 and r.preemptive_threshold == pytest.approx(0.2)
+    assert TurnPolicy(threshold=0.4).resolve(0.8).threshold == 0.4  # an explicit threshold wins
+    v = r.vad_only()
+    assert (v.threshold, v.action_delay_s, v.timeout_s, v.preemptive_threshold) == (0.0, 0.7, 0.7, 0.0)
+    assert not r.fires(0.29, 0.99) and r.fires(0.3, 0.8) and not r.fires(1.9, 0.79) and r.fires(2.0, None)
+    assert v.fires(0.7, None) and not v.fires(0.69, 1.0)
+    op = {"threshold": 0.65, "action_delay_s": 0.1, "timeout_s": 1.0, "vad_only": {"stop_silence_s": 0.9}}
+    f = TurnPolicy.from_operating_point(op, preemptive_fraction=None)
+    assert (f.threshold, f.action_delay_s, f.timeout_s, f.preemptive_fraction, f.stop_silence_s) == (0.65, 0.1, 1.0, None, 0.6)
+
+
+def test_cli_flags_of_the_flattened_policy_and_one_error_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "bench", "--action-delay-s", "3",
+                          "--timeout-s", "1", "--out", str(tmp_path / "b")], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "--action-delay-s 3 must be <= --timeout-s 1" in out.stderr
+    assert not (tmp_path / "b").exists()  # refused before any folder is written
+
+
+def _scenario(sid: str, holds: list[tuple[float, float]]) -> Scenario:
+    return Scenario(sid, "conversation", (ScriptedTurn(f"{sid}-t", "x", np.zeros(16000, np.float32), tuple(holds),
+                                                      "getgoing", end_s=1.0),), meta={"set": "getgoing"})
+
+
+def test_vad_baseline_matched_to_the_semantic_cutoffs_on_the_same_turns():
+    scen = [_scenario("a", [(0.2, 0.55)]), _scenario("b", [(0.1, 0.9)]), _scenario("c", []), _scenario("d", [])]
+    rows = [{"config": "streaming-semantic", "kind": "conversation", "scenario": s.id, "turn": s.turns[0].id,
+             "cutoff": cut, "set": "getgoing"} for s, cut in zip(scen, (False, True, False, False))]
+    # semantic cut 1 turn of 4 (25%): VAD-only cuts "b" (0.8 s pause) from 0.4 s on, and "a" (0.35 s) too below
+    # 0.4 s, so the shortest stop silence with <= 25% is 0.4 s
+    assert matched_stop_silence_s(rows, scen) == pytest.approx(0.4)
+    rows[1]["cutoff"] = False  # no semantic cut-off: VAD-only must outwait the longest pause (0.8 s)
+    assert matched_stop_silence_s(rows, scen) == pytest.approx(0.8)
+    assert matched_stop_silence_s([], scen) is None
+
+
+def test_vad_matched_operating_point_of_a_pooled_sweep():
+    sweep = pd.DataFrame({"threshold": [0.5, 0.5, 0.9], "action_delay_s": [0.1, 0.3, 0.0], "timeout_s": [2.0] * 3,
+                          "n_turns": [10] * 3, "n_cutoff": [3, 1, 0], "false_cutoff_rate": [0.3, 0.1, 0.0],
+                          "mean_latency_s": [0.2, 0.4, 0.9], "median_latency_s": [0.2, 0.4, 0.9],
+                          "p90_latency_s": [0.3, 0.5, 1.0]})
+    vad = pd.DataFrame({"threshold": [1.0, 1.0], "action_delay_s": [0.3, 0.6], "timeout_s": [2.0, 2.0],
+                        "n_turns": [10, 10], "n_cutoff": [4, 1], "false_cutoff_rate": [0.4, 0.1],
+                        "mean_latency_s": [0.3, 0.6], "median_latency_s": [0.3, 0.6], "p90_latency_s": [0.3, 0.6]})
+    op = vad_matched_point(sweep, vad, 0.6)
+    assert op["name"] == "lat@fcr<=vad-0.6s" and op["budget"] == pytest.approx(0.1)
+    assert (op["threshold"], op["action_delay_s"], op["mean_latency_s"]) == (0.5, 0.3, 0.4)
+    assert op["vad_only"]["action_delay_s"] == 0.6 and op["ratio_to_vad_only"] == pytest.approx(0.4 / 0.6)
+    json.dumps(op)  # serialisable as written into metrics.json
