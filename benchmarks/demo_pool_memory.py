@@ -5,9 +5,11 @@ distinct voice / detector / LLM configuration a page asks for. Unbounded, RSS gr
 after five variants. This loads `n_variants` real configurations (the demo's voices x detectors) one
 after the other through `ModelPool(max_keys=...)`, exactly as the page's runs borrow them, and
 records the process RSS after each, beside the same sequence with the bound lifted (max_keys =
-n_variants), in one run.
+n_variants), in one run. With `--hedging` (the default) every variant has hedging on: two LLMs per
+pane, the largest set a page can ask for, so the peak is the bound's worst case. One set per
+configuration, as the server keeps (`ModelPool.max_sets_per_key` = `--max-concurrent-runs`, 1).
 
-    python benchmarks/demo_pool_memory.py --out runs/bench-demo-pool-memory.json
+    python benchmarks/demo_pool_memory.py --n-variants 5 --out runs/bench-demo-pool-memory.json
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class PoolMemoryConfig:
     out: Path = field(default=Path("runs/bench-demo-pool-memory.json"), metadata={"help": "JSON report"})
     n_variants: int = field(default=10, metadata={"help": "distinct model configurations loaded in turn"})
     max_keys: int = field(default=3, metadata={"help": "the pool's bound (DemoConfig.max_model_configs)"})
+    hedging: bool = field(default=True, metadata={"help": "hedging on in every variant (two LLMs per pane)"})
     unbounded: bool = field(default=False, metadata={
         "help": "also run the same sequence with the bound lifted (slow: keeps every set; needs ~0.3 GB each)"})
 
@@ -43,13 +46,13 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def variants(n: int) -> list:
+def variants(n: int, hedging: bool = True) -> list:
     """n distinct DemoSettings: the demo's voices x its detector orders (each a separate pool key)."""
     from pipeline.demo.app import VOICES
     from pipeline.demo.session import DEMO_DETECTORS, DemoSettings
 
     orders = [DEMO_DETECTORS] + [(d,) + tuple(x for x in DEMO_DETECTORS if x != d) for d in DEMO_DETECTORS[1:]]
-    out = [DemoSettings(voice=v, detectors=o) for o in orders for v in VOICES]
+    out = [DemoSettings(voice=v, detectors=o, hedging=hedging) for o in orders for v in VOICES]
     if len(out) < n:
         raise ValueError(f"only {len(out)} distinct demo configurations exist, asked for {n}")
     return out[:n]
@@ -67,7 +70,8 @@ def run_sequence(max_keys: int, settings: list) -> dict:
         with pool.acquire(s) as sets:
             det = sets["semantic"].detector_name
         gc.collect()
-        steps.append({"i": i, "voice": s.voice, "detector": det, "load_s": round(time.perf_counter() - t, 2),
+        steps.append({"i": i, "voice": s.voice, "detector": det, "hedging": s.hedging,
+                      "load_s": round(time.perf_counter() - t, 2),
                       "rss_mb": round(rss_mb(), 1), "loaded_configs": len(pool.keys())})
         print(steps[-1], flush=True)
     res = {"max_keys": max_keys, "rss_before_mb": round(base, 1), "steps": steps,
@@ -80,7 +84,7 @@ def run_sequence(max_keys: int, settings: list) -> dict:
 
 def run(cfg: PoolMemoryConfig) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    settings = variants(cfg.n_variants)
+    settings = variants(cfg.n_variants, cfg.hedging)
     report = {"config": {k: str(v) for k, v in cfg.__dict__.items()},
               "bounded": run_sequence(cfg.max_keys, settings)}
     if cfg.unbounded:

@@ -2,9 +2,11 @@
 
 For each input (the demo's scripted samples, and real GetGoing callers when a GetGoing build is there), the
 demo's `session.compare` (the page's code path: both panes, one after the other by default, or `--panes "at
-once"`) and the bench's `bench.run_scenario_async` (one fresh pipeline per scenario, the same
-`PipelineConfig`: `session.pane_config` of the demo's default settings, the same loaded models) play the
-same scenario in real time, alternating, `--repeats` times each. Reported per pane and input: the
+once"`, models lent by the demo's pool) and the bench's `bench.run_scenario_async` (one fresh pipeline per
+scenario, `bench.pipeline_config` of the bench's default config and policy, models loaded by the bench's own
+`runner.load_models`, with the demo's prompt, opener and voice) play the same scenario in real time,
+alternating, `--repeats` times each. The two paths' turn policies are compared as objects (`same_policy`):
+both come from the shipped voice-agent operating point. Reported per pane and input: the
 median end-of-speech -> first agent audio (e2e) of each, and their ratio (demo / bench; the target is <= 1.3),
 plus the endpoint latency and the verdicts. Medians over repeats measured in one run on one machine.
 
@@ -46,11 +48,24 @@ def _med(xs):
 
 
 def run(cfg: DemoVsBenchConfig) -> dict:
-    from pipeline.bench import run_scenario_async
+    import dataclasses
+
+    from pipeline.bench import BenchConfig, bench_policy, pipeline_config, run_scenario_async
     from pipeline.demo.samples import getgoing_samples, sample_scenario
-    from pipeline.demo.session import PANES, POOL, DemoSettings, compare, pane_config
+    from pipeline.demo.session import PANES, DemoSettings, compare, pane_config
+    from pipeline.runner import load_models, make_turn_detector
 
     s = DemoSettings(panes=cfg.panes)
+    bench = BenchConfig(max_new_tokens=s.max_new_tokens)
+    det = make_turn_detector(s.detectors)
+    policy = bench_policy(bench, det[1])
+    bench_cfgs = {pane: dataclasses.replace(
+        pipeline_config(bench, "streaming-semantic" if pane == "semantic" else "streaming-vad", policy),
+        system_prompt=s.system_prompt, reply_opener=s.reply_opener, voice=s.voice, detectors=s.detectors)
+        for pane in PANES}
+    same_policy = {pane: bench_cfgs[pane].turn_policy(det[1]) == pane_config(s, pane).turn_policy(det[1])
+                   for pane in PANES}
+    bench_models = {pane: load_models(bench_cfgs[pane], detector=det) for pane in PANES}  # the bench's own
     inputs = {name: sample_scenario(name) for name in cfg.samples}
     inputs |= dict(list(getgoing_samples().items())[:cfg.n_callers])
     per = {(label, pane, path): [] for label in inputs for pane in PANES for path in ("demo", "bench")}
@@ -59,10 +74,9 @@ def run(cfg: DemoVsBenchConfig) -> dict:
         for label, sc in inputs.items():
             for pane, r in compare(sc, s).items():
                 per[(label, pane, "demo")].append(r.rows[0] if r.rows else {})
-            with POOL.acquire(s) as sets:  # the same loaded models the demo lends its runs
-                for pane in PANES:
-                    rows = asyncio.run(run_scenario_async(pane_config(s, pane), sets[pane], sc, hear_s=None))
-                    per[(label, pane, "bench")].append(rows[0] if rows else {})
+            for pane in PANES:
+                rows = asyncio.run(run_scenario_async(bench_cfgs[pane], bench_models[pane], sc, hear_s=None))
+                per[(label, pane, "bench")].append(rows[0] if rows else {})
             print(f"repeat {k + 1}/{cfg.repeats}: {label} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     table = []
     for label in inputs:
@@ -78,7 +92,9 @@ def run(cfg: DemoVsBenchConfig) -> dict:
                           "bench_processing_p50_s": _med([r.get("processing_s") for r in b]),
                           "demo_cutoffs": [r.get("cutoff") for r in d], "bench_cutoffs": [r.get("cutoff") for r in b]})
     report = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
-              "settings": {"panes": s.panes, "detectors": list(s.detectors), "reply_opener": s.reply_opener},
+              "settings": {"panes": s.panes, "detectors": list(s.detectors), "reply_opener": s.reply_opener,
+                           "policy": dataclasses.asdict(s.policy)},
+              "same_policy": same_policy, "bench_policy_source": policy,
               "rows": table, "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
     atomic_write_json(cfg.out, report)
     print(f"{'input':42s} {'pane':9s} {'demo e2e':>9s} {'bench e2e':>9s} {'ratio':>6s}  cut-offs demo / bench")

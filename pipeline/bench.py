@@ -48,33 +48,45 @@ from vad_turn.core.config import config_options, default_runs_root, require_rang
 from vad_turn.core.llm import LocalLLM
 from vad_turn.core.runs import RunFolder, atomic_write_text
 from vad_turn.core.stt import word_error_rate
+from vad_turn.harness.policy import TurnPolicy
 
 from .bench_plots import write_bench_figures
 from .bench_report import TURN_METRICS, ratios, report_md
+from .bench_stats import comparisons
 from .frames import Interrupt
 from .observers import LatencyObserver
-from .operating_point import DEFAULT_OPERATING_POINT, policy_from_eval
+from vad_turn.harness.operating_points import DEFAULT_PROFILE, PROFILES, policy_from_eval
 from .runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
 from .scenarios import FESTIVAL_META, USER_VOICES, Scenario, build_scenarios
 
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
     "streaming-semantic-int8": dict(mode="streaming", turn="semantic", llm_quantize="int8"),
-    # the default (PipelineConfig.preemptive_threshold) starts the LLM in the silence; this one waits for the decision
-    "streaming-semantic-no-preempt": dict(mode="streaming", turn="semantic", preemptive_threshold=None),
+    # the default (TurnPolicy.preemptive_fraction) starts the LLM in the silence; this one waits for the decision
+    "streaming-semantic-no-preempt": dict(mode="streaming", turn="semantic", policy_overrides={"preemptive_fraction": None}),
     # a faster first chunk: "Sure," is said at the decision and the LLM continues the reply after it
     "streaming-semantic-opener": dict(mode="streaming", turn="semantic", reply_opener="Sure,"),
-    # the best open peer, Smart Turn v3.2 (audio only), at the policy Pipecat ships it with (PEER_POLICY)
+    # the best open peer, Smart Turn v3.2 (audio only), at the policy Pipecat ships it with (PEER_CONFIGS)
     "streaming-smart-turn": dict(mode="streaming", turn="semantic", detectors=("smart-turn",)),
-    "streaming-vad": dict(mode="streaming", turn="vad"),
-    "streaming-vad-eval": dict(mode="streaming", turn="vad"),
+    # VAD-only at stop_silence_s (0.6 s): the naive baseline, waiting for its decision
+    "streaming-vad": dict(mode="streaming", turn="vad", policy_overrides={"preemptive_fraction": None}),
+    # VAD-only with the same preemptive start as the semantic agent (it generates in its own 0.6 s of silence)
+    "streaming-vad-preempt": dict(mode="streaming", turn="vad"),
+    # VAD-only at the silence that gives, on the same turns, the semantic default's false cut-off rate in this
+    # run (`matched_stop_silence_s`, from the scenarios' true pauses), with the same preemptive start
+    "streaming-vad-matched": dict(mode="streaming", turn="vad"),
+    "streaming-vad-eval": dict(mode="streaming", turn="vad", policy_overrides={"preemptive_fraction": None}),
     "cascade-semantic": dict(mode="cascade", turn="semantic"),
     "cascade-vad": dict(mode="cascade", turn="vad"),
 }
-CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval", "streaming-semantic-opener")  # barge-in/backchannel would add nothing
+CONVERSATION_ONLY = ("streaming-semantic-int8", "streaming-vad-eval", "streaming-semantic-opener",
+                     "streaming-vad-preempt", "streaming-vad-matched")  # barge-in/backchannel would add nothing
 # VAD-only at the silence of its own point on the semantic policy's evaluation run (same operating point, e.g.
 # lat@fcr<=10%), instead of `stop_silence_s`: the like-for-like baseline for "semantic vs VAD-only at <=10% FCR".
 EVAL_MATCHED_VAD = ("streaming-vad-eval",)
+# matched on this run's turns: scored after the semantic default (MATCHED_TO) on the same scenario set
+RUN_MATCHED_VAD = ("streaming-vad-matched",)
+MATCHED_TO = "streaming-semantic"
 # Smart Turn as its makers configure it in Pipecat 0.0.x (pipecat/audio/turn/smart_turn): asked when the VAD
 # has heard VAD_STOP_SECS = 0.2 s of silence, "complete" at probability > 0.5, the turn ends anyway after
 # STOP_SECS = 3 s. Its own evaluated points are not shipped (runs/headline-v2 has its curves, not a policy).
@@ -95,24 +107,30 @@ class BenchConfig:
     n_barge_in: int = field(default=3, metadata={"help": "barge-in scenarios (streaming configs only)"})
     n_backchannel: int = field(default=4, metadata={"help": "backchannel scenarios (streaming configs only)"})
     max_words: int = field(default=15, metadata={"help": "longest user turn, words"})
-    operating_point: str = field(default=DEFAULT_OPERATING_POINT, metadata={
-        "help": "semantic policy: this operating point of the detector's evaluation run (operating_point.EVAL_RUNS; "
-                "without it, the operating points shipped beside the model), or 'manual' for --threshold / "
-                "--action-delay-s / --timeout-s"})
+    operating_point: str = field(default="default", metadata={
+        "help": "semantic policy: this operating point of the detector's --profile ('default': the profile's own, "
+                "operating_points.DEFAULT_POINTS), from its evaluation run (its DetectorSpec's eval_runs) or else the points "
+                "shipped beside the model; 'manual' for --policy.threshold / --policy.action-delay-s / "
+                "--policy.timeout-s"})
+    profile: str = field(default=DEFAULT_PROFILE, metadata={
+        "help": "which evaluated operating points: voice-agent (speech addressed to an agent, the default) or "
+                "conversation (human-to-human Switchboard)", "choices": PROFILES})
     policy_run: Path | None = field(default=None, metadata={"help": "evaluation run folder to read it from (default: "
-                                                                    "the detector's in operating_point.EVAL_RUNS, "
+                                                                    "the detector's DetectorSpec eval_runs, "
                                                                     "else its shipped operating points)"})
-    threshold: float | None = field(default=None, metadata={"help": "manual policy threshold ('none': detector default)"})
-    action_delay_s: float = field(default=0.2, metadata={"help": "manual policy action delay"})
-    timeout_s: float = field(default=1.5, metadata={"help": "manual policy timeout"})
-    stop_silence_s: float = field(default=0.6, metadata={"help": "VAD-only silence"})
+    policy: TurnPolicy = field(default_factory=TurnPolicy, metadata={
+        "help": "the turn policy: its threshold / action delay / timeout are used with --operating-point manual; "
+                "its preemptive start and VAD-only stop silence always", "flatten": True})
     confident_p_eot: float = field(default=0.9, metadata={"help": "semantic turns decided at p_eot >= this are "
                                                                   "'confident' (their e2e is reported apart)"})
     voices: tuple[str, ...] = field(default=USER_VOICES, metadata={"help": "voices of the scripted user turns"})
     first_clause_words: int = field(default=2, metadata={"help": "first TTS chunk after this many words (streaming)"})
     max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
-    stt: str = field(default="pocketsphinx", metadata={"help": "STT engine"})
+    stt: str = field(default="moonshine", metadata={
+        "help": "STT engine (vad_turn.core.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
+                "its measured word lag in vad_turn/core/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
+                "pocketsphinx-getgoing, whisper, whisper-segment, pocketsphinx+moonshine"})
     seed: int = field(default=0, metadata={"help": "seed of the turn, barge-in and backchannel selection"})
     scenario_sets: tuple[str, ...] = field(default=("festival",), metadata={
         "help": f"scenario sets, of {', '.join(SCENARIO_SETS)}: festival = rendered real turns with barge-in and "
@@ -125,10 +143,9 @@ class BenchConfig:
         if not self.configs or unknown:
             raise ValueError(f"--configs: unknown {unknown} (of {', '.join(CONFIGS)})" if unknown
                              else "--configs needs at least one configuration")
-        require_range("threshold", self.threshold, 0.0, 1.0, allow_none=True)
-        require_range("action_delay_s", self.action_delay_s, 0.0, 60.0)
-        require_range("timeout_s", self.timeout_s, self.action_delay_s, 60.0)
-        require_range("stop_silence_s", self.stop_silence_s, 0.0, 60.0, lo_open=True)
+        if any(c in RUN_MATCHED_VAD for c in self.configs) and MATCHED_TO not in self.configs:
+            raise ValueError(f"--configs: {', '.join(RUN_MATCHED_VAD)} is matched to {MATCHED_TO}'s cut-off rate "
+                             f"on the same turns: add {MATCHED_TO}")
         require_range("confident_p_eot", self.confident_p_eot, 0.0, 1.0)
         require_range("hear_s", self.hear_s, 0.0, 600.0, lo_open=True)
         if min(self.n_conversation_turns, self.turns_per_conversation, self.max_words, self.max_new_tokens,
@@ -147,37 +164,69 @@ class BenchConfig:
 def bench_policy(bench: BenchConfig, detector_name: str) -> dict:
     """The semantic policy the bench uses and why: {"threshold", "action_delay_s", "timeout_s", "source", ...}.
 
-    From the detector's evaluation run, or its shipped operating points when runs/ lacks the run
-    (`operating_point.policy_from_eval`; "policy_from" says which), unless
-    `bench.operating_point == "manual"` (then the bench's own fields, recorded as such).
+    The `operating_point` of the detector's shipped voice-agent profile (or its evaluation run: see
+    `operating_point.policy_from_eval`; "policy_from" says which), unless `bench.operating_point == "manual"`
+    (then the nested `bench.policy`, recorded as such).
     """
     if bench.operating_point == "manual" or detector_name == "vad-only" or not any(
             CONFIGS[c]["turn"] == "semantic" or c in EVAL_MATCHED_VAD
             for c in bench.configs if c in CONFIGS):  # unused: no eval run needed
-        from .runner import DEFAULT_THRESHOLDS
+        from vad_turn.harness.detectors import default_threshold
 
-        thr = bench.threshold if bench.threshold is not None else DEFAULT_THRESHOLDS.get(detector_name, 0.5)
-        return {"threshold": thr, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s,
+        pol = bench.policy.resolve(default_threshold(detector_name))
+        return {"threshold": pol.threshold, "action_delay_s": pol.action_delay_s, "timeout_s": pol.timeout_s,
                 "source": "manual (bench flags)", "operating_point": "manual"}
-    return policy_from_eval(detector_name, bench.operating_point, run_dir=bench.policy_run)
+    point = None if bench.operating_point == "default" else bench.operating_point
+    return policy_from_eval(detector_name, point, run_dir=bench.policy_run, profile=bench.profile)
 
 
-def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None) -> PipelineConfig:
-    """The PipelineConfig of bench config `name`; `policy` (from `bench_policy`) sets the semantic policy."""
+def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None, *,
+                    stop_silence_s: float | None = None) -> PipelineConfig:
+    """The PipelineConfig of bench config `name`: `policy` (from `bench_policy`) sets the semantic policy's
+    threshold, action delay and timeout, `bench.policy` the rest (preemptive start, VAD-only stop silence);
+    `stop_silence_s` is the VAD-only silence of a run-matched config (`matched_stop_silence_s`)."""
     if name not in CONFIGS:
         raise ValueError(f"unknown bench config {name!r}; choose from {', '.join(CONFIGS)}")
-    pol = policy or {"threshold": bench.threshold, "action_delay_s": bench.action_delay_s, "timeout_s": bench.timeout_s}
-    pol = PEER_CONFIGS.get(name, pol)  # the peer keeps its own policy
-    stop_s = bench.stop_silence_s
+    spec = dict(CONFIGS[name])
+    overrides = spec.pop("policy_overrides", {})
+    op = PEER_CONFIGS.get(name, policy)  # the peer keeps its own policy
+    pol = bench.policy if op is None else TurnPolicy.from_operating_point(
+        op, preemptive_fraction=bench.policy.preemptive_fraction, stop_silence_s=bench.policy.stop_silence_s)
     if name in EVAL_MATCHED_VAD:
-        stop_s = (pol.get("vad_only") or {}).get("stop_silence_s")
+        stop_s = ((policy or {}).get("vad_only") or {}).get("stop_silence_s")
         if stop_s is None:
             raise ValueError(f"{name} needs a policy from an evaluation run (not --operating-point manual): "
                              "it takes VAD-only's silence at the same operating point")
-    return PipelineConfig(**CONFIGS[name], threshold=pol["threshold"], action_delay_s=pol["action_delay_s"],
-                          timeout_s=pol["timeout_s"], stop_silence_s=float(stop_s),
-                          max_new_tokens=bench.max_new_tokens, stt=bench.stt,
-                          first_clause_words=bench.first_clause_words)
+        overrides = {**overrides, "stop_silence_s": float(stop_s)}
+    if name in RUN_MATCHED_VAD:
+        if stop_silence_s is None:
+            raise ValueError(f"{name} needs the stop silence matched on this run's turns (matched_stop_silence_s)")
+        overrides = {**overrides, "stop_silence_s": float(stop_silence_s)}
+    return PipelineConfig(**spec, policy=dataclasses.replace(pol, **overrides), max_new_tokens=bench.max_new_tokens,
+                          stt=bench.stt, first_clause_words=bench.first_clause_words)
+
+
+def matched_stop_silence_s(rows: list[dict], scenarios: list[Scenario], *, config: str = MATCHED_TO,
+                           grid_s: float = 0.1, max_s: float = 3.0) -> float | None:
+    """The shortest VAD-only stop silence (on a `grid_s` grid) whose false cut-off rate on these scenarios' turns,
+    from their true pauses, is at most `config`'s measured rate in `rows` (the same turns): VAD-only cuts a turn
+    off when one of its pauses lasts longer than the stop silence (the harness rule). None when `config` has no rows here."""
+    mine = [r for r in rows if r["config"] == config and r["kind"] == "conversation"]
+    if not mine:
+        return None
+    fcr = sum(bool(r["cutoff"]) for r in mine) / len(mine)
+    longest = {}
+    for sc in scenarios:
+        for t in sc.turns:
+            longest[(sc.id, t.id)] = max((b - a for a, b in t.holds), default=0.0)
+    keys = [(r["scenario"], r["turn"]) for r in mine if (r["scenario"], r["turn"]) in longest]
+    if not keys:
+        return None
+    for k in range(1, int(round(max_s / grid_s)) + 1):
+        stop = round(k * grid_s, 6)
+        if sum(longest[key] > stop + 1e-9 for key in keys) / len(keys) <= fcr + 1e-9:
+            return stop
+    return max_s
 
 
 async def run_scenario_async(cfg: PipelineConfig, models, sc: Scenario, *, max_wait_s: float = 20.0,
@@ -209,6 +258,8 @@ async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, 
     """
     conv = p.conversation
     conv.messages.extend(dict(m) for m in sc.history)  # a real call's earlier turns, before its first turn
+    await warm_history(p)
+    src.rebase()  # stream time 0 is now, after the warm-up: the audio is paced in real time from here
 
     def answered(since: float):
         return lambda: any(r.eot is not None and r.eot >= since and r.first_played is not None and r.stopped
@@ -243,6 +294,23 @@ async def play_scenario(p, src: AudioInput, lat: LatencyObserver, sc: Scenario, 
     return truths
 
 
+async def warm_history(p) -> None:
+    """Prefill the conversation so far into the local LLM's prefix cache before the scenario plays, as a live agent
+    would have done turn by turn: a scenario that seeds a real call's history (GetGoing) otherwise makes whichever
+    config plays it first pay that whole prefill in its first reply, and the configs after it (sharing the loaded
+    LLM and its cache) not."""
+    for proc in getattr(p, "processors", ()):
+        warm = getattr(getattr(proc, "llm", None), "warm", None)
+        window = getattr(proc, "_window", None)
+        if callable(warm) and callable(window) and len(p.conversation.messages) > 1:
+            msgs = p.conversation.messages
+            history = [dict(m) for m in msgs if m["role"] != "system"]
+            # the prefix of the first turn's prompt: the LLM processor's own window once the user's message is in
+            # (a window that overflows starts later, so warming the history alone would warm another prefix)
+            first = window(history + [{"role": "user", "content": ""}])[:-1]
+            await proc.run_blocking(warm, [dict(m) for m in msgs if m["role"] == "system"][:1] + first)
+
+
 def _d(a, b):
     return None if a is None or b is None else float(a - b)
 
@@ -256,12 +324,33 @@ def decision_media_time(r: dict, tr: dict) -> float:
     return r.get("decided") or r["eot"]
 
 
+def stream_lags(records: list[dict], start_s: float | None) -> dict:
+    """How far behind the audio's own time the machine was for these response records, end to end: the largest
+    decision_lag_s (the policy fired after the audio it judged), audio_lag_s (the VAD got a frame after its end
+    stream time) and answer_lag_s (a detector answer arrived after the audio it judged), seconds, None where
+    unknown; overloaded when any exceeds OVERLOAD_LAG_S (a neighbour or the CPU, not the policy, set the
+    latencies). start_s: the clock time of stream time 0 (None: only the decision lag is known)."""
+    def worst(values):
+        v = [x for x in values if x is not None]
+        return max(v) if v else None
+
+    known = start_s is not None
+    lags = {"decision_lag_s": worst((r.get("decided") or r["eot"]) - (start_s + r["decided_stream_s"])
+                                    if known and r.get("decided_stream_s") is not None else None for r in records),
+            "audio_lag_s": worst(r["audio_offset_s"] - start_s if known and r.get("audio_offset_s") is not None
+                                 else None for r in records),
+            "answer_lag_s": worst(r["answer_offset_s"] - start_s if known and r.get("answer_offset_s") is not None
+                                  else None for r in records)}
+    return {**lags, "overloaded": any(v is not None and v > OVERLOAD_LAG_S for v in lags.values())}
+
+
 def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> list[dict]:
     """Per-turn rows from the ground truth and the observer's response records (see the module doc).
 
-    Decisions are judged in media time (`decision_media_time`); decision_lag_s is how far behind the
-    audio the decision was made, and a row with decision_lag_s > OVERLOAD_LAG_S is marked overloaded:
-    its latencies are the machine's, not the policy's, and reports leave it out."""
+    Decisions are judged in media time (`decision_media_time`); `stream_lags` says how far behind the audio
+    the machine was (the decision, the audio reaching the VAD, the detector's answers), and a row with any
+    lag > OVERLOAD_LAG_S is marked overloaded: its latencies are the machine's, not the policy's, and
+    reports leave it out."""
     rows = []
     for i, tr in enumerate(truths):
         nxt = truths[i + 1]["start"] if i + 1 < len(truths) else float("inf")
@@ -277,8 +366,9 @@ def score(sc: Scenario, truths: list[dict], records: list[dict], log: list) -> l
                "cutoff": cutoff, "answered": r is not None, "n_preemptive": len(mine_tent),
                "n_discarded": sum(1 for x in mine + mine_tent if x["interrupt_reason"] == "user-resumed"),
                "n_preempt_discarded": sum(1 for x in mine_tent if x["eot"] is None or x["interrupt_reason"] == "user-resumed"),
-               "decision_lag_s": max(lags) if lags else None,
-               "overloaded": bool(lags) and max(lags) > OVERLOAD_LAG_S}
+               "decision_lag_s": max(lags) if lags else None, "overloaded": bool(lags) and max(lags) > OVERLOAD_LAG_S}
+        if "start_stream" in tr:  # the audio's own clock: the audio and the detector's answers judged too
+            row.update(stream_lags(mine, tr["start"] - tr["start_stream"]))
         if r is not None:
             start_gen = r["eot_tentative"] if r["eot_tentative"] is not None else r["eot"]
             row.update(transcript=r["text"], reply=r["reply"], bridged=r.get("bridged", False), p_eot=r["p_eot"], eot_silence_s=r["eot_silence_s"],
@@ -327,6 +417,8 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
         # decisions made > OVERLOAD_LAG_S behind the audio: the machine, not the policy, set those latencies
         s["n_overloaded"] = sum(bool(r.get("overloaded")) for r in conv)
         s["decision_lag_p99_s"] = pct([r.get("decision_lag_s") for r in conv], 99)
+        s["audio_lag_p99_s"] = pct([r.get("audio_lag_s") for r in conv], 99)  # the VAD behind the audio
+        s["answer_lag_p99_s"] = pct([r.get("answer_lag_s") for r in conv], 99)  # the detector behind the audio
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
         # preemptive generation's cost: LLM starts in the silence, and those thrown away (the user went on, or the
@@ -404,12 +496,27 @@ def run(cfg: BenchConfig) -> dict:
     detectors: dict[tuple, tuple] = {}  # detector names -> (detector, name) of the configs that pick their own
     policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
     llms = {base.llm.name: base.llm}
-    jobs = [(c, s) for c in cfg.configs for s in scen
-            if (c, s.id) not in done and (s.kind == "conversation" or (c.startswith("streaming")
-                                                                      and c not in CONVERSATION_ONLY))]
+    wanted = lambda c, s: (c, s.id) not in done and (s.kind == "conversation" or (  # noqa: E731
+        c.startswith("streaming") and c not in CONVERSATION_ONLY))
+    # scenario by scenario, every config in turn (side by side on a noisy machine); the run-matched VAD-only
+    # configs after the rest, once their set's semantic cut-off rate is known
+    # the configs rotate from scenario to scenario, so none is always the first (or last) to play a turn
+    plain = [c for c in cfg.configs if c not in RUN_MATCHED_VAD]
+    jobs = [(c, s) for i, s in enumerate(scen) for c in plain[i % len(plain):] + plain[:i % len(plain)] if wanted(c, s)]
+    jobs += [(c, s) for c in cfg.configs if c in RUN_MATCHED_VAD for s in scen if wanted(c, s)]
+    matched: dict[str, float | None] = {}
     bar = tqdm(jobs, desc="pipeline bench", unit="scenario")
     for name, sc in bar:
-        pc = pipeline_config(cfg, name, policy)
+        stop_s = None
+        if name in RUN_MATCHED_VAD:
+            sset = scenario_set(sc.meta)
+            if sset not in matched:
+                mine = [x for x in scen if scenario_set(x.meta) == sset]
+                matched[sset] = matched_stop_silence_s([r for r in rows if scenario_set(r) == sset], mine)
+            stop_s = matched[sset]
+            if stop_s is None:
+                continue
+        pc = pipeline_config(cfg, name, policy, stop_silence_s=stop_s)
         key = LocalLLM.name_for(pc.llm_quantize)
         if key not in llms:  # e.g. the int8 variant: loaded (and its cache warmed) once, on first use
             llms[key] = load_llm_for(pc)
@@ -425,14 +532,16 @@ def run(cfg: BenchConfig) -> dict:
             det, det_name = detectors[pc.detectors]
             models = dataclasses.replace(models, detector=det, detector_name=det_name)
         res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))
+        res = [{**r, "stop_silence_s": pc.policy.stop_silence_s} if pc.turn == "vad" else r for r in res]
         with open(path, "a") as fh:  # one line per row, appended whole: a killed run loses at most this scenario
             fh.write("".join(json.dumps({"config": name, **r}) + "\n" for r in res))
         rows += [{"config": name, **r} for r in res]
     summary = summarize(rows, confident_p_eot=cfg.confident_p_eot)
     load = os.getloadavg()
     info = {"detector": base.detector_name, "stt": cfg.stt, "voices": list(cfg.voices),
-            "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic", policy).policy(
-                base.detector_name)), "policy_source": policy, "vad_stop_silence_s": cfg.stop_silence_s,
+            "semantic_policy": dataclasses.asdict(pipeline_config(cfg, "streaming-semantic", policy).turn_policy(
+                base.detector_name)), "policy_source": policy, "vad_stop_silence_s": cfg.policy.stop_silence_s,
+            "matched_vad_stop_silence_s": matched,
             "peer_policies": {n: PEER_CONFIGS[n] for n in cfg.configs if n in PEER_CONFIGS},
             "llm": base.llm.name, "voice": base.voice.id, "first_clause_words": cfg.first_clause_words,
             "confident_p_eot": cfg.confident_p_eot,
@@ -440,8 +549,9 @@ def run(cfg: BenchConfig) -> dict:
                        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the end (the CPU is shared)",
             "scenario_sets": list(cfg.scenario_sets), "ratios": ratios(summary), "command": _command(cfg)}
     by_set = summarize_sets(rows, confident_p_eot=cfg.confident_p_eot)
-    folder.write_metrics({"summary": summary, "by_set": by_set, "info": info})
-    report = report_md(summary, info, by_set)
+    paired = {n: comparisons([r for r in rows if scenario_set(r) == n]) for n in by_set}  # bootstrap by call
+    folder.write_metrics({"summary": summary, "by_set": by_set, "paired": paired, "info": info})
+    report = report_md(summary, info, by_set, paired)
     atomic_write_text(folder.file("report.md"), report)
     write_bench_figures(folder.path, rows)  # what notebook 05 shows (pipeline.bench_plots)
     print(report)

@@ -6,6 +6,8 @@ over that set's scenarios only; `ratios(summary)` are the P50 ratios the report 
 """
 from __future__ import annotations
 
+from .bench_stats import comparison_lines
+
 # the per-turn latencies bench.score writes and summarize reports, seconds
 TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
 
@@ -27,7 +29,7 @@ def _pc(x) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def report_md(summary: dict, info: dict, by_set: dict | None = None) -> str:
+def report_md(summary: dict, info: dict, by_set: dict | None = None, paired: dict | None = None) -> str:
     """The report: header (machine, detector, policy, engines), `tables(summary)`, then `tables` per set of
     `by_set` ({set name: summary over its scenarios}), the ratios and the command."""
     src = info.get("policy_source") or {}
@@ -52,6 +54,9 @@ def report_md(summary: dict, info: dict, by_set: dict | None = None) -> str:
     lines += tables(summary)
     for name, s in (by_set or {}).items():
         lines += ["", f"## Scenario set `{name}`", "", *SET_NOTES.get(name, ()), *tables(s)]
+        if (paired or {}).get(name):
+            lines += ["", "Paired on the same turns, 95% bootstrap intervals by call (`pipeline.bench_stats`):", "",
+                      *comparison_lines(paired[name])]
     ratios_ = info.get("ratios", {})
     if ratios_:
         lines += ["", "Ratios (P50): " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios_.items() if v is not None)]
@@ -97,12 +102,16 @@ def ratios(summary: dict) -> dict:
         return (summary.get(c) or {}).get(m, {}).get(q)
 
     out = {}
-    for a, b, m in (("cascade-vad", "streaming-vad", "processing_s"), ("cascade-semantic", "streaming-semantic",
-                                                                         "processing_s"),
-                    ("streaming-semantic", "streaming-vad", "e2e_s"), ("streaming-semantic", "streaming-vad-eval", "e2e_s")):
+    baselines = ("streaming-vad", "streaming-vad-matched", "streaming-vad-preempt", "streaming-vad-eval",
+                 "streaming-smart-turn")
+    pairs = [("cascade-vad", "streaming-vad", "processing_s"), ("cascade-semantic", "streaming-semantic", "processing_s")]
+    pairs += [("streaming-semantic", b, m) for b in baselines for m in ("e2e_s", "processing_s")]
+    for a, b, m in pairs:
         x, y = g(a, m), g(b, m)
-        out[f"{a}/{b} {m}"] = (x / y) if x and y else None
-    for base in ("streaming-vad", "streaming-vad-eval"):
-        fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", base))
-        out[f"streaming-semantic/{base} false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
+        if a in summary and b in summary:
+            out[f"{a}/{b} {m}"] = (x / y) if x and y else None
+    for base in baselines:
+        if "streaming-semantic" in summary and base in summary:
+            fa, fb = ((summary.get(c) or {}).get("false_cutoff_rate") for c in ("streaming-semantic", base))
+            out[f"streaming-semantic/{base} false_cutoff_rate"] = (fa / fb) if fa is not None and fb else None
     return out

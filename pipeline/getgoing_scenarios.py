@@ -26,9 +26,10 @@ as there are, the rest without.
 
 Where the turns come from (`getgoing_built_root`): the full build under the built root (data/built), else
 the small build of the first `SMALL_BUILD_CALLS` test calls that `ensure_getgoing_build` makes from the data
-root (read in place) under runs/cache/getgoing-small: 52 turns from 16 calls in ~17 s on 2 cores (the first
-three test calls hold no caller line: fewer calls gave none). The bench and the demo's real-caller
-samples use it on a fresh clone.
+root (read in place) under runs/cache/getgoing-small: 24 calls, of which `select_getgoing_rows` can pick 103
+turns (>= 60 for the bench's power and `pipeline.stt_lag`; 16 calls gave 52), built in ~2 min on 2 shared
+cores (the first three test calls hold no caller line). The bench and the demo's real-caller samples use
+it on a fresh clone.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from vad_turn.core.seeds import stable_seed
 from .scenarios import Scenario, ScriptedTurn
 
 SET_NAME = "getgoing"
-SMALL_BUILD_CALLS = 16  # test calls in the fresh-clone build (ensure_getgoing_build)
+SMALL_BUILD_CALLS = 24  # test calls in the fresh-clone build (ensure_getgoing_build)
 
 
 def small_getgoing_root() -> Path:
@@ -54,9 +55,17 @@ def small_getgoing_root() -> Path:
 
 def getgoing_built_root() -> Path | None:
     """The built root holding a GetGoing build: the full one (data/built) first, else the small one; None when
-    neither exists (`ensure_getgoing_build` makes the small one)."""
+    neither exists (`ensure_getgoing_build` makes the small one). A small build of fewer than SMALL_BUILD_CALLS
+    calls (an older clone's) does not count: `ensure_getgoing_build` rebuilds it."""
+    import json
+
     for root in (default_built_root(), small_getgoing_root()):
-        if (root / SET_NAME / "build_info.json").exists():
+        info = root / SET_NAME / "build_info.json"
+        if info.exists():
+            if root == small_getgoing_root():
+                max_calls = json.loads(info.read_text()).get("config", {}).get("max_calls")
+                if max_calls is not None and max_calls < SMALL_BUILD_CALLS:
+                    continue
             return root
     return None
 

@@ -13,9 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import require_data  # noqa: E402
+from conftest import emitted_silence_bounds, endpoint_bounds, require_data  # noqa: E402
 
-from pipeline.bench import BenchConfig, summarize, summarize_sets  # noqa: E402
+from pipeline.bench import BenchConfig, pipeline_config, summarize, summarize_sets  # noqa: E402
 from pipeline.bench_report import report_md  # noqa: E402
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes  # noqa: E402
 from vad_turn.core.schema import normalize_text  # noqa: E402
@@ -217,13 +217,23 @@ def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, mo
     for config in ("streaming-vad", "streaming-smart-turn"):
         mine = [r for r in rows if r["config"] == config]
         assert len(mine) == 2 and sum(r["n_holds"] > 0 for r in mine) == 1
+    # each decision where the policy in force puts it: VAD-only at its stop silence, the peer between its action
+    # delay and its timeout, before the timeout only by its score (p_eot >= threshold)
+    pols = {c: pipeline_config(BenchConfig(), c).turn_policy() for c in ("streaming-vad", "streaming-smart-turn")}
+    span = {c: (p.action_delay_s, p.timeout_s) for c, p in pols.items()}  # VAD-only: both are its stop silence
+    assert span["streaming-vad"] == (BenchConfig().policy.stop_silence_s,) * 2
     for r in rows:
         assert r["answered"] and r["source"] == "getgoing"
         assert r["e2e_s"] == pytest.approx(r["endpoint_s"] + r["processing_s"], abs=1e-6)
-        if not r["cutoff"] and r["config"] == "streaming-vad":  # 0.6 s of silence after the VAD's end of speech
-            assert 0.3 <= r["endpoint_s"] <= 1.6
-        if not r["cutoff"] and r["config"] == "streaming-smart-turn":  # asked after 0.2 s, at the latest 3 s
-            assert 0.1 <= r["endpoint_s"] <= 3.5 and r["p_eot"] is not None
+        pol = pols[r["config"]]
+        lo, hi = emitted_silence_bounds(*span[r["config"]], r)
+        assert lo <= r["eot_silence_s"] <= hi, (r, pol)
+        assert r["p_eot"] >= pol.threshold or r["eot_silence_s"] >= pol.timeout_s - 1e-6, (r, pol)
+        if not r["cutoff"]:
+            lo, hi = endpoint_bounds(*span[r["config"]])
+            assert lo <= r["endpoint_s"] <= hi, (r, pol)
+    for config in pols:  # the endpoint checks above ran (a turn answered, not cut off) for both configs
+        assert any(not r["cutoff"] for r in rows if r["config"] == config), rows
     assert list(res["by_set"]) == ["getgoing"] and res["by_set"]["getgoing"]["streaming-vad"]["n_turns"] == 2
     metrics = json.loads((tmp_path / "bench" / "metrics.json").read_text())
     assert metrics["by_set"]["getgoing"]["streaming-vad"]["stt_wer"]["n_ref_words"] > 0
