@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import require_data
+from conftest import emitted_silence_bounds, endpoint_bounds, require_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -158,12 +158,16 @@ def test_settings_are_checked():
 
     with pytest.raises(InputError, match="endpoint URL"):
         DemoSettings(llm="openai")
-    with pytest.raises(InputError, match="threshold"):
-        DemoSettings(threshold=2.0)
+    with pytest.raises(InputError, match="policy must be a TurnPolicy"):
+        DemoSettings(policy={"threshold": 0.5})
+    with pytest.raises(InputError, match=r"turn policy: --threshold: 2.0 is outside"):
+        _settings("2.0", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "auto")
+    with pytest.raises(InputError, match=r"turn policy: --action-delay-s 2 must be <= --timeout-s 1.5"):
+        _settings("0.5", 2.0, 1.5, 0.6, "local", "espeak:en-us", False, "auto")
     with pytest.raises(InputError, match="threshold must be a number"):
         _settings("abc", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "auto")
     s = _settings("1e-6", 0.2, 1.5, 0.6, "local", "espeak:en-us", True, "acoustic")
-    assert s.threshold == 1e-6 and s.detectors[0] == "acoustic" and len(set(s.detectors)) == len(s.detectors)
+    assert s.policy.threshold == 1e-6 and s.detectors[0] == "acoustic" and len(set(s.detectors)) == len(s.detectors)
     # page values that would load unbounded model sets are refused
     with pytest.raises(InputError, match="TTS voice must be one of"):
         _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us+f9", False, "auto")
@@ -318,7 +322,7 @@ def test_bad_options_are_one_line_errors_before_any_work(capsys):
         main(["export-acoustic", "--n-probe", "2"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "vad-turn: error: export-acoustic: n_probe must be >= 8, got 2"
+    assert err == ["vad-turn export-acoustic: error: --n-probe must be >= 8, got 2"]  # one line naming the flag
 
 
 def test_reports_list_and_format_run_folders(tmp_path):
@@ -436,6 +440,8 @@ DEMO_REQUESTS = ("i want to book a flight to um boston", "when is the next bus t
                  "i need to get from forbes and murray to downtown", "what time is it there")
 
 
+@pytest.mark.slow  # greedy LLM wording: a judgement of the model's replies, not of the code
+@pytest.mark.timeout(600)
 def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
     """Issue 15 #4, a small judged set: with the bench's generic prompt SmolLM2-135M refuses the hesitation
     sample's request; with the demo's travel prompt and its reply opener ("Sure,", continued by the model) it
@@ -459,27 +465,56 @@ def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
     assert all(x.startswith("Sure,") for x in demo) and "boston" in demo[0].lower(), demo
 
 
-@pytest.mark.timeout(300)
-def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers():
-    """Issue 15 #4: by default the panes replay the same sample one after the other (neither slows the other);
-    festival's voice is understood (the transcript has the flight and the city); VAD-only cuts the hesitation
-    off, the shipped turn model does not and answers within the budget, starting with the reply opener."""
+@pytest.fixture(scope="module")
+def hesitation_compare():
+    """Both panes replayed on the hesitation sample with the default settings: (settings, {pane: PaneResult})."""
     from pipeline.demo.samples import sample_scenario
-    from pipeline.demo.session import PANES_SEQUENTIAL, DemoSettings, compare
+    from pipeline.demo.session import DemoSettings, compare
 
     s = DemoSettings()
+    return s, compare(sample_scenario("hesitation"), s)
+
+
+@pytest.mark.timeout(300)
+def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers(hesitation_compare):
+    """Issue 15 #4: by default the panes replay the same sample one after the other (neither slows the other);
+    festival's voice is understood (the transcript has the flight and the city); VAD-only cuts the hesitation
+    off at its stop silence, the shipped turn model does not and ends the turn as its policy says (audio time, not
+    the machine's speed), and the reply starts with the opener."""
+    from pipeline.demo.session import PANES_SEQUENTIAL, pane_config
+
+    s, res = hesitation_compare
     assert s.panes == PANES_SEQUENTIAL
-    res = compare(sample_scenario("hesitation"), s)
     vad, sem = res["vad"], res["semantic"]
     assert vad.ended_s <= sem.started_s  # the semantic pane started after the VAD-only pane had finished
     assert sem.detector == "fused" and vad.rows[0]["cutoff"] is True, vad.rows
     assert sem.rows[0]["cutoff"] is False, (sem.rows, sem.transcript, sem.log)
-    user = " ".join(t for who, t in sem.transcript if who == "user")
+    user = " ".join(t for who, t in sem.transcript if who == "user").lower()
     assert "flight" in user and "boston" in user, user
     agent = [t for who, t in sem.transcript if who == "agent"]
-    assert agent and agent[-1].startswith("Sure,") and not REFUSAL.search(agent[-1]), agent
-    assert 0.0 < sem.rows[0]["endpoint_s"] < 0.6 and 0.0 < sem.rows[0]["e2e_s"] < 1.0, sem.rows[0]
+    assert s.reply_opener and agent and agent[-1].startswith(s.reply_opener), agent  # said by the pipeline
+    # each decision where its policy puts it, in the audio's own silence: VAD-only at its stop silence; the
+    # semantic pane no sooner than its action delay, by its score (p_eot >= threshold) unless at the timeout
+    vpol, spol = pane_config(s, "vad").turn_policy(), pane_config(s, "semantic").turn_policy(sem.detector)
+    v, m = vad.rows[0], sem.rows[0]
+    lo, hi = emitted_silence_bounds(vpol.stop_silence_s, vpol.stop_silence_s, v)
+    assert lo <= v["eot_silence_s"] <= hi, (v, vpol)
+    lo, hi = emitted_silence_bounds(spol.action_delay_s, spol.timeout_s, m)
+    assert lo <= m["eot_silence_s"] <= hi, (m, spol)
+    assert m["p_eot"] >= spol.threshold or m["eot_silence_s"] >= spol.timeout_s - 1e-6, (m, spol)
+    lo, hi = endpoint_bounds(spol.action_delay_s, spol.timeout_s)
+    assert lo <= m["endpoint_s"] <= hi, (m, spol)
     assert "panes one after the other" in sem.log[-1]
+
+
+@pytest.mark.slow  # a wall-clock budget and the LLM's wording: the machine's speed and the model's judgement
+@pytest.mark.timeout(300)
+def test_compare_answers_the_hesitation_within_a_second_without_refusing(hesitation_compare):
+    _, res = hesitation_compare
+    sem = res["semantic"]
+    agent = [t for who, t in sem.transcript if who == "agent"]
+    assert agent and not REFUSAL.search(agent[-1]), agent
+    assert 0.0 < sem.rows[0]["e2e_s"] < 1.0, sem.rows[0]
 
 
 def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, monkeypatch):

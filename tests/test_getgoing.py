@@ -384,6 +384,8 @@ def test_recipe_that_misses_a_call_is_refused(tmp_path):
     from vad_turn.data.corpora.getgoing_build import GetGoingConfig, call_jobs
 
     (tmp_path / "getgoing" / "calls" / "abc").mkdir(parents=True)
+    for name in ("user.ogg", "log.json"):  # a usable call (an empty folder is skipped: test_getgoing_inputs)
+        (tmp_path / "getgoing" / "calls" / "abc" / name).write_bytes(b"x")
     cfg = GetGoingConfig(data_root=tmp_path)
     with pytest.raises(CorpusError, match="in no split of the recipe.*--update-recipe"):
         call_jobs(recipe(), cfg)

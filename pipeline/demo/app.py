@@ -11,11 +11,15 @@ share state; loaded models are lent per run by `session.POOL`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import weakref
 from dataclasses import dataclass, field
 
+from ..runner import default_pipeline_policy
 from .reports import OP_HEADERS, eval_source, eval_view, prosody_source, prosody_view, run_label
 from .samples import SAMPLES, InputError, check_upload, getgoing_samples, real_clips, sample_scenario
+from .live import MAX_S as LIVE_MAX_S
 from .session import (
     DEMO_DETECTOR_CHOICES,
     DEMO_DETECTORS,
@@ -25,6 +29,7 @@ from .session import (
     PANES_SEQUENTIAL,
     DemoSettings,
     compare,
+    policy_note,
 )
 from .views import TABLE_HEADERS, add_to_history, pane_view, running_table
 
@@ -62,11 +67,17 @@ class DemoConfig:
     llm_api_key_env: str = field(default="OPENAI_API_KEY", metadata={
         "help": "environment variable holding the key sent to --llm-endpoint (and nowhere else)"})
     max_concurrent_runs: int = field(default=1, metadata={
-        "help": "comparisons run at once (each plays two panes in real time; 2 cores keep one in real time); "
-                "the others wait in Gradio's queue, which shows each page its position"})
+        "help": "runs at once on the whole server - samples, callers, clips, uploads and live microphone sessions "
+                "together (each plays two panes in real time; 2 cores keep one in real time); the others wait in "
+                "Gradio's queue, which shows each page its position"})
     max_model_configs: int = field(default=3, metadata={
-        "help": "loaded model configurations (voice / detector / LLM choices) kept at once, 1.3-1.8 GB each "
-                "(benchmarks/demo_pool_memory.py); the least recently used idle one is freed for a new one"})
+        "help": "loaded model configurations (voice / detector / LLM choices) kept at once, 1.3-2.3 GB each "
+                "(2.3 with hedging; benchmarks/demo_pool_memory.py); the least recently used idle one is freed "
+                "for a new one"})
+    live_idle_s: float = field(default=5.0, metadata={
+        "help": "a live microphone session that sent no audio for this long ends and returns its models"})
+    files_ttl_s: float = field(default=300.0, metadata={
+        "help": "uploads not run and run outputs (conversation audio, timelines) are deleted after this long"})
 
     def __post_init__(self) -> None:
         if self.llm_endpoint and not self.llm_endpoint.startswith(("http://", "https://")):
@@ -78,6 +89,11 @@ class DemoConfig:
 
 
 LLM_CHOICES = ("local", "endpoint")
+
+
+def _number(x):
+    """A page number as a float (Gradio gives int, float or None); anything else is left for TurnPolicy to refuse."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
 
 
 def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, hedging, detector,
@@ -101,8 +117,12 @@ def _settings(threshold, action_delay_s, timeout_s, stop_silence_s, llm, voice, 
         raise InputError(f"panes must be one of {PANE_MODES}, got {panes!r}")
     dets = (detector,) + tuple(d for d in DEMO_DETECTORS if d != detector) if detector != "auto" else DEMO_DETECTORS
     remote = llm == "endpoint"
-    return DemoSettings(threshold=thr, action_delay_s=float(action_delay_s), timeout_s=float(timeout_s),
-                        stop_silence_s=float(stop_silence_s), llm="openai" if remote else "local",
+    try:  # the one validation of a policy (TurnPolicy), its message shown on the page
+        policy = dataclasses.replace(default_pipeline_policy(), threshold=thr, action_delay_s=_number(action_delay_s),
+                                     timeout_s=_number(timeout_s), stop_silence_s=_number(stop_silence_s))
+    except (TypeError, ValueError) as e:
+        raise InputError(f"turn policy: {e}") from None
+    return DemoSettings(policy=policy, llm="openai" if remote else "local",
                         base_url=server.llm_endpoint if remote else "", model=server.llm_model if remote else "",
                         api_key_env=server.llm_api_key_env, voice=voice, hedging=bool(hedging), detectors=dets,
                         panes=panes)
@@ -162,6 +182,16 @@ def _remove_upload(path) -> None:
             p.parent.rmdir()  # Gradio puts each upload in its own folder
 
 
+MAX_UPLOAD_BYTES = 25 * 2**20  # Gradio refuses larger uploads before they are stored (60 s of 48 kHz stereo float)
+RUN_GROUP = "run"  # the Gradio concurrency group of every event that plays audio through the pipelines
+
+
+def _end_live(sess) -> None:
+    """Return a live session's models (the page's state was deleted, or its browser went away)."""
+    if sess is not None:
+        sess.close()
+
+
 def build_app(cfg: DemoConfig | None = None):
     import gradio as gr
 
@@ -169,16 +199,24 @@ def build_app(cfg: DemoConfig | None = None):
     clips = real_clips()
     callers = getgoing_samples()
     evals, evals_root, evals_note = eval_source()
-    with gr.Blocks(title="vad-turn demo: semantic vs VAD-only") as app:
+    # One server-wide run limit: every event that plays audio (samples, callers, clips, uploads, the microphone's
+    # stream and its stop) is in one Gradio concurrency group, so a run beyond the limit waits in the queue (the
+    # page shows its position) instead of being refused, and no two buttons overlap on the cores.
+    run_limit = dict(concurrency_id=RUN_GROUP, concurrency_limit=cfg.max_concurrent_runs)
+    live_by_page: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # session hash -> LiveSession
+    ttl_s = int(round(cfg.files_ttl_s))
+    with gr.Blocks(title="vad-turn demo: semantic vs VAD-only", delete_cache=(max(1, ttl_s // 5), ttl_s)) as app:
         history = gr.State({})
-        live = gr.State(None)
+        # a live session's state is deleted (and its models returned) 60 s after its last chunk at the latest
+        live = gr.State(None, time_to_live=LIVE_MAX_S + 60, delete_callback=_end_live)
         gr.Markdown(INTRO)
         with gr.Accordion("Settings", open=False):
             with gr.Row():
-                threshold = gr.Textbox("", label="threshold (empty: the detector's default)")
-                action_delay = gr.Number(0.2, label="action delay s", minimum=0, maximum=5)
-                timeout = gr.Number(1.5, label="timeout s", minimum=0.1, maximum=10)
-                stop_silence = gr.Number(0.6, label="VAD-only stop_silence_s", minimum=0.05, maximum=5)
+                pol = default_pipeline_policy()
+                threshold = gr.Textbox(f"{pol.threshold:g}", label="threshold (empty: the detector's default)")
+                action_delay = gr.Number(pol.action_delay_s, label="action delay s", minimum=0, maximum=5)
+                timeout = gr.Number(pol.timeout_s, label="timeout s", minimum=0.1, maximum=10)
+                stop_silence = gr.Number(pol.stop_silence_s, label="VAD-only stop_silence_s", minimum=0.05, maximum=5)
                 detector = gr.Dropdown(["auto", *DEMO_DETECTOR_CHOICES], value="auto", label="semantic detector")
             with gr.Row():
                 llm = gr.Radio(list(LLM_CHOICES) if cfg.llm_endpoint else ["local"], value="local",
@@ -189,6 +227,7 @@ def build_app(cfg: DemoConfig | None = None):
                 hedging = gr.Checkbox(False, label="hedging (two requests, first token wins)")
                 panes = gr.Radio(list(PANE_MODES), value=PANES_SEQUENTIAL, label="panes (at once: they share the "
                                  "cores and slow each other)", elem_id="panes")
+            gr.Markdown(policy_note(), elem_id="policy-note")
         settings = [threshold, action_delay, timeout, stop_silence, llm, voice, hedging, detector, panes]
         with gr.Tab("Compare"):
             with gr.Row():
@@ -251,26 +290,36 @@ def build_app(cfg: DemoConfig | None = None):
             finally:
                 _remove_upload(f)
 
-        run_sample.click(on_sample, [sample, *settings, history], outs)
-        run_caller.click(on_caller, [caller, *settings, history], outs)
-        run_clip.click(on_clip, [clip, *settings, history], outs)
-        run_upload.click(on_upload, [upload, *settings, history], outs)
+        run_sample.click(on_sample, [sample, *settings, history], outs, **run_limit)
+        run_caller.click(on_caller, [caller, *settings, history], outs, **run_limit)
+        run_clip.click(on_clip, [clip, *settings, history], outs, **run_limit)
+        run_upload.click(on_upload, [upload, *settings, history], outs, **run_limit)
         clip.change(lambda n: str(clips[n]) if n in clips else None, clip, clip_player)
 
-        def on_mic_chunk(chunk, sess, *args):
+        def on_mic_chunk(chunk, sess, *args, request: gr.Request = None):
             from .live import LiveSession
             try:
                 if sess is None:
-                    sess = LiveSession(_settings(*args, server=cfg))
+                    sess = LiveSession(_settings(*args, server=cfg), max_s=LIVE_MAX_S, idle_s=cfg.live_idle_s)
+                    if request is not None and request.session_hash:
+                        live_by_page[request.session_hash] = sess
                 if chunk is not None:
                     sess.feed(*chunk)
                 return sess, f"Listening... {sess.stream_s:.1f} s heard. Stop recording for the results."
             except InputError as e:
                 return sess, f"**Live input:** {e}"
 
+        def on_page_closed(request: gr.Request):
+            sess = live_by_page.pop(request.session_hash, None) if request is not None else None
+            _end_live(sess)
+
+        for fn in (on_mic_chunk, on_page_closed):  # Gradio finds gr.Request by annotation; this module's are strings
+            fn.__annotations__["request"] = gr.Request
+
         def on_mic_stop(sess, hist):
             if sess is None:
                 return _outputs("**Live input:** nothing was recorded", None, hist) + [None]
+            ended = sess.ended
             try:
                 results = sess.finish()
             except InputError as e:
@@ -279,10 +328,13 @@ def build_app(cfg: DemoConfig | None = None):
                 log.exception("live run failed")
                 return _outputs(f"**Error:** {type(e).__name__}: {e}", None, hist) + [None]
             hist = add_to_history(hist, results)
-            return _outputs("Done: live microphone input.", results, hist) + [None]
+            note = f" The live session had ended ({ended}): both panes replayed the recording." if ended else ""
+            return _outputs(f"Done: live microphone input.{note}", results, hist) + [None]
 
-        mic.stream(on_mic_chunk, [mic, live, *settings], [live, status], stream_every=0.5, time_limit=60)
-        mic.stop_recording(on_mic_stop, [live, history], outs + [live])
+        mic.stream(on_mic_chunk, [mic, live, *settings], [live, status], stream_every=0.5,
+                   time_limit=int(LIVE_MAX_S), **run_limit)
+        mic.stop_recording(on_mic_stop, [live, history], outs + [live], **run_limit)
+        app.unload(on_page_closed)
         with gr.Tab("Turn model evaluation"):
             if evals:
                 if evals_note:
@@ -324,7 +376,9 @@ def run(cfg: DemoConfig) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .session import POOL
 
-    POOL.max_keys = cfg.max_model_configs
+    # one set per configuration per admitted run (the run limit is server-wide), so at most max_model_configs x
+    # max_concurrent_runs sets are loaded; a run waits a little for a live session's set to come back
+    POOL.max_keys, POOL.max_sets, POOL.wait_s = cfg.max_model_configs, cfg.max_concurrent_runs, cfg.live_idle_s + 5.0
     if cfg.preload:
         print("loading models for both panes ...", flush=True)
         with POOL.acquire(DemoSettings()) as sets:
@@ -332,8 +386,9 @@ def run(cfg: DemoConfig) -> int:
         prepare_callers()
     app = build_app(cfg)
     print(f"demo at http://{cfg.host}:{cfg.port}", flush=True)
-    app.queue(default_concurrency_limit=cfg.max_concurrent_runs).launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
-                                                 show_error=False, allowed_paths=allowed_paths())
+    app.queue(default_concurrency_limit=cfg.max_concurrent_runs).launch(
+        server_name=cfg.host, server_port=cfg.port, share=cfg.share, show_error=False, allowed_paths=allowed_paths(),
+        max_file_size=MAX_UPLOAD_BYTES)
     return 0
 
 

@@ -40,6 +40,9 @@ N_GETGOING_SAMPLES = 8
 HESITATION_PARTS = ("I want to book a flight to, um", "Boston")
 BARGE_IN_TEXT = "wait, actually, what time is it there"
 MAX_INPUT_S = 60.0  # longer uploads are refused (the comparison runs in real time)
+# channels x sample rate x duration an upload may declare: 60 s of 48 kHz stereo (46 MB as float64 while decoding);
+# a small FLAC can declare 8 channels at 384 kHz, which decoded before it was refused (+800 MB)
+MAX_UPLOAD_VALUES = int(2 * 48_000 * MAX_INPUT_S)
 SPEECH_DB = -35.0  # a file whose loudest 10 ms frame is quieter than this (dB re full scale) is silence
 
 
@@ -136,6 +139,11 @@ def check_upload(path: str | Path | None, *, max_input_s: float = MAX_INPUT_S) -
     if info.duration > max_input_s:  # refuse before decoding a long file
         raise InputError(f"{path.name}: {info.duration / 60:.1f} min of audio is too long for a real-time "
                          f"comparison (at most {max_input_s:.0f} s); trim it first")
+    n_values = int(info.frames) * int(info.channels)  # what decoding would hold, from the header alone
+    if n_values > MAX_UPLOAD_VALUES:
+        raise InputError(f"{path.name}: {info.channels} channels x {info.samplerate} Hz x {info.duration:.1f} s = "
+                         f"{n_values / 1e6:.1f} M samples to decode, more than the {MAX_UPLOAD_VALUES / 1e6:.2f} M "
+                         f"of {max_input_s:.0f} s of 48 kHz stereo; upload mono or stereo at <= 48 kHz")
     try:
         audio = load_audio(path)
     except (AudioError, ValueError) as e:

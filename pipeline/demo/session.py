@@ -27,25 +27,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ
+from vad_turn.harness import detectors as registry
+from vad_turn.harness.policy import TurnPolicy
 
-from ..bench import OVERLOAD_LAG_S, pct, play_scenario, score
+from ..bench import pct, play_scenario, score, stream_lags
 from ..observers import FrameLog, LatencyObserver
-from ..runner import DEFAULT_THRESHOLDS, AudioInput, Models, PipelineConfig, build_pipeline
+from ..runner import AudioInput, Models, PipelineConfig, build_pipeline, default_pipeline_policy
 from ..scenarios import Scenario, ScriptedTurn
 from ..timeline import RecordingDetector, TurnTimeline, turn_timelines
 from .samples import InputError
 
 PANES = ("vad", "semantic")
 PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
-# The semantic pane tries these in order (the first that loads wins); the others stay selectable.
-# The shipped turn model v2 (`fused`) first: 3.4 ms per decision, and its lexical branch learnt that a
+# The semantic pane tries these in order (the first that loads wins; each DetectorSpec's demo_rank); the others stay
+# selectable. The shipped turn model v2 (`fused`) first: 3.4 ms per decision, and its lexical branch learnt that a
 # request ending in "um" is unfinished, so it holds through the hesitation sample's 1 s pause (p_eot < 0.2,
 # tests/test_fusion.py) and fires after the 0.2 s action delay at the real end. The zero-shot SmolLM2
 # p(<|im_end|>) also holds but costs an LLM forward pass per query on the cores the reply needs.
-DEMO_DETECTORS = ("fused", "lexical-zeroshot", "lexical", "acoustic")
-# What the settings panel offers: the default order, then detectors tried only when picked (Smart Turn v3.2,
-# Pipecat's audio-only model, as an external reference; vad_turn/peers/smart_turn.py).
-DEMO_DETECTOR_CHOICES = DEMO_DETECTORS + ("smart-turn",)
+DEMO_DETECTORS = registry.semantic_detectors("demo")
+# What the settings panel offers: the default order, then detectors tried only when picked (DetectorSpec
+# demo_on_request: Smart Turn v3.2, Pipecat's audio-only model, as an external reference; vad_turn/peers/smart_turn.py).
+DEMO_DETECTOR_CHOICES = registry.semantic_detectors("demo-choices")
 
 
 PANES_SEQUENTIAL, PANES_AT_ONCE = "one after the other", "at once"
@@ -64,12 +66,11 @@ DEMO_REPLY_OPENER = "Sure,"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the settings panel edits. threshold None = the detector's default (runner.DEFAULT_THRESHOLDS)."""
+    """What the settings panel edits. `policy`: the turn policy both panes run (the semantic pane its threshold,
+    action delay, timeout and preemptive start; the VAD-only pane its stop silence), by default the shipped
+    voice-agent operating point (`runner.default_pipeline_policy`), as in `pipeline bench`."""
 
-    threshold: float | None = None
-    action_delay_s: float = 0.2
-    timeout_s: float = 1.5
-    stop_silence_s: float = 0.6
+    policy: TurnPolicy = field(default_factory=lambda: default_pipeline_policy())
     llm: str = "local"
     base_url: str = ""  # the openai backend's endpoint: server configuration (DemoConfig), never page input
     model: str = ""
@@ -88,39 +89,39 @@ class DemoSettings:
         if self.llm == "openai" and not self.base_url.strip():
             raise InputError("the openai backend needs an endpoint URL, e.g. http://127.0.0.1:8000/v1 "
                              "(a server setting: pipeline demo --llm-endpoint URL --llm-model NAME)")
-        if not 0.0 < self.stop_silence_s <= 5.0 or not 0.0 <= self.action_delay_s <= self.timeout_s <= 10.0:
-            raise InputError("need 0 < stop_silence_s <= 5 and 0 <= action delay <= timeout <= 10 s")
+        if not isinstance(self.policy, TurnPolicy):
+            raise InputError(f"policy must be a TurnPolicy, got {type(self.policy).__name__}")
         if self.panes not in PANE_MODES:
             raise InputError(f"panes must be one of {PANE_MODES}, got {self.panes!r}")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise InputError(f"threshold must be in (0, 1], got {self.threshold}")
 
     def model_key(self) -> tuple:
         """Settings that need other loaded models (the rest only change the policy)."""
         return self.llm, self.base_url, self.model, self.voice, self.hedging, self.detectors
 
 
+def policy_note() -> str:
+    """Which operating point the panes start from and where it was measured (shown on the page)."""
+    from vad_turn.harness.operating_points import DEFAULT_DETECTOR, DEFAULT_PROFILE, shipped_policy
+
+    p = shipped_policy(DEFAULT_DETECTOR, None, profile=DEFAULT_PROFILE)
+    vad = p.get("vad_only") or {}
+    fcr = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    ms = lambda x: "-" if x is None else f"{1000 * x:.0f} ms"  # noqa: E731
+    return (f"Policy: the `{DEFAULT_DETECTOR}` model's **{p['profile']}** operating point `{p['operating_point']}` "
+            f"(`{p['source']}`), measured on {p['dataset']} ({p['split']}): false cut-offs {fcr(p['false_cutoff_rate'])}"
+            f" at mean latency {ms(p['mean_latency_s'])}, against VAD-only at {vad.get('stop_silence_s')} s there: "
+            f"{fcr(vad.get('false_cutoff_rate'))} at {ms(vad.get('mean_latency_s'))}. Both panes and `pipeline "
+            "bench` start from it; the settings above change it for your runs.")
+
+
 def pane_config(s: DemoSettings, turn: str) -> PipelineConfig:
-    return PipelineConfig(mode="streaming", turn=turn, detectors=s.detectors, threshold=s.threshold,
-                          action_delay_s=s.action_delay_s, timeout_s=s.timeout_s, stop_silence_s=s.stop_silence_s,
-                          llm=s.llm, base_url=s.base_url, model=s.model, voice=s.voice,
-                          max_new_tokens=s.max_new_tokens, system_prompt=s.system_prompt,
-                          reply_opener=s.reply_opener)
-
-
-def make_llm(s: DemoSettings):
-    """The pane's LLM: local SmolLM2, or the endpoint with a local fallback; hedging races two requests."""
-    from vad_turn.core.llm import LocalLLM, OpenAIChatLLM
-
-    from ..llm_wrappers import FallbackLLM, HedgedLLM
-
-    local = LocalLLM(n_threads=1).load()
-    if s.llm == "local":
-        return HedgedLLM(local, LocalLLM(n_threads=1).load()) if s.hedging else local
-    remote = OpenAIChatLLM(s.base_url, s.model, api_key_env=s.api_key_env)
-    if s.hedging:
-        remote = HedgedLLM(remote, OpenAIChatLLM(s.base_url, s.model, api_key_env=s.api_key_env))
-    return FallbackLLM(remote, local, first_token_timeout_s=2.0)
+    """The pane's PipelineConfig: the bench's streaming agent with the demo's policy, engines and prompt. The VAD-only
+    pane waits for its decision (no preemptive start), as the bench's `streaming-vad` baseline does."""
+    pol = s.policy if turn == "semantic" else dataclasses.replace(s.policy, preemptive_fraction=None)
+    return PipelineConfig(mode="streaming", turn=turn, detectors=s.detectors, policy=pol,
+                          llm=s.llm, base_url=s.base_url, model=s.model, api_key_env=s.api_key_env,
+                          hedging=s.hedging, voice=s.voice, max_new_tokens=s.max_new_tokens,
+                          system_prompt=s.system_prompt, reply_opener=s.reply_opener)
 
 
 def load_model_set(s: DemoSettings) -> dict[str, Models]:
@@ -128,53 +129,75 @@ def load_model_set(s: DemoSettings) -> dict[str, Models]:
     from ..runner import load_models, make_turn_detector
 
     det = make_turn_detector(s.detectors)
-    return {pane: load_models(pane_config(s, pane), llm=make_llm(s), detector=det) for pane in PANES}
+    return {pane: load_models(pane_config(s, pane), detector=det) for pane in PANES}
 
 
 class ModelPool:
     """Loaded model sets by `DemoSettings.model_key()`; `acquire` lends one set to one run at a time.
 
-    Bounded: at most `max_sets_per_key` sets per key and `max_keys` keys (a key's set holds 1.3-1.8 GB:
-    two panes' STT and LLM, the voice, the detector; benchmarks/demo_pool_memory.py). A new key evicts the least recently used key none of whose sets is lent; when every
-    key is busy the run is refused with a message instead of loading more."""
+    Bounded: at most `max_sets_per_key` sets per key and `max_keys` keys, so at most their product loaded (a
+    set holds 1.3-2.3 GB: two panes' STT and LLM - two each with hedging -, the voice, the detector;
+    benchmarks/demo_pool_memory.py). The demo's server keeps one set per key per run it admits at once
+    (`DemoConfig.max_concurrent_runs`). A new key evicts the least recently used key none of whose sets is
+    lent. When every set is lent, `acquire` waits up to `wait_s` for one to come back (a live session that
+    has just ended returns its set), then refuses the run with a message instead of loading more."""
 
-    def __init__(self, max_sets_per_key: int = 2, loader=None, max_keys: int = 3):
-        if max_sets_per_key < 1 or max_keys < 1:
-            raise ValueError(f"max_sets_per_key and max_keys must be >= 1, got {max_sets_per_key}, {max_keys}")
-        self.max_sets, self.max_keys = int(max_sets_per_key), int(max_keys)
+    def __init__(self, max_sets_per_key: int = 2, loader=None, max_keys: int = 3, wait_s: float = 0.0):
+        if max_sets_per_key < 1 or max_keys < 1 or wait_s < 0:
+            raise ValueError(f"max_sets_per_key and max_keys must be >= 1 and wait_s >= 0, got {max_sets_per_key}, "
+                             f"{max_keys}, {wait_s}")
+        self.max_sets, self.max_keys, self.wait_s = int(max_sets_per_key), int(max_keys), float(wait_s)
         self.loader = loader or load_model_set  # settings -> {pane: Models}
         self._sets: dict[tuple, list[dict]] = {}  # insertion order = least recently used first
         self._busy: set[int] = set()
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # notified when a lent set comes back
         self.evictions = 0
+
+    def lent(self) -> int:
+        """How many sets are lent now."""
+        with self._lock:
+            return len(self._busy)
 
     def keys(self) -> list[tuple]:
         with self._lock:
             return list(self._sets)
 
-    def _evict_for_new_key(self) -> None:
-        """Drop the least recently used idle key (caller holds the lock); InputError when all are busy."""
+    def _evict_for_new_key(self) -> bool:
+        """Drop the least recently used idle key (caller holds the lock); False when all are busy."""
         for key, sets in list(self._sets.items()):
             if not any(id(m) in self._busy for m in sets):
                 del self._sets[key]
                 self.evictions += 1
-                return
-        raise InputError(f"all {self.max_keys} loaded model configurations are busy with other sessions; "
-                         "try again shortly")
+                return True
+        return False
+
+    def _wait_returned(self, deadline: float) -> bool:
+        """Wait (lock held) until a lent set comes back or `deadline` (time.monotonic) passes; False at the deadline."""
+        left = deadline - time.monotonic()
+        return left > 0 and self._returned.wait(left)
 
     @contextlib.contextmanager
     def acquire(self, s: DemoSettings):
         key = s.model_key()
         evicted = False
+        deadline = time.monotonic() + self.wait_s
         with self._lock:
-            if key not in self._sets and len(self._sets) >= self.max_keys:
-                self._evict_for_new_key()
-                evicted = True
-            sets = self._sets.pop(key, [])
-            self._sets[key] = sets  # most recently used last
-            free = [m for m in sets if id(m) not in self._busy]
-            if not free and len(sets) >= self.max_sets:
-                raise InputError(f"all {self.max_sets} model sets are busy with other sessions; try again shortly")
+            while True:
+                if key not in self._sets and len(self._sets) >= self.max_keys:
+                    if not self._evict_for_new_key():
+                        if self._wait_returned(deadline):
+                            continue
+                        raise InputError(f"all {self.max_keys} loaded model configurations are busy with other "
+                                         "sessions; try again shortly")
+                    evicted = True
+                sets = self._sets.pop(key, [])
+                self._sets[key] = sets  # most recently used last
+                free = [m for m in sets if id(m) not in self._busy]
+                if free or len(sets) < self.max_sets:
+                    break
+                if not self._wait_returned(deadline):
+                    raise InputError(f"all {self.max_sets} model sets are busy with other sessions; try again shortly")
             if free:
                 chosen = free[0]
                 self._busy.add(id(chosen))
@@ -194,6 +217,7 @@ class ModelPool:
                 with self._lock:
                     sets.remove(placeholder)
                     self._busy.discard(id(placeholder))
+                    self._returned.notify_all()
                 raise
             with self._lock:
                 sets[sets.index(placeholder)] = chosen
@@ -204,6 +228,7 @@ class ModelPool:
         finally:
             with self._lock:
                 self._busy.discard(id(chosen))
+                self._returned.notify_all()
 
 
 POOL = ModelPool()
@@ -239,19 +264,17 @@ async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray
 
 def untruthed_rows(records: list[dict], start_s: float | None = None) -> list[dict]:
     """Rows for input without ground truth: latencies from the VAD's stop (cut-offs unknown: None).
-    start_s: the clock time of stream time 0, to mark decisions made > OVERLOAD_LAG_S behind the audio."""
+    start_s: the clock time of stream time 0, to mark turns where the machine fell > OVERLOAD_LAG_S behind the
+    audio (the decision, the audio reaching the VAD or the detector's answers: `bench.stream_lags`)."""
     rows = []
     for r in records:
         if r["eot"] is None:
             continue
         stop = r["user_stopped"]
-        lag = None if start_s is None or r.get("decided_stream_s") is None else \
-            (r.get("decided") or r["eot"]) - (start_s + r["decided_stream_s"])
         rows.append({"kind": "input", "text": r["text"], "transcript": r["text"], "reply": r["reply"], "cutoff": None,
                      "answered": r["first_played"] is not None,
                      "e2e_s": None if stop is None or r["first_played"] is None else r["first_played"] - stop,
-                     "endpoint_s": None if stop is None else r["eot"] - stop,
-                     "decision_lag_s": lag, "overloaded": lag is not None and lag > OVERLOAD_LAG_S})
+                     "endpoint_s": None if stop is None else r["eot"] - stop, **stream_lags([r], start_s)})
     return rows
 
 
@@ -305,9 +328,9 @@ async def finish_pane(run: PaneRun, source, truths: list[dict], s: DemoSettings)
     records = run.lat.table()
     rows = score(source, truths, records, run.p.conversation.log) if truths else untruthed_rows(records, run.src.start_s)
     sem = run.rec is not None
-    threshold = run.cfg.policy(run.models.detector_name).threshold if sem else 1.0
+    threshold = run.cfg.turn_policy(run.models.detector_name).threshold if sem else 1.0
     tls = turn_timelines(run.frames, run.rec.scores if sem else [], start_s=run.src.start_s, truths=truths,
-                         threshold=threshold, stop_silence_s=None if sem else s.stop_silence_s)
+                         threshold=threshold, stop_silence_s=None if sem else s.policy.stop_silence_s)
     transcript = [("user" if m["role"] == "user" else "agent", m["content"]) for m in run.p.conversation.messages[1:]]
     return PaneResult(run.pane, run.models.detector_name if sem else "vad-only", threshold, rows, tls, transcript,
                       mix_conversation(run.frames, run.p.processors[-1].played, run.src.start_s),
@@ -362,4 +385,4 @@ def summary_row(pane: str, detector: str, rows: list[dict]) -> dict:
 
 
 def default_threshold(detector: str) -> float:
-    return DEFAULT_THRESHOLDS.get(detector, 0.5)
+    return registry.default_threshold(detector)

@@ -36,8 +36,11 @@ def verdict_md(r: PaneResult) -> str:
     lines = []
     for i, (row, tl) in enumerate(zip(r.rows, r.timelines + [None] * len(r.rows))):
         if row.get("overloaded"):
-            lines.append(f"- turn {i + 1} \"{row.get('text', '')}\": **no verdict: the machine was overloaded** (the "
-                         f"decision came {_ms(row.get('decision_lag_s'))} behind the audio); run it again when it is idle")
+            behind = "; ".join(f"{what} {_ms(row.get(k))} behind the audio" for k, what in (
+                ("decision_lag_s", "the decision"), ("audio_lag_s", "the audio reached the VAD"),
+                ("answer_lag_s", "the detector's answers came")) if row.get(k) is not None)
+            lines.append(f"- turn {i + 1} \"{row.get('text', '')}\": **no verdict: the machine was overloaded** "
+                         f"({behind}); run it again when it is idle")
             continue
         cut = row.get("cutoff")
         state = {True: "**CUT OFF**", False: "**no cut-off**", None: "cut-off unknown (no ground truth)"}[cut]

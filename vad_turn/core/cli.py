@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from .config import add_config_args, config_from_args, run_config
+from .config import add_config_args, build_config, run_config
 
 
 def build_parser(commands: dict[str, tuple[str, str, str, str]], prog: str,
@@ -39,8 +39,6 @@ def dispatch(commands: dict[str, tuple[str, str, str, str]], prog: str, argv: li
         parser.error(f"cannot load {args.command}: {args._import_error}")
     mod, cls_name, run_name, _ = commands[args.command]
     module = importlib.import_module(mod)
-    try:  # every option is checked by the config's __post_init__ before any work: one line, exit 2
-        cfg = config_from_args(getattr(module, cls_name), args)
-    except (ValueError, TypeError) as e:
-        parser.error(f"{args.command}: {e}")
+    # every option is checked by the config's __post_init__ before any work: one line naming it, exit 2
+    cfg = build_config(f"{prog} {args.command}", getattr(module, cls_name), args)
     return run_config(f"{prog} {args.command}", getattr(module, run_name), cfg)

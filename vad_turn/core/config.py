@@ -51,6 +51,21 @@ def default_runs_root() -> Path:
 # `--model.features.window-s` (a boolean: `--model.x` / `--no-model.x`). The nested config's defaults are
 # those of its parent's default instance. config.json holds the nested dict (`config_to_dict`);
 # `config_from_dict` reads it back, and also reads the flat form a config had before it was nested.
+#
+# Flattened nested configs: a nested config field with metadata "flatten": True keeps its own flag names, without
+# the dotted prefix: `policy: TurnPolicy = field(default_factory=TurnPolicy, metadata={"help": ..., "flatten":
+# True})` gives `--threshold`, `--action-delay-s`, `--timeout-s` (not `--policy.threshold`), so a setting declared
+# once in its own config keeps the command lines it had when it was fields of each parent. Its flag names must not
+# collide with the parent's (refused when the parser is built). Its errors are not prefixed with a section (its
+# messages already name its flags); config.json still holds it nested ("policy": {...}).
+#
+# Errors: every ValueError / TypeError a config raises while it is built from the command line (its __post_init__,
+# a nested config's, the port rule below) ends as ONE line, `<prog>: error: <message>`, exit status 2, no
+# traceback and no usage text (`config_error`). A message that starts with a field's name ("mode must be ...")
+# gets that field's flag ("--mode must be ..."), so every such line names its option.
+#
+# Ports: an int field named `port` or ending in `_port` is a TCP port, checked here for every config: 0..65535
+# (0: any free port).
 
 
 def is_config_class(tp: Any) -> bool:
@@ -102,27 +117,41 @@ class _TupleAction(argparse.Action):
         setattr(namespace, self.dest, before + list(values))
 
 
+def is_flattened(f: dataclasses.Field) -> bool:
+    """Whether the nested config field `f` gives its options without its dotted prefix (metadata "flatten")."""
+    return bool(f.metadata.get("flatten"))
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "", defaults: Any = None,
-                    _group: Any = None) -> None:
+                    _group: Any = None, _flag_prefix: str | None = None) -> None:
     """Add one option per field of the frozen dataclass `cls`: `--field-name`, or `--prefix.field-name` for the
-    fields of a nested config (see the notes above).
+    fields of a nested config, or `--field-name` again for those of a flattened one (see the notes above).
 
     Defaults come from the dataclass (inside a nested config: from `defaults`, its parent's default instance);
     the help text is the field's `metadata["help"]`; each nested config gets its own section in `--help`.
+    The options' destinations are the fields' dotted paths (`config_from_args` reads them back).
     """
     target = _group if _group is not None else parser
+    flag_prefix = prefix if _flag_prefix is None else _flag_prefix
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp, optional = _strip_optional(hints[f.name])
         default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
-        path = prefix + f.name
+        path, flag_path = prefix + f.name, flag_prefix + f.name
         helptext = f.metadata.get("help", "")
         if is_config_class(tp):
-            group = parser.add_argument_group(f"{option_name(path)}.* ({tp.__name__})", helptext.replace("%", "%%"))
-            add_config_args(parser, tp, prefix=path + ".", _group=group,
-                            defaults=None if default is dataclasses.MISSING else default)
+            flat = is_flattened(f)
+            title = (f"{tp.__name__} ({option_name(path)}, flattened)" if flat
+                     else f"{option_name(flag_path)}.* ({tp.__name__})")
+            group = parser.add_argument_group(title, helptext.replace("%", "%%"))
+            try:
+                add_config_args(parser, tp, prefix=path + ".", _group=group, _flag_prefix=flag_prefix if flat
+                                else flag_path + ".", defaults=None if default is dataclasses.MISSING else default)
+            except argparse.ArgumentError as e:
+                raise TypeError(f"{cls.__name__}.{f.name}: the flattened {tp.__name__}'s options collide with "
+                                f"others ({e})") from e
             continue
         required = default is dataclasses.MISSING
         # argparse %-formats help texts: a literal % (as in "lat@fcr<=10%") must be doubled
@@ -133,7 +162,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, *, prefix: str =
         if positional:
             names = [path]
         else:
-            names, kw["dest"] = [option_name(path)], path
+            names, kw["dest"] = [option_name(flag_path)], path
             if tp is not bool and "choices" not in kw:
                 kw["metavar"] = f.name.upper()
             if required:
@@ -174,20 +203,40 @@ def require_range(name: str, values, lo: float, hi: float, *, lo_open: bool = Fa
             raise ValueError(f"{flag}: {v!r} is outside {'(' if lo_open else '['}{lo}, {hi}]")
 
 
-def _nested(cls: type, path: str, build):
-    """build() -> the nested config at `path`; its own checks' errors name the options' section."""
+def _nested(cls: type, path: str, build, *, flat: bool = False):
+    """build() -> the nested config at `path`; its own checks' errors name the options' section (not for a
+    flattened config: its flags are its own field names, which its messages name already)."""
     try:
         return build()
     except (ValueError, TypeError) as e:
         if getattr(e, "config_path", None):  # already named by a deeper nested config
+            raise
+        if flat:  # named as its own flags; a dotted config around it still adds its section
+            e.config_class = cls  # type: ignore[attr-defined]
             raise
         err = (TypeError if isinstance(e, TypeError) else ValueError)(f"{option_name(path)}.*: {e}")
         err.config_path = path  # type: ignore[attr-defined]
         raise err from e
 
 
-def config_from_args(cls: type, args: argparse.Namespace, *, prefix: str = ""):
-    """Build `cls` from parsed args, nested configs included (lists become tuples so the config stays hashable)."""
+PORT_RANGE = (0, 65_535)
+
+
+def _is_port_field(name: str, tp: Any) -> bool:
+    return tp is int and (name == "port" or name.endswith("_port"))
+
+
+def check_port(name: str, value: Any) -> None:
+    """A TCP port option: an int in 0..65535 (0: any free port); ValueError naming its flag."""
+    lo, hi = PORT_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{option_name(name)} {value!r} is not a port: it must be an integer in {lo}..{hi}")
+
+
+def config_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", _flag_prefix: str | None = None):
+    """Build `cls` from parsed args, nested configs included (lists become tuples so the config stays hashable).
+    Ports are checked (`check_port`) before the config's own __post_init__."""
+    flag_prefix = prefix if _flag_prefix is None else _flag_prefix
     values = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -196,13 +245,66 @@ def config_from_args(cls: type, args: argparse.Namespace, *, prefix: str = ""):
         tp, _ = _strip_optional(hints[f.name])
         path = prefix + f.name
         if is_config_class(tp):
-            values[f.name] = _nested(tp, path, lambda tp=tp, path=path: config_from_args(tp, args, prefix=path + "."))
+            flat = is_flattened(f)
+            sub_flags = flag_prefix if flat else flag_prefix + f.name + "."
+            values[f.name] = _nested(tp, path, lambda tp=tp, path=path, sub_flags=sub_flags: config_from_args(
+                tp, args, prefix=path + ".", _flag_prefix=sub_flags), flat=flat)
             continue
         v = getattr(args, path)
         if isinstance(v, list):
             v = tuple(v)
+        if _is_port_field(f.name, tp) and v is not None:
+            check_port(flag_prefix + f.name, v)
         values[f.name] = v
     return cls(**values)
+
+
+def _flag_names(cls: type, flag_prefix: str = "") -> list[str]:
+    """The field names of `cls` as its options call them (dotted for nested configs, plain for flattened ones)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp, _ = _strip_optional(hints[f.name])
+        if is_config_class(tp):
+            out += _flag_names(tp, flag_prefix if is_flattened(f) else flag_prefix + f.name + ".")
+        else:
+            out.append(flag_prefix + f.name)
+    return out
+
+
+def name_flag(cls: type, message: str) -> str:
+    """`message` with a leading field name ("mode must be ...", "threshold: 2 is ...", "x is ...", "x needs ...",
+    "x cannot ...", "x=...") written as its flag ("--mode must be ..."), so the error names the option; unchanged
+    when it names one already or starts otherwise."""
+    if message.startswith("--"):
+        return message
+    for name in sorted(_flag_names(cls), key=len, reverse=True):
+        for sep in (":", "=", " must ", " is ", " needs ", " cannot "):
+            if message.startswith(name + sep):
+                return option_name(name) + message[len(name):]
+    return message
+
+
+def config_error(prog: str, message: str) -> typing.NoReturn:
+    """Print ONE line, `<prog>: error: <message>` (its first line only), to stderr and exit with status 2."""
+    import sys
+
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "invalid option"
+    print(f"{prog}: error: {first}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_config(prog: str, cls: type, args: argparse.Namespace):
+    """`config_from_args(cls, args)`; a ValueError / TypeError it raises (the config's checks) is one line naming
+    the option and exit status 2 (`config_error`)."""
+    try:
+        return config_from_args(cls, args)
+    except (ValueError, TypeError) as e:
+        if os.environ.get("VAD_TURN_TRACEBACK"):
+            raise
+        config_error(prog, name_flag(getattr(e, "config_class", cls), str(e)))
 
 
 def run_config(prog: str, run: Any, cfg: Any) -> int:
@@ -227,11 +329,7 @@ def config_main(cls: type, run: Any, argv: list[str] | None = None, description:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_config_args(parser, cls)
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(cls, args)
-    except (ValueError, TypeError) as e:
-        parser.error(str(e))
-    return run_config(parser.prog, run, cfg)
+    return run_config(parser.prog, run, build_config(parser.prog, cls, args))
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -337,6 +435,9 @@ def config_options(cfg: Any, base: Any = None, *, skip: tuple[str, ...] = ()) ->
         v, b = getattr(cfg, f.name), getattr(base, f.name)
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             inner = tuple(s.partition(".")[2] for s in skip if s.startswith(f.name + "."))
+            if is_flattened(f):  # its options keep their own names
+                out += config_options(v, b, skip=inner)
+                continue
             pre = f.name.replace("_", "-") + "."
             out += [o.replace("--no-", "--no-" + pre, 1) if o.startswith("--no-") else o.replace("--", "--" + pre, 1)
                     for o in config_options(v, b, skip=inner)]

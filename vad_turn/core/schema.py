@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -112,13 +113,15 @@ def check_words(words: Sequence[Word], *, audio_end_s: float | None = None, sour
 
 
 def check_silence_s(silence_s, *, source: str = "") -> float:
-    """silence_s as a float; ValueError (naming `source`) unless it is a finite number >= 0."""
-    try:
-        s = float(silence_s)
-    except (TypeError, ValueError):
-        s = math.nan
+    """silence_s as a float; ValueError (naming `source`) unless it is a real number (int, float, a numpy integer
+    or floating scalar - not a bool, not a string) that is finite and >= 0."""
+    pre = f"{source}: " if source else ""
+    if isinstance(silence_s, bool) or not isinstance(silence_s, numbers.Real):  # np.bool_ is not Real either
+        raise ValueError(f"{pre}silence_s must be a real number of seconds (int or float), got "
+                         f"{type(silence_s).__name__} {silence_s!r}"[:300])
+    s = float(silence_s)
     if not (math.isfinite(s) and s >= 0):
-        raise ValueError(f"{source + ': ' if source else ''}silence_s must be a finite number >= 0, got {silence_s!r}")
+        raise ValueError(f"{pre}silence_s must be a finite number >= 0, got {silence_s!r}")
     return s
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.core.audio import SAMPLE_RATE_HZ, encode_wav_bytes, load_audio, seconds_to_samples
+from vad_turn.core.audio import SAMPLE_RATE_HZ, encode_wav_bytes, seconds_to_samples
 from vad_turn.core.config import REPO_ROOT
 from vad_turn.core.runs import atomic_write_text
 from vad_turn.core.schema import Message, Span, TurnRecord, Word, normalize_text, silence_spans_from_words
@@ -60,6 +60,7 @@ from .getgoing_log import (
     parse_history,
     text_similarity,
 )
+from .getgoing_inputs import missing_inputs, read_call_audio
 from .getgoing_speech import AsrParams, RefillParams, VadParams
 
 SOURCE = "getgoing"
@@ -84,7 +85,7 @@ def write_recipe_splits(data_root: Path, recipes_dir: Path = RECIPES_DIR) -> dic
     path = Path(recipes_dir) / "getgoing.json"
     recipe = json.loads(path.read_text())
     calls = Path(data_root) / recipe["folder"]
-    uuids = sorted(p.name for p in calls.iterdir() if (p / "log.json").exists())
+    uuids = sorted(p.name for p in calls.iterdir() if p.is_dir() and not missing_inputs(p))  # usable calls only
     splits = {name: [u for u in uuids if split_of(u) == name] for name, _ in SPLIT_SHARES}
     atomic_write_text(path, recipe_text({**recipe, "splits": splits}))
     return splits
@@ -355,6 +356,8 @@ class CallResult:
     n_inserted_lines: int
     n_other_lines: int
     cache_hit: bool
+    inputs: dict = field(default_factory=dict)  # {file name: sha256 hex or None} (`getgoing_inputs.HASHED`)
+    problem: str | None = None  # "user.ogg ..." when the recording decodes short or not at all
 
 
 def read_log(call_dir: Path) -> list[str]:
@@ -375,12 +378,14 @@ def process_call(call_dir: Path, split: str, recipe: Recipe, cache, *, min_silen
     lines, n_inserted = drop_inserted_lines(lines, recipe.inserted_user_lines)
     turns = log_turns(lines)
     n_user = sum(ln.kind == "USER" for ln in lines)
-    audio = load_audio(call_dir / "user.ogg")
+    audio, inputs, problem = read_call_audio(call_dir)
+    if audio is None:
+        return CallResult(uuid, split, 0.0, [], [], [], "undecodable", n_user, n_inserted, n_other, True, inputs, problem)
     audio_s = audio.size / SAMPLE_RATE_HZ
     reason = call_drop_reason(turns, recipe)
     if reason is not None:
-        return CallResult(uuid, split, audio_s, [], [], [], reason, n_user, n_inserted, n_other, True)
-    regions, words, hit = cache.regions_and_words(uuid, audio)
+        return CallResult(uuid, split, audio_s, [], [], [], reason, n_user, n_inserted, n_other, True, inputs, problem)
+    regions, words, hit = cache.regions_and_words(uuid, audio, inputs["user.ogg"])
     located = locate_turns(turns, regions, words, audio_s, recipe)
     n_ok = sum(lt.status == "aligned" for lt in located)
     if not regions:
@@ -393,4 +398,4 @@ def process_call(call_dir: Path, split: str, recipe: Recipe, cache, *, min_silen
         made = [turn_record(lt, uuid=uuid, split=split, audio=audio, messages=msgs[lt.index], recipe=recipe,
                             min_silence_s=min_silence_s) for lt in located if lt.status == "aligned"]
     return CallResult(uuid, split, audio_s, [r for r, _ in made], [i for _, i in made], located, reason, n_user,
-                      n_inserted, n_other, hit)
+                      n_inserted, n_other, hit, inputs, problem)
