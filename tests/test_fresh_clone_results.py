@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.operating_point import OperatingPointError, StaleOperatingPoints, policy_from_eval
+from vad_turn.harness.operating_points import OperatingPointError, StaleOperatingPoints, policy_from_eval
 from vad_turn.cli import main as vad_turn_main
 from vad_turn.core.config import REPO_ROOT, SHIPPED_MODELS_DIR
 from vad_turn.core.model_files import write_checksums
-from vad_turn.harness.operating_points import EVAL_RUNS, SHIPPED_DETECTORS, load_shipped, model_fingerprint
+from vad_turn.harness.operating_points import eval_run, load_shipped, model_fingerprint, shipped_detectors
 from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 
 PROVENANCE_ONLY = ("source", "policy_from", "evaluated_run", "commit", "model_sha256")
@@ -55,7 +55,7 @@ def _ship(detector: str, run: Path, models: Path, *extra: str) -> int:
 def test_the_shipped_fallback_gives_the_runs_policy_and_says_which(tmp_path):
     models = _models(tmp_path / "models")
     runs = tmp_path / "runs"
-    run = _run(runs / EVAL_RUNS["fused"])
+    run = _run(runs / eval_run("fused", "conversation"))
     assert _ship("fused", run, models) == 0
     shipped = models / "turn" / "operating_points.json"
     first = shipped.read_bytes()
@@ -64,8 +64,8 @@ def test_the_shipped_fallback_gives_the_runs_policy_and_says_which(tmp_path):
     assert rec["model_files"].keys() == {"turn/weights.bin", "lexical/weights.bin", "acoustic/weights.bin"}
     assert rec["commit"] == "abc123" and rec["n_turns"] == 300 and rec["config"]["detector"] == "fused"
     for op in ("lat@fcr<=10%", "fcr@lat<=0.6s"):
-        from_run = policy_from_eval("fused", op, runs_root=runs, models_dir=models)
-        from_ship = policy_from_eval("fused", op, runs_root=tmp_path / "empty", models_dir=models)
+        from_run = policy_from_eval("fused", op, profile="conversation", runs_root=runs, models_dir=models)
+        from_ship = policy_from_eval("fused", op, profile="conversation", runs_root=tmp_path / "empty", models_dir=models)
         assert (from_run["policy_from"], from_ship["policy_from"]) == ("run", "shipped")
         assert from_ship["source"].endswith("turn/operating_points.json") and from_ship["commit"] == "abc123"
         same = lambda p: {k: v for k, v in p.items() if k not in PROVENANCE_ONLY}  # noqa: E731
@@ -81,7 +81,7 @@ def test_a_changed_model_makes_its_shipped_points_stale(tmp_path):
     (models / "lexical" / "weights.bin").write_bytes(b"re-trained")
     new, _ = model_fingerprint("lexical", models)
     with pytest.raises(StaleOperatingPoints) as e:
-        policy_from_eval("lexical", runs_root=tmp_path / "empty", models_dir=models)
+        policy_from_eval("lexical", profile="conversation", runs_root=tmp_path / "empty", models_dir=models)
     msg = str(e.value)
     assert old in msg and new in msg and "changed: lexical/weights.bin" in msg and "ship-operating-points" in msg
     # the fused model loads the lexical branch too: its shipped points go stale with it
@@ -109,22 +109,22 @@ def test_shipping_refuses_a_run_that_is_not_the_shipped_model(tmp_path, capsys):
 def test_no_run_and_no_shipped_points_is_an_error_naming_both(tmp_path):
     models = _models(tmp_path / "models")
     with pytest.raises(OperatingPointError) as e:
-        policy_from_eval("acoustic", runs_root=tmp_path / "runs", models_dir=models)
+        policy_from_eval("acoustic", profile="conversation", runs_root=tmp_path / "runs", models_dir=models)
     msg = str(e.value)
-    assert str(tmp_path / "runs" / EVAL_RUNS["acoustic"] / "metrics.json") in msg
+    assert str(tmp_path / "runs" / eval_run("acoustic", "conversation") / "metrics.json") in msg
     assert str(models / "acoustic" / "operating_points.json") in msg
     with pytest.raises(OperatingPointError, match="has no shipped model"):
-        policy_from_eval("lexical-zeroshot", runs_root=tmp_path / "runs", models_dir=models)
+        policy_from_eval("lexical-zeroshot", profile="conversation", runs_root=tmp_path / "runs", models_dir=models)
 
 
 def test_the_shipped_operating_points_are_those_of_the_shipped_models(monkeypatch, tmp_path):
     """Fails after a model is re-shipped until `vad-turn ship-operating-points` is rerun on its new evaluation."""
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))  # a fresh clone: runs/ is empty
-    for det in SHIPPED_DETECTORS:
+    for det in shipped_detectors():
         rec = load_shipped(det)
         names = {op["name"] for op in rec["operating_points"]}
         assert rec["detector"] == det and {"fcr@lat<=0.3s", "fcr@lat<=0.6s", "lat@fcr<=5%", "lat@fcr<=10%"} <= names
-        p = policy_from_eval(det)
+        p = policy_from_eval(det, profile="conversation")
         assert p["policy_from"] == "shipped" and 0.0 <= p["threshold"] <= 1.0 and p["timeout_s"] >= p["action_delay_s"]
         assert 0.0 <= p["false_cutoff_rate"] <= 0.10 and p["vad_only"]["stop_silence_s"] > 0  # lat@fcr<=10%
     files = {Path(f).resolve() for f in __import__("glob").glob(str(SHIPPED_MODELS_DIR / "**" / "*"), recursive=True)}
@@ -225,9 +225,37 @@ def test_a_run_of_another_model_in_runs_gives_way_to_the_shipped_points(tmp_path
 
     models = _models(tmp_path / "models")
     runs = tmp_path / "runs"
-    run = _run(runs / EVAL_RUNS["fused"])
+    run = _run(runs / eval_run("fused", "conversation"))
     (run / "model_fingerprint.txt").write_text(model_fingerprint("fused", models)[0] + "\n")
     assert _ship("fused", run, models) == 0
-    assert policy_from_eval("fused", runs_root=runs, models_dir=models)["policy_from"] == "run"
+    assert policy_from_eval("fused", profile="conversation", runs_root=runs, models_dir=models)["policy_from"] == "run"
     (run / "model_fingerprint.txt").write_text("f" * 64 + "\n")  # the run scored another model
-    assert policy_from_eval("fused", runs_root=runs, models_dir=models)["policy_from"] == "shipped"
+    assert policy_from_eval("fused", profile="conversation", runs_root=runs, models_dir=models)["policy_from"] == "shipped"
+
+
+def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeypatch, tmp_path):
+    """Issue 24: the agent a user runs uses the shipped voice-agent operating point, chosen on agent-directed dev data
+    only (GetGoing dev + agent-holds whole-turn renders' dev), with no more cut-offs there than VAD-only at 0.6 s."""
+    from pipeline.bench import BenchConfig, bench_policy, pipeline_config
+    from pipeline.demo.session import DemoSettings, pane_config
+    from pipeline.runner import PipelineConfig
+    from vad_turn.harness.operating_points import VOICE_AGENT_POINT, shipped_policy
+
+    monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))  # a fresh clone: runs/ is empty
+    rec = load_shipped("fused", profile="voice-agent")
+    assert rec["profile"] == "voice-agent" and {r["split"] for r in rec["pooled_runs"]} == {"dev"}
+    assert [r["dataset"].split("/")[-1] for r in rec["pooled_runs"]] == ["getgoing", "agent-holds-rendered-utt"]
+    p = shipped_policy("fused", None, profile="voice-agent")
+    from vad_turn.core.stt import stt_word_lag
+
+    # evaluated with the default STT's measured lag of the words before a pause (P90), as the pipeline shows them
+    lag = stt_word_lag(PipelineConfig().stt)["segment_end_final_p90_s"]
+    assert p["operating_point"] == VOICE_AGENT_POINT and lag <= p["transcript_lag_s"] <= lag + 0.1
+    assert p["false_cutoff_rate"] <= p["vad_only"]["false_cutoff_rate"] + 1e-12
+    assert p["vad_only"]["stop_silence_s"] == 0.6 and p["mean_latency_s"] < p["vad_only"]["mean_latency_s"]
+    want = (p["threshold"], p["action_delay_s"], p["timeout_s"], p["transcript_lag_s"])
+    got = lambda pol: (pol.threshold, pol.action_delay_s, pol.timeout_s, pol.transcript_lag_s)  # noqa: E731
+    assert got(PipelineConfig().policy) == want
+    assert got(pane_config(DemoSettings(), "semantic").turn_policy("fused")) == want
+    bench = BenchConfig()
+    assert got(pipeline_config(bench, "streaming-semantic", bench_policy(bench, "fused")).turn_policy("fused")) == want

@@ -119,6 +119,62 @@ def test_missing_model_files_are_named(tmp_path):
         load_turn_model(tmp_path)
 
 
+def test_predict_eot_loads_the_shipped_model_once_and_shares_it(monkeypatch, model):
+    """Without `model=`, predict_eot loads and verifies the shipped model on its first call only: later calls
+    share the same TurnModel (`cached_turn_model`, keyed by the resolved folder) and score like a loaded one."""
+    import vad_turn.fusion.runtime as R
+
+    monkeypatch.setattr(R, "_LOADED", {})
+    loads = []
+    real = R.load_turn_model
+    monkeypatch.setattr(R, "load_turn_model", lambda *a, **kw: loads.append(a) or real(*a, **kw))
+    audio = np.zeros(16000, np.float32) + 0.01
+    p = [predict_eot(audio, 16000, WORDS[:3], MSGS, silence_s=0.5) for _ in range(3)]
+    assert len(loads) == 1, loads
+    first = R.cached_turn_model()
+    assert first is R.cached_turn_model() is R.cached_turn_model(DEFAULT_TURN_MODEL_DIR / ".." / "turn")
+    assert len(loads) == 1  # the same folder by another spelling is the same entry
+    assert p[0] == p[1] == p[2] == pytest.approx(predict_eot(audio, 16000, WORDS[:3], MSGS, silence_s=0.5,
+                                                             model=model), abs=1e-12)
+
+
+def test_concurrent_first_calls_load_the_model_once(monkeypatch):
+    """Eight threads asking for the model at once: one load (the others wait for it), one shared object; a
+    load that raises is not cached (the next call loads again)."""
+    import threading
+    import time
+
+    import vad_turn.fusion.runtime as R
+
+    monkeypatch.setattr(R, "_LOADED", {})
+    loads, fail = [], [True]
+
+    def slow_load(path):
+        loads.append(path)
+        time.sleep(0.2)  # long enough for every thread to arrive while the first one loads
+        if fail[0]:
+            fail[0] = False
+            raise OSError("disk hiccup")
+        return object()
+
+    monkeypatch.setattr(R, "load_turn_model", slow_load)
+    with pytest.raises(OSError, match="hiccup"):
+        R.cached_turn_model()
+    barrier, got = threading.Barrier(8), []
+
+    def ask():
+        barrier.wait()
+        got.append(R.cached_turn_model())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(loads) == 2, loads  # the failed load, then exactly one for the eight threads
+    assert len(got) == 8 and all(g is got[0] for g in got)
+
+
 def test_int8_acoustic_graph_agrees_with_fp32_on_real_clips(model, data_root):
     """Every 0.25 s of two real clips, with and without words, at seeded silences: |p_int8 - p_fp32| <= 0.02
     and the same decision at the model's threshold on >= 99% of them."""

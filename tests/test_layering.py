@@ -170,3 +170,84 @@ def test_harness_and_runtimes_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"these modules pull in {out.stdout.strip()}"
+
+
+# ----------------------------------------------------------------------------- the detector registry's strings
+
+# The registry (vad_turn.harness.detectors.DETECTORS) names each detector's class as a lazy "package.module:Class"
+# string, which the import graph above cannot see. A detector lives in the harness (its baseline) or in a model
+# family: never in prosody/ or pipeline/, which sit above everything that builds detectors.
+DETECTOR_HOMES = ("vad_turn.harness", "vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers", "vad_turn.fusion")
+
+
+def factory_violations(specs, mods: dict[str, Path]) -> list[str]:
+    """What is wrong with each spec's string factory, read from the source: the module must be a project module
+    in a DETECTOR_HOMES layer that defines the named class at its top level (a callable factory is a real import,
+    which the graph sees)."""
+    bad = []
+    homes = {layer_of(h) for h in DETECTOR_HOMES}
+    for name, spec in specs.items():
+        if not isinstance(spec.factory, str):
+            continue
+        module, _, attr = spec.factory.partition(":")
+        if module not in mods:
+            bad.append(f"{name}: factory {spec.factory!r}: no project module {module}")
+            continue
+        if layer_of(module) not in homes or not any(module == h or module.startswith(h + ".") for h in DETECTOR_HOMES):
+            bad.append(f"{name}: factory {spec.factory!r}: {module} (layer {layer_of(module)}) is not where a "
+                       f"detector may live ({', '.join(DETECTOR_HOMES)})")
+            continue
+        tree = ast.parse(mods[module].read_text())
+        if not any(isinstance(n, ast.ClassDef) and n.name == attr for n in tree.body):
+            bad.append(f"{name}: factory {spec.factory!r}: {module} defines no class {attr} at its top level")
+    return bad
+
+
+def test_every_registered_factory_names_a_detector_class_in_a_detector_layer():
+    from vad_turn.harness.detectors import DETECTORS
+
+    bad = factory_violations(DETECTORS, modules())
+    assert not bad, "\n".join(bad)
+    assert all(isinstance(s.factory, str) for s in DETECTORS.values()), "built-in detectors are lazy strings"
+
+
+def test_factory_checker_catches_upper_layers_missing_modules_and_classes():
+    from vad_turn.harness.detectors import DetectorSpec
+
+    mods = modules()
+    prosody = next(m for m in sorted(mods) if m.startswith("prosody."))
+    specs = {s.name: s for s in (
+        DetectorSpec("up-pipeline", "pipeline.runner:PipelineConfig"),
+        DetectorSpec("up-prosody", f"{prosody}:Anything"),
+        DetectorSpec("missing", "vad_turn.lexical.no_such_module:X"),
+        DetectorSpec("no-class", "vad_turn.lexical.runtime:NoSuchDetector"),
+        DetectorSpec("fine", "vad_turn.lexical.runtime:LexicalDetector"),
+    )}
+    bad = factory_violations(specs, mods)
+    assert [b.split(":")[0] for b in bad] == ["up-pipeline", "up-prosody", "missing", "no-class"], bad
+    assert "pipeline.runner (layer 8) is not where a detector may live" in bad[0]
+
+
+def test_registered_factories_import_without_side_effects(tmp_path):
+    """Importing each factory's module (as `make_detector` does, building nothing) resolves a detector class
+    (`check_detector_spec`), prints nothing, writes nothing in the working folder and starts no thread."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, json, os, sys, threading\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "from vad_turn.harness.detectors import DETECTORS, check_detector_spec\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    for s in DETECTORS.values():\n"
+            "        check_detector_spec(s.factory)\n"
+            "print(json.dumps({'printed': out.getvalue(), 'files': os.listdir('.'),\n"
+            "                  'threads': [t.name for t in threading.enumerate() if t is not threading.main_thread()\n"
+            "                              and not t.daemon]}))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    import json
+
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got == {"printed": "", "files": [], "threads": []}, got

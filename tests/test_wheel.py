@@ -7,10 +7,14 @@ only the core dependencies and what they require, at requirements.lock's version
 folder outside the repo, in isolated mode (`python -I`), that venv scores a real clip with
 `load_turn_model` / `predict_eot`: p_eot equals the editable install's within 1e-5, torch is neither
 imported nor importable, and every model file read comes from the venv's site-packages.
+The wheel carries only what inference opens: the files pyproject.toml's exclude-package-data names (torch
+checkpoints, the LR floor, split ids, cards) are absent, every other model file is opened by loading the fused
+model (fp32 and int8) or reading the shipped operating points, and those points are not refused as stale there.
 About 30 s with a warm pip cache (the core wheels are about 40 MB to download once).
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -50,6 +54,16 @@ MUST_SHIP = ("vad_turn/models/turn/fusion.json", "vad_turn/models/turn/checksums
              "vad_turn/models/lexical/lexical_head.onnx", "vad_turn/models/lexical/tokenizer.json",
              "vad_turn/models/lexical/lexical.json", "prosody/prompts/variants.toml")
 
+# Files the wheel must not hold (inference never opens them): pyproject.toml's one list, as wheel paths.
+_CFG = tomllib.loads((REPO / "pyproject.toml").read_text())
+EXCLUDED = tuple(f"{pkg}/{pat}" for pkg, pats in _CFG["tool"]["setuptools"].get("exclude-package-data", {}).items()
+                 for pat in pats)
+
+
+def excluded(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in EXCLUDED)
+
+
 # Runs inside the clean venv: argv[1] is a JSON object {clip, repo, cases}; prints one JSON line.
 SCRIPT = r'''
 import importlib.util, json, os, sys, sysconfig
@@ -72,7 +86,21 @@ for c in arg["cases"]:
     p.append(predict_eot(a, sr, c["words"], c["messages"], silence_s=c["silence_s"], model=m))
     p8.append(predict_eot(a, sr, c["words"], c["messages"], silence_s=c["silence_s"], model=m8))
 model_suffixes = (".onnx", ".json", ".npz")
+from pathlib import Path
+from vad_turn.fusion.runtime import cached_turn_model
+from vad_turn.harness.operating_points import PROFILES, shipped_detectors, shipped_file, shipped_policy
+c, a = arg["cases"][0], clip[: 2 * sr]
+p_default = [predict_eot(a, sr, c["words"], c["messages"], silence_s=c["silence_s"]) for _ in range(2)]
+p_default_ref = predict_eot(a, sr, c["words"], c["messages"], silence_s=c["silence_s"], model=m)
+policies = {f"{d}/{prof}": shipped_policy(d, profile=prof) for d in shipped_detectors() for prof in PROFILES
+            if shipped_file(d, profile=prof).is_file()}
 print(json.dumps({
+    "p_default": p_default, "p_default_ref": p_default_ref,
+    "cached_shared": cached_turn_model() is cached_turn_model(),
+    "policies": {k: {f: v[f] for f in ("threshold", "action_delay_s", "timeout_s", "model_sha256")}
+                 for k, v in policies.items()},
+    "models_dir_files": sorted(str(f) for f in (Path(vad_turn.__file__).parent / "models").rglob("*") if f.is_file()),
+    "opened_all": sorted(set(opened)),
     "p": p, "p_int8": p8,
     "purelib": sysconfig.get_paths()["purelib"], "vad_turn_file": vad_turn.__file__,
     "model_files_read": sorted({f for f in opened if f.endswith(model_suffixes)}),
@@ -186,11 +214,51 @@ def test_the_wheel_carries_the_models_and_data_files(built):
     assert not missing, f"{wheel.name} lacks {missing}: see [tool.setuptools.package-data] in pyproject.toml"
     data = [f for f in files if not f.endswith((".py", ".pyc")) and "__pycache__" not in f]
     assert len(data) >= len(MUST_SHIP), f"too few data files found in the working tree: {data}"
-    left_out = [n for n in data if n not in names]
+    left_out = [n for n in data if n not in names and not excluded(n)]
     assert not left_out, f"non-Python files of the packages missing from {wheel.name}: {left_out}"
+    # what inference never opens stays in the repository (training, export, tests) and out of the wheel
+    kept_out = {n for n in data if excluded(n)}
+    assert {"vad_turn/models/lexical/model.pt", "vad_turn/models/acoustic/model.pt", "vad_turn/models/lexical/lr.npz",
+            "vad_turn/models/acoustic/split_ids.json"} <= kept_out, f"expected in the repo, excluded: {sorted(kept_out)}"
+    shipped = sorted(n for n in names if excluded(n))
+    assert not shipped, f"{wheel.name} carries files inference never opens: {shipped} (exclude-package-data)"
+    assert not [n for n in MUST_SHIP if excluded(n)], "exclude-package-data excludes a file inference needs"
     core = [str(r) for r in _wheel_requires(wheel) if _applies(r, set())]
     assert not [r for r in core if canonicalize_name(Requirement(r).name) in ("torch", "torchaudio", "transformers")], \
         f"the core requirements (no extra) pull in torch / transformers: {core}"
+
+
+# Runs in the repo's own venv: every file under vad_turn/models that inference opens (the fused model fp32 and
+# int8, each shipped detector's runtime, the shipped operating points of every profile); prints a JSON list.
+OPENED_BY_INFERENCE = r'''
+import json, os, sys
+opened = []
+sys.addaudithook(lambda ev, args: opened.append(os.fsdecode(args[0]))
+                 if ev == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)) else None)
+from vad_turn import load_turn_model, make_detector
+from vad_turn.core.config import SHIPPED_MODELS_DIR
+from vad_turn.harness.operating_points import PROFILES, shipped_detectors, shipped_file, shipped_policy
+load_turn_model(), load_turn_model(int8=True)
+for d in shipped_detectors():
+    make_detector(d)
+    for prof in PROFILES:
+        if shipped_file(d, profile=prof).is_file():
+            shipped_policy(d, profile=prof)
+root = str(SHIPPED_MODELS_DIR.resolve()) + os.sep
+print(json.dumps(sorted({os.path.realpath(f)[len(root):] for f in opened if os.path.realpath(f).startswith(root)})))
+'''
+
+
+def test_every_model_file_the_wheel_carries_is_opened_by_inference(wheel):
+    """The wheel's model files are exactly those inference opens in the repo (nothing more, nothing less)."""
+    with zipfile.ZipFile(wheel) as z:
+        carried = sorted(n[len("vad_turn/models/"):] for n in z.namelist() if n.startswith("vad_turn/models/"))
+    r = _run([sys.executable, "-c", OPENED_BY_INFERENCE], "loading every shipped model in the repo", timeout=300,
+             cwd=REPO)
+    opened = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "acoustic/config.json" in opened and "turn/fusion.json" in opened, opened
+    assert carried == opened, (f"carried, never opened: {sorted(set(carried) - set(opened))}; "
+                               f"opened, not carried: {sorted(set(opened) - set(carried))}")
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +328,28 @@ def test_the_core_install_scores_a_real_clip_like_the_repo_without_torch(core_ve
             "lexical_step.onnx"} <= names, f"model files read: {got['model_files_read']}"
     outside = [str(f) for f in files if not f.is_relative_to(purelib) or f.is_relative_to(REPO.resolve())]
     assert not outside, f"model files read from outside the venv's site-packages {purelib}: {outside}"
+
+    # only what inference opens: every model file of the install is opened by loading the model (fp32 and int8)
+    # or reading the shipped operating points, and none of the excluded files is there
+    models_dir = Path(got["vad_turn_file"]).resolve().parent / "models"
+    installed = {Path(f).resolve() for f in got["models_dir_files"]}
+    opened = {Path(f).resolve() for f in got["opened_all"]} & installed
+    # acoustic/config.json is read by the acoustic detector alone, whose front end needs torch (the [train] extra):
+    # test_every_model_file_the_wheel_carries_is_opened_by_inference sees it opened in the repo's venv
+    unopened = sorted(str(f.relative_to(models_dir)) for f in installed - opened)
+    assert installed and unopened == ["acoustic/config.json"], f"model files installed but never opened: {unopened}"
+    assert not [f for f in installed if excluded("vad_turn/models/" + str(f.relative_to(models_dir)))]
+    # the shipped operating points verify against the installed model files (not refused as stale), as in the repo
+    from vad_turn.harness.operating_points import PROFILES, shipped_detectors, shipped_file, shipped_policy
+
+    want_pol = {f"{d}/{prof}": shipped_policy(d, profile=prof) for d in shipped_detectors() for prof in PROFILES
+                if shipped_file(d, profile=prof).is_file()}
+    assert "fused/conversation" in want_pol and set(got["policies"]) == set(want_pol), got["policies"]
+    for k, pol in got["policies"].items():
+        assert pol == {f: want_pol[k][f] for f in pol}, (k, pol, want_pol[k])
+    # predict_eot without model= (the shared, once-loaded model) scores like an explicitly loaded one
+    assert got["cached_shared"] is True
+    assert got["p_default"][0] == got["p_default"][1] == pytest.approx(got["p_default_ref"], abs=1e-12)
 
     want, want8 = _reference(clip)
     print(f"repo (editable): p_eot {want} (int8 graph {want8})")
