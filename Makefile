@@ -140,7 +140,7 @@ reproduce: setup
 	.venv/bin/vad-turn ship-operating-points --detector fused --run runs/eval-fused-swbr-dev
 	@# The voice-agent operating point (the default of pipeline, bench and demo): fused on agent-directed dev data
 	@# only, real callers (GetGoing dev) pooled with agent-text turns with simulated holds rendered whole
-	@# (agent-holds dev), words shown 0.7 s after they end (the default STT's measured P90 lag, vad_turn/core/stt_lag.json); the lowest mean latency with no more false cut-offs
+	@# (agent-holds dev), words shown 0.7 s after they end (the default STT's measured P90 lag, vad_turn/engines/stt_lag.json); the lowest mean latency with no more false cut-offs
 	@# than VAD-only at 0.6 s on the same turns (vad_turn/harness/pool.py).
 	.venv/bin/vad-turn evaluate --dataset data/built/getgoing --split dev --detector fused --transcript-lag-s 0.7 --out runs/eval-fused-getgoing-dev-lag0.7
 	.venv/bin/vad-turn render --corpora agent-holds --whole-turn --splits dev --max-turns agent-holds:dev=200

@@ -1,6 +1,6 @@
 """Which local LLM should the pipeline use? SmolLM2-135M-Instruct beside Gemma 3 270M, measured side by side.
 
-Both run as the pipeline runs its LLM (`vad_turn.core.llm.LocalLLM`: transformers on the CPU, float32 weights
+Both run as the pipeline runs its LLM (`vad_turn.engines.llm.local.LocalLLM`: transformers on the CPU, float32 weights
 de-quantized from the GGUF once, the prefix KV cache warmed with the system prompt, greedy decoding). Per
 model, alternating models request by request (the machine is shared and noisy):
 
@@ -62,7 +62,7 @@ MODELS = ("smollm2-135m", "gemma3-270m")
 @dataclass(frozen=True)
 class LLMCompareConfig:
     out: Path = field(default=Path("runs/llm-compare.json"), metadata={"help": "JSON report"})
-    models: tuple[str, ...] = field(default=MODELS, metadata={"help": "local models (vad_turn.core.llm.LOCAL_MODELS)"})
+    models: tuple[str, ...] = field(default=MODELS, metadata={"help": "local models (vad_turn.engines.llm.local.LOCAL_MODELS)"})
     max_new_tokens: int = field(default=24, metadata={"help": "reply length cap (the pipeline's default)"})
     n_style_requests: int = field(default=12, metadata={"help": "prosody task requests per style variant"})
     style_max_new_tokens: int = field(default=40, metadata={"help": "reply cap in the style check (prosody's)"})
@@ -177,7 +177,7 @@ def run(cfg: LLMCompareConfig) -> dict:
     from prosody.measures import text_measures
     from prosody.prompts import chat_messages, load_variants
     from prosody.requests import task_requests
-    from vad_turn.core.llm import LOCAL_MODELS, LocalLLM
+    from vad_turn.engines.llm.local import LOCAL_MODELS, LocalLLM
 
     llms, load = {}, {}
     for m in cfg.models:

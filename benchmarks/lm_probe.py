@@ -3,7 +3,7 @@ better than the shipped lexical GRU, on the same Switchboard val examples?
 
 Examples are the harness's causal queries (`vad_turn.harness.examples.build_examples`, transcript lag
 `--transcript-lag-s`, `--points-per-span` grid points per silence span). Each turn is read once by the
-frozen LM (bf16, `vad_turn.core.llm.LocalLLM`): SmolLM2's chat template with the last other-party message
+frozen LM (bf16, `vad_turn.engines.llm.local.LocalLLM`): SmolLM2's chat template with the last other-party message
 (ASR-normalised, last `--context-words` words) as an assistant message, then the user message made of
 the turn's ASR-normalised words, each word tokenised on its own (" " + word) as an incremental
 decoder would append it. An example with n visible words takes the last-layer hidden state (576,)
@@ -263,7 +263,7 @@ def run(cfg: ProbeConfig) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
     from vad_turn.data.dataset import load_turns
     from vad_turn.harness.evaluate import EvalConfig
     from vad_turn.harness.examples import build_examples

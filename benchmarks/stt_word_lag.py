@@ -1,9 +1,9 @@
 """How long after a pause starts the pipeline's streaming STT shows the words before it: JSON report.
 
 Rendered turns (default: the Switchboard-rendered dev clean rows, every voice) are fed to
-`vad_turn.core.stt`'s PocketSphinx streamer in 20 ms chunks, as one utterance per turn, as fast as the
+`vad_turn.engines.stt`'s PocketSphinx streamer in 20 ms chunks, as one utterance per turn, as fast as the
 CPU allows; every time is audio time (seconds from the start of the turn's audio), not wall time.
-After each chunk the partial hypothesis is read and normalised (`vad_turn.core.stt.wer_tokens`).
+After each chunk the partial hypothesis is read and normalised (`vad_turn.engines.stt.wer_tokens`).
 
 For each silence span [start, end] of a row that lasts at least `min_span_s` (so the decoder has
 settled long before the user speaks again), the *final* hypothesis of the words before the pause
@@ -78,7 +78,7 @@ def partial_track(stt, audio: np.ndarray, chunk_n: int) -> tuple[np.ndarray, lis
     Returns (times_s (n_chunks,): audio time at the end of each chunk, the normalised partial word
     tuple after each chunk). The utterance is ended (`finish`) before returning.
     """
-    from vad_turn.core.stt import wer_tokens
+    from vad_turn.engines.stt import wer_tokens
 
     stt.start()
     times, hyps = [], []
@@ -199,7 +199,7 @@ def _read_done(path: Path) -> list[list[dict]]:
 
 
 def run(cfg: SttLagConfig) -> dict:
-    from vad_turn.core.stt import PocketsphinxSTT
+    from vad_turn.engines.stt import PocketsphinxSTT
 
     out = Path(cfg.out)
     cfg_dict = {"type": type(cfg).__name__, **config_to_dict(cfg)}

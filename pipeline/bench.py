@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.core.config import config_options, default_runs_root, require_range
-from vad_turn.core.llm import LocalLLM
+from vad_turn.engines.llm.local import LocalLLM
 from vad_turn.core.runs import RunFolder, atomic_write_text
-from vad_turn.core.stt import word_error_rate
+from vad_turn.engines.stt import word_error_rate
 from vad_turn.harness.policy import TurnPolicy
 
 from .bench_plots import write_bench_figures
@@ -128,8 +128,8 @@ class BenchConfig:
     max_new_tokens: int = field(default=16, metadata={"help": "reply length cap (shorter replies = faster bench)"})
     hear_s: float = field(default=1.0, metadata={"help": "conversations: stop each reply after this much was played"})
     stt: str = field(default="moonshine", metadata={
-        "help": "STT engine (vad_turn.core.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
-                "its measured word lag in vad_turn/core/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
+        "help": "STT engine (vad_turn.engines.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
+                "its measured word lag in vad_turn/engines/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
                 "pocketsphinx-getgoing, whisper, whisper-segment, pocketsphinx+moonshine"})
     seed: int = field(default=0, metadata={"help": "seed of the turn, barge-in and backchannel selection"})
     scenario_sets: tuple[str, ...] = field(default=("festival",), metadata={

@@ -50,7 +50,7 @@ def report_md(summary: dict, info: dict, by_set: dict | None = None, paired: dic
              "endpoint = end of speech -> end-of-turn decision; processing = decision -> first agent audio.", "",
              f"e2e confident = e2e on the turns decided at p_eot >= {info.get('confident_p_eot')}. STT WER = "
              "word error rate of the pipeline's final transcripts against the turn's text (festival: the words "
-             "rendered; getgoing: the call log's Google-ASR line), `vad_turn.core.stt.word_error_rate`.", ""]
+             "rendered; getgoing: the call log's Google-ASR line), `vad_turn.engines.stt.word_error_rate`.", ""]
     lines += tables(summary)
     for name, s in (by_set or {}).items():
         lines += ["", f"## Scenario set `{name}`", "", *SET_NOTES.get(name, ()), *tables(s)]

@@ -43,7 +43,7 @@ class LLMBenchConfig:
 
 
 def _variant(name: str):
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")

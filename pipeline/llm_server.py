@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
-from vad_turn.core.llm import LLM, LLMError
+from vad_turn.engines.llm.local import LLM, LLMError
 
 
 class LLMHTTPServer(ThreadingHTTPServer):
@@ -149,7 +149,7 @@ class ServeConfig:
 
 
 def serve(cfg: ServeConfig) -> int:
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     with serve_llm(LocalLLM().load(), host=cfg.host, port=cfg.port) as (url, _):
         print(f"serving SmolLM2 at {url}", flush=True)

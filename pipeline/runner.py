@@ -57,8 +57,8 @@ class PipelineConfig:
                 "silence); `default_policy()` is the shipped voice-agent operating point", "flatten": True})
     vad: str = field(default="silero", metadata={"help": "VAD for speech start/stop"})
     stt: str = field(default="moonshine", metadata={
-        "help": "STT engine (vad_turn.core.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
-                "its measured word lag in vad_turn/core/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
+        "help": "STT engine (vad_turn.engines.stt.STT_ENGINES): moonshine (the default: WER 0.30 on real GetGoing callers, "
+                "its measured word lag in vad_turn/engines/stt_lag.json), pocketsphinx (streaming partials, WER 1.16 there), "
                 "pocketsphinx-getgoing, whisper, whisper-segment, pocketsphinx+moonshine"})
     llm: str = field(default="local", metadata={"help": "local (SmolLM2) or openai (OpenAI-compatible endpoint)"})
     base_url: str = field(default="", metadata={"help": "openai backend: e.g. http://127.0.0.1:8000/v1"})
@@ -148,7 +148,7 @@ def load_llm_for(cfg: PipelineConfig):
     bf16 where the CPU has native bf16), or the OpenAI-compatible endpoint with the local model as fallback;
     `hedging` races two requests (the first token wins); `latency_profile` adds a provider's TTFT. Loaded, with
     the system prompt prefilled."""
-    from vad_turn.core.llm import LocalLLM, OpenAIChatLLM
+    from vad_turn.engines.llm.local import LocalLLM, OpenAIChatLLM
 
     from .llm_wrappers import FallbackLLM, HedgedLLM, LatencyProfileLLM
 
@@ -175,10 +175,10 @@ def load_llm_for(cfg: PipelineConfig):
 def check_transcript_lag(policy: TurnPolicy, stt) -> bool:
     """Whether the STT delivers the words before a pause no later than the policy's operating point assumed
     (`policy.transcript_lag_s`, shown to the detector that long after they end; the STT's measured P90 lag of a
-    pause's last word, `vad_turn.core.stt.stt_word_lag`). A later STT is logged: the detector then sees fewer
+    pause's last word, `vad_turn.engines.stt.stt_word_lag`). A later STT is logged: the detector then sees fewer
     words live than in its evaluation. An earlier word waits: the turn processor shows it only
     `policy.transcript_lag_s` after it ends, as the harness did."""
-    from vad_turn.core.stt import stt_word_lag
+    from vad_turn.engines.stt import stt_word_lag
 
     lag = stt_word_lag(stt.name, missing_ok=True)
     if lag is None:
@@ -195,8 +195,8 @@ def check_transcript_lag(policy: TurnPolicy, stt) -> bool:
 
 def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None) -> Models:
     """Load the STT engine, the LLM (warmed up), the detector (semantic runs) and check the voice."""
-    from vad_turn.core.stt import make_stt
-    from vad_turn.core.voices import synthesize, voice_from_id
+    from vad_turn.engines.stt import make_stt
+    from vad_turn.engines.tts import synthesize, voice_from_id
 
     voice = voice_from_id(cfg.voice)
     synthesize("Hello.", voice)  # loads the engine now, not inside the first reply
@@ -230,7 +230,7 @@ def load_turn_detector(names) -> tuple[object | None, str]:
 
 
 def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = None, *, observers=()) -> Pipeline:
-    from vad_turn.vad.engines import make_vad
+    from vad_turn.engines.vad import make_vad
 
     from .tools import ToolRunner, calculator_tool, clock_tool
 

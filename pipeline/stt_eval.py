@@ -22,7 +22,7 @@ import numpy as np
 
 from vad_turn.core.config import default_data_root, default_runs_root
 from vad_turn.core.runs import RunFolder
-from vad_turn.core.stt import make_stt, word_agreement
+from vad_turn.engines.stt import make_stt, word_agreement
 
 from .scenarios import USER_VOICES
 

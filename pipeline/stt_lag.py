@@ -2,11 +2,11 @@
 
     python -m pipeline.stt_lag                                  # every engine, 64 GetGoing test turns
     python -m pipeline.stt_lag --engines moonshine --n-turns 8
-    python -m pipeline.stt_lag --write-record                   # also vad_turn/core/stt_lag.json
+    python -m pipeline.stt_lag --write-record                   # also vad_turn/engines/stt_lag.json
 
 Turns: the bench's GetGoing scenario set (`getgoing_scenarios`: `ensure_getgoing_build`, the test split,
 `select_getgoing_rows`), each clip as the bench plays it (1 s lead-in, tail). Reference text: the log's
-Google-ASR line (`wer`: `vad_turn.core.stt.word_error_rate`; `wer_spoken`: both sides with numbers
+Google-ASR line (`wer`: `vad_turn.engines.stt.word_error_rate`; `wer_spoken`: both sides with numbers
 spelled, `getgoing_log.align_tokens`, so "61C" and "sixty one c" agree). Reference word times: the
 dataset's words (faster-whisper's alignment of the call, seconds from the clip start).
 
@@ -47,7 +47,7 @@ from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.config import config_main, default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_json, git_commit
 from vad_turn.core.schema import normalize_word
-from vad_turn.core.stt import STT_ENGINES, make_stt, word_error_rate, wer_tokens
+from vad_turn.engines.stt import STT_ENGINES, make_stt, word_error_rate, wer_tokens
 
 CHUNK_N = SAMPLE_RATE_HZ // 50  # 20 ms, as the bench feeds the pipeline
 
@@ -61,7 +61,7 @@ class SttLagBenchConfig:
     vad: str = field(default="silero", metadata={"help": "the pipeline VAD that cuts the segments"})
     partial_every_s: float = field(default=0.2, metadata={"help": "STTProcessor's partial read cadence"})
     write_record: bool = field(default=False, metadata={
-        "help": "merge the measured engines into vad_turn/core/stt_lag.json (what stt_word_lag reads)"})
+        "help": "merge the measured engines into vad_turn/engines/stt_lag.json (what stt_word_lag reads)"})
     out: Path | None = field(default=None, metadata={"help": "run folder (default runs/stt-lag-<time>)"})
 
 
@@ -110,7 +110,7 @@ class _RecordingSTT:
 
 def vad_segments(audio: np.ndarray, vad_name: str = "silero", partial_every_s: float = 0.2) -> list[Segment]:
     """The STT segments the pipeline's VADProcessor + STTProcessor make of `audio` (float32 (n,), 16 kHz)."""
-    from vad_turn.vad.engines import make_vad
+    from vad_turn.engines.vad import make_vad
 
     from .clock import ManualClock
     from .frames import AudioIn, EndOfStream, Transcript
@@ -331,8 +331,8 @@ def measured_info(cfg: SttLagBenchConfig, n_turns: int) -> dict:
 
 
 def write_record(summaries: dict, info: dict) -> Path:
-    """Merge the engines' rows into vad_turn/core/stt_lag.json (other engines' rows kept)."""
-    from vad_turn.core.stt import word_lag_path
+    """Merge the engines' rows into vad_turn/engines/stt_lag.json (other engines' rows kept)."""
+    from vad_turn.engines.stt import word_lag_path
 
     path = word_lag_path()
     doc = json.loads(path.read_text()) if path.is_file() else {}

@@ -13,7 +13,7 @@ Text (read in place from the shared data root, never copied into the repo):
   bundled LM, 0.99 with this default and 1.18 with `--agent-corpora dstc2 slurp sgd multiwoz
   --getgoing-weight 5 --min-count 2` (1 M words of mostly typed SGD text outweigh the 9 k GetGoing words).
 Words outside PocketSphinx's bundled dictionary split a sentence (no n-gram spans them). Dev and test
-GetGoing calls are never read. The estimator is `vad_turn.core.arpa_lm.NgramLM`; `build_info` (counts,
+GetGoing calls are never read. The estimator is `vad_turn.engines.arpa_lm.NgramLM`; `build_info` (counts,
 sizes, config) is written beside the ARPA file.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vad_turn.core.runs import atomic_write_json, atomic_write_text
 
 
 def default_lm_path() -> Path:
-    from vad_turn.core.stt import domain_lm_path
+    from vad_turn.engines.stt import domain_lm_path
 
     return domain_lm_path()
 
@@ -92,7 +92,7 @@ def pocketsphinx_vocab() -> set[str]:
 
 def build(cfg: SttLmConfig) -> dict:
     """Write the ARPA file and its build_info JSON; returns build_info."""
-    from vad_turn.core.arpa_lm import NgramLM
+    from vad_turn.engines.arpa_lm import NgramLM
 
     t0 = time.perf_counter()
     gg = [tokens(t) for t in getgoing_train_lines(cfg.data_root)]

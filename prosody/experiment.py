@@ -141,7 +141,7 @@ def generate_reply(llm, variant, request, cfg: ProsodyConfig) -> dict:
 
 
 def _render(texts: list[str], voice) -> list[np.ndarray]:
-    from vad_turn.core.voices import synthesize, synthesize_many, text_to_ssml
+    from vad_turn.engines.tts import synthesize, synthesize_many, text_to_ssml
 
     if voice.engine == "espeak":
         return [synthesize(text_to_ssml(t), voice, ssml=True) for t in texts]
@@ -150,7 +150,7 @@ def _render(texts: list[str], voice) -> list[np.ndarray]:
 
 def tts_first_audio_s(clause: str, voice) -> float:
     """Wall time to the first chunk of `clause` from `synthesize_stream` + the clause's leading silence."""
-    from vad_turn.core.voices import synthesize_stream, text_to_ssml, trim_silence
+    from vad_turn.engines.tts import synthesize_stream, text_to_ssml, trim_silence
 
     ssml = voice.engine == "espeak"
     t0 = time.perf_counter()
@@ -181,8 +181,8 @@ def run(cfg: ProsodyConfig) -> dict:
     """Run (or resume) the experiment; returns metrics.json's content."""
     import soundfile as sf
 
-    from vad_turn.core.llm import load_llm
-    from vad_turn.core.voices import voice_from_id
+    from vad_turn.engines.llm.local import load_llm
+    from vad_turn.engines.tts import voice_from_id
 
     from .report import write_report
     from .requests import load_requests

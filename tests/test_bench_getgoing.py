@@ -19,7 +19,7 @@ from pipeline.bench import BenchConfig, pipeline_config, summarize, summarize_se
 from pipeline.bench_report import report_md  # noqa: E402
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes  # noqa: E402
 from vad_turn.core.schema import normalize_text  # noqa: E402
-from vad_turn.core.stt import word_agreement  # noqa: E402
+from vad_turn.engines.stt import word_agreement  # noqa: E402
 
 
 # two real test-split calls: 8 caller turns, 2 of them holding inside the turn

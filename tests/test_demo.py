@@ -203,7 +203,7 @@ def test_the_page_cannot_choose_the_llm_endpoint_and_the_key_goes_only_to_the_op
 
     from pipeline.demo.app import DemoConfig, _fallback_note, _settings, build_app
     from pipeline.demo.samples import InputError
-    from vad_turn.core.llm import LLMError, OpenAIChatLLM
+    from vad_turn.engines.llm.local import LLMError, OpenAIChatLLM
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
     attacker_url, attacker_seen, attacker = _listener()
@@ -448,7 +448,7 @@ def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
     refuses none of the requests and answers the flight request about the flight."""
     from pipeline.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
     from pipeline.runner import SYSTEM_PROMPT
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     llm = LocalLLM(n_threads=2).load()
 

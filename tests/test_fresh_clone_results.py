@@ -246,7 +246,7 @@ def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeyp
     assert rec["profile"] == "voice-agent" and {r["split"] for r in rec["pooled_runs"]} == {"dev"}
     assert [r["dataset"].split("/")[-1] for r in rec["pooled_runs"]] == ["getgoing", "agent-holds-rendered-utt"]
     p = shipped_policy("fused", None, profile="voice-agent")
-    from vad_turn.core.stt import stt_word_lag
+    from vad_turn.engines.stt import stt_word_lag
 
     # evaluated with the default STT's measured lag of the words before a pause (P90), as the pipeline shows them
     lag = stt_word_lag(PipelineConfig().stt)["segment_end_final_p90_s"]

@@ -14,7 +14,7 @@ PACKAGES = ("vad_turn", "prosody", "pipeline")
 # lowest first; README "Architecture" explains each layer
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("vad_turn.core",),
-    ("vad_turn.vad",),
+    ("vad_turn.engines",),
     ("vad_turn.data",),
     ("vad_turn.harness",),
     ("vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers"),

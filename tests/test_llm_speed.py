@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 from conftest import require_built  # noqa: E402
 
 from pipeline.llm_wrappers import HedgedLLM  # noqa: E402
-from vad_turn.core.llm import LLMError, LocalLLM  # noqa: E402
-from vad_turn.core.llm_speed import PrefixKVCache, TokenStreamer, common_prefix_len  # noqa: E402
+from vad_turn.engines.llm.local import LLMError, LocalLLM  # noqa: E402
+from vad_turn.engines.llm.speed import PrefixKVCache, TokenStreamer, common_prefix_len  # noqa: E402
 
 SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Reply in one short sentence."}
 USER_TURNS = ["so i was thinking about going to the lake this weekend", "what do you think makes a good weekend",
@@ -141,7 +141,7 @@ def test_int8_option_quantizes_every_linear_and_still_answers():
 
 
 def test_auto_quantize_follows_the_cpu_flags(tmp_path):
-    from vad_turn.core.llm_speed import cpu_has_bf16, resolve_quantize
+    from vad_turn.engines.llm.speed import cpu_has_bf16, resolve_quantize
 
     with_bf16, without = tmp_path / "a", tmp_path / "b"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")

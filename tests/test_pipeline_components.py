@@ -30,7 +30,7 @@ from pipeline.processors.speech import ClauseAggregator, OutputProcessor, TTSPro
 from pipeline.processors.vad_stt import VADProcessor  # noqa: E402
 from pipeline.tools import ToolRunner, calculator_tool, clock_tool, remote_tool  # noqa: E402
 from vad_turn.core.audio import load_audio  # noqa: E402
-from vad_turn.core.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
+from vad_turn.engines.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
 
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
@@ -125,7 +125,7 @@ def test_tools_match_from_words_and_prefetch_once():
 
 
 def test_tts_failure_still_delivers_the_text():
-    from vad_turn.core.voices import Voice
+    from vad_turn.engines.tts import Voice
 
     conv = Conversation()
     tts = TTSProcessor(Voice("espeak", "no-such-voice-xx"))
@@ -137,7 +137,7 @@ def test_tts_failure_still_delivers_the_text():
 
 
 def test_tts_streams_20ms_chunks_for_each_clause():
-    from vad_turn.core.voices import Voice
+    from vad_turn.engines.tts import Voice
 
     tts = TTSProcessor(Voice("espeak", "en-us"))
     p, log = asyncio.run(_run([tts], [AgentText(0.0, 0, "Hello there, friend."), EndOfResponse(0.0, 0)]))
@@ -148,8 +148,8 @@ def test_tts_streams_20ms_chunks_for_each_clause():
 
 def test_vad_processor_converts_stereo_44k_input_and_finds_the_speech():
     from vad_turn.core.audio import resample
-    from vad_turn.core.voices import Voice, synthesize, trim_silence
-    from vad_turn.vad.engines import make_vad
+    from vad_turn.engines.tts import Voice, synthesize, trim_silence
+    from vad_turn.engines.vad import make_vad
 
     speech = trim_silence(synthesize("this is a test of the voice activity detector", Voice("espeak", "en-us")))[0]
     a16 = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])
@@ -173,7 +173,7 @@ MESSAGES = [{"role": "user", "content": "Name a color."}]
 
 @pytest.fixture(scope="module")
 def local_llm():
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     return LocalLLM(n_threads=1).load()
 
@@ -187,7 +187,7 @@ def _free_port() -> int:
 def test_hedging_fallback_and_cancellation(local_llm):
     from pipeline.llm_server import serve_llm
     from pipeline.llm_wrappers import PROFILES, FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM
-    from vad_turn.core.llm import OpenAIChatLLM
+    from vad_turn.engines.llm.local import OpenAIChatLLM
 
     expected = local_llm.complete(MESSAGES, max_new_tokens=5)
     slow = LatencyProfileLLM(local_llm, LatencyProfile("slow", 3.0, 3.01, "test"))
@@ -239,7 +239,7 @@ def _llm_pipeline(llm, eot_text: str, **kw):
 @pytest.mark.timeout(120)
 def test_llm_faults_fall_back_bridge_or_apologise_without_deadlock(local_llm):
     from pipeline.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
-    from vad_turn.core.llm import OpenAIChatLLM
+    from vad_turn.engines.llm.local import OpenAIChatLLM
 
     dead = lambda: OpenAIChatLLM(f"http://127.0.0.1:{_free_port()}/v1", "nobody", connect_timeout_s=0.5)  # noqa: E731
     expected = local_llm.complete([{"role": "system", "content": "Answer in one short sentence."},

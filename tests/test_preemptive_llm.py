@@ -19,7 +19,7 @@ SYSTEM = {"role": "system", "content": "You are a travel assistant. Reply in one
 
 @pytest.fixture(scope="module")
 def llm():
-    from vad_turn.core.llm import LocalLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     return LocalLLM(n_threads=1).load()
 

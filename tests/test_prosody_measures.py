@@ -67,7 +67,7 @@ def test_syllable_nuclei_count_intensity_peaks_of_voiced_bursts():
 
 
 def test_espeak_break_of_800_ms_is_measured_as_a_pause_of_800_ms():
-    from vad_turn.core.voices import Voice, synthesize
+    from vad_turn.engines.tts import Voice, synthesize
 
     audio = synthesize('<speak>Hello <break time="800ms"/> there</speak>', Voice("espeak", "en-us+f3"), ssml=True)
     intervals = sounding_intervals(audio)

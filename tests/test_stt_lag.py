@@ -16,9 +16,9 @@ import pytest  # noqa: E402
 from test_bench_getgoing import tiny_getgoing  # noqa: E402,F401  (the fixture: a two-call GetGoing test build)
 
 from pipeline.stt_lag import Segment, SttLagBenchConfig, aligned_ref, engine_summary, measure_engine, prepare_turns, word_lags  # noqa: E402
-from vad_turn.core.arpa_lm import NgramLM  # noqa: E402
+from vad_turn.engines.arpa_lm import NgramLM  # noqa: E402
 from vad_turn.core.schema import Word  # noqa: E402
-from vad_turn.core.stt import STT_ENGINES, stt_word_lag, word_error_rate, word_lag_path  # noqa: E402
+from vad_turn.engines.stt import STT_ENGINES, stt_word_lag, word_error_rate, word_lag_path  # noqa: E402
 
 
 def test_witten_bell_trigram_by_hand():
@@ -78,7 +78,7 @@ def test_the_committed_record_is_what_stt_word_lag_reads():
     ms, ps = stt_word_lag("moonshine"), stt_word_lag("pocketsphinx")  # what made moonshine the recommendation
     assert ms["wer"] < 0.5 < 0.8 < ps["wer"] and not ms["has_partials"] and ps["has_partials"]
     assert stt_word_lag("moonshine") == stt_word_lag("moonshine-base")  # make_stt name or engine name
-    from vad_turn.core.stt import make_stt
+    from vad_turn.engines.stt import make_stt
 
     eng = make_stt("pocketsphinx")  # the engine carries its record; the detector's lag is its pause-word P90
     assert eng.word_lag == stt_word_lag("pocketsphinx") and eng.word_lag_s == eng.word_lag["segment_end_partial_p90_s"]
@@ -92,7 +92,7 @@ def two_turns(tiny_getgoing):  # noqa: F811
 
 
 def test_moonshine_hears_real_getgoing_callers(two_turns):
-    from vad_turn.core.stt_moonshine import MoonshineSTT
+    from vad_turn.engines.stt_moonshine import MoonshineSTT
 
     stt = MoonshineSTT()
     hyps = [stt.transcribe(t["audio"])[0] for t in two_turns]
@@ -101,8 +101,8 @@ def test_moonshine_hears_real_getgoing_callers(two_turns):
 
 
 def test_word_lag_measurement_on_two_real_turns(two_turns):
-    from vad_turn.core.stt import PocketsphinxSTT
-    from vad_turn.core.stt_moonshine import MoonshineSTT
+    from vad_turn.engines.stt import PocketsphinxSTT
+    from vad_turn.engines.stt_moonshine import MoonshineSTT
 
     # the pipeline's VAD cuts the clips (1 s lead-in) into 1 and 2 segments, each from 0.3 s before its onset
     assert [len(t["segments"]) for t in two_turns] == [1, 2]

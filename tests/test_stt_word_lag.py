@@ -66,7 +66,7 @@ def test_summary_percentiles():
 
 
 def test_pocketsphinx_on_a_rendered_turn():
-    from vad_turn.core.stt import PocketsphinxSTT
+    from vad_turn.engines.stt import PocketsphinxSTT
     from vad_turn.data.dataset import load_turns
 
     ds = load_turns(require_built("switchboard-rendered"))

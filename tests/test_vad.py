@@ -13,8 +13,8 @@ import pytest
 from conftest import require_data
 
 from vad_turn.core.audio import AudioError, load_audio
-from vad_turn.vad.engines import EnergyVAD, SileroVAD, StreamingVAD, WebRTCVAD, make_vad, run_vad, silero_model_path
-from vad_turn.vad.evaluate import frame_metrics, frames_to_cells, load_labels, reference_cells
+from vad_turn.engines.vad import EnergyVAD, SileroVAD, StreamingVAD, WebRTCVAD, make_vad, run_vad, silero_model_path
+from vad_turn.harness.vad_eval import frame_metrics, frames_to_cells, load_labels, reference_cells
 
 SR = 16_000
 CLIP = "testset-audio-02"  # in ten_vad_testset under the real data root

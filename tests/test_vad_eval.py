@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import require_data
 
-from vad_turn.vad.evaluate import (
+from vad_turn.harness.vad_eval import (
     VadEvalConfig,
     advance,
     apply_condition,

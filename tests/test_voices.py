@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from vad_turn.core.voices import (
+from vad_turn.engines.tts import (
     DEFAULT_VOICES,
     EngineError,
     EnginePaths,

@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "fit-pause-model": ("vad_turn.data.pause_model", "FitPauseConfig", "run",
                         "fit where speakers pause inside a turn on real holds (GetGoing + Switchboard) into the agent-holds recipe"),
     "render": ("vad_turn.data.render", "RenderConfig", "run", "synthesize real turns with several TTS voices"),
-    "vad-eval": ("vad_turn.vad.evaluate", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
+    "vad-eval": ("vad_turn.harness.vad_eval", "VadEvalConfig", "run", "frame-level VAD baselines on the TEN VAD test set"),
     "evaluate": ("vad_turn.harness.evaluate", "EvalConfig", "run", "end-of-turn evaluation (causal scoring + policy sweep)"),
     "explore": ("vad_turn.data.explore", "ExploreConfig", "run", "pause-length distributions of holds vs ends of turn"),
     "train-acoustic": ("vad_turn.acoustic.train", "AcousticTrainConfig", "run",

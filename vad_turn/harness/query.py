@@ -6,7 +6,7 @@ so the operating points measured offline are used on the same input distribution
 
 - audio: the turn's audio from its origin up to the query time t only (round(t * 16 kHz) samples);
 - words: those that ended at least `transcript_lag_s` before t (`visible_words`). The lag is a
-  property of the STT that produces the words (`vad_turn.core.stt.stt_word_lag`): the harness
+  property of the STT that produces the words (`vad_turn.engines.stt.stt_word_lag`): the harness
   simulates it, and the pipeline applies the same rule to the words its STT has delivered, so a
   word the STT delivered early is not shown sooner than the evaluation assumed;
 - messages: the earlier turns, oldest first; silence_s: the silence so far in this span.

@@ -44,8 +44,8 @@ class SpeechCache:
     """Speech regions and recognised words per call, computed once (models load on the first miss)."""
 
     def __init__(self, root: Path, vad: VadParams, asr: AsrParams, refill: RefillParams = RefillParams()):
-        from vad_turn.core.stt import whisper_model_path
-        from vad_turn.vad.engines import silero_model_path
+        from vad_turn.engines.stt import whisper_model_path
+        from vad_turn.engines.vad import silero_model_path
 
         self.root, self.vad_params, self.asr_params, self.refill = Path(root), vad, asr, refill
         vad_key = file_sha256(silero_model_path())[:12]

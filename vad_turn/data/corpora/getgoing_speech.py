@@ -1,6 +1,6 @@
 """Speech regions (Silero VAD) and recognised words with times (faster-whisper) of one call's audio.
 
-- `vad_probs`: Silero VAD (`vad_turn.vad.engines.SileroVAD`, ONNX, 1 thread) over the whole user channel:
+- `vad_probs`: Silero VAD (`vad_turn.engines.vad.SileroVAD`, ONNX, 1 thread) over the whole user channel:
   float32 (n_frames,), frame i covering [i * 0.032, (i + 1) * 0.032) s.
 - `speech_regions`: frames -> disjoint (start_s, end_s) speech regions with hysteresis (speech from a
   frame >= `threshold` until a frame < `neg_threshold`), gaps shorter than `min_silence_s` merged,
@@ -166,14 +166,14 @@ class SpeechModels:
 
     def __init__(self, asr: AsrParams = AsrParams(), n_threads: int = 1):
         from vad_turn.core.onnx import import_onnxruntime
-        from vad_turn.vad.engines import SileroVAD
+        from vad_turn.engines.vad import SileroVAD
 
         self.vad = SileroVAD(n_threads=n_threads)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import_onnxruntime()  # before faster_whisper imports it: no telemetry files
         from faster_whisper import WhisperModel
 
-        from vad_turn.core.stt import whisper_model_path
+        from vad_turn.engines.stt import whisper_model_path
 
         self.asr_params = asr
         self.whisper = WhisperModel(str(whisper_model_path()), device="cpu", compute_type=asr.compute_type,
@@ -181,7 +181,7 @@ class SpeechModels:
 
     def vad_probs(self, audio: np.ndarray) -> np.ndarray:
         """audio: float32 (n_samples,) 16 kHz mono -> float32 (ceil(n_samples / 512),) speech probabilities."""
-        from vad_turn.vad.engines import run_vad
+        from vad_turn.engines.vad import run_vad
 
         return run_vad(self.vad, audio, SAMPLE_RATE_HZ)[1]
 

@@ -21,7 +21,7 @@ utterances (the batch cascade). `streaming` says whether `partial` is meaningful
 - `PartialsAndFinalsSTT`: one engine's partials (PocketSphinx, streaming) with another's finals.
 
 `make_stt(name)` builds them by name (STT_ENGINES) and attaches each engine's measured word lag on
-real callers (`stt_word_lag`, the committed vad_turn/core/stt_lag.json written by
+real callers (`stt_word_lag`, the committed vad_turn/engines/stt_lag.json written by
 `python -m pipeline.stt_lag --write-record`). Engines load in their constructors, never at import.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ
-from .schema import Word, edit_distance, normalize_word
+from vad_turn.core.audio import SAMPLE_RATE_HZ
+from vad_turn.core.schema import Word, edit_distance, normalize_word
 from .stt_common import BufferedUtterance, STTError, spread_words
 
 
@@ -156,7 +156,7 @@ class WhisperSTT(BufferedUtterance):
         if window == "segment":
             self.name = "whisper-tiny.en-segment"  # an instance attribute: the class keeps the 30 s name
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from .onnx import import_onnxruntime
+        from vad_turn.core.onnx import import_onnxruntime
 
         import_onnxruntime()  # faster-whisper imports onnxruntime (for its VAD): no telemetry store
         try:
@@ -234,7 +234,7 @@ class PartialsAndFinalsSTT:
 
 def domain_lm_path():
     """Where `python -m pipeline.stt_lm` writes the GetGoing + DSTC2 trigram (git-ignored runs/cache)."""
-    from .config import default_runs_root
+    from vad_turn.core.config import default_runs_root
 
     return default_runs_root() / "cache" / "stt-lm" / "getgoing-dstc2-3g.arpa"
 

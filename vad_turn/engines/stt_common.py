@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import Word
+from vad_turn.core.schema import Word
 
 
 class STTError(RuntimeError):

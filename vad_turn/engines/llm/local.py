@@ -33,8 +33,8 @@ import threading
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
-from .config import REPO_ROOT
-from .runs import atomic_dir
+from vad_turn.core.config import REPO_ROOT
+from vad_turn.core.runs import atomic_dir
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
@@ -185,7 +185,7 @@ class LocalLLM:
 
     def __init__(self, model_dir: Path | None = None, *, n_threads: int | None = None, prefix_cache: bool = True,
                  quantize: str = "none", model: str = "smollm2-135m"):
-        from .llm_speed import QUANTIZE_CHOICES, resolve_quantize
+        from .speed import QUANTIZE_CHOICES, resolve_quantize
 
         if quantize not in QUANTIZE_CHOICES:
             raise LLMError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
@@ -209,7 +209,7 @@ class LocalLLM:
     @classmethod
     def name_for(cls, quantize: str = "none", model: str = "smollm2-135m") -> str:
         """The name a LocalLLM built with `quantize` and `model` carries ("auto" resolved for this CPU)."""
-        from .llm_speed import resolve_quantize
+        from .speed import resolve_quantize
 
         q = resolve_quantize(quantize)
         base = LOCAL_MODELS[model][0]
@@ -223,7 +223,7 @@ class LocalLLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .llm_speed import PrefixKVCache, quantize_int8
+        from .speed import PrefixKVCache, quantize_int8
 
         folder = LOCAL_MODELS[self.model][1](self.model_dir)
         if self.n_threads:
@@ -280,7 +280,7 @@ class LocalLLM:
         """Yield decoded text pieces as they are generated (special tokens removed)."""
         import torch
 
-        from .llm_speed import TokenStreamer
+        from .speed import TokenStreamer
 
         text = self.prompt_text(messages)
         self.last_messages = [dict(m) for m in messages]

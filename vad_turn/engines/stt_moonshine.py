@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ
-from .schema import Word
+from vad_turn.core.audio import SAMPLE_RATE_HZ
+from vad_turn.core.schema import Word
 from .stt_common import BufferedUtterance, STTError, spread_words
 
 BOS_ID, EOS_ID = 1, 2
@@ -52,8 +52,8 @@ def moonshine_model_dir() -> Path:
 def onnx_copies(model_dir: Path, cache_dir: Path | None = None) -> tuple[Path, Path]:
     """(encoder.onnx, decoder.onnx): the package's .ort graphs re-serialised as plain ONNX (module docstring),
     made once per onnxruntime version and .ort size, atomically."""
-    from .config import default_runs_root
-    from .onnx import import_onnxruntime
+    from vad_turn.core.config import default_runs_root
+    from vad_turn.core.onnx import import_onnxruntime
 
     ort = import_onnxruntime()
     key = "-".join(str((model_dir / f).stat().st_size) for f in ("encoder_model.ort", "decoder_model_merged.ort"))
@@ -121,7 +121,7 @@ class MoonshineSTT(BufferedUtterance):
     streaming = False
 
     def __init__(self, *, n_threads: int = 1, max_tokens_per_s: float = 6.5):
-        from .model_files import onnx_session
+        from vad_turn.core.model_files import onnx_session
 
         d = moonshine_model_dir()
         enc, dec = onnx_copies(d)

@@ -26,8 +26,7 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, add_noise, load_audio, telephony_8k
 from vad_turn.core.config import default_data_root, default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_text
-
-from .engines import make_vad, run_vad_timed
+from vad_turn.engines.vad import make_vad, run_vad_timed
 
 
 @dataclass(frozen=True)

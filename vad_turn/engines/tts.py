@@ -8,7 +8,7 @@ festival all come out at 16 kHz):
   package's libespeak-ng (ctypes, synchronous mode with a callback per ~60 ms block), or the
   `espeak-ng` CLI (`EnginePaths(espeak_backend="cli")`). The library starts audio 3-10x sooner
   than the CLI (median time to the first 20 ms chunk 1-5 ms vs 12-25 ms on the 2-core dev box,
-  depending on load; flite 55-170 ms, festival 0.34-0.72 s; `python -m vad_turn.core.voices` prints
+  depending on load; flite 55-170 ms, festival 0.34-0.72 s; `python -m vad_turn.engines.tts` prints
   the medians) and streams. It is the engine for SSML (`<break time="800ms"/>`).
   Caveat: the library keeps synthesis state between calls (not reset by espeak_ng_SetRandSeed,
   srand or re-initialising), so the same text gives slightly different samples (a few samples of
@@ -41,7 +41,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ, load_audio, prepare_audio, resample_stream
+from vad_turn.core.audio import SAMPLE_RATE_HZ, load_audio, prepare_audio, resample_stream
 
 ENGINES = ("espeak", "flite", "festival")
 DEBIAN_PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival festvox-us-slt-hts"}
@@ -460,9 +460,9 @@ def run_ttfa(cfg: TtfaConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import config_main
+    from vad_turn.core.config import config_main
 
-    return config_main(TtfaConfig, run_ttfa, argv, TtfaConfig.__doc__, prog="python -m vad_turn.core.voices")
+    return config_main(TtfaConfig, run_ttfa, argv, TtfaConfig.__doc__, prog="python -m vad_turn.engines.tts")
 
 
 if __name__ == "__main__":
