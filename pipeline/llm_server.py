@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
-from vad_turn.engines.llm.local import LLM, LLMError
+from vad_turn.engines.llm.base import LLM, LLMError
 
 
 class LLMHTTPServer(ThreadingHTTPServer):

@@ -1,6 +1,6 @@
 """LLM wrappers for the voice pipeline: cancellable threads, hedging, latency profiles, fallback.
 
-All of them are `vad_turn.engines.llm.local.LLM`s (same `stream` / `complete`), so they compose:
+All of them are `vad_turn.engines.llm.base.LLM`s (same `stream` / `complete`), so they compose:
 `FallbackLLM(HedgedLLM(LatencyProfileLLM(remote, "openai-gpt-5.4"), other), LocalLLM())`.
 
 - `stream_in_thread(llm, messages, ...)`: runs `llm.stream` on a worker thread; returns a
@@ -26,9 +26,9 @@ from typing import Iterator
 
 import numpy as np
 
-from vad_turn.engines.llm.local import LLM, LLMError
+from vad_turn.engines.llm.base import LLM, LLMError
 
-log = logging.getLogger("vad_turn.engines.llm.local")
+log = logging.getLogger("vad_turn.engines.llm")
 _DONE = object()
 
 

@@ -148,7 +148,8 @@ def load_llm_for(cfg: PipelineConfig):
     bf16 where the CPU has native bf16), or the OpenAI-compatible endpoint with the local model as fallback;
     `hedging` races two requests (the first token wins); `latency_profile` adds a provider's TTFT. Loaded, with
     the system prompt prefilled."""
-    from vad_turn.engines.llm.local import LocalLLM, OpenAIChatLLM
+    from vad_turn.engines.llm.http import OpenAIChatLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     from .llm_wrappers import FallbackLLM, HedgedLLM, LatencyProfileLLM
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples
+from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples, trim_silence
 from vad_turn.core.config import default_built_root
 from vad_turn.core.schema import is_backchannel_text, normalize_text
 from vad_turn.core.seeds import stable_seed
@@ -149,7 +149,7 @@ def scenario_texts(*, n_conversation_turns: int = 16, built_root: Path | None = 
 
 def spoken(text: str, voice_id: str = USER_VOICES[0]) -> ScriptedTurn:
     """`text` synthesized with `voice_id` and trimmed to its speech (a backchannel, a question)."""
-    from vad_turn.engines.tts import synthesize, trim_silence, voice_from_id
+    from vad_turn.engines.tts import synthesize, voice_from_id
 
     audio = trim_silence(synthesize(text, voice_from_id(voice_id)))[0]
     return ScriptedTurn(f"tts:{text}@{voice_id}", text, audio, (), "tts")

@@ -150,7 +150,8 @@ def _render(texts: list[str], voice) -> list[np.ndarray]:
 
 def tts_first_audio_s(clause: str, voice) -> float:
     """Wall time to the first chunk of `clause` from `synthesize_stream` + the clause's leading silence."""
-    from vad_turn.engines.tts import synthesize_stream, text_to_ssml, trim_silence
+    from vad_turn.core.audio import trim_silence
+    from vad_turn.engines.tts import synthesize_stream, text_to_ssml
 
     ssml = voice.engine == "espeak"
     t0 = time.perf_counter()
@@ -181,7 +182,7 @@ def run(cfg: ProsodyConfig) -> dict:
     """Run (or resume) the experiment; returns metrics.json's content."""
     import soundfile as sf
 
-    from vad_turn.engines.llm.local import load_llm
+    from vad_turn.engines.llm import load_llm
     from vad_turn.engines.tts import voice_from_id
 
     from .report import write_report

@@ -91,7 +91,7 @@ def _tables():
 
 
 # one-command entry points (config_main): module (or benchmarks/ file), config class
-SCRIPTS = [("vad_turn.fusion.fit", "FitSourceConfig"), ("vad_turn.engines.tts", "TtfaConfig"),
+SCRIPTS = [("vad_turn.fusion.fit", "FitSourceConfig"), ("benchmarks/tts_ttfa.py", "TtfaConfig"),
            ("pipeline.llm_server", "ServeConfig"), ("vad_turn.acoustic.report", "AcousticReportConfig"),
            ("benchmarks/lexical_slices.py", "SlicesConfig"), ("benchmarks/lexical_latency.py", "LexicalLatencyConfig"),
            ("benchmarks/f0_vs_praat.py", "F0Config"), ("benchmarks/turn_latency.py", "TurnLatencyConfig"),

@@ -203,7 +203,8 @@ def test_the_page_cannot_choose_the_llm_endpoint_and_the_key_goes_only_to_the_op
 
     from pipeline.demo.app import DemoConfig, _fallback_note, _settings, build_app
     from pipeline.demo.samples import InputError
-    from vad_turn.engines.llm.local import LLMError, OpenAIChatLLM
+    from vad_turn.engines.llm.base import LLMError
+    from vad_turn.engines.llm.http import OpenAIChatLLM
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
     attacker_url, attacker_seen, attacker = _listener()

@@ -10,7 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from pipeline.llm_server import serve_llm  # noqa: E402
-from vad_turn.engines.llm.local import LLM, LLMError, LocalLLM, OpenAIChatLLM, check_messages, load_llm, parse_sse_deltas  # noqa: E402
+from vad_turn.engines.llm import load_llm  # noqa: E402
+from vad_turn.engines.llm.base import LLM, LLMError, check_messages  # noqa: E402
+from vad_turn.engines.llm.http import OpenAIChatLLM, parse_sse_deltas  # noqa: E402
+from vad_turn.engines.llm.local import LocalLLM  # noqa: E402
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -97,7 +100,8 @@ def test_second_local_model_is_named_and_missing_weights_say_what_to_install(tmp
     its names are its own, and without its packages the error names the package, not a stack of imports."""
     import importlib.util
 
-    from vad_turn.engines.llm.local import LOCAL_MODELS, ensure_gemma3_cache
+    from vad_turn.engines.llm.gguf import ensure_gemma3_cache
+    from vad_turn.engines.llm.local import LOCAL_MODELS
 
     assert LocalLLM.name_for("none") == "smollm2-135m-instruct" and LocalLLM().name == "smollm2-135m-instruct"
     assert LocalLLM.name_for("int8", "gemma3-270m") == "gemma3-270m-int8" and set(LOCAL_MODELS) == {"smollm2-135m", "gemma3-270m"}

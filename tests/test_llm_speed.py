@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 from conftest import require_built  # noqa: E402
 
 from pipeline.llm_wrappers import HedgedLLM  # noqa: E402
-from vad_turn.engines.llm.local import LLMError, LocalLLM  # noqa: E402
+from vad_turn.engines.llm.base import LLMError  # noqa: E402
+from vad_turn.engines.llm.local import LocalLLM  # noqa: E402
 from vad_turn.engines.llm.speed import PrefixKVCache, TokenStreamer, common_prefix_len  # noqa: E402
 
 SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Reply in one short sentence."}

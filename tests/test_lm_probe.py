@@ -30,7 +30,7 @@ def test_word_token_positions_hand_example():
 def tok():
     from transformers import AutoTokenizer
 
-    from vad_turn.engines.llm.local import ensure_smollm2_cache
+    from vad_turn.engines.llm.gguf import ensure_smollm2_cache
 
     return AutoTokenizer.from_pretrained(str(ensure_smollm2_cache()))
 

@@ -147,8 +147,8 @@ def test_tts_streams_20ms_chunks_for_each_clause():
 
 
 def test_vad_processor_converts_stereo_44k_input_and_finds_the_speech():
-    from vad_turn.core.audio import resample
-    from vad_turn.engines.tts import Voice, synthesize, trim_silence
+    from vad_turn.core.audio import resample, trim_silence
+    from vad_turn.engines.tts import Voice, synthesize
     from vad_turn.engines.vad import make_vad
 
     speech = trim_silence(synthesize("this is a test of the voice activity detector", Voice("espeak", "en-us")))[0]
@@ -187,7 +187,7 @@ def _free_port() -> int:
 def test_hedging_fallback_and_cancellation(local_llm):
     from pipeline.llm_server import serve_llm
     from pipeline.llm_wrappers import PROFILES, FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM
-    from vad_turn.engines.llm.local import OpenAIChatLLM
+    from vad_turn.engines.llm.http import OpenAIChatLLM
 
     expected = local_llm.complete(MESSAGES, max_new_tokens=5)
     slow = LatencyProfileLLM(local_llm, LatencyProfile("slow", 3.0, 3.01, "test"))
@@ -239,7 +239,7 @@ def _llm_pipeline(llm, eot_text: str, **kw):
 @pytest.mark.timeout(120)
 def test_llm_faults_fall_back_bridge_or_apologise_without_deadlock(local_llm):
     from pipeline.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
-    from vad_turn.engines.llm.local import OpenAIChatLLM
+    from vad_turn.engines.llm.http import OpenAIChatLLM
 
     dead = lambda: OpenAIChatLLM(f"http://127.0.0.1:{_free_port()}/v1", "nobody", connect_timeout_s=0.5)  # noqa: E731
     expected = local_llm.complete([{"role": "system", "content": "Answer in one short sentence."},

@@ -51,7 +51,8 @@ def test_variant_prompt_is_the_system_message_the_model_receives():
     """Through the experiment's own reply function, a real local SmolLM2 call and the HTTP path."""
     from pipeline.llm_server import serve_llm
     from prosody.experiment import ProsodyConfig, generate_reply
-    from vad_turn.engines.llm.local import LocalLLM, OpenAIChatLLM
+    from vad_turn.engines.llm.http import OpenAIChatLLM
+    from vad_turn.engines.llm.local import LocalLLM
 
     variant = load_variants().variants["disfluent"]
     request = Request("task-x", "Is it raining?", "task")

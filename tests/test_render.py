@@ -21,7 +21,8 @@ from vad_turn.core.schema import (
     row_words,
     silence_spans_from_words,  # noqa: E402
 )
-from vad_turn.engines.tts import EngineError, low_energy_gaps  # noqa: E402
+from vad_turn.core.audio import low_energy_gaps  # noqa: E402
+from vad_turn.engines.tts import EngineError  # noqa: E402
 from vad_turn.data.dataset import load_turns, write_turns  # noqa: E402
 from vad_turn.data.render import RECIPE_PATH, RenderConfig, ipus, load_recipe, render_rows, run, turn_voice  # noqa: E402
 

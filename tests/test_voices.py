@@ -6,17 +6,16 @@ import time
 import numpy as np
 import pytest
 
+from vad_turn.core.audio import low_energy_gaps, trim_silence
 from vad_turn.engines.tts import (
     DEFAULT_VOICES,
     EngineError,
     EnginePaths,
     Voice,
-    low_energy_gaps,
     synthesize,
     synthesize_many,
     synthesize_stream,
     text_to_ssml,
-    trim_silence,
     voice_from_id,
 )
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import queue as _queue
 
-from vad_turn.engines.llm.local import LLMError
+from vad_turn.engines.llm.base import LLMError
 
 from ..frames import AgentText, EndOfResponse, EndOfStream, EndOfTurn, Interrupt, LLMToken, Transcript
 from ..llm_wrappers import _DONE, ThreadedStream

@@ -2,7 +2,8 @@
 
 Everything in the workbench (dataset builders, VADs, the turn model, the pipeline) gets its
 audio through `prepare_audio` / `load_audio`, so 8 kHz telephony, stereo, int16 and bad
-files are handled identically everywhere.
+files are handled identically everywhere. Levels and silence (`frame_levels_db`, `trim_silence`,
+`low_energy_gaps`) are measured here too.
 
 Convention: audio is float32 `(n_samples,)`, mono, in [-1, 1], at `SAMPLE_RATE_HZ` (16 kHz).
 """
@@ -179,3 +180,40 @@ def last_window(audio: np.ndarray, n_samples: int) -> np.ndarray:
     if take.size:
         out[-take.size:] = take
     return out
+
+
+# ----------------------------------------------------------------------------- levels and silence
+
+
+def frame_levels_db(audio: np.ndarray, frame_ms: float = 10.0) -> np.ndarray:
+    """RMS per non-overlapping frame, in dB relative to the loudest frame: float (n_frames,), <= 0."""
+    n = max(1, int(SAMPLE_RATE_HZ * frame_ms / 1000))
+    m = audio.size // n
+    rms = np.sqrt(np.mean(audio[: m * n].astype(np.float64).reshape(m, n) ** 2, axis=1)) if m else np.zeros(0)
+    peak = rms.max() if rms.size else 0.0
+    return 20 * np.log10(np.maximum(rms, 1e-12) / peak) if peak > 0 else np.full(rms.shape, -np.inf)
+
+
+def trim_silence(audio: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 10.0) -> tuple[np.ndarray, float, float]:
+    """Cut leading/trailing frames quieter than `threshold_db` below the loudest frame.
+
+    audio: float32 (n_samples,) 16 kHz. Returns (trimmed audio, lead_s removed, trail_s removed);
+    all-silent audio gives an empty array with lead_s = its duration.
+    """
+    levels = frame_levels_db(audio, frame_ms)
+    loud = np.flatnonzero(levels >= threshold_db)
+    if loud.size == 0:
+        return audio[:0], audio.size / SAMPLE_RATE_HZ, 0.0
+    n = int(SAMPLE_RATE_HZ * frame_ms / 1000)
+    a, b = loud[0] * n, min(audio.size, (loud[-1] + 1) * n)
+    return audio[a:b], a / SAMPLE_RATE_HZ, (audio.size - b) / SAMPLE_RATE_HZ
+
+
+def low_energy_gaps(audio: np.ndarray, threshold_db: float = -40.0, min_gap_s: float = 0.1,
+                    frame_ms: float = 5.0) -> list[tuple[float, float]]:
+    """(start_s, end_s) of runs of frames below `threshold_db` (re loudest frame) lasting >= `min_gap_s`."""
+    quiet = frame_levels_db(audio, frame_ms) < threshold_db
+    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    hop_s = frame_ms / 1000
+    return [(s * hop_s, e * hop_s) for s, e in zip(starts, ends) if (e - s) * hop_s >= min_gap_s - 1e-9]

@@ -3,7 +3,7 @@
 Each source turn (a text row of `data/built/<corpus>`) is cut into inter-pausal units (IPUs: the
 words between its holds, i.e. its silence spans except the last). Every IPU's normalised text
 (`schema.normalize_text`) is synthesized with the turn's voice, the engine's own leading/trailing
-silence is trimmed (`vad_turn.engines.tts.trim_silence`, -40 dB), and the IPUs are joined with digital
+silence is trimmed (`vad_turn.core.audio.trim_silence`, -40 dB), and the IPUs are joined with digital
 silence of the turn's real hold durations. A lead-in (`lead_in_s`) precedes the first word and a
 fixed end-of-turn silence (`tail_s`) follows the last, so causal scoring can query any timeout.
 The IPU boundaries and therefore every silence span are exact (to one sample); word times inside
@@ -195,8 +195,8 @@ def condition_variant(rec: TurnRecord, condition: str, audio: np.ndarray, snr_db
 
 def render_rows(rows: list[dict], cfg: RenderConfig, corpus: str) -> dict:
     """Render source rows (one shard): {"records", "skipped": [(id, reason)], "engine_stats", "internal_gaps"}."""
-    from vad_turn.core.audio import decode_audio_bytes
-    from vad_turn.engines.tts import low_energy_gaps, synthesize_many, trim_silence
+    from vad_turn.core.audio import decode_audio_bytes, low_energy_gaps, trim_silence
+    from vad_turn.engines.tts import synthesize_many
 
     from .align import split_at_holds
 

@@ -8,7 +8,7 @@ festival all come out at 16 kHz):
   package's libespeak-ng (ctypes, synchronous mode with a callback per ~60 ms block), or the
   `espeak-ng` CLI (`EnginePaths(espeak_backend="cli")`). The library starts audio 3-10x sooner
   than the CLI (median time to the first 20 ms chunk 1-5 ms vs 12-25 ms on the 2-core dev box,
-  depending on load; flite 55-170 ms, festival 0.34-0.72 s; `python -m vad_turn.engines.tts` prints
+  depending on load; flite 55-170 ms, festival 0.34-0.72 s; `python benchmarks/tts_ttfa.py` prints
   the medians) and streams. It is the engine for SSML (`<break time="800ms"/>`).
   Caveat: the library keeps synthesis state between calls (not reset by espeak_ng_SetRandSeed,
   srand or re-initialising), so the same text gives slightly different samples (a few samples of
@@ -33,8 +33,7 @@ import struct
 import subprocess
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -374,96 +373,3 @@ def text_to_ssml(text: str, *, comma_ms: int = 250, period_ms: int = 500, questi
     esc = [p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in parts]
     out = "".join(p if i % 2 == 0 else f'{p}<break time="{pause[p]}ms"/>' for i, p in enumerate(esc))
     return f"<speak>{out}</speak>"
-
-
-# ----------------------------------------------------------------------------- silence
-
-
-def frame_levels_db(audio: np.ndarray, frame_ms: float = 10.0) -> np.ndarray:
-    """RMS per non-overlapping frame, in dB relative to the loudest frame: float (n_frames,), <= 0."""
-    n = max(1, int(SAMPLE_RATE_HZ * frame_ms / 1000))
-    m = audio.size // n
-    rms = np.sqrt(np.mean(audio[: m * n].astype(np.float64).reshape(m, n) ** 2, axis=1)) if m else np.zeros(0)
-    peak = rms.max() if rms.size else 0.0
-    return 20 * np.log10(np.maximum(rms, 1e-12) / peak) if peak > 0 else np.full(rms.shape, -np.inf)
-
-
-def trim_silence(audio: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 10.0) -> tuple[np.ndarray, float, float]:
-    """Cut leading/trailing frames quieter than `threshold_db` below the loudest frame.
-
-    audio: float32 (n_samples,) 16 kHz. Returns (trimmed audio, lead_s removed, trail_s removed);
-    all-silent audio gives an empty array with lead_s = its duration.
-    """
-    levels = frame_levels_db(audio, frame_ms)
-    loud = np.flatnonzero(levels >= threshold_db)
-    if loud.size == 0:
-        return audio[:0], audio.size / SAMPLE_RATE_HZ, 0.0
-    n = int(SAMPLE_RATE_HZ * frame_ms / 1000)
-    a, b = loud[0] * n, min(audio.size, (loud[-1] + 1) * n)
-    return audio[a:b], a / SAMPLE_RATE_HZ, (audio.size - b) / SAMPLE_RATE_HZ
-
-
-def low_energy_gaps(audio: np.ndarray, threshold_db: float = -40.0, min_gap_s: float = 0.1,
-                    frame_ms: float = 5.0) -> list[tuple[float, float]]:
-    """(start_s, end_s) of runs of frames below `threshold_db` (re loudest frame) lasting >= `min_gap_s`."""
-    quiet = frame_levels_db(audio, frame_ms) < threshold_db
-    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    hop_s = frame_ms / 1000
-    return [(s * hop_s, e * hop_s) for s, e in zip(starts, ends) if (e - s) * hop_s >= min_gap_s - 1e-9]
-
-
-# ----------------------------------------------------------------------------- latency
-
-
-def measure_ttfa(voices: Sequence[Voice], text: str, repeats: int = 5,
-                 paths: EnginePaths = DEFAULT_PATHS) -> dict[str, dict[str, float]]:
-    """Time from call to the first 20 ms chunk per voice: {voice id: {first_s, median_s, total_median_s}}."""
-    out = {}
-    for v in voices:
-        firsts, totals = [], []
-        for _ in range(repeats + 1):  # the first call (library load, disk cache) is reported separately
-            t0 = time.perf_counter()
-            it = synthesize_stream(text, v, paths=paths)
-            next(it)
-            firsts.append(time.perf_counter() - t0)
-            for _chunk in it:
-                pass
-            totals.append(time.perf_counter() - t0)
-        out[v.id] = {"first_s": firsts[0], "median_s": float(np.median(firsts[1:])),
-                     "total_median_s": float(np.median(totals[1:]))}
-    return out
-
-
-@dataclass(frozen=True)
-class TtfaConfig:
-    """Time to first audio per TTS engine (medians)."""
-
-    text: str = field(default="so I was thinking we could go there tomorrow if the weather holds",
-                      metadata={"help": "the sentence every voice synthesizes"})
-    repeats: int = field(default=5, metadata={"help": "timed calls per voice after the first (reported apart)"})
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1 or not self.text.strip():
-            raise ValueError(f"--repeats must be >= 1 and --text non-empty, got {self.repeats}, {self.text!r}")
-
-
-def run_ttfa(cfg: TtfaConfig) -> dict:
-    """Print and return {voice: {first_s, median_s, total_median_s}} (espeak also through its CLI)."""
-    rows = measure_ttfa(DEFAULT_VOICES, cfg.text, cfg.repeats)
-    rows.update({k + " (cli)": v for k, v in measure_ttfa(DEFAULT_VOICES[:1], cfg.text, cfg.repeats,
-                                                          EnginePaths(espeak_backend="cli")).items()})
-    print(f"{'voice':40s} {'first_ms':>9s} {'ttfa_median_ms':>15s} {'total_median_ms':>16s}")
-    for k, r in rows.items():
-        print(f"{k:40s} {1e3 * r['first_s']:9.1f} {1e3 * r['median_s']:15.1f} {1e3 * r['total_median_s']:16.1f}")
-    return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    from vad_turn.core.config import config_main
-
-    return config_main(TtfaConfig, run_ttfa, argv, TtfaConfig.__doc__, prog="python -m vad_turn.engines.tts")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

