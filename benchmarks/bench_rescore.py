@@ -1,10 +1,11 @@
 """Re-summarise a `pipeline bench` run folder from its turns.jsonl, in small committed form.
 
-Recomputes each row's overload verdict from its recorded lags with the current rule (`bench.OVERLOAD_LAG_S` on
-the decision lag and the audio lag; the detector answers' lag is counted less the answer's own CPU time since
-`TurnProcessor._answered` measures it so, and runs recorded before that hold the answers' wall lag, which for a
-detector slow by itself is its compute, not the machine falling behind), then writes the per-set summaries and
-the paired bootstrap comparisons (`pipeline.bench_stats`) as JSON, and prints the headline rows.
+Recomputes each row's overload verdict from its recorded lags with the current rule
+(`pipeline.bench.e2e.OVERLOAD_LAG_S` on the decision lag and the audio lag; the detector answers' lag is counted
+less the answer's own CPU time since `TurnProcessor._answered` measures it so, and runs recorded before that hold
+the answers' wall lag, which for a detector slow by itself is its compute, not the machine falling behind), then
+writes the per-set summaries and the paired bootstrap comparisons (`pipeline.bench.stats`) as JSON, and prints the
+headline rows.
 
     python benchmarks/bench_rescore.py runs/bench-issue24 --out docs/bench-issue24.json
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from pipeline.bench import OVERLOAD_LAG_S, summarize_sets
-    from pipeline.bench_stats import comparisons
+    from pipeline.bench.e2e import OVERLOAD_LAG_S, summarize_sets
+    from pipeline.bench.stats import comparisons
     from vad_turn.core.runs import atomic_write_json, read_jsonl
 
     ap = argparse.ArgumentParser(prog="bench_rescore")

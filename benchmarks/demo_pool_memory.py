@@ -48,8 +48,8 @@ def rss_mb() -> float:
 
 def variants(n: int, hedging: bool = True) -> list:
     """n distinct DemoSettings: the demo's voices x its detector orders (each a separate pool key)."""
-    from pipeline.demo.app import VOICES
-    from pipeline.demo.session import DEMO_DETECTORS, DemoSettings
+    from pipeline.serving.demo.app import VOICES
+    from pipeline.serving.demo.session import DEMO_DETECTORS, DemoSettings
 
     orders = [DEMO_DETECTORS] + [(d,) + tuple(x for x in DEMO_DETECTORS if x != d) for d in DEMO_DETECTORS[1:]]
     out = [DemoSettings(voice=v, detectors=o, hedging=hedging) for o in orders for v in VOICES]
@@ -59,7 +59,7 @@ def variants(n: int, hedging: bool = True) -> list:
 
 
 def run_sequence(max_keys: int, settings: list) -> dict:
-    from pipeline.demo.session import ModelPool
+    from pipeline.serving.demo.session import ModelPool
 
     pool = ModelPool(max_sets_per_key=1, max_keys=max_keys)
     gc.collect()

@@ -2,8 +2,8 @@
 
 For each input (the demo's scripted samples, and real GetGoing callers when a GetGoing build is there), the
 demo's `session.compare` (the page's code path: both panes, one after the other by default, or `--panes "at
-once"`, models lent by the demo's pool) and the bench's `bench.run_scenario_async` (one fresh pipeline per
-scenario, `bench.pipeline_config` of the bench's default config and policy, models loaded by the bench's own
+once"`, models lent by the demo's pool) and the bench's `e2e.run_scenario_async` (one fresh pipeline per
+scenario, `e2e.pipeline_config` of the bench's default config and policy, models loaded by the bench's own
 `runner.load_models`, with the demo's prompt, opener and voice) play the same scenario in real time,
 alternating, `--repeats` times each. The two paths' turn policies are compared as objects (`same_policy`):
 both come from the shipped voice-agent operating point. Reported per pane and input: the
@@ -50,10 +50,10 @@ def _med(xs):
 def run(cfg: DemoVsBenchConfig) -> dict:
     import dataclasses
 
-    from pipeline.bench import BenchConfig, bench_policy, pipeline_config, run_scenario_async
-    from pipeline.demo.samples import getgoing_samples, sample_scenario
-    from pipeline.demo.session import PANES, DemoSettings, compare, pane_config
-    from pipeline.runner import load_models, make_turn_detector
+    from pipeline.bench.e2e import BenchConfig, bench_policy, pipeline_config, run_scenario_async
+    from pipeline.serving.demo.samples import getgoing_samples, sample_scenario
+    from pipeline.serving.demo.session import PANES, DemoSettings, compare, pane_config
+    from pipeline.runtime.runner import load_models, make_turn_detector
 
     s = DemoSettings(panes=cfg.panes)
     bench = BenchConfig(max_new_tokens=s.max_new_tokens)

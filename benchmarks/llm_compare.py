@@ -7,7 +7,7 @@ model, alternating models request by request (the machine is shared and noisy):
 - **load**: seconds to load the converted model (the one-off GGUF conversion is reported apart);
 - **first token**: seconds from the call to the first streamed text piece, median / P90 over the requests;
 - **decode**: tokens per second after the first (the reply re-tokenised with the model's tokenizer);
-- **answers the request**: the demo's system prompt (`pipeline.demo.session.DEMO_SYSTEM_PROMPT`) and each
+- **answers the request**: the demo's system prompt (`pipeline.serving.demo.session.DEMO_SYSTEM_PROMPT`) and each
   request of `REQUESTS` (what callers ask a travel / bus agent), with and without the demo's reply opener
   ("Sure,"). A reply answers when it is not a refusal (`REFUSAL`), not degenerate (`degenerate`: a repeated
   4-word phrase, 6 words copied from the request or the system prompt, or a line break after which the model
@@ -147,7 +147,7 @@ def rejudge(path: Path) -> dict:
     """Re-apply `judge` to a saved report's replies (timings are kept as measured); rewrite it."""
     import json
 
-    from pipeline.demo.session import DEMO_SYSTEM_PROMPT
+    from pipeline.serving.demo.session import DEMO_SYSTEM_PROMPT
 
     report = json.loads(Path(path).read_text())
     topics = dict(REQUESTS)
@@ -173,7 +173,7 @@ def run(cfg: LLMCompareConfig) -> dict:
         print_summary(report["summary"])
         print(f"rewrote {cfg.rejudge}")
         return report
-    from pipeline.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
+    from pipeline.serving.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
     from prosody.measures import text_measures
     from prosody.prompts import chat_messages, load_variants
     from prosody.requests import task_requests

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vad_turn.core.cli import dispatch
 
-from .runner import PipelineConfig
+from .runtime.runner import PipelineConfig
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def timeline(result: dict) -> str:
 def run(cfg: RunConfig) -> int:
     import logging
 
-    from .runner import load_models, read_input, run_audio
+    from .runtime.runner import load_models, read_input, run_audio
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     audio, rate = read_input(cfg.input)  # fails with the file name before any model loads
@@ -62,9 +62,9 @@ class PlotBenchConfig:
 
 
 def plot_bench(cfg: PlotBenchConfig) -> list[Path]:
-    """Print a bench run's report (summarised from its turns.jsonl) and (re)write its figures (`bench_plots`)."""
-    from .bench import report_md, summarize, summarize_sets
-    from .bench_plots import latest_bench_run, read_bench_run, write_bench_figures
+    """Print a bench run's report (summarised from its turns.jsonl) and (re)write its figures (`bench.plots`)."""
+    from .bench.e2e import report_md, summarize, summarize_sets
+    from .bench.plots import latest_bench_run, read_bench_run, write_bench_figures
 
     run_dir = Path(cfg.run) if cfg.run is not None else latest_bench_run()
     rows, info = read_bench_run(run_dir)
@@ -77,13 +77,13 @@ def plot_bench(cfg: PlotBenchConfig) -> list[Path]:
 
 COMMANDS = {
     "run": ("pipeline.cli", "RunConfig", "run", "play an audio file through the pipeline, print the per-turn timeline"),
-    "bench": ("pipeline.bench", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report + figures)"),
+    "bench": ("pipeline.bench.e2e", "BenchConfig", "run", "end-to-end latency harness (JSON + Markdown report + figures)"),
     "plot-bench": ("pipeline.cli", "PlotBenchConfig", "plot_bench",
                    "a bench run's report and figures (latency_boxes.png, endpoint_processing.png), redrawn from turns.jsonl"),
-    "llm-bench": ("pipeline.llm_bench", "LLMBenchConfig", "run",
+    "llm-bench": ("pipeline.bench.llm", "LLMBenchConfig", "run",
                   "LLM TTFT / decode / first TTS chunk on the bench's turns: prefix cache, int8, clause cut"),
-    "stt-wer": ("pipeline.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),
-    "demo": ("pipeline.demo.app", "DemoConfig", "run", "Gradio demo: semantic vs VAD-only side by side (port 7860)"),
+    "stt-wer": ("pipeline.bench.stt_eval", "SttEvalConfig", "run", "word error rate of the STT engines, rendered and real audio"),
+    "demo": ("pipeline.serving.demo.app", "DemoConfig", "run", "Gradio demo: semantic vs VAD-only side by side (port 7860)"),
 }
 
 

@@ -75,7 +75,7 @@ def emitted_silence_bounds(first_s: float, last_s: float, row: dict) -> tuple[fl
     that decides between `first_s` (action delay; VAD-only: its stop silence) and `last_s` (timeout) of silence."""
     import inspect
 
-    from pipeline.processors.vad_stt import VADProcessor
+    from pipeline.runtime.processors.vad_stt import VADProcessor
 
     hangover_s = inspect.signature(VADProcessor).parameters["hangover_s"].default
     final_s = hangover_s + (row.get("stt_final_s") or 0.0)

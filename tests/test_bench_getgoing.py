@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import emitted_silence_bounds, endpoint_bounds, require_data  # noqa: E402
 
-from pipeline.bench import BenchConfig, pipeline_config, summarize, summarize_sets  # noqa: E402
-from pipeline.bench_report import report_md  # noqa: E402
+from pipeline.bench.e2e import BenchConfig, pipeline_config, summarize, summarize_sets  # noqa: E402
+from pipeline.bench.report import report_md  # noqa: E402
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes  # noqa: E402
 from vad_turn.core.schema import normalize_text  # noqa: E402
 from vad_turn.engines.stt import word_agreement  # noqa: E402
@@ -66,7 +66,7 @@ def test_word_agreement_is_one_minus_corpus_wer_on_hand_made_strings():
 
 
 def test_getgoing_scenarios_match_their_dataset_rows(tiny_getgoing):
-    from pipeline.getgoing_scenarios import getgoing_scenarios, select_getgoing_rows
+    from pipeline.bench.getgoing_scenarios import getgoing_scenarios, select_getgoing_rows
 
     rows = select_getgoing_rows(4, seed=0)
     scen = getgoing_scenarios(4, seed=0)
@@ -98,13 +98,13 @@ def test_player_seeds_the_history_plays_the_real_tail_and_ends_the_turn_at_speec
     the call's earlier turns are in the conversation before the first audio (manual clock, no models)."""
     import asyncio
 
-    from pipeline.bench import play_scenario
-    from pipeline.clock import ManualClock
-    from pipeline.frames import AudioIn
-    from pipeline.observers import LatencyObserver
-    from pipeline.processors.base import Conversation
-    from pipeline.runner import AudioInput
-    from pipeline.scenarios import Scenario, ScriptedTurn
+    from pipeline.bench.e2e import play_scenario
+    from pipeline.runtime.clock import ManualClock
+    from pipeline.runtime.frames import AudioIn
+    from pipeline.runtime.observers import LatencyObserver
+    from pipeline.runtime.processors.base import Conversation
+    from pipeline.runtime.runner import AudioInput
+    from pipeline.bench.scenarios import Scenario, ScriptedTurn
 
     class Stub:  # what play_scenario touches of a pipeline
         def __init__(self):
@@ -192,7 +192,7 @@ def test_preemptive_starts_and_their_waste_are_summarised():
 
 def test_demo_lists_getgoing_test_turns_as_real_samples(tiny_getgoing):
     """Issue 15 #4: the demo offers GetGoing test turns (real callers) as samples, from the built GetGoing root."""
-    from pipeline.demo.samples import getgoing_built_root, getgoing_samples
+    from pipeline.serving.demo.samples import getgoing_built_root, getgoing_samples
 
     assert getgoing_built_root() == tiny_getgoing  # $VAD_TURN_BUILT_ROOT, as a full build would be found
     samples = getgoing_samples(tiny_getgoing, n=4)
@@ -207,7 +207,7 @@ def test_demo_lists_getgoing_test_turns_as_real_samples(tiny_getgoing):
 @pytest.mark.timeout(600)
 def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, monkeypatch):
     """VAD-only and the peer (Smart Turn v3.2 at Pipecat's policy) on the same two real caller turns."""
-    from pipeline.bench import PEER_CONFIGS, run
+    from pipeline.bench.e2e import PEER_CONFIGS, run
 
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path / "runs"))
     res = run(BenchConfig(out=tmp_path / "bench", configs=("streaming-vad", "streaming-smart-turn"),

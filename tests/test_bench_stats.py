@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.bench_stats import call_of, comparison_lines, comparisons, paired_bootstrap
+from pipeline.bench.stats import call_of, comparison_lines, comparisons, paired_bootstrap
 
 
 def _rows(config, e2e, cut, n_calls=6, per_call=3):

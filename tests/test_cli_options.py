@@ -92,13 +92,13 @@ def _tables():
 
 # one-command entry points (config_main): module (or benchmarks/ file), config class
 SCRIPTS = [("vad_turn.fusion.fit", "FitSourceConfig"), ("benchmarks/tts_ttfa.py", "TtfaConfig"),
-           ("pipeline.llm_server", "ServeConfig"), ("vad_turn.acoustic.report", "AcousticReportConfig"),
+           ("pipeline.serving.llm_server", "ServeConfig"), ("vad_turn.acoustic.report", "AcousticReportConfig"),
            ("benchmarks/lexical_slices.py", "SlicesConfig"), ("benchmarks/lexical_latency.py", "LexicalLatencyConfig"),
            ("benchmarks/f0_vs_praat.py", "F0Config"), ("benchmarks/turn_latency.py", "TurnLatencyConfig"),
            ("benchmarks/stt_word_lag.py", "SttLagConfig"), ("benchmarks/fusion_bootstrap.py", "FusionBootstrapConfig"),
            ("benchmarks/acoustic_latency.py", "LatencyConfig"), ("benchmarks/smart_turn_latency.py", "SmartTurnLatencyConfig"),
            ("benchmarks/lm_probe.py", "ProbeConfig"), ("benchmarks/demo_pool_memory.py", "PoolMemoryConfig"),
-           ("pipeline.stt_lag", "SttLagBenchConfig"), ("pipeline.stt_lm", "SttLmConfig")]
+           ("pipeline.bench.stt_lag", "SttLagBenchConfig"), ("pipeline.bench.stt_lm", "SttLmConfig")]
 
 
 def _module(name: str):

@@ -12,9 +12,9 @@ from conftest import emitted_silence_bounds, endpoint_bounds, require_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.frames import AgentSpeaking, EndOfTurn, Interrupt, LLMToken, UserStartedSpeaking, UserStoppedSpeaking  # noqa: E402
-from pipeline.observers import FrameLog  # noqa: E402
-from pipeline.timeline import RecordingDetector, plot_timelines, turn_timelines  # noqa: E402
+from pipeline.runtime.frames import AgentSpeaking, EndOfTurn, Interrupt, LLMToken, UserStartedSpeaking, UserStoppedSpeaking  # noqa: E402
+from pipeline.runtime.observers import FrameLog  # noqa: E402
+from pipeline.bench.timeline import RecordingDetector, plot_timelines, turn_timelines  # noqa: E402
 
 
 def _tone(dur_s, rate=16000, hz=220.0, amp=0.3):
@@ -23,7 +23,7 @@ def _tone(dur_s, rate=16000, hz=220.0, amp=0.3):
 
 
 def test_check_upload_refuses_bad_input_with_the_file_name(tmp_path):
-    from pipeline.demo.samples import InputError, check_upload
+    from pipeline.serving.demo.samples import InputError, check_upload
 
     txt = tmp_path / "notes.wav"
     txt.write_text("not audio at all\n")
@@ -47,7 +47,7 @@ def test_check_upload_refuses_bad_input_with_the_file_name(tmp_path):
 
 
 def test_hesitation_sample_has_one_real_silent_pause():
-    from pipeline.demo.samples import hesitation_turn, peak_level_db, sample_scenario
+    from pipeline.serving.demo.samples import hesitation_turn, peak_level_db, sample_scenario
 
     turn = hesitation_turn(1.0)
     (a, b), = turn.holds
@@ -110,8 +110,8 @@ def test_recording_detector_forwards_and_records():
 
 
 def test_running_table_percentiles_and_cutoffs():
-    from pipeline.demo.session import summary_row
-    from pipeline.demo.views import TABLE_HEADERS, add_to_history, running_table
+    from pipeline.serving.demo.session import summary_row
+    from pipeline.serving.demo.views import TABLE_HEADERS, add_to_history, running_table
 
     rows = [{"kind": "conversation", "cutoff": c, "e2e_s": e, "endpoint_s": p}
             for c, e, p in ((True, 0.5, -0.3), (False, 1.0, 0.6), (False, 2.0, 1.5))]
@@ -134,8 +134,8 @@ def test_running_table_percentiles_and_cutoffs():
 
 
 def test_model_pool_lends_one_set_per_run():
-    from pipeline.demo.samples import InputError
-    from pipeline.demo.session import DemoSettings, ModelPool
+    from pipeline.serving.demo.samples import InputError
+    from pipeline.serving.demo.session import DemoSettings, ModelPool
 
     loads = []
     pool = ModelPool(max_sets_per_key=2, loader=lambda s: loads.append(s) or {"n": len(loads)})
@@ -152,9 +152,9 @@ def test_model_pool_lends_one_set_per_run():
 
 
 def test_settings_are_checked():
-    from pipeline.demo.app import _settings
-    from pipeline.demo.samples import InputError
-    from pipeline.demo.session import DemoSettings
+    from pipeline.serving.demo.app import _settings
+    from pipeline.serving.demo.samples import InputError
+    from pipeline.serving.demo.session import DemoSettings
 
     with pytest.raises(InputError, match="endpoint URL"):
         DemoSettings(llm="openai")
@@ -201,8 +201,8 @@ def test_the_page_cannot_choose_the_llm_endpoint_and_the_key_goes_only_to_the_op
     visitor's choosing; the key is sent to the operator's endpoint only; a failing endpoint is reported."""
     import inspect
 
-    from pipeline.demo.app import DemoConfig, _fallback_note, _settings, build_app
-    from pipeline.demo.samples import InputError
+    from pipeline.serving.demo.app import DemoConfig, _fallback_note, _settings, build_app
+    from pipeline.serving.demo.samples import InputError
     from vad_turn.engines.llm.base import LLMError
     from vad_turn.engines.llm.http import OpenAIChatLLM
 
@@ -242,8 +242,8 @@ def test_model_pool_is_bounded_and_frees_the_least_recently_used():
     import gc
     import weakref
 
-    from pipeline.demo.samples import InputError
-    from pipeline.demo.session import DemoSettings, ModelPool
+    from pipeline.serving.demo.samples import InputError
+    from pipeline.serving.demo.session import DemoSettings, ModelPool
 
     class Big:  # stands in for a loaded model set; weakrefs show when it is freed
         def __init__(self, s):
@@ -271,7 +271,7 @@ def test_model_pool_is_bounded_and_frees_the_least_recently_used():
 
 
 def test_uploads_are_removed_after_their_run_and_nothing_else(tmp_path, monkeypatch):
-    from pipeline.demo.app import _remove_upload
+    from pipeline.serving.demo.app import _remove_upload
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     up = tmp_path / "gradio" / "abc123" / "x.wav"
@@ -286,7 +286,7 @@ def test_uploads_are_removed_after_their_run_and_nothing_else(tmp_path, monkeypa
 
 def test_the_page_serves_listed_clips_but_not_the_data_root(data_root):
     """Issue 13 #5: Gradio may serve the run folders and the clips the page lists, not the corpora."""
-    from pipeline.demo.app import allowed_paths
+    from pipeline.serving.demo.app import allowed_paths
 
     allowed = allowed_paths()
     swda = data_root / "switchboard" / "swb_dialog_acts_words.tar.gz"
@@ -327,7 +327,7 @@ def test_bad_options_are_one_line_errors_before_any_work(capsys):
 
 
 def test_reports_list_and_format_run_folders(tmp_path):
-    from pipeline.demo.reports import eval_view, find_eval_runs, find_prosody_run, prosody_view
+    from pipeline.serving.demo.reports import eval_view, find_eval_runs, find_prosody_run, prosody_view
 
     op = {"name": "fcr@lat<=0.6s", "kind": "min_fcr_at_latency", "false_cutoff_rate": 0.25, "mean_latency_s": 0.55,
           "threshold": 0.4, "action_delay_s": 0.1, "timeout_s": 1.0, "ratio_to_vad_only": 0.625,
@@ -356,8 +356,8 @@ def test_live_session_streams_a_real_clip_into_both_panes():
     """Browser-sized chunks (0.5 s, 44.1 kHz stereo int16) of the JFK clip, paced in real time (~40 s)."""
     import time
 
-    from pipeline.demo.live import LiveSession
-    from pipeline.demo.session import DemoSettings
+    from pipeline.serving.demo.live import LiveSession
+    from pipeline.serving.demo.session import DemoSettings
 
     a, sr = sf.read(str(require_data("clips", "jfk.flac")), dtype="int16", always_2d=True)
     a = a[: sr * 6]
@@ -373,7 +373,7 @@ def test_live_session_streams_a_real_clip_into_both_panes():
         assert r.audio.size / 16000 >= 6.0 and any(who == "agent" for who, _ in r.transcript)
     quiet = LiveSession(DemoSettings())
     quiet.feed(16000, np.zeros(16000, np.int16))
-    from pipeline.demo.samples import InputError
+    from pipeline.serving.demo.samples import InputError
 
     with pytest.raises(InputError, match="microphone: silence only"):
         quiet.finish()
@@ -400,10 +400,10 @@ def test_model_loads_write_nothing_under_home(tmp_path):
 def test_verdicts_are_judged_in_media_time_and_overload_gives_none():
     """Issue 13 #2: a decision is a cut-off when the audio it judged was inside the turn, whenever the CPU
     got to it; one made > OVERLOAD_LAG_S behind the audio is marked overloaded and gets no verdict."""
-    from pipeline.bench import OVERLOAD_LAG_S, score
-    from pipeline.demo.session import PaneResult, summary_row
-    from pipeline.demo.views import verdict_md
-    from pipeline.scenarios import Scenario
+    from pipeline.bench.e2e import OVERLOAD_LAG_S, score
+    from pipeline.serving.demo.session import PaneResult, summary_row
+    from pipeline.serving.demo.views import verdict_md
+    from pipeline.bench.scenarios import Scenario
 
     start = 100.0  # clock time of stream time 0
     truth = {"turn": "t", "text": "a flight to um Boston", "source": "s", "start": start + 0.3, "end": start + 3.3,
@@ -447,8 +447,8 @@ def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
     """Issue 15 #4, a small judged set: with the bench's generic prompt SmolLM2-135M refuses the hesitation
     sample's request; with the demo's travel prompt and its reply opener ("Sure,", continued by the model) it
     refuses none of the requests and answers the flight request about the flight."""
-    from pipeline.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
-    from pipeline.runner import SYSTEM_PROMPT
+    from pipeline.serving.demo.session import DEMO_REPLY_OPENER, DEMO_SYSTEM_PROMPT
+    from pipeline.runtime.runner import SYSTEM_PROMPT
     from vad_turn.engines.llm.local import LocalLLM
 
     llm = LocalLLM(n_threads=2).load()
@@ -469,8 +469,8 @@ def test_demo_prompt_and_opener_make_the_small_llm_answer_the_request():
 @pytest.fixture(scope="module")
 def hesitation_compare():
     """Both panes replayed on the hesitation sample with the default settings: (settings, {pane: PaneResult})."""
-    from pipeline.demo.samples import sample_scenario
-    from pipeline.demo.session import DemoSettings, compare
+    from pipeline.serving.demo.samples import sample_scenario
+    from pipeline.serving.demo.session import DemoSettings, compare
 
     s = DemoSettings()
     return s, compare(sample_scenario("hesitation"), s)
@@ -482,7 +482,7 @@ def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers(hesit
     festival's voice is understood (the transcript has the flight and the city); VAD-only cuts the hesitation
     off at its stop silence, the shipped turn model does not and ends the turn as its policy says (audio time, not
     the machine's speed), and the reply starts with the opener."""
-    from pipeline.demo.session import PANES_SEQUENTIAL, pane_config
+    from pipeline.serving.demo.session import PANES_SEQUENTIAL, pane_config
 
     s, res = hesitation_compare
     assert s.panes == PANES_SEQUENTIAL
@@ -523,8 +523,8 @@ def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, m
     under runs/cache/getgoing-small, read in place, and offers caller turns with the log's transcript; some
     hold a real pause inside the turn. (The first three test calls have no caller line: too few calls gave
     no samples at all.)"""
-    from pipeline.demo.samples import N_GETGOING_SAMPLES, getgoing_samples
-    from pipeline.getgoing_scenarios import ensure_getgoing_build, small_getgoing_root
+    from pipeline.serving.demo.samples import N_GETGOING_SAMPLES, getgoing_samples
+    from pipeline.bench.getgoing_scenarios import ensure_getgoing_build, small_getgoing_root
 
     require_data("getgoing", "calls")
     monkeypatch.setenv("VAD_TURN_BUILT_ROOT", str(tmp_path / "no-build"))

@@ -163,8 +163,8 @@ def test_microphone_path_with_chromium_fake_audio_capture(demo_url, tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from pipeline.demo.samples import HESITATION_PARTS, SAMPLE_VOICE
-    from pipeline.scenarios import spoken
+    from pipeline.serving.demo.samples import HESITATION_PARTS, SAMPLE_VOICE
+    from pipeline.bench.scenarios import spoken
 
     said = spoken(HESITATION_PARTS[0].replace(", um", "") + " " + HESITATION_PARTS[1], SAMPLE_VOICE).audio
     wav = tmp_path / "request.wav"

@@ -29,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def model_set():
     """One real model set of the default settings (loaded once for this module)."""
-    from pipeline.demo.session import DemoSettings, load_model_set
+    from pipeline.serving.demo.session import DemoSettings, load_model_set
 
     return load_model_set(DemoSettings())
 
@@ -38,9 +38,9 @@ def test_live_sessions_without_stop_return_their_models(model_set):
     """Issue 28 #1: two live sessions fed a chunk and never stopped (two /call/on_mic_chunk) took both model sets
     of the default configuration for good. Now a session that gets no chunk for LiveSession's idle time (5 s) ends,
     returns its set and says so; a default run then plays, and stopping an ended session replays its recording."""
-    from pipeline.demo.live import LiveSession
-    from pipeline.demo.samples import InputError, sample_scenario
-    from pipeline.demo.session import DemoSettings, ModelPool, compare
+    from pipeline.serving.demo.live import LiveSession
+    from pipeline.serving.demo.samples import InputError, sample_scenario
+    from pipeline.serving.demo.session import DemoSettings, ModelPool, compare
 
     pool = ModelPool(max_sets_per_key=2, loader=lambda s: dict(model_set))  # two sets (same engines: one load)
     s = DemoSettings()
@@ -68,9 +68,9 @@ def test_live_sessions_without_stop_return_their_models(model_set):
 
 def test_a_live_session_ends_at_its_maximum_length_and_on_close(model_set):
     """Issue 28 #1: the maximum length and the page's close (unload / state deletion) return the set too."""
-    from pipeline.demo.live import LiveSession
-    from pipeline.demo.samples import InputError
-    from pipeline.demo.session import DemoSettings, ModelPool
+    from pipeline.serving.demo.live import LiveSession
+    from pipeline.serving.demo.samples import InputError
+    from pipeline.serving.demo.session import DemoSettings, ModelPool
 
     pool = ModelPool(max_sets_per_key=1, loader=lambda s: dict(model_set))
     sess = LiveSession(DemoSettings(), pool, max_s=1.0)
@@ -91,8 +91,8 @@ def test_a_live_session_ends_at_its_maximum_length_and_on_close(model_set):
 def serve(monkeypatch, tmp_path):
     """serve(**DemoConfig settings) -> (url, spans, app): the demo's Gradio app in this process, one run at once,
     runs faked: each `compare` sleeps 1.5 s and records when it ran (spans)."""
-    import pipeline.demo.app as demo_app
-    from pipeline.demo.session import PANES, PaneResult
+    import pipeline.serving.demo.app as demo_app
+    from pipeline.serving.demo.session import PANES, PaneResult
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     spans = []
@@ -185,7 +185,7 @@ def test_uploads_are_capped_and_expire(serve, tmp_path):
 def test_an_upload_declaring_8_channels_at_384_khz_is_refused_before_decoding(tmp_path, monkeypatch):
     """Issue 28 #4: a small FLAC declaring 8 channels at 384 kHz cost +800 MB before it was refused; the header's
     channels x rate x duration is now checked first and nothing is decoded."""
-    import pipeline.demo.samples as samples
+    import pipeline.serving.demo.samples as samples
 
     path = tmp_path / "wide.flac"
     sf.write(path, np.zeros((384_000 * 3, 8), np.int16), 384_000, format="FLAC", subtype="PCM_16")
@@ -206,10 +206,10 @@ def test_audio_and_answers_behind_the_audio_mark_a_turn_overloaded():
     """Issue 28 #3, as frames on a manual clock: the policy fired on time (decision lag 0.01 s), but audio frames
     reached the VAD up to 0.6 s late and the detector's answer came 0.9 s after the audio it judged, as when a
     neighbour run shares the cores. The observer records both and `score` marks the turn overloaded."""
-    from pipeline.bench import OVERLOAD_LAG_S, score, stream_lags
-    from pipeline.frames import AudioIn, EndOfTurn
-    from pipeline.observers import LatencyObserver
-    from pipeline.scenarios import Scenario
+    from pipeline.bench.e2e import OVERLOAD_LAG_S, score, stream_lags
+    from pipeline.runtime.frames import AudioIn, EndOfTurn
+    from pipeline.runtime.observers import LatencyObserver
+    from pipeline.bench.scenarios import Scenario
 
     class Clock:
         t = 100.0
@@ -249,9 +249,9 @@ def test_a_run_slowed_by_a_neighbour_is_marked_overloaded_not_counted(model_set)
     import asyncio
     import dataclasses
 
-    from pipeline.bench import OVERLOAD_LAG_S
-    from pipeline.demo.samples import sample_scenario
-    from pipeline.demo.session import DemoSettings, run_pane, summary_row
+    from pipeline.bench.e2e import OVERLOAD_LAG_S
+    from pipeline.serving.demo.samples import sample_scenario
+    from pipeline.serving.demo.session import DemoSettings, run_pane, summary_row
 
     inner = model_set["semantic"].detector
 
@@ -274,8 +274,8 @@ def test_a_run_slowed_by_a_neighbour_is_marked_overloaded_not_counted(model_set)
 def test_score_judges_the_audio_and_the_answers_not_only_the_decision():
     """Issue 28 #3 at the verdict: records whose decision was on time but whose audio or detector answers were
     late (offsets as the observer writes them) are overloaded; on-time ones keep their verdict."""
-    from pipeline.bench import score
-    from pipeline.scenarios import Scenario
+    from pipeline.bench.e2e import score
+    from pipeline.bench.scenarios import Scenario
 
     start = 100.0
     truth = {"turn": "t", "text": "x", "source": "s", "start": start + 0.3, "end": start + 2.0, "start_stream": 0.3,
@@ -303,9 +303,9 @@ def test_a_slow_detector_is_slow_not_overloaded(model_set):
     import asyncio
     import dataclasses
 
-    from pipeline.bench import OVERLOAD_LAG_S
-    from pipeline.demo.samples import sample_scenario
-    from pipeline.demo.session import DemoSettings, run_pane
+    from pipeline.bench.e2e import OVERLOAD_LAG_S
+    from pipeline.serving.demo.samples import sample_scenario
+    from pipeline.serving.demo.session import DemoSettings, run_pane
 
     inner = model_set["semantic"].detector
 

@@ -38,8 +38,8 @@ def test_each_spec_states_its_class_inputs():
 
 def test_the_tables_read_from_the_specs_keep_their_values():
     """What the seven former tables held, now derived from the specs (a changed spec changes these on purpose)."""
-    from pipeline.demo.session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS, default_threshold as demo_threshold
-    from pipeline.runner import SEMANTIC_DETECTORS, PipelineConfig
+    from pipeline.serving.demo.session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS, default_threshold as demo_threshold
+    from pipeline.runtime.runner import SEMANTIC_DETECTORS, PipelineConfig
     from vad_turn.harness import operating_points as op
     from vad_turn.harness.pareto_plot import DETECTORS as PLOTTED
 
@@ -96,7 +96,7 @@ class Const:
 
 
 def test_a_detector_registered_with_its_own_spec_is_evaluated_planned_and_given_its_policy(tmp_path):
-    from pipeline.runner import PipelineConfig
+    from pipeline.runtime.runner import PipelineConfig
     from vad_turn.harness.evaluate import EvalConfig, run
     from vad_turn.harness.headline import evaluation_pairs
     from vad_turn.harness.operating_points import eval_run, is_shipped, policy_from_eval

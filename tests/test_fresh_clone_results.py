@@ -136,7 +136,7 @@ def test_the_shipped_operating_points_are_those_of_the_shipped_models(monkeypatc
 
 
 def test_the_demo_tabs_show_the_committed_results_when_runs_is_empty(monkeypatch, tmp_path):
-    from pipeline.demo.reports import eval_source, eval_view, prosody_source, run_label
+    from pipeline.serving.demo.reports import eval_source, eval_view, prosody_source, run_label
 
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))
     runs, root, note = eval_source()
@@ -157,7 +157,7 @@ def test_the_demo_tabs_show_the_committed_results_when_runs_is_empty(monkeypatch
 
 
 def test_publish_results_copies_small_files_with_provenance(tmp_path, capsys):
-    from pipeline.demo.reports import prosody_source
+    from pipeline.serving.demo.reports import prosody_source
 
     head = tmp_path / "runs" / "headline-x"
     for run in ("set-fused", "set-vad-only"):
@@ -236,9 +236,9 @@ def test_a_run_of_another_model_in_runs_gives_way_to_the_shipped_points(tmp_path
 def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeypatch, tmp_path):
     """Issue 24: the agent a user runs uses the shipped voice-agent operating point, chosen on agent-directed dev data
     only (GetGoing dev + agent-holds whole-turn renders' dev), with no more cut-offs there than VAD-only at 0.6 s."""
-    from pipeline.bench import BenchConfig, bench_policy, pipeline_config
-    from pipeline.demo.session import DemoSettings, pane_config
-    from pipeline.runner import PipelineConfig
+    from pipeline.bench.e2e import BenchConfig, bench_policy, pipeline_config
+    from pipeline.serving.demo.session import DemoSettings, pane_config
+    from pipeline.runtime.runner import PipelineConfig
     from vad_turn.harness.operating_points import VOICE_AGENT_POINT, shipped_policy
 
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))  # a fresh clone: runs/ is empty

@@ -167,7 +167,7 @@ def test_fused_detector_checks_the_transcript_lag():
 
 def _hesitation_p(lag_s: float) -> list[float]:
     """Fused p_eot every 100 ms of the demo's 1.0 s pause after "I want to book a flight to, um"."""
-    from pipeline.demo.samples import hesitation_turn
+    from pipeline.serving.demo.samples import hesitation_turn
     from vad_turn.core.schema import Word
 
     det = FusedDetector()

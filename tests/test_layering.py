@@ -217,7 +217,7 @@ def test_factory_checker_catches_upper_layers_missing_modules_and_classes():
     mods = modules()
     prosody = next(m for m in sorted(mods) if m.startswith("prosody."))
     specs = {s.name: s for s in (
-        DetectorSpec("up-pipeline", "pipeline.runner:PipelineConfig"),
+        DetectorSpec("up-pipeline", "pipeline.runtime.runner:PipelineConfig"),
         DetectorSpec("up-prosody", f"{prosody}:Anything"),
         DetectorSpec("missing", "vad_turn.lexical.no_such_module:X"),
         DetectorSpec("no-class", "vad_turn.lexical.runtime:NoSuchDetector"),
@@ -225,7 +225,7 @@ def test_factory_checker_catches_upper_layers_missing_modules_and_classes():
     )}
     bad = factory_violations(specs, mods)
     assert [b.split(":")[0] for b in bad] == ["up-pipeline", "up-prosody", "missing", "no-class"], bad
-    assert "pipeline.runner (layer 8) is not where a detector may live" in bad[0]
+    assert "pipeline.runtime.runner (layer 8) is not where a detector may live" in bad[0]
 
 
 def test_registered_factories_import_without_side_effects(tmp_path):

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from conftest import require_built
 
-from pipeline.clock import ManualClock
-from pipeline.frames import AudioIn, EndOfStream, EndOfTurn, Transcript, UserStartedSpeaking, UserStoppedSpeaking
-from pipeline.observers import FrameLog
-from pipeline.processors.base import Conversation, Pipeline
-from pipeline.processors.turn import TurnProcessor
+from pipeline.runtime.clock import ManualClock
+from pipeline.runtime.frames import AudioIn, EndOfStream, EndOfTurn, Transcript, UserStartedSpeaking, UserStoppedSpeaking
+from pipeline.runtime.observers import FrameLog
+from pipeline.runtime.processors.base import Conversation, Pipeline
+from pipeline.runtime.processors.turn import TurnProcessor
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes
 from vad_turn.core.schema import row_messages, row_spans, row_words
 from vad_turn.harness import metrics as M

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from pipeline.llm_server import serve_llm  # noqa: E402
+from pipeline.serving.llm_server import serve_llm  # noqa: E402
 from vad_turn.engines.llm import load_llm  # noqa: E402
 from vad_turn.engines.llm.base import LLM, LLMError, check_messages  # noqa: E402
 from vad_turn.engines.llm.http import OpenAIChatLLM, parse_sse_deltas  # noqa: E402

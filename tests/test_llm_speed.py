@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 from conftest import require_built  # noqa: E402
 
-from pipeline.llm_wrappers import HedgedLLM  # noqa: E402
+from pipeline.runtime.llm_wrappers import HedgedLLM  # noqa: E402
 from vad_turn.engines.llm.base import LLMError  # noqa: E402
 from vad_turn.engines.llm.local import LocalLLM  # noqa: E402
 from vad_turn.engines.llm.speed import PrefixKVCache, TokenStreamer, common_prefix_len  # noqa: E402
@@ -161,7 +161,7 @@ def test_bf16_keeps_the_model_quality_int8_loses_some():
     int8 clearly worse (measured +8%): the reason bf16, not int8, is the pipeline default."""
     import torch
 
-    from pipeline.llm_bench import text_nll
+    from pipeline.bench.llm import text_nll
 
     texts = ["uh i was wondering if you could help me book a flight to boston",
              "yeah that sounds good what time does it leave", "no i don't think so"]
@@ -177,10 +177,10 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
     assistant header; a 'stop' Interrupt after the reply was committed does not add it to the history twice."""
     import asyncio
 
-    from pipeline.clock import WallClock
-    from pipeline.frames import EndOfStream, EndOfTurn, Interrupt, Transcript
-    from pipeline.processors.base import Conversation, Pipeline
-    from pipeline.processors.llm_proc import LLMProcessor
+    from pipeline.runtime.clock import WallClock
+    from pipeline.runtime.frames import EndOfStream, EndOfTurn, Interrupt, Transcript
+    from pipeline.runtime.processors.base import Conversation, Pipeline
+    from pipeline.runtime.processors.llm_proc import LLMProcessor
 
     async def go():
         conv = Conversation(messages=[SYSTEM])
@@ -215,7 +215,7 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
 @pytest.mark.timeout(300)
 def test_llm_bench_on_two_bench_turns(tmp_path):
     require_built("switchboard")
-    from pipeline.llm_bench import LLMBenchConfig, run
+    from pipeline.bench.llm import LLMBenchConfig, run
 
     res = run(LLMBenchConfig(out=tmp_path, variants=("nocache-fp32", "cache-fp32"), n_turns=2, turns_per_conversation=2,
                              max_new_tokens=4, first_clause_words=(1, 4)))

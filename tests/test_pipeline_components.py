@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import require_data  # noqa: E402
 
-from pipeline.clock import ManualClock  # noqa: E402
-from pipeline.frames import (  # noqa: E402
+from pipeline.runtime.clock import ManualClock  # noqa: E402
+from pipeline.runtime.frames import (  # noqa: E402
     AgentText,
     AudioIn,
     EndOfResponse,
@@ -24,11 +24,11 @@ from pipeline.frames import (  # noqa: E402
     UserStartedSpeaking,
     UserStoppedSpeaking,
 )
-from pipeline.observers import FrameLog  # noqa: E402
-from pipeline.processors.base import Conversation, Pipeline  # noqa: E402
-from pipeline.processors.speech import ClauseAggregator, OutputProcessor, TTSProcessor  # noqa: E402
-from pipeline.processors.vad_stt import VADProcessor  # noqa: E402
-from pipeline.tools import ToolRunner, calculator_tool, clock_tool, remote_tool  # noqa: E402
+from pipeline.runtime.observers import FrameLog  # noqa: E402
+from pipeline.runtime.processors.base import Conversation, Pipeline  # noqa: E402
+from pipeline.runtime.processors.speech import ClauseAggregator, OutputProcessor, TTSProcessor  # noqa: E402
+from pipeline.runtime.processors.vad_stt import VADProcessor  # noqa: E402
+from pipeline.runtime.tools import ToolRunner, calculator_tool, clock_tool, remote_tool  # noqa: E402
 from vad_turn.core.audio import load_audio  # noqa: E402
 from vad_turn.engines.stt import PocketsphinxSTT, WhisperSTT, word_error_rate  # noqa: E402
 
@@ -185,8 +185,8 @@ def _free_port() -> int:
 
 
 def test_hedging_fallback_and_cancellation(local_llm):
-    from pipeline.llm_server import serve_llm
-    from pipeline.llm_wrappers import PROFILES, FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM
+    from pipeline.serving.llm_server import serve_llm
+    from pipeline.runtime.llm_wrappers import PROFILES, FallbackLLM, HedgedLLM, LatencyProfile, LatencyProfileLLM
     from vad_turn.engines.llm.http import OpenAIChatLLM
 
     expected = local_llm.complete(MESSAGES, max_new_tokens=5)
@@ -218,9 +218,9 @@ def test_hedging_fallback_and_cancellation(local_llm):
 
 def _llm_pipeline(llm, eot_text: str, **kw):
     """[LLMProcessor, ClauseAggregator] on the wall clock: one EndOfTurn in, frames out."""
-    from pipeline.clock import WallClock
-    from pipeline.frames import EndOfTurn
-    from pipeline.processors.llm_proc import LLMProcessor
+    from pipeline.runtime.clock import WallClock
+    from pipeline.runtime.frames import EndOfTurn
+    from pipeline.runtime.processors.llm_proc import LLMProcessor
 
     async def go():
         conv = Conversation(messages=[{"role": "system", "content": "Answer in one short sentence."}])
@@ -238,7 +238,7 @@ def _llm_pipeline(llm, eot_text: str, **kw):
 
 @pytest.mark.timeout(120)
 def test_llm_faults_fall_back_bridge_or_apologise_without_deadlock(local_llm):
-    from pipeline.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
+    from pipeline.runtime.llm_wrappers import FallbackLLM, LatencyProfile, LatencyProfileLLM
     from vad_turn.engines.llm.http import OpenAIChatLLM
 
     dead = lambda: OpenAIChatLLM(f"http://127.0.0.1:{_free_port()}/v1", "nobody", connect_timeout_s=0.5)  # noqa: E731

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 from conftest import emitted_silence_bounds, endpoint_bounds, require_built  # noqa: E402
 
-from pipeline.bench import BenchConfig, pipeline_config, run  # noqa: E402
+from pipeline.bench.e2e import BenchConfig, pipeline_config, run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_notebook_05_runs_on_the_tiny_bench(tiny_bench):
 @pytest.mark.timeout(300)
 def test_bench_draws_the_notebooks_figures_and_plot_bench_redraws_them(tiny_bench, capsys):
     """The figures notebook 05 shows are written by `pipeline bench` and redrawn by `pipeline plot-bench`."""
-    from pipeline.bench_plots import FIGURES
+    from pipeline.bench.plots import FIGURES
     from pipeline.cli import main as pipeline_main
 
     out, _ = tiny_bench

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from pipeline.clock import ManualClock
-from pipeline.frames import (
+from pipeline.runtime.clock import ManualClock
+from pipeline.runtime.frames import (
     AgentSpeaking,
     AudioIn,
     EndOfResponse,
@@ -21,10 +21,10 @@ from pipeline.frames import (
     UserStartedSpeaking,
     UserStoppedSpeaking,
 )
-from pipeline.observers import FrameLog
-from pipeline.processors.base import Conversation, Pipeline
-from pipeline.processors.speech import OutputProcessor
-from pipeline.processors.turn import (
+from pipeline.runtime.observers import FrameLog
+from pipeline.runtime.processors.base import Conversation, Pipeline
+from pipeline.runtime.processors.speech import OutputProcessor
+from pipeline.runtime.processors.turn import (
     TurnProcessor,
     backchannel_only,
     clearly_not_backchannel,

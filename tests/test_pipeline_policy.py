@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from pipeline.bench import BenchConfig, _command, bench_policy, pipeline_config, summarize
+from pipeline.bench.e2e import BenchConfig, _command, bench_policy, pipeline_config, summarize
 from vad_turn.harness.operating_points import OperatingPointError, policy_from_eval
-from pipeline.processors.llm_proc import LLMProcessor
-from pipeline.processors.speech import clause_cut, first_chunk_pieces
+from pipeline.runtime.processors.llm_proc import LLMProcessor
+from pipeline.runtime.processors.speech import clause_cut, first_chunk_pieces
 from vad_turn.harness.policy import TurnPolicy
 
 
@@ -111,7 +111,7 @@ def test_bench_command_and_confident_slice():
 def test_words_given_to_an_audio_detector_lie_inside_the_turn_audio():
     """A bench run at threshold 0.5 / delay 0.2 s crashed: PocketSphinx's last word ended 0.26 s after the turn
     audio the processor held, and the fused detector (audio + words) refused it. Word ends are clipped to the audio."""
-    from pipeline.processors.turn import turn_relative_words
+    from pipeline.runtime.processors.turn import turn_relative_words
     from vad_turn.core.schema import Word, check_words
 
     words = (Word("to", 9.8, 10.2), Word("fly", 10.2, 10.9), Word("morocco", 14.435, 15.105))

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from pipeline.clock import WallClock
-from pipeline.frames import EndOfStream, EndOfTurn, Interrupt, LLMToken
-from pipeline.observers import FrameLog
-from pipeline.processors.base import Conversation, Pipeline
-from pipeline.processors.llm_proc import LLMProcessor
+from pipeline.runtime.clock import WallClock
+from pipeline.runtime.frames import EndOfStream, EndOfTurn, Interrupt, LLMToken
+from pipeline.runtime.observers import FrameLog
+from pipeline.runtime.processors.base import Conversation, Pipeline
+from pipeline.runtime.processors.llm_proc import LLMProcessor
 
 SYSTEM = {"role": "system", "content": "You are a travel assistant. Reply in one short sentence."}
 

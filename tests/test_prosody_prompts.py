@@ -49,7 +49,7 @@ def test_broken_variant_files_are_refused_naming_the_file(tmp_path):
 
 def test_variant_prompt_is_the_system_message_the_model_receives():
     """Through the experiment's own reply function, a real local SmolLM2 call and the HTTP path."""
-    from pipeline.llm_server import serve_llm
+    from pipeline.serving.llm_server import serve_llm
     from prosody.experiment import ProsodyConfig, generate_reply
     from vad_turn.engines.llm.http import OpenAIChatLLM
     from vad_turn.engines.llm.local import LocalLLM

@@ -231,9 +231,9 @@ def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path, capsys)
 
 
 def test_demo_offers_smart_turn_after_the_default_order():
-    from pipeline.demo.app import _settings
-    from pipeline.demo.samples import InputError
-    from pipeline.demo.session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS
+    from pipeline.serving.demo.app import _settings
+    from pipeline.serving.demo.samples import InputError
+    from pipeline.serving.demo.session import DEMO_DETECTOR_CHOICES, DEMO_DETECTORS
 
     assert DEMO_DETECTORS == ("fused", "lexical-zeroshot", "lexical", "acoustic")  # the default order is kept
     assert DEMO_DETECTOR_CHOICES == DEMO_DETECTORS + ("smart-turn",)
@@ -242,7 +242,7 @@ def test_demo_offers_smart_turn_after_the_default_order():
     assert _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "auto").detectors == DEMO_DETECTORS
     with pytest.raises(InputError, match="semantic detector must be"):
         _settings("", 0.2, 1.5, 0.6, "local", "espeak:en-us", False, "smart-turns")
-    from pipeline.runner import make_turn_detector
+    from pipeline.runtime.runner import make_turn_detector
 
     det, name = make_turn_detector(("smart-turn", "vad-only"))
     assert name == "smart-turn" and isinstance(det, SmartTurnDetector)

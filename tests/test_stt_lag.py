@@ -1,4 +1,4 @@
-"""The STT measurements on real callers (pipeline/stt_lag.py), the domain LM's estimator, the committed
+"""The STT measurements on real callers (pipeline/bench/stt_lag.py), the domain LM's estimator, the committed
 word-lag record and the Moonshine engine: hand-computed Witten-Bell probabilities, the alignment that
 decides when a partial shows a word, the record against its JSON, Moonshine on two real GetGoing test
 turns and the word-lag measurement on them (a two-call GetGoing build, about half a minute, as
@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from test_bench_getgoing import tiny_getgoing  # noqa: E402,F401  (the fixture: a two-call GetGoing test build)
 
-from pipeline.stt_lag import Segment, SttLagBenchConfig, aligned_ref, engine_summary, measure_engine, prepare_turns, word_lags  # noqa: E402
+from pipeline.bench.stt_lag import Segment, SttLagBenchConfig, aligned_ref, engine_summary, measure_engine, prepare_turns, word_lags  # noqa: E402
 from vad_turn.engines.arpa_lm import NgramLM  # noqa: E402
 from vad_turn.core.schema import Word  # noqa: E402
 from vad_turn.engines.stt import STT_ENGINES, stt_word_lag, word_error_rate, word_lag_path  # noqa: E402

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.bench import BenchConfig, matched_stop_silence_s
-from pipeline.demo.session import DemoSettings
-from pipeline.runner import PipelineConfig
-from pipeline.scenarios import Scenario, ScriptedTurn
+from pipeline.bench.e2e import BenchConfig, matched_stop_silence_s
+from pipeline.serving.demo.session import DemoSettings
+from pipeline.runtime.runner import PipelineConfig
+from pipeline.bench.scenarios import Scenario, ScriptedTurn
 from vad_turn.core.config import REPO_ROOT
 from vad_turn.harness.policy import TurnPolicy
 from vad_turn.harness.pool import vad_matched_point

@@ -22,7 +22,7 @@ utterances (the batch cascade). `streaming` says whether `partial` is meaningful
 
 `make_stt(name)` builds them by name (STT_ENGINES) and attaches each engine's measured word lag on
 real callers (`stt_word_lag`, the committed vad_turn/engines/stt_lag.json written by
-`python -m pipeline.stt_lag --write-record`). Engines load in their constructors, never at import.
+`python -m pipeline.bench.stt_lag --write-record`). Engines load in their constructors, never at import.
 """
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ class PartialsAndFinalsSTT:
 
 
 def domain_lm_path():
-    """Where `python -m pipeline.stt_lm` writes the GetGoing + DSTC2 trigram (git-ignored runs/cache)."""
+    """Where `python -m pipeline.bench.stt_lm` writes the GetGoing + DSTC2 trigram (git-ignored runs/cache)."""
     from vad_turn.core.config import default_runs_root
 
     return default_runs_root() / "cache" / "stt-lm" / "getgoing-dstc2-3g.arpa"
@@ -254,7 +254,7 @@ def make_stt(name: str = "pocketsphinx", **kw) -> StreamingSTT:
     (finals) and `word_lag["partial_wer"]`.
 
     "pocketsphinx" (streaming, bundled LM), "pocketsphinx-getgoing" (the same with the domain trigram at
-    `domain_lm_path()`, built by `python -m pipeline.stt_lm`), "whisper" (faster-whisper tiny.en, 30 s window),
+    `domain_lm_path()`, built by `python -m pipeline.bench.stt_lm`), "whisper" (faster-whisper tiny.en, 30 s window),
     "whisper-segment" (tiny.en, the segment + 6 s window), "moonshine" (Moonshine base-en),
     "pocketsphinx+moonshine" (PocketSphinx partials, Moonshine finals)."""
     key = {v: k for k, v in STT_ENGINES.items()}.get(name, {"faster-whisper": "whisper"}.get(name, name))
@@ -263,7 +263,7 @@ def make_stt(name: str = "pocketsphinx", **kw) -> StreamingSTT:
     elif key == "pocketsphinx-getgoing":
         lm = domain_lm_path()
         if not lm.is_file():
-            raise STTError(f"{lm}: no domain language model; build it with `python -m pipeline.stt_lm`")
+            raise STTError(f"{lm}: no domain language model; build it with `python -m pipeline.bench.stt_lm`")
         eng = PocketsphinxSTT(lm=str(lm), **kw)
     elif key == "whisper":
         eng = WhisperSTT(**kw)
@@ -287,7 +287,7 @@ def make_stt(name: str = "pocketsphinx", **kw) -> StreamingSTT:
 
 
 def word_lag_path():
-    """The committed word-lag record (written by `python -m pipeline.stt_lag --write-record`)."""
+    """The committed word-lag record (written by `python -m pipeline.bench.stt_lag --write-record`)."""
     from pathlib import Path
 
     # beside this module, not under vad_turn/models: the wheel carries only the files turn inference opens
@@ -296,7 +296,7 @@ def word_lag_path():
 
 def stt_word_lag(name: str, *, missing_ok: bool = False) -> dict | None:
     """The measured word lag of an engine (its `name`, or its make_stt name) on real GetGoing test turns, in
-    seconds from a word's end in the audio to the pipeline showing it (pipeline/stt_lag.py defines them):
+    seconds from a word's end in the audio to the pipeline showing it (pipeline/bench/stt_lag.py defines them):
     final_p50_s / final_p90_s (final transcript: VAD stop + finish compute, over all words, so words early in
     a long segment wait for its end), partial_p50_s / partial_p90_s (the first partial that holds a word
     there; the final for engines without partials), segment_end_final_p90_s / segment_end_partial_p90_s (the

@@ -1,7 +1,7 @@
 """The turn policy: when a voice agent ends the user's turn, and when it may start its reply early.
 
 One frozen config, validated here and nowhere else, nested in every config that runs an agent
-(`pipeline.runner.PipelineConfig.policy`, the bench's manual policy, the demo's settings) and
+(`pipeline.runtime.runner.PipelineConfig.policy`, the bench's manual policy, the demo's settings) and
 read from evaluated operating points (`TurnPolicy.from_operating_point`).
 
 During a silence the policy fires at the first moment with silence >= `action_delay_s` and

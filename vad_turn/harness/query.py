@@ -1,7 +1,7 @@
 """What a detector is shown at one moment of a user's silence: the one definition of a detector query.
 
 Both the evaluation harness (`evaluate.turn_queries`, and through it the training examples) and the
-live pipeline (`pipeline.processors.turn.TurnProcessor`) build their queries with `detector_query`,
+live pipeline (`pipeline.runtime.processors.turn.TurnProcessor`) build their queries with `detector_query`,
 so the operating points measured offline are used on the same input distribution live:
 
 - audio: the turn's audio from its origin up to the query time t only (round(t * 16 kHz) samples);

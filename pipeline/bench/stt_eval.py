@@ -32,7 +32,7 @@ JFK_TEXT = "and so my fellow americans ask not what your country can do for you 
 @dataclass(frozen=True)
 class SttEvalConfig:
     engines: tuple[str, ...] = field(default=("pocketsphinx", "whisper", "moonshine"), metadata={
-        "help": "STT engines (make_stt names; pipeline.stt_lag measures all of them on real callers with word lag)"})
+        "help": "STT engines (make_stt names; pipeline.bench.stt_lag measures all of them on real callers with word lag)"})
     n_rendered: int = field(default=20, metadata={"help": "rendered real turns (the bench's conversation turns; 0: none)"})
     getgoing_turns: int = field(default=12, metadata={
         "help": "real GetGoing test turns (the bench's getgoing scenario set), against the log's Google-ASR line; 0: none"})

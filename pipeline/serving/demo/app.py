@@ -16,10 +16,11 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 
-from ..runner import default_pipeline_policy
+from pipeline.runtime.runner import default_pipeline_policy
+
+from .live import MAX_S as LIVE_MAX_S
 from .reports import OP_HEADERS, eval_source, eval_view, prosody_source, prosody_view, run_label
 from .samples import SAMPLES, InputError, check_upload, getgoing_samples, real_clips, sample_scenario
-from .live import MAX_S as LIVE_MAX_S
 from .session import (
     DEMO_DETECTOR_CHOICES,
     DEMO_DETECTORS,
@@ -33,7 +34,7 @@ from .session import (
 )
 from .views import TABLE_HEADERS, add_to_history, pane_view, running_table
 
-log = logging.getLogger("pipeline.demo")
+log = logging.getLogger("pipeline.serving.demo")
 VOICES = ("espeak:en-us+f3", "espeak:en-us", "espeak:en+m3", "flite:slt", "festival:cmu_us_slt_arctic_hts")
 INTRO = """# Semantic endpointing vs VAD-only, side by side
 Both agents hear the same audio in real time. **VAD-only** ends your turn after `stop_silence_s` of
@@ -397,7 +398,7 @@ def prepare_callers() -> None:
     from the data root (once: 16 calls in ~17 s here); without the data root the page says how to get them."""
     from vad_turn.core.config import default_data_root
 
-    from ..getgoing_scenarios import ensure_getgoing_build
+    from pipeline.bench.getgoing_scenarios import ensure_getgoing_build
 
     if not (default_data_root() / "getgoing" / "calls").is_dir():
         print(f"no GetGoing calls under {default_data_root()}: the real-caller samples are off", flush=True)

@@ -7,7 +7,7 @@ and backchannel scenarios; "getgoing", `getgoing_scenarios`, real callers' telep
 GetGoing test split played as recorded) runs through a fresh pipeline on the wall clock; one JSON
 line per user turn / barge-in / backchannel goes to `turns.jsonl` as soon as it is known (a rerun
 skips finished (config, scenario) pairs), then `metrics.json` ("summary" over every scenario,
-"by_set" per set) and `report.md` (`bench_report`: the tables over all, then per set) summarise them.
+"by_set" per set) and `report.md` (`report`: the tables over all, then per set) summarise them.
 
 The semantic policy (threshold, action delay, timeout) is the `operating_point` of the detector's
 evaluation run (`operating_point.policy_from_eval`: by default the lowest mean latency with at
@@ -44,20 +44,20 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.runtime.frames import Interrupt
+from pipeline.runtime.observers import LatencyObserver
+from pipeline.runtime.runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
 from vad_turn.core.config import config_options, default_runs_root, require_range
-from vad_turn.engines.llm.local import LocalLLM
 from vad_turn.core.runs import RunFolder, atomic_write_text
+from vad_turn.engines.llm.local import LocalLLM
 from vad_turn.engines.stt import word_error_rate
+from vad_turn.harness.operating_points import DEFAULT_PROFILE, PROFILES, policy_from_eval
 from vad_turn.harness.policy import TurnPolicy
 
-from .bench_plots import write_bench_figures
-from .bench_report import TURN_METRICS, ratios, report_md
-from .bench_stats import comparisons
-from .frames import Interrupt
-from .observers import LatencyObserver
-from vad_turn.harness.operating_points import DEFAULT_PROFILE, PROFILES, policy_from_eval
-from .runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
+from .plots import write_bench_figures
+from .report import TURN_METRICS, ratios, report_md
 from .scenarios import FESTIVAL_META, USER_VOICES, Scenario, build_scenarios
+from .stats import comparisons
 
 CONFIGS = {
     "streaming-semantic": dict(mode="streaming", turn="semantic"),
@@ -477,7 +477,7 @@ def run(cfg: BenchConfig) -> dict:
 
     from tqdm import tqdm
 
-    from .runner import load_llm_for
+    from pipeline.runtime.runner import load_llm_for
 
     out = cfg.out or default_runs_root() / f"pipeline-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = RunFolder(out, cfg)
@@ -553,7 +553,7 @@ def run(cfg: BenchConfig) -> dict:
     folder.write_metrics({"summary": summary, "by_set": by_set, "paired": paired, "info": info})
     report = report_md(summary, info, by_set, paired)
     atomic_write_text(folder.file("report.md"), report)
-    write_bench_figures(folder.path, rows)  # what notebook 05 shows (pipeline.bench_plots)
+    write_bench_figures(folder.path, rows)  # what notebook 05 shows (pipeline.bench.plots)
     print(report)
     print(f"wrote {folder.path}")
     return {"summary": summary, "by_set": by_set, "info": info, "out": str(folder.path)}

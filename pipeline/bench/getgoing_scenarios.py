@@ -12,7 +12,7 @@ From the row:
 - end of turn (`ScriptedTurn.end_s`) = the start of the row's last silence span (end of its last
   speech region), seconds from the clip start;
 - holds = the row's other silence spans (pauses inside the turn): a decision inside one is a false
-  cut-off, by the bench's one definition (`bench.score`: a decision before the end of turn);
+  cut-off, by the bench's one definition (`e2e.score`: a decision before the end of turn);
 - history: the row's `messages` (the call's earlier log turns, the system's last prompt last),
   seeded into the conversation before the turn: the detector and the LLM see what the caller heard;
 - text: the log's Google-ASR line (`turn_tags.jsonl` `log_text`), normalised: the reference the
@@ -27,7 +27,7 @@ as there are, the rest without.
 Where the turns come from (`getgoing_built_root`): the full build under the built root (data/built), else
 the small build of the first `SMALL_BUILD_CALLS` test calls that `ensure_getgoing_build` makes from the data
 root (read in place) under runs/cache/getgoing-small: 24 calls, of which `select_getgoing_rows` can pick 103
-turns (>= 60 for the bench's power and `pipeline.stt_lag`; 16 calls gave 52), built in ~2 min on 2 shared
+turns (>= 60 for the bench's power and `pipeline.bench.stt_lag`; 16 calls gave 52), built in ~2 min on 2 shared
 cores (the first three test calls hold no caller line). The bench and the demo's real-caller samples use
 it on a fresh clone.
 """

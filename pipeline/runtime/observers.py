@@ -11,7 +11,7 @@ How late the machine was, in the audio's own time (given the pipeline's clock, `
 the largest (clock time the VAD handed an `AudioIn` on - the frame's end stream time) from the previous
 decision to this one (the audio the decision judged; after it, the wall clock times the reply), and answer_offset_s, the turn processor's largest (clock time a
 detector answer arrived - stream time of the audio it judged); less the clock time of stream time 0 each is
-a lag (`bench.stream_lags`).
+a lag (`pipeline.bench.e2e.stream_lags`).
 Latencies are differences of these; the scenario player adds the ground truth (when the user
 really stopped speaking) to turn them into end-to-end figures.
 """

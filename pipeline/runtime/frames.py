@@ -162,7 +162,7 @@ class EndOfTurn(Frame):
     decided_t_s: float | None = None  # clock time the policy fired (t_s can be later: waiting for the final transcript)
     decided_stream_t_s: float | None = None  # stream (media) time the policy fired: what verdicts are judged on
     # latest arrival of the detector's answers this turn, as max(clock time an answer arrived - stream time of the
-    # audio it judged); less the clock time of stream time 0 it is how late they came (`bench.stream_lags`)
+    # audio it judged); less the clock time of stream time 0 it is how late they came (`pipeline.bench.e2e.stream_lags`)
     answer_offset_s: float | None = None
 
 

@@ -18,8 +18,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .frames import (AgentSpeaking, EndOfTurn, Interrupt, LLMToken, UserStartedSpeaking, UserStoppedSpeaking)
-from .observers import FrameLog
+from pipeline.runtime.frames import (AgentSpeaking, EndOfTurn, Interrupt, LLMToken, UserStartedSpeaking, UserStoppedSpeaking)
+from pipeline.runtime.observers import FrameLog
 
 
 class RecordingDetector:

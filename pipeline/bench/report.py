@@ -1,12 +1,12 @@
 """The Markdown report of a `pipeline bench` run: its tables over all scenarios, then per scenario set.
 
-`report_md(summary, info, by_set)` takes `bench.summarize`'s summary (every scenario) and, per scenario
-set ("festival": rendered turns, "getgoing": real callers; `bench.summarize_sets`), the same summary
+`report_md(summary, info, by_set)` takes `e2e.summarize`'s summary (every scenario) and, per scenario
+set ("festival": rendered turns, "getgoing": real callers; `e2e.summarize_sets`), the same summary
 over that set's scenarios only; `ratios(summary)` are the P50 ratios the report ends with.
 """
 from __future__ import annotations
 
-from .bench_stats import comparison_lines
+from .stats import comparison_lines
 
 # the per-turn latencies bench.score writes and summarize reports, seconds
 TURN_METRICS = ("e2e_s", "endpoint_s", "processing_s", "stt_final_s", "llm_ttft_s", "tts_first_s", "preempt_hidden_s")
@@ -17,7 +17,7 @@ SET_NOTES = {
                  "barge-in and backchannel scenarios.", ""),
     "getgoing": ("Real callers' turns (GetGoing test split, reporting only), their 8 kHz telephone audio played as "
                  "recorded, with 1 s of real lead-in and the real tail; one turn per scenario, the call's earlier "
-                 "turns as history (`pipeline.getgoing_scenarios`).", ""),
+                 "turns as history (`pipeline.bench.getgoing_scenarios`).", ""),
 }
 
 
@@ -55,7 +55,7 @@ def report_md(summary: dict, info: dict, by_set: dict | None = None, paired: dic
     for name, s in (by_set or {}).items():
         lines += ["", f"## Scenario set `{name}`", "", *SET_NOTES.get(name, ()), *tables(s)]
         if (paired or {}).get(name):
-            lines += ["", "Paired on the same turns, 95% bootstrap intervals by call (`pipeline.bench_stats`):", "",
+            lines += ["", "Paired on the same turns, 95% bootstrap intervals by call (`pipeline.bench.stats`):", "",
                       *comparison_lines(paired[name])]
     ratios_ = info.get("ratios", {})
     if ratios_:

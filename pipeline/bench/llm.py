@@ -89,9 +89,9 @@ def run(cfg: LLMBenchConfig) -> dict:
     import torch
     from tqdm import tqdm
 
-    from .processors.llm_proc import LLMProcessor
-    from .processors.speech import first_chunk_pieces
-    from .runner import SYSTEM_PROMPT
+    from pipeline.runtime.processors.llm_proc import LLMProcessor
+    from pipeline.runtime.processors.speech import first_chunk_pieces
+    from pipeline.runtime.runner import SYSTEM_PROMPT
     from .scenarios import scenario_texts
 
     torch.set_num_threads(cfg.threads)

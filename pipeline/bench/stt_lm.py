@@ -1,6 +1,6 @@
 """The domain language model for PocketSphinx: a Witten-Bell trigram of what callers say to agents.
 
-    python -m pipeline.stt_lm        # -> runs/cache/stt-lm/getgoing-dstc2-3g.arpa (~350 kB), what
+    python -m pipeline.bench.stt_lm        # -> runs/cache/stt-lm/getgoing-dstc2-3g.arpa (~350 kB), what
                                      # make_stt("pocketsphinx-getgoing") loads
 
 Text (read in place from the shared data root, never copied into the repo):
@@ -129,7 +129,7 @@ def run_and_print(cfg: SttLmConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(SttLmConfig, run_and_print, argv, __doc__.splitlines()[0], prog="python -m pipeline.stt_lm")
+    return config_main(SttLmConfig, run_and_print, argv, __doc__.splitlines()[0], prog="python -m pipeline.bench.stt_lm")
 
 
 if __name__ == "__main__":

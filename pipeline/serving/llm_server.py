@@ -162,10 +162,10 @@ def serve(cfg: ServeConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.llm_server --port 8000`: serve the local SmolLM2 until interrupted."""
+    """`python -m pipeline.serving.llm_server --port 8000`: serve the local SmolLM2 until interrupted."""
     from vad_turn.core.config import config_main
 
-    return config_main(ServeConfig, serve, argv, ServeConfig.__doc__, prog="python -m pipeline.llm_server")
+    return config_main(ServeConfig, serve, argv, ServeConfig.__doc__, prog="python -m pipeline.serving.llm_server")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Demo inputs: short scripted sample conversations, real clips, and checked uploads.
 
-Sample conversations (`sample_scenario(name)`) are `pipeline.scenarios.Scenario`s of a few seconds,
+Sample conversations (`sample_scenario(name)`) are `pipeline.bench.scenarios.Scenario`s of a few seconds,
 synthesized with festival's slt-hts voice (`SAMPLE_VOICE`, `scenarios.spoken`: the voice PocketSphinx
 understands, ~2% WER, where espeak's gives ~60% and the agent would answer a garbled request), so the
 side-by-side comparison runs in real time in well under a minute:
@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.bench.getgoing_scenarios import getgoing_built_root
+from pipeline.bench.scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, load_audio
 from vad_turn.core.config import default_data_root
-
-from ..getgoing_scenarios import getgoing_built_root
-from ..scenarios import QUESTIONS, Scenario, ScriptedTurn, spoken
 
 SAMPLES = ("hesitation", "barge-in", "backchannel")
 SAMPLE_VOICE = "festival:cmu_us_slt_arctic_hts"  # the user's voice in the samples
@@ -78,7 +77,7 @@ def sample_scenario(name: str, hold_s: float = 1.0) -> Scenario:
 def getgoing_samples(built_root: Path | None = None, n: int = N_GETGOING_SAMPLES) -> dict[str, Scenario]:
     """{label: Scenario} of `n` GetGoing test turns (`getgoing_scenarios.getgoing_scenarios`: half with a pause
     inside the turn where there are enough), labelled by id, log transcript and pauses; {} without a build."""
-    from ..getgoing_scenarios import getgoing_scenarios
+    from pipeline.bench.getgoing_scenarios import getgoing_scenarios
 
     root = Path(built_root) if built_root is not None else getgoing_built_root()
     if root is None:

@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
+from pipeline.runtime.frames import AudioIn
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, prepare_audio
 
-from ..frames import AudioIn
 from .samples import InputError, check_audio
 from .session import (PANES, PANES_AT_ONCE, POOL, DemoSettings, ModelPool, PaneResult, compare, finish_pane, run_pane,
                       start_pane)

@@ -5,7 +5,7 @@
 the detector for the semantic pane) and lends each run its own set, so concurrent browser sessions
 never share a stateful engine. `compare(source, settings)` plays the same input into each pane in
 real time on the wall clock and returns a `PaneResult` per pane: the scored per-turn rows
-(`bench.score`: cut-off, e2e, endpoint latency...), the timelines (`pipeline.timeline`), the
+(`bench.e2e.score`: cut-off, e2e, endpoint latency...), the timelines (`pipeline.bench.timeline`), the
 transcript and the conversation audio (user + agent mixed).
 
 The panes must not slow each other: on 2 cores, two pipelines at once (two STT streams, two LLM
@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.bench.e2e import pct, play_scenario, score, stream_lags
+from pipeline.bench.scenarios import Scenario, ScriptedTurn
+from pipeline.bench.timeline import RecordingDetector, TurnTimeline, turn_timelines
+from pipeline.runtime.observers import FrameLog, LatencyObserver
+from pipeline.runtime.runner import AudioInput, Models, PipelineConfig, build_pipeline, default_pipeline_policy
 from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.harness import detectors as registry
 from vad_turn.harness.policy import TurnPolicy
 
-from ..bench import pct, play_scenario, score, stream_lags
-from ..observers import FrameLog, LatencyObserver
-from ..runner import AudioInput, Models, PipelineConfig, build_pipeline, default_pipeline_policy
-from ..scenarios import Scenario, ScriptedTurn
-from ..timeline import RecordingDetector, TurnTimeline, turn_timelines
 from .samples import InputError
 
 PANES = ("vad", "semantic")
@@ -126,7 +126,7 @@ def pane_config(s: DemoSettings, turn: str) -> PipelineConfig:
 
 def load_model_set(s: DemoSettings) -> dict[str, Models]:
     """{pane: Models}; each pane its own STT and LLM (they hold state / a lock), the detector once."""
-    from ..runner import load_models, make_turn_detector
+    from pipeline.runtime.runner import load_models, make_turn_detector
 
     det = make_turn_detector(s.detectors)
     return {pane: load_models(pane_config(s, pane), detector=det) for pane in PANES}
@@ -236,7 +236,7 @@ POOL = ModelPool()
 
 @dataclass
 class PaneResult:
-    """One pane's run. rows: `bench.score` rows (one per user turn); timelines: one per user turn;
+    """One pane's run. rows: `bench.e2e.score` rows (one per user turn); timelines: one per user turn;
     audio: float32 (n,) 16 kHz, the user's input and the agent's played audio mixed."""
 
     pane: str
@@ -265,7 +265,7 @@ async def play_audio(p, src: AudioInput, lat: LatencyObserver, audio: np.ndarray
 def untruthed_rows(records: list[dict], start_s: float | None = None) -> list[dict]:
     """Rows for input without ground truth: latencies from the VAD's stop (cut-offs unknown: None).
     start_s: the clock time of stream time 0, to mark turns where the machine fell > OVERLOAD_LAG_S behind the
-    audio (the decision, the audio reaching the VAD or the detector's answers: `bench.stream_lags`)."""
+    audio (the decision, the audio reaching the VAD or the detector's answers: `bench.e2e.stream_lags`)."""
     rows = []
     for r in records:
         if r["eot"] is None:
@@ -280,7 +280,7 @@ def untruthed_rows(records: list[dict], start_s: float | None = None) -> list[di
 
 def mix_conversation(frames: FrameLog, played: list, start_s: float) -> np.ndarray:
     """float32 (n,) 16 kHz: the input stream with the agent's played chunks added at their play times."""
-    from ..frames import AudioIn
+    from pipeline.runtime.frames import AudioIn
 
     ins = [f for f in frames.of(AudioIn)]
     n = int(round(max([f.end_stream_s for f in ins] + [t - start_s + 0.02 for t, _, _ in played] + [0.0])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 
+from pipeline.bench.timeline import plot_timelines
 from vad_turn.core.audio import SAMPLE_RATE_HZ
 
-from ..timeline import plot_timelines
 from .session import PANE_TITLES, PANES, PaneResult, summary_row
 
 TABLE_HEADERS = ["pane", "detector", "turns", "e2e P50 ms", "e2e P99 ms", "endpoint P50 ms", "endpoint P99 ms",

@@ -1,8 +1,8 @@
 """Each STT engine on real callers: WER against the call log, word lag of finals and partials, CPU cost.
 
-    python -m pipeline.stt_lag                                  # every engine, 64 GetGoing test turns
-    python -m pipeline.stt_lag --engines moonshine --n-turns 8
-    python -m pipeline.stt_lag --write-record                   # also vad_turn/engines/stt_lag.json
+    python -m pipeline.bench.stt_lag                                  # every engine, 64 GetGoing test turns
+    python -m pipeline.bench.stt_lag --engines moonshine --n-turns 8
+    python -m pipeline.bench.stt_lag --write-record                   # also vad_turn/engines/stt_lag.json
 
 Turns: the bench's GetGoing scenario set (`getgoing_scenarios`: `ensure_getgoing_build`, the test split,
 `select_getgoing_rows`), each clip as the bench plays it (1 s lead-in, tail). Reference text: the log's
@@ -112,10 +112,10 @@ def vad_segments(audio: np.ndarray, vad_name: str = "silero", partial_every_s: f
     """The STT segments the pipeline's VADProcessor + STTProcessor make of `audio` (float32 (n,), 16 kHz)."""
     from vad_turn.engines.vad import make_vad
 
-    from .clock import ManualClock
-    from .frames import AudioIn, EndOfStream, Transcript
-    from .processors.base import Pipeline
-    from .processors.vad_stt import STTProcessor, VADProcessor
+    from pipeline.runtime.clock import ManualClock
+    from pipeline.runtime.frames import AudioIn, EndOfStream, Transcript
+    from pipeline.runtime.processors.base import Pipeline
+    from pipeline.runtime.processors.vad_stt import STTProcessor, VADProcessor
 
     rec = _RecordingSTT()
 
@@ -326,7 +326,7 @@ def measured_info(cfg: SttLagBenchConfig, n_turns: int) -> dict:
     return {"cpu": isa.get("model"), "cpu_flags": isa.get("flags"), "threads": 1, "n_turns": n_turns,
             "turns": f"GetGoing {cfg.split}, select_getgoing_rows(n={cfg.n_turns}, seed={cfg.seed}) of a build of {build}",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": git_commit(),
-            "command": f"python -m pipeline.stt_lag --engines {' '.join(cfg.engines)} --n-turns {cfg.n_turns} "
+            "command": f"python -m pipeline.bench.stt_lag --engines {' '.join(cfg.engines)} --n-turns {cfg.n_turns} "
                        f"--split {cfg.split} --seed {cfg.seed} --write-record"}
 
 
@@ -387,7 +387,7 @@ def run(cfg: SttLagBenchConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return config_main(SttLagBenchConfig, run, argv, __doc__.splitlines()[0], prog="python -m pipeline.stt_lag")
+    return config_main(SttLagBenchConfig, run, argv, __doc__.splitlines()[0], prog="python -m pipeline.bench.stt_lag")
 
 
 if __name__ == "__main__":
