@@ -1,0 +1,86 @@
+"""What one end-of-turn decision costs inside Pipecat: our analyzer's model call per 0.1 s grid point (audio only,
+and with a transcript), beside Pipecat's Smart Turn v3.2 call at a VAD stop, on one CPU thread each.
+
+Our analyzer asks the model once per grid point of a silence (one item; the points already past at the VAD's stop
+in one batch); Smart Turn asks once per VAD stop (the last 8 s of audio). Both run inside the audio path.
+
+    python benchmarks/pipecat_cost.py --repeats 60 --json runs/pipecat-cost.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORDS = [("and", 0.3, 0.6), ("so", 0.6, 1.0), ("my", 1.6, 1.8), ("fellow", 1.8, 2.2), ("americans", 2.2, 2.9)]
+
+
+def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> list[float]:
+    """Wall ms of each model call of `TurnModelAnalyzer` at one grid point each (threshold 1: it never ends the turn)."""
+    from vad_turn.integrations.pipecat import TurnModelAnalyzer, TurnModelParams
+    from vad_turn.integrations.pipecat_replay import pcm16
+
+    an = TurnModelAnalyzer(sample_rate=16_000, params=TurnModelParams(threshold=1.0, timeout_s=60.0))
+    if words:
+        an.add_words(WORDS)
+    an.append_audio(pcm16(audio), True)
+    an.append_audio(pcm16(np.zeros(3200, np.float32)), False)  # the VAD's stop: the points already past, one batch
+    an.query_s.clear()
+    for _ in range(repeats):
+        an.append_audio(pcm16(np.zeros(1600, np.float32)), False)  # 0.1 s: one grid point, one model call
+    return [1e3 * s for s in an.query_s]
+
+
+def smart_turn_ms(audio: np.ndarray, repeats: int) -> list[float]:
+    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+
+    st = LocalSmartTurnAnalyzerV3()
+    st.set_sample_rate(16_000)
+    seg = np.concatenate([audio, np.zeros(3200, np.float32)])
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        st._predict_endpoint(seg)
+        out.append(1e3 * (time.perf_counter() - t))
+    return out
+
+
+def stats(ms: list[float], warm: int = 3) -> dict:
+    x = np.array(ms[warm:])
+    return {"n": int(x.size), "p50_ms": float(np.median(x)), "p90_ms": float(np.percentile(x, 90))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loguru import logger
+
+    from vad_turn.core.audio import load_audio
+    from vad_turn.core.config import default_data_root
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=60)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.repeats < 5:
+        p.error("--repeats must be >= 5")
+    logger.remove()
+    audio = load_audio(default_data_root() / "clips" / "jfk.flac")[: 3 * 16_000]  # "and so my fellow americans"
+    out = {"ours_audio_only": stats(ours_ms(audio, args.repeats, False)),
+           "ours_with_transcript": stats(ours_ms(audio, args.repeats, True)),
+           "smart_turn": stats(smart_turn_ms(audio, args.repeats)),
+           "cpu": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                        if ln.startswith("model name")), platform.machine()), "n_cpus": os.cpu_count()}
+    print(json.dumps(out, indent=1))
+    if args.json is not None:
+        from vad_turn.core.runs import atomic_write_json
+
+        atomic_write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
