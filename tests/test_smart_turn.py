@@ -59,7 +59,7 @@ def det():
 
 
 def _reference_module():
-    """The wheel's numpy feature file, loaded by path (importing the pipecat package would need its framework)."""
+    """The wheel's numpy feature file, loaded by path (the detector never imports the pipecat package)."""
     path = importlib.metadata.distribution("pipecat-ai").locate_file(
         "pipecat/audio/turn/smart_turn/_whisper_features.py")
     spec = importlib.util.spec_from_file_location("_smart_turn_reference_features", path)

@@ -528,7 +528,7 @@ def run(cfg: BenchConfig) -> dict:
                 detectors[pc.detectors] = load_turn_detector(pc.detectors)
                 if detectors[pc.detectors][1] not in pc.detectors:
                     raise RuntimeError(f"{name}: none of {pc.detectors} could be built (see the warning above); "
-                                       "for smart-turn install pipecat-ai --no-deps (make setup does)")
+                                       "for smart-turn install the [pipecat] extra (make setup does)")
             det, det_name = detectors[pc.detectors]
             models = dataclasses.replace(models, detector=det, detector_name=det_name)
         res = asyncio.run(run_scenario_async(pc, models, sc, hear_s=cfg.hear_s))

@@ -3,9 +3,9 @@
 The model is the int8 ONNX graph that ships inside the `pipecat-ai` wheel,
 `pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx` (8,679,182 bytes, sha256
 2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f, the pin in
-`vad_turn.core.setup_check.MODEL_FILES`). It is found through the package's installed-file metadata, so
-the pipecat framework (whose dependencies are not installed) is never imported, and its sha256 is
-checked at load. Licence: BSD-2-Clause, Copyright (c) 2024-2026 Daily.
+`vad_turn.core.setup_check.MODEL_FILES`; the package is the [pipecat] extra). It is found through the package's
+installed-file metadata, so the pipecat framework is never imported by this detector, and its sha256 is checked
+at load. Licence: BSD-2-Clause, Copyright (c) 2024-2026 Daily.
 
     input  input_features float32 (batch, 80, 800): `whisper_log_mel` of `smart_turn_window(audio)`,
            i.e. the LAST 8 s of 16 kHz mono audio, left-padded with zeros to 128,000 samples,
