@@ -1,5 +1,7 @@
 """What one end-of-turn decision costs inside Pipecat: our analyzer's model call per 0.1 s grid point (audio only,
-and with a transcript), beside Pipecat's Smart Turn v3.2 call at a VAD stop, on one CPU thread each.
+and with a transcript), beside Pipecat's Smart Turn v3.2 call at a VAD stop, on one CPU thread each: the CPU time
+of the calling thread (onnxruntime runs one-thread sessions there), which a busy machine does not stretch, and
+the wall time.
 
 Our analyzer asks the model once per grid point of a silence (one item; the points already past at the VAD's stop
 in one batch); Smart Turn asks once per VAD stop (the last 8 s of audio). Both run inside the audio path.
@@ -20,8 +22,9 @@ import numpy as np
 WORDS = [("and", 0.3, 0.6), ("so", 0.6, 1.0), ("my", 1.6, 1.8), ("fellow", 1.8, 2.2), ("americans", 2.2, 2.9)]
 
 
-def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> list[float]:
-    """Wall ms of each model call of `TurnModelAnalyzer` at one grid point each (threshold 1: it never ends the turn)."""
+def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> tuple[list[float], list[float]]:
+    """(CPU ms, wall ms) of each `append_audio` of `TurnModelAnalyzer` that reaches one grid point (one model call;
+    threshold 1: it never ends the turn)."""
     from vad_turn.integrations.pipecat import TurnModelAnalyzer, TurnModelParams
     from vad_turn.integrations.pipecat_replay import pcm16
 
@@ -30,29 +33,34 @@ def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> list[float]:
         an.add_words(WORDS)
     an.append_audio(pcm16(audio), True)
     an.append_audio(pcm16(np.zeros(3200, np.float32)), False)  # the VAD's stop: the points already past, one batch
-    an.query_s.clear()
+    cpu, wall = [], []
     for _ in range(repeats):
+        c, t = time.thread_time(), time.perf_counter()
         an.append_audio(pcm16(np.zeros(1600, np.float32)), False)  # 0.1 s: one grid point, one model call
-    return [1e3 * s for s in an.query_s]
+        cpu.append(1e3 * (time.thread_time() - c))
+        wall.append(1e3 * (time.perf_counter() - t))
+    return cpu, wall
 
 
-def smart_turn_ms(audio: np.ndarray, repeats: int) -> list[float]:
+def smart_turn_ms(audio: np.ndarray, repeats: int) -> tuple[list[float], list[float]]:
     from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
     st = LocalSmartTurnAnalyzerV3()
     st.set_sample_rate(16_000)
     seg = np.concatenate([audio, np.zeros(3200, np.float32)])
-    out = []
+    cpu, wall = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        c, t = time.thread_time(), time.perf_counter()
         st._predict_endpoint(seg)
-        out.append(1e3 * (time.perf_counter() - t))
-    return out
+        cpu.append(1e3 * (time.thread_time() - c))
+        wall.append(1e3 * (time.perf_counter() - t))
+    return cpu, wall
 
 
-def stats(ms: list[float], warm: int = 3) -> dict:
-    x = np.array(ms[warm:])
-    return {"n": int(x.size), "p50_ms": float(np.median(x)), "p90_ms": float(np.percentile(x, 90))}
+def stats(ms: tuple[list[float], list[float]], warm: int = 3) -> dict:
+    cpu, wall = (np.array(x[warm:]) for x in ms)
+    return {"n": int(cpu.size), "cpu_p50_ms": float(np.median(cpu)), "cpu_p90_ms": float(np.percentile(cpu, 90)),
+            "wall_p50_ms": float(np.median(wall)), "wall_p90_ms": float(np.percentile(wall, 90))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,11 @@
 
 The pipeline is Pipecat's own classes, nothing stubbed: `VADProcessor(SileroVADAnalyzer(params))` ->
 `UserTurnProcessor` with `VADUserTurnStartStrategy` and `TurnAnalyzerUserTurnStopStrategy(turn_analyzer=...)`
--> a recorder. The audio goes in as 16-bit PCM `InputAudioRawFrame`s of `chunk_s` (20 ms, a transport's
-chunk), queued as fast as the pipeline takes them; every frame is stamped with the stream time of the audio
-that passed the recorder before it, so a decision's time is the audio's, not the machine's.
+-> a recorder (the wall-clock safety nets off). The audio goes in as 16-bit PCM `InputAudioRawFrame`s of
+`chunk_s` (20 ms, a transport's chunk), queued as fast as the pipeline takes them; every frame is stamped with
+the stream time of the audio that passed the recorder before it, so a decision's time is the audio's, not the
+machine's. In a live pipeline the same decisions arrive later by the machine's delays (Pipecat's user
+aggregator runs its VAD in a task of its own).
 
 Fed faster than real time: Pipecat's VAD, its user turn processor and `TurnModelAnalyzer` count time in audio
 samples, so their decisions are those of a real-time run. Smart Turn's analyzer (`BaseSmartTurn`) also cuts its
@@ -107,9 +109,12 @@ async def replay_async(audio: np.ndarray, analyzer, *, sample_rate_hz: int = 16_
     data = pcm16(audio)
     run = PipecatRun()
     stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer, wait_for_transcript=wait_for_transcript)
-    turns = UserTurnProcessor(user_turn_strategies=UserTurnStrategies(start=[VADUserTurnStartStrategy()], stop=[stop]))
-    pipeline = Pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer(params=vad_params or VADParams())), turns,
-                         _Recorder(run, sample_rate_hz)])
+    # the two wall-clock safety nets (no audio for 1 s while speaking; no stop 5 s into a turn) are off: the audio
+    # never pauses here, and a busy machine must not end a turn that the audio has not ended
+    turns = UserTurnProcessor(user_turn_strategies=UserTurnStrategies(start=[VADUserTurnStartStrategy()], stop=[stop]),
+                              user_turn_stop_timeout=3600.0)
+    vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=vad_params or VADParams()), audio_idle_timeout=0)
+    pipeline = Pipeline([vad, turns, _Recorder(run, sample_rate_hz)])
     worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=sample_rate_hz),
                             cancel_on_idle_timeout=False)
     started = asyncio.Event()
