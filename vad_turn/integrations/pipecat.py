@@ -258,6 +258,7 @@ class TurnModelAnalyzer(BaseTurnAnalyzer):
         pre = np.concatenate(self._ring) if self._ring else np.zeros(0, np.float32)
         pre = pre[max(0, pre.size - int(round(self._vad_start_secs * SAMPLE_RATE_HZ))):]
         self._ring = []
+        self._pending_result = None  # a decision nobody collected belongs to the turn before
         self._triggered = True
         self._origin_s = start_s - pre.size / SAMPLE_RATE_HZ
         self._chunks = [pre] if pre.size else []
