@@ -19,8 +19,8 @@ From the row:
   bench's STT agreement and `pipeline stt-wer --getgoing-turns` score against (the dataset's own
   words are faster-whisper tiny.en's, so they cannot judge whisper).
 
-Selection (`select_getgoing_rows`): the split's rows in seeded hash order (`stable_seed(seed,
-"getgoing-scenario", id)`), without holds longer than `max_hold_s`; half of the `n` with a hold (the
+Selection (`select_getgoing_rows`): the split's rows in seeded hash order (`core.seeds.seeded_order`, salt
+"getgoing-scenario"), without holds longer than `max_hold_s`; half of the `n` with a hold (the
 turns where cut-offs can happen; GetGoing's callers hold rarely, about 15 of 313 test turns) as far
 as there are, the rest without.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from vad_turn.core.audio import decode_audio_bytes
 from vad_turn.core.config import default_built_root
 from vad_turn.core.schema import normalize_text
-from vad_turn.core.seeds import stable_seed
+from vad_turn.core.seeds import seeded_order
 
 from .scenarios import Scenario, ScriptedTurn
 
@@ -98,7 +98,7 @@ def select_getgoing_rows(n: int, *, built_root: Path | None = None, split: str =
     if split not in set(meta["split"]):
         raise ValueError(f"{root}: no split {split!r} (it has {sorted(set(meta['split']))})")
     m = meta[(meta["split"] == split) & meta["n_words"].between(1, max_words)]
-    order = sorted(m.index, key=lambda i: stable_seed(seed, "getgoing-scenario", m.at[i, "id"]))
+    order = [m.index[j] for j in seeded_order(m["id"].tolist(), seed, "getgoing-scenario")]
     held, plain = [], []
     for i in order:
         holds = [s["end"] - s["start"] for s in m.at[i, "silence_spans"][:-1]]

@@ -27,7 +27,7 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes, seconds_to_samples, trim_silence
 from vad_turn.core.config import default_built_root
 from vad_turn.core.schema import is_backchannel_text, normalize_text
-from vad_turn.core.seeds import stable_seed
+from vad_turn.core.seeds import seeded_order
 
 ESPEAK_VOICES = ("espeak:en-us", "espeak:en-us+f3", "espeak:en+m3")
 USER_VOICES = ("festival:cmu_us_slt_arctic_hts",)
@@ -86,7 +86,7 @@ def select_rows(built_root: Path, corpus: str, split: str, n: int, *, seed: int 
     if split not in set(meta["split"]):
         raise ValueError(f"{Path(built_root) / corpus}: no split {split!r} (it has {sorted(set(meta['split']))})")
     m = meta[(meta["split"] == split) & meta["n_words"].between(min_words, max_words)]
-    order = sorted(m.index, key=lambda i: stable_seed(seed, "scenario", m.at[i, "id"]))
+    order = [m.index[j] for j in seeded_order(m["id"].tolist(), seed, "scenario")]
     ds = ds.select_columns(cols)
     out = []
     for i in order:

@@ -31,6 +31,7 @@ import numpy as np
 from vad_turn.core.config import REPO_ROOT, default_built_root
 from vad_turn.core.runs import atomic_write_text
 from vad_turn.core.schema import FILLERS, normalize_word, pause_context_of, row_spans, row_words, words_before_spans
+from vad_turn.core.seeds import seeded_sample
 
 WORD_CLASSES = ("filler", "conjunction", "preposition", "determiner", "content")
 POSITIONS = ("early", "middle", "late")
@@ -272,10 +273,7 @@ def _rows(built_root: Path, spec: str, max_turns: int | None, seed: int) -> list
         raise ValueError(f"{spec!r}: expected dataset:split")
     ds = load_built(name, split, built_root)
     ds = ds.select_columns([c for c in ds.column_names if c != "audio"])
-    idx = np.arange(len(ds))
-    if max_turns is not None and len(ds) > max_turns:
-        idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=max_turns, replace=False))
-    return [ds[int(i)] for i in idx]
+    return [ds[i] for i in seeded_sample(len(ds), max_turns, seed)]
 
 
 def summary(model: PauseModel) -> str:

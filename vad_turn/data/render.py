@@ -35,7 +35,7 @@ import numpy as np
 from vad_turn.core.audio import SAMPLE_RATE_HZ, add_noise, encode_wav_bytes, seconds_to_samples, telephony_8k
 from vad_turn.core.config import REPO_ROOT, config_to_dict, default_built_root
 from vad_turn.core.runs import atomic_path, atomic_write_json
-from vad_turn.core.seeds import stable_seed
+from vad_turn.core.seeds import seeded_order, stable_seed
 from vad_turn.core.schema import (
     Span,
     TurnRecord,
@@ -299,7 +299,7 @@ def _select(cfg: RenderConfig, corpus: str) -> dict[str, list[dict]]:
     out = {}
     for split in (s for s in cfg.splits if s in present):
         m = meta[(meta["split"] == split) & meta["n_words"].between(cfg.min_words, cfg.max_words)]
-        order = sorted(m.index, key=lambda i: stable_seed(cfg.seed, "select", m.at[i, "id"]))
+        order = [m.index[j] for j in seeded_order(m["id"].tolist(), cfg.seed, "select")]
         cap = _cap(cfg, corpus, split)
         take = sorted(order[:cap] if cap is not None else order, key=lambda i: m.at[i, "id"])
         out[split] = [ds[int(i)] for i in take]

@@ -30,6 +30,7 @@ from vad_turn.core.config import config_to_dict, default_built_root, default_run
 from vad_turn.core.model_files import sha256_file
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
 from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, TurnRecord, row_messages, row_spans, row_words
+from vad_turn.core.seeds import seeded_sample
 
 from . import metrics as M
 from .detectors import Detector, Query, check_detector_spec, make_detector, parse_detector_opts, predict_many
@@ -261,8 +262,7 @@ def select_turns(ds, cfg: EvalConfig, *, needs_audio: bool = True):
         if not idx:
             raise ValueError(f"no rows of split {cfg.split!r}; the data has splits {sorted(set(map(str, splits)))}")
     if cfg.max_turns is not None and cfg.max_turns < len(idx):
-        rng = np.random.default_rng(cfg.seed)
-        idx = sorted(rng.choice(idx, size=cfg.max_turns, replace=False).tolist())
+        idx = [idx[j] for j in seeded_sample(len(idx), cfg.max_turns, cfg.seed)]
     if is_list:
         rows = [ds[i] for i in idx]
         ids = [r["id"] for r in rows]

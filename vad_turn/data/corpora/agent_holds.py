@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.core.schema import Message, Span, TurnRecord, Word, normalize_text
-from vad_turn.core.seeds import stable_seed
+from vad_turn.core.seeds import seeded_sample, stable_seed
 
 from ..pause_model import PauseModel
 from . import CorpusError
@@ -90,10 +90,8 @@ def build(data_root: Path, recipe: dict, *, max_conversations: int | None = None
             # every user turn (sample_turns with no cap), then the word-count filter, then a seeded sample
             turns = [(di, ti) for di, ti in sample_turns(dialogues, None, seed)
                      if lo <= len(turn_words(dialogues[di].turns[ti][1])) <= hi]
-            if n_per_corpus is not None and n_per_corpus < len(turns):
-                pick = np.random.default_rng([seed, stable_seed("agent-holds-pick", corpus, split)]).choice(
-                    len(turns), size=n_per_corpus, replace=False)
-                turns = [turns[i] for i in sorted(pick.tolist())]
+            turns = [turns[i] for i in seeded_sample(len(turns), n_per_corpus,
+                                                     [seed, stable_seed("agent-holds-pick", corpus, split)])]
             for di, ti in turns:
                 d = dialogues[di]
                 words = [n for _, n in turn_words(d.turns[ti][1])]

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from vad_turn.core.schema import Word, normalize_word
+from vad_turn.core.seeds import seeded_sample
 
 DSTC2_TAGS = frozenset({"sil", "noise", "unintelligible", "breath", "cough", "laugh", "sigh", "static", "tv_noise",
                         "background_speech"})
@@ -108,10 +109,7 @@ def sample_turns(dialogues: Sequence[Dialogue], max_turns: int | None, seed: int
     """(dialogue index, turn index) of the user turns with >= 1 word; a seeded sample of `max_turns`."""
     turns = [(i, j) for i, d in enumerate(dialogues) for j, (r, t) in enumerate(d.turns)
              if r == "user" and turn_words(t)]
-    if max_turns is not None and max_turns < len(turns):
-        pick = np.random.default_rng(seed).choice(len(turns), size=max_turns, replace=False)
-        turns = [turns[i] for i in sorted(pick.tolist())]
-    return turns
+    return [turns[i] for i in seeded_sample(len(turns), max_turns, seed)]
 
 
 def word_durations_s(words: Sequence[str], rng: np.random.Generator) -> np.ndarray:
