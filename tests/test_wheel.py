@@ -46,13 +46,13 @@ CASES = [
     {"words": [], "messages": [], "silence_s": 0.3, "seconds": 2.0, "stereo": False},       # acoustic + timing
     {"words": WORDS, "messages": MSGS, "silence_s": 0.8, "seconds": None, "stereo": False},  # lexical + timing
 ]
-# Files the wheel must hold (the fused model's and the prompt variants); every other non-.py file of the
-# packages is checked too (test_the_wheel_carries_the_models_and_data_files).
+# Files the wheel must hold (the fused model's, the prompt variants, the STT engines' measured word lag); every
+# other non-.py file of the packages is checked too (test_the_wheel_carries_the_models_and_data_files).
 MUST_SHIP = ("vad_turn/models/turn/fusion.json", "vad_turn/models/turn/checksums.json",
              "vad_turn/models/acoustic/model.onnx", "vad_turn/models/acoustic/model.int8.onnx",
              "vad_turn/models/acoustic/model.int8.probe.npz", "vad_turn/models/lexical/lexical_step.onnx",
              "vad_turn/models/lexical/lexical_head.onnx", "vad_turn/models/lexical/tokenizer.json",
-             "vad_turn/models/lexical/lexical.json", "prosody/prompts/variants.toml")
+             "vad_turn/models/lexical/lexical.json", "prosody/prompts/variants.toml", "vad_turn/engines/stt_lag.json")
 
 # Files the wheel must not hold (inference never opens them): pyproject.toml's one list, as wheel paths.
 _CFG = tomllib.loads((REPO / "pyproject.toml").read_text())
