@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("vad_turn.harness",),
     ("vad_turn.lexical", "vad_turn.acoustic", "vad_turn.peers"),
     ("vad_turn.fusion",),
-    ("vad_turn.cli", "vad_turn"),
+    ("vad_turn.cli", "vad_turn.integrations", "vad_turn"),
     ("prosody",),
     # the pipeline's three rooms: the runtime never imports the bench or serving; the bench measures the runtime;
     # serving (the demo, the LLM server) builds on both (the demo reuses the bench's scenarios and scoring)
