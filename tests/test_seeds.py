@@ -1,13 +1,13 @@
 """The id hashes and seeded selections of `vad_turn.core.seeds`, pinned: recorded selections depend on them
 (GetGoing's call splits, the fusion's folds, the rendered turns and voices, the scenario sets, the harness's
-`max_turns` sample,), so a change to any of them must fail here."""
+`max_turns` sample, the training examples' per-turn subsample), so a change to any of them must fail here."""
 from __future__ import annotations
 
 import random
 
 import numpy as np
 
-from vad_turn.core.seeds import seeded_order, seeded_sample, stable_hash, stable_seed, stable_unit
+from vad_turn.core.seeds import seeded_order, seeded_sample, stable_hash, stable_seed, stable_unit, turn_seed
 
 ID = "sw02001_A_3"
 
@@ -16,6 +16,7 @@ def test_the_keyings_are_pinned_bit_for_bit():
     assert stable_hash(ID, 0) == 10767898886804130842
     assert stable_unit(ID, 0) == 10767898886804130842 / 2**64
     assert stable_seed(0, "select", ID) == 6534988601696210861
+    assert turn_seed(0, ID) == 2710987882 and turn_seed(7, ID) == 2717987903
 
 
 def test_seeded_order_depends_on_the_ids_not_their_order():

@@ -1,14 +1,22 @@
 """Stable hashes of ids and the seeded selections built on them: the same numbers on every machine,
-Python run and process (unlike `hash()`).
+Python run and process (unlike `hash()`). Every id hash of the workbench is defined here and nowhere else.
 
-Two keyings, each with one definition here, because recorded selections depend on them:
+One scheme: the first 8 bytes of sha256 of the id's text (`_sha256_u64`), in two keyings that differ only
+in how the text is spelled and the bytes are read, each kept bit for bit because recorded selections
+depend on it:
 
-- `stable_hash(key, seed)`: the first 8 bytes (big-endian) of sha256(f"{seed}:{key}"), and
-  `stable_unit` = that / 2**64 in [0, 1). Orders and splits ids: the fusion's conversation folds and
-  fit / selection split, the prosody experiment's request order, GetGoing's call splits.
-- `stable_seed(*parts)`: the first 8 bytes (little-endian) of sha256 over the parts joined by
-  "\\x1f". Seeds numpy generators and orders rows per id: the renderer's voice, noise and row
-  order, the pipeline scenarios' row order.
+- `stable_seed(*parts)`: the parts joined by "\\x1f", little-endian. The one to use for anything new.
+  Seeds numpy generators and orders rows per id: the renderer's voice, noise and row order, the agent-holds
+  picks, the scenario sets' order (`seeded_order`).
+- `stable_hash(key, seed)`: f"{seed}:{key}", big-endian, and `stable_unit` = that / 2**64 in [0, 1).
+  Orders and splits ids: GetGoing's call splits (the dataset's splits), the fusion's conversation folds and
+  fit / selection split (the shipped fused model), the prosody experiment's request order.
+
+And one older per-turn seed outside the scheme, frozen because the shipped models' training examples were
+drawn with it: `turn_seed(seed, turn_id)` = (seed * 1_000_003 + crc32(turn_id)) mod 2**32, which seeds
+each turn's grid-point subsample (`harness.examples.turn_examples`). Moving any of these three to another
+formula would change the datasets' splits, the rendered audio or the training sets: tests/test_seeds.py
+pins them.
 
 Seeded turn selection, two schemes, each defined once:
 
@@ -23,14 +31,25 @@ Seeded turn selection, two schemes, each defined once:
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Sequence
 
 import numpy as np
 
 
+def _sha256_u64(text: str, byteorder: str) -> int:
+    """int in [0, 2**64): the first 8 bytes of sha256(text), read `byteorder` ("big" or "little")."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], byteorder)
+
+
+def stable_seed(*parts: object) -> int:
+    """int in [0, 2**64): the first 8 bytes, little-endian, of sha256 over str(part)s joined by "\\x1f"."""
+    return _sha256_u64("\x1f".join(map(str, parts)), "little")
+
+
 def stable_hash(key: object, seed: object) -> int:
     """int in [0, 2**64): the first 8 bytes, big-endian, of sha256(f"{seed}:{key}")."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
+    return _sha256_u64(f"{seed}:{key}", "big")
 
 
 def stable_unit(key: object, seed: object) -> float:
@@ -38,9 +57,10 @@ def stable_unit(key: object, seed: object) -> float:
     return stable_hash(key, seed) / 2**64
 
 
-def stable_seed(*parts: object) -> int:
-    """int in [0, 2**64): the first 8 bytes, little-endian, of sha256 over str(part)s joined by "\\x1f"."""
-    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little")
+def turn_seed(seed: int, turn_id: str) -> int:
+    """int in [0, 2**32): a per-turn seed that depends on the turn id only (not on the order turns are read in),
+    (seed * 1_000_003 + crc32(turn_id)) mod 2**32. Frozen (see the module docstring): use `stable_seed` elsewhere."""
+    return (int(seed) * 1_000_003 + zlib.crc32(turn_id.encode())) % (2**32)
 
 
 def seeded_order(ids: Sequence[object], seed: object, salt: str) -> list[int]:

@@ -13,7 +13,6 @@ points are kept (a seeded subsample per span) and which turns (a seeded sample, 
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
@@ -22,6 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vad_turn.core.schema import TurnRecord
+from vad_turn.core.seeds import turn_seed
 
 from .detectors import Query
 from .evaluate import EvalConfig, select_turns, turn_queries
@@ -74,11 +74,6 @@ def _span_subsample(span_index: np.ndarray, k: int | None, rng: np.random.Genera
             keep[idx] = False
             keep[rng.choice(idx, size=k, replace=False)] = True
     return keep
-
-
-def turn_seed(seed: int, turn_id: str) -> int:
-    """A per-turn seed that depends on the turn id only (not on the order turns are read in)."""
-    return (int(seed) * 1_000_003 + zlib.crc32(turn_id.encode())) % (2**32)
 
 
 def turn_examples(row: dict | TurnRecord, eval_cfg: EvalConfig, *, needs_audio: bool = False,
