@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError
-from vad_turn.core.schema import FILLERS
+from vad_turn.core.schema import FILLERS, normalize_words
 
 BRIDGES = ("let me check", "let me see", "let me think", "you know", "i mean", "let's see", "hold on", "one moment")
 CLAUSE_MARKS = r"[,;:.!?](?=\s|$)|\s[-\u2013\u2014]+\s|--"
@@ -53,8 +53,10 @@ PRAAT_MEASURES = (
 
 
 def words_of(text: str) -> list[str]:
-    """Lowercased word tokens (letters/digits, inner apostrophes and hyphens kept)."""
-    return [w.lower().strip("-'") for w in _WORD.findall(text)]
+    """The words of written text, normalised: tokens of letters and digits (inner apostrophes, hyphens and
+    decimal points kept, so punctuation between words splits them: "well,i" is two words), each through
+    `schema.normalize_words` ("Don't" -> "don't", "3.5" -> "35")."""
+    return normalize_words(_WORD.findall(text))
 
 
 def first_clause(text: str) -> str:

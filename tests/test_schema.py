@@ -7,6 +7,7 @@ from vad_turn.core.schema import (
     is_backchannel_text,
     normalize_text,
     normalize_word,
+    normalize_words,
     pause_contexts,
     silence_spans_from_words,
     turn_length_bin,
@@ -34,6 +35,10 @@ def test_normalisation_is_asr_like():
     assert normalize_word("<UNK>") == ""
     assert normalize_word("José") == "jose"
     assert normalize_text(["Well,", "I", "don't", "KNOW."]) == "well i don't know"
+    # the one normalisation of a transcript line, as the STT, the tools, barge-in and the WER read it
+    assert normalize_words("Uh-huh, <UNK> José -- OK.".split()) == ["uh-huh", "jose", "ok"]
+    from vad_turn.engines.stt import wer_tokens
+    assert wer_tokens("Uh-huh, <UNK> José -- OK.") == ["uh", "huh", "jose", "ok"]  # hyphens split for scoring
     assert is_backchannel_text(["uh-huh"]) and is_backchannel_text(["oh", "yeah"])
     assert not is_backchannel_text(["yeah", "i", "went", "there"])
     assert [turn_length_bin(n) for n in (1, 10, 11, 30, 31)] == ["1-10", "1-10", "11-30", "11-30", ">30"]

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vad_turn.core.schema import normalize_word
+from vad_turn.core.schema import normalize_text
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,7 @@ class Tool:
     fn: Callable[[re.Match], str]  # blocking work -> result text for the LLM
 
     def match(self, text: str) -> re.Match | None:
-        return re.search(self.pattern, normalise(text))
-
-
-def normalise(text: str) -> str:
-    return " ".join(w for w in (normalize_word(t) for t in text.split()) if w)
+        return re.search(self.pattern, normalize_text(text.split()))
 
 
 def clock_tool(now: Callable[[], _dt.datetime] = _dt.datetime.now) -> Tool:

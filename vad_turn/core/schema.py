@@ -257,14 +257,20 @@ def normalize_word(word: str) -> str:
     return w
 
 
+def normalize_words(words: Iterable[str]) -> list[str]:
+    """`normalize_word` of each word, the words that normalise to nothing dropped. A transcript line's
+    words are `normalize_words(line.split())`."""
+    return [n for n in (normalize_word(w) for w in words) if n]
+
+
 def normalize_text(words: Iterable[str]) -> str:
     """Words -> one lowercase, unpunctuated string like streaming ASR output."""
-    return " ".join(n for n in (normalize_word(w) for w in words) if n)
+    return " ".join(normalize_words(words))
 
 
 def is_backchannel_text(words: Sequence[str]) -> bool:
     """A short utterance made only of backchannel words ("uh-huh", "yeah right", "oh okay")."""
-    norm = [n for n in (normalize_word(w) for w in words) if n]
+    norm = normalize_words(words)
     return 0 < len(norm) <= MAX_BACKCHANNEL_WORDS and all(w in BACKCHANNEL_WORDS for w in norm)
 
 

@@ -33,7 +33,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ
-from vad_turn.core.schema import Word, edit_distance, normalize_word
+from vad_turn.core.schema import Word, edit_distance, normalize_words
 from .stt_common import BufferedUtterance, STTError, spread_words
 
 
@@ -318,9 +318,9 @@ def stt_word_lag(name: str, *, missing_ok: bool = False) -> dict | None:
 
 
 def wer_tokens(text: str) -> list[str]:
-    """Normalised words for scoring: `schema.normalize_word` per token, punctuation and case dropped."""
-    toks = [normalize_word(t) for t in re.split(r"[\s]+", text.replace("-", " ").strip())]
-    return [t for t in (re.sub(r"[^a-z0-9']", "", t) for t in toks) if t]
+    """The words a WER counts: `schema.normalize_words` of the text with hyphens split first, so "uh-huh" and
+    "uh huh" (recognisers write either) score as the same two words."""
+    return [t for t in (re.sub(r"[^a-z0-9']", "", w) for w in normalize_words(text.replace("-", " ").split())) if t]
 
 
 def word_error_rate(refs: list[str], hyps: list[str]) -> dict:

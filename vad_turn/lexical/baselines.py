@@ -23,7 +23,7 @@ import numpy as np
 from vad_turn.core.config import default_built_root, default_runs_root
 from vad_turn.core.model_files import SHIPPED_LEXICAL_DIR
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_json
-from vad_turn.core.schema import Message, Word, normalize_text, normalize_word
+from vad_turn.core.schema import Message, Word, normalize_text, normalize_words
 
 LR_N_FEATURES = 2**18
 LR_DEFAULT_PATH = SHIPPED_LEXICAL_DIR / "lr.npz"
@@ -195,7 +195,7 @@ def lr_features(words: Sequence[Word]) -> list[tuple[str, float]]:
     """Hashed-feature pairs of the visible words: the last six normalised words by position from the
     end and as a bag, the last bigram and trigram, and the last word's duration (s, raw and in
     0.1 s bins up to 1 s)."""
-    norm = [n for n in (normalize_word(w.word) for w in words) if n]
+    norm = normalize_words(w.word for w in words)
     last6 = norm[-6:]
     feats: list[tuple[str, float]] = [("bias", 1.0)]
     if not last6:

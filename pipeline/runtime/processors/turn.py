@@ -41,7 +41,7 @@ import math
 import time
 import numpy as np
 
-from vad_turn.core.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_word
+from vad_turn.core.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_words
 from vad_turn.harness.policy import TurnPolicy
 from vad_turn.harness.query import detector_query
 
@@ -83,18 +83,14 @@ def turn_relative_words(words, start_s: float, audio_s: float | None) -> tuple[W
     return tuple(out)
 
 
-def _words(text: str) -> list[str]:
-    return [w for w in (normalize_word(t) for t in text.split()) if w]
-
-
 def backchannel_only(text: str) -> bool:
     """True when every word of `text` is a backchannel or filler word (empty text counts: nothing was said)."""
-    return all(w in _BC_WORDS for w in _words(text))
+    return all(w in _BC_WORDS for w in normalize_words(text.split()))
 
 
 def is_backchannel(text: str, speech_s: float, short_s: float = 0.6) -> bool:
     """The barge-in rule for finished speech of `speech_s` seconds (see the module docstring)."""
-    words = _words(text)
+    words = normalize_words(text.split())
     if any(w in INTERRUPT_WORDS for w in words):
         return False
     return backchannel_only(text) or (speech_s <= short_s and len(words) <= 2)
@@ -104,7 +100,7 @@ def clearly_not_backchannel(partial: str) -> bool:
     """A partial transcript that already settles it: a command word ("stop", "wait"), another interrupt word
     with at least one more word after the first ("but i", "no no"), or 3+ words not all backchannels.
     The final transcript is judged by `is_backchannel`, where any interrupt word interrupts."""
-    words = _words(partial)
+    words = normalize_words(partial.split())
     return (any(w in COMMAND_WORDS for w in words) or (len(words) >= 2 and any(w in INTERRUPT_WORDS for w in words))
             or (len(words) >= 3 and not backchannel_only(partial)))
 
