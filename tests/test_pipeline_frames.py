@@ -30,7 +30,7 @@ from pipeline.runtime.processors.turn import (
     clearly_not_backchannel,
     is_backchannel,
 )
-from vad_turn.core.schema import Word, pause_context_of
+from vad_turn.core.schema import Word, is_backchannel_text, pause_context_of
 from vad_turn.harness.policy import TurnPolicy
 
 CHUNK_S = 0.02
@@ -220,6 +220,9 @@ def test_backchannel_text_check():
     assert backchannel_only("uh-huh") and backchannel_only("Yeah.") and backchannel_only("okay right") \
         and backchannel_only("") and backchannel_only("uh huh")
     assert not backchannel_only("yeah but wait") and not backchannel_only("stop")
+    # the one list (schema.BACKCHANNEL_WORDS) plus fillers and the STT's spellings; corpus tagging reads the list alone
+    assert backchannel_only("aha um") and backchannel_only("Mhmm.") and not is_backchannel_text(["aha"])
+    assert backchannel_only("sure great") and not backchannel_only("sure thing")
     # short misrecognised backchannels (pocketsphinx on espeak "okay" / "uh-huh") pass; interrupt words never do
     assert is_backchannel("o que", 0.43) and is_backchannel("op op", 0.3)
     assert not is_backchannel("stop", 0.3) and not is_backchannel("wait", 0.4)

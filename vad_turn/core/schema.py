@@ -39,8 +39,8 @@ CONJUNCTIONS = frozenset(
         "plus", "as", "where", "whether", "before", "after", "like",
     }
 )
-# Words that make up a backchannel when an utterance consists of nothing else (used where a
-# corpus has no dialog-act tags, and for "uh-huh"-style barge-in filtering in the pipeline).
+# Words that make up a backchannel when an utterance consists of nothing else: the one list (used where a
+# corpus has no dialog-act tags, and, with the two sets below, for "uh-huh"-style barge-in filtering).
 BACKCHANNEL_WORDS = frozenset(
     {
         "uh-huh", "um-hum", "mm-hmm", "mhm", "mm-hm", "hm-mm", "uh-hum", "yeah", "yes", "yep", "yup", "right",
@@ -49,6 +49,13 @@ BACKCHANNEL_WORDS = frozenset(
     }
 )
 MAX_BACKCHANNEL_WORDS = 3
+# How streaming recognisers spell backchannels that the corpora's transcripts spell otherwise (PocketSphinx hears
+# espeak's "uh-huh" as "aha"). They count only where the words come from an STT (barge-in): adding them to
+# BACKCHANNEL_WORDS would change which corpus turns `is_backchannel_text` tags (a Switchboard turn holds "aha").
+STT_BACKCHANNEL_SPELLINGS = frozenset({"aha", "uhhuh", "mhmm"})
+# Speech over the agent made only of these words is a backchannel, not an interruption (the pipeline's turn
+# processor): backchannel words, fillers, and their STT spellings.
+BARGE_IN_BACKCHANNEL_WORDS = BACKCHANNEL_WORDS | FILLERS | STT_BACKCHANNEL_SPELLINGS
 TURN_LENGTH_BINS = ((1, 10, "1-10"), (11, 30, "11-30"), (31, 10**9, ">30"))
 
 _NONSPEECH = re.compile(r"^\[(silence|noise|laughter|vocalized-noise)\]$", re.I)

@@ -22,7 +22,7 @@ within a bounded time, whether the speech was a backchannel (`is_backchannel`):
 - speech still going after `backchannel_max_s` -> Interrupt (too long for "uh-huh", "yeah", "right", "okay");
 - the speech stopped and its final transcript is a backchannel -> `ResumeOutput`: the agent carries on
   where it paused and the words are dropped (they are not a turn). A backchannel is all backchannel /
-  filler words (`schema.BACKCHANNEL_WORDS`, `schema.FILLERS`), or at most two words in at most
+  filler words (`schema.BARGE_IN_BACKCHANNEL_WORDS`), or at most two words in at most
   `backchannel_short_s` of speech: STT is unreliable on such short clips (pocketsphinx hears espeak's
   "uh-huh" as "aha", "oh ha" or "op op", and "okay" as "o que"), so short speech without an
   interrupt word is taken as a backchannel. If no final transcript arrives within `final_wait_s`
@@ -41,7 +41,7 @@ import math
 import time
 import numpy as np
 
-from vad_turn.core.schema import BACKCHANNEL_WORDS, FILLERS, Message, Word, normalize_words
+from vad_turn.core.schema import BARGE_IN_BACKCHANNEL_WORDS, Message, Word, normalize_words
 from vad_turn.harness.policy import TurnPolicy
 from vad_turn.harness.query import detector_query
 
@@ -65,7 +65,6 @@ INTERRUPT_WORDS = frozenset({"stop", "wait", "no", "hold", "hang", "sorry", "exc
 # turn ("but", "no", "what", "actually") and are also what PocketSphinx's first partial of a short
 # backchannel often is (festival's "okay" starts as "but"), so a partial needs a second word with them.
 COMMAND_WORDS = frozenset({"stop", "wait", "hold", "hang", "cancel", "enough", "shut", "pardon", "excuse"})
-_BC_WORDS = BACKCHANNEL_WORDS | FILLERS | {"aha", "uh-huh", "uhhuh", "mhmm", "yes"}
 
 
 def turn_relative_words(words, start_s: float, audio_s: float | None) -> tuple[Word, ...]:
@@ -85,7 +84,7 @@ def turn_relative_words(words, start_s: float, audio_s: float | None) -> tuple[W
 
 def backchannel_only(text: str) -> bool:
     """True when every word of `text` is a backchannel or filler word (empty text counts: nothing was said)."""
-    return all(w in _BC_WORDS for w in normalize_words(text.split()))
+    return all(w in BARGE_IN_BACKCHANNEL_WORDS for w in normalize_words(text.split()))
 
 
 def is_backchannel(text: str, speech_s: float, short_s: float = 0.6) -> bool:
