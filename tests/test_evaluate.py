@@ -21,7 +21,7 @@ from vad_turn.harness.evaluate import (
     EvalConfig,
     evaluate_detector,
     hold_counts,
-    model_fingerprint,
+    eval_model_fingerprint,
     resolve_split,
     run,
     score_turns,
@@ -297,5 +297,5 @@ def test_a_finished_run_is_scored_again_when_its_model_files_change(tmp_path):
         assert pd.read_parquet(tmp_path / "run/predictions.parquet")["p_eot"].eq(0.1).all()
     finally:
         DETECTORS.pop("test-from-file")
-    assert model_fingerprint(EvalConfig(detector="vad-only")) is None
-    assert model_fingerprint(EvalConfig(detector="fused")) != model_fingerprint(EvalConfig(detector="lexical"))
+    assert eval_model_fingerprint(EvalConfig(detector="vad-only")) is None
+    assert eval_model_fingerprint(EvalConfig(detector="fused")) != eval_model_fingerprint(EvalConfig(detector="lexical"))

@@ -15,7 +15,7 @@ from vad_turn.harness.operating_points import OperatingPointError, StaleOperatin
 from vad_turn.cli import main as vad_turn_main
 from vad_turn.core.config import REPO_ROOT, SHIPPED_MODELS_DIR
 from vad_turn.core.model_files import write_checksums
-from vad_turn.harness.operating_points import eval_run, load_shipped, model_fingerprint, shipped_detectors
+from vad_turn.harness.operating_points import eval_run, load_shipped, shipped_model_fingerprint, shipped_detectors
 from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 
 PROVENANCE_ONLY = ("source", "policy_from", "evaluated_run", "commit", "model_sha256")
@@ -77,9 +77,9 @@ def test_a_changed_model_makes_its_shipped_points_stale(tmp_path):
     models = _models(tmp_path / "models")
     run = _run(tmp_path / "runs" / "x", detector="lexical")
     assert _ship("lexical", run, models) == 0
-    old, _ = model_fingerprint("lexical", models)
+    old, _ = shipped_model_fingerprint("lexical", models)
     (models / "lexical" / "weights.bin").write_bytes(b"re-trained")
-    new, _ = model_fingerprint("lexical", models)
+    new, _ = shipped_model_fingerprint("lexical", models)
     with pytest.raises(StaleOperatingPoints) as e:
         policy_from_eval("lexical", profile="conversation", runs_root=tmp_path / "empty", models_dir=models)
     msg = str(e.value)
@@ -205,10 +205,10 @@ def test_the_committed_results_are_small_and_not_git_ignored():
 
 
 def test_shipping_checks_the_fingerprint_the_evaluation_recorded(tmp_path, capsys):
-    from vad_turn.harness.operating_points import model_fingerprint
+    from vad_turn.harness.operating_points import shipped_model_fingerprint
 
     models = _models(tmp_path / "models")
-    digest = model_fingerprint("fused", models)[0]
+    digest = shipped_model_fingerprint("fused", models)[0]
     run = _run(tmp_path / "r")
     (run / "model_fingerprint.txt").write_text("0" * 64 + "\n")  # evaluated another model, times notwithstanding
     assert _ship("fused", run, models) == 2
@@ -221,12 +221,12 @@ def test_shipping_checks_the_fingerprint_the_evaluation_recorded(tmp_path, capsy
 
 
 def test_a_run_of_another_model_in_runs_gives_way_to_the_shipped_points(tmp_path):
-    from vad_turn.harness.operating_points import model_fingerprint
+    from vad_turn.harness.operating_points import shipped_model_fingerprint
 
     models = _models(tmp_path / "models")
     runs = tmp_path / "runs"
     run = _run(runs / eval_run("fused", "conversation"))
-    (run / "model_fingerprint.txt").write_text(model_fingerprint("fused", models)[0] + "\n")
+    (run / "model_fingerprint.txt").write_text(shipped_model_fingerprint("fused", models)[0] + "\n")
     assert _ship("fused", run, models) == 0
     assert policy_from_eval("fused", profile="conversation", runs_root=runs, models_dir=models)["policy_from"] == "run"
     (run / "model_fingerprint.txt").write_text("f" * 64 + "\n")  # the run scored another model

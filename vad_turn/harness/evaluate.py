@@ -341,14 +341,14 @@ def _default_out(cfg: EvalConfig) -> Path:
     return default_runs_root() / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def model_fingerprint(cfg: EvalConfig) -> str | None:
-    """Digest of the model files the detector reads, or None when it reads none of its own (vad-only,
-    smart-turn's pinned file). A shipped detector's is `operating_points.model_fingerprint` (the files its
-    model folders' checksums.json list); a file or folder named by a --detector-opts value is hashed too."""
-    from .operating_points import is_shipped
-    from .operating_points import model_fingerprint as shipped_fingerprint
+def eval_model_fingerprint(cfg: EvalConfig) -> str | None:
+    """Digest of every model file an evaluation with `cfg` reads (written to the run's model_fingerprint.txt),
+    or None when the detector reads none of its own (vad-only, smart-turn's pinned file): its shipped model's
+    `operating_points.shipped_model_fingerprint` (the files its model folders' checksums.json list), and each
+    file or folder named by a --detector-opts value, combined."""
+    from .operating_points import is_shipped, shipped_model_fingerprint
 
-    parts = [shipped_fingerprint(cfg.detector)[0]] if is_shipped(cfg.detector) else []
+    parts = [shipped_model_fingerprint(cfg.detector)[0]] if is_shipped(cfg.detector) else []
     for v in parse_detector_opts(cfg.detector_opts).values():
         if isinstance(v, str) and Path(v).exists():
             p = Path(v)
@@ -361,13 +361,13 @@ def model_fingerprint(cfg: EvalConfig) -> str | None:
 
 def _ran_with(out: Path, cfg: EvalConfig) -> bool:
     """Whether the run folder `out` was written with this config (the folder named relative or
-    absolute counts as the same) and the same model files (`model_fingerprint`, in model_fingerprint.txt)."""
+    absolute counts as the same) and the same model files (`eval_model_fingerprint`, in model_fingerprint.txt)."""
     path = out / "config.json"
     if not path.exists():
         return False
     from .operating_points import evaluated_fingerprint
 
-    fp = model_fingerprint(cfg)
+    fp = eval_model_fingerprint(cfg)
     if fp is not None and evaluated_fingerprint(out) != fp:
         return False
 
@@ -428,7 +428,7 @@ def run(cfg: EvalConfig) -> dict:
         print(f"split {cfg.split!r} is named {split!r} in {cfg.dataset}")
     rf = RunFolder(out, cfg)
     rf.write_split_ids({split or "all": ids})
-    if (fp := model_fingerprint(cfg)) is not None:
+    if (fp := eval_model_fingerprint(cfg)) is not None:
         atomic_write_text(out / "model_fingerprint.txt", fp + "\n")
     parts_dir = out / "predictions.parts"
     parts_dir.mkdir(exist_ok=True)

@@ -10,7 +10,7 @@ mean latency; ...), each a policy (threshold, action_delay_s, timeout_s) with it
 copies those points, whole, into the detector's shipped model folder as `operating_points.json`
 (package data: `vad_turn/models/turn/` for "fused", `lexical/`, `acoustic/`), with the run's
 dataset, split, config and commit, and the sha256 of every model file the detector loads
-(`model_fingerprint`: the files listed in each model folder's checksums.json, hashed as they are
+(`shipped_model_fingerprint`: the files listed in each model folder's checksums.json, hashed as they are
 now). `shipped_policy` reads it back and refuses it (`StaleOperatingPoints`, naming both digests)
 once any of those files changed: points evaluated for another model are not this model's.
 
@@ -99,8 +99,9 @@ def shipped_file(detector: str, models_dir: Path = SHIPPED_MODELS_DIR, profile: 
     return Path(models_dir) / detector_spec(detector).shipped_folder / name
 
 
-def model_fingerprint(detector: str, models_dir: Path = SHIPPED_MODELS_DIR) -> tuple[str, dict[str, str]]:
-    """(digest, {"<folder>/<file>": sha256 hex}) of the model files `detector` loads, hashed as they are now.
+def shipped_model_fingerprint(detector: str, models_dir: Path = SHIPPED_MODELS_DIR) -> tuple[str, dict[str, str]]:
+    """(digest, {"<folder>/<file>": sha256 hex}) of the shipped model files `detector` loads, hashed as they are now
+    (an evaluation's fingerprint, `evaluate.eval_model_fingerprint`, adds the files its --detector-opts name).
 
     The files are those listed in each of its folders' checksums.json; digest = sha256 of the lines
     "<folder>/<file> <sha256>" in sorted order. Raises OperatingPointError for a folder without a record."""
@@ -184,7 +185,7 @@ def load_shipped(detector: str, models_dir: Path = SHIPPED_MODELS_DIR, profile: 
         raise OperatingPointError(f"{path}: malformed shipped operating points ({e!r})") from e
     if rec.get("detector") != detector:
         raise OperatingPointError(f"{path}: holds the operating points of {rec.get('detector')!r}, not {detector!r}")
-    got, got_files = model_fingerprint(detector, models_dir)
+    got, got_files = shipped_model_fingerprint(detector, models_dir)
     if got != want:
         changed = sorted(k for k in set(want_files) | set(got_files) if want_files.get(k) != got_files.get(k))
         raise StaleOperatingPoints(
@@ -250,7 +251,7 @@ def _evaluated_this_model(run: Path, detector: str, models_dir: Path) -> bool:
     """False when the run recorded a model fingerprint and the detector's shipped model has another one now
     (re-shipped since: its points are another model's); True otherwise (older runs record none)."""
     fp = evaluated_fingerprint(run)
-    return fp is None or not is_shipped(detector) or fp == model_fingerprint(detector, models_dir)[0]
+    return fp is None or not is_shipped(detector) or fp == shipped_model_fingerprint(detector, models_dir)[0]
 
 
 def _from_run(detector: str, operating_point: str, run_dir: Path, profile: str) -> dict:
@@ -315,7 +316,7 @@ def operating_points_record(cfg: ShipOperatingPointsConfig) -> dict:
     if opts:
         raise OperatingPointError(f"{run_dir}: evaluated {cfg.detector} with --detector-opts {' '.join(opts)}, "
                                   "not the shipped model as the pipeline loads it")
-    digest, files = model_fingerprint(cfg.detector, cfg.models_dir)
+    digest, files = shipped_model_fingerprint(cfg.detector, cfg.models_dir)
     evaluated = evaluated_fingerprint(run_dir)
     if evaluated is not None:
         if evaluated != digest:
