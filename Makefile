@@ -67,6 +67,9 @@ test-data: setup
 	  echo "real data root $$root not found: clone next to ../shared (or set VAD_TURN_DATA_ROOT) - the corpora are read in place" >&2; \
 	  exit 1; fi
 	@.venv/bin/vad-turn build-data && .venv/bin/vad-turn render
+	@# the GetGoing test calls the demo and the bench play (the first SMALL_BUILD_CALLS, under runs/cache/getgoing-small;
+	@# skipped when a GetGoing build exists): built here once, so the demo's browser tests do not build it on start-up
+	@.venv/bin/python -c "from pipeline.bench.getgoing_scenarios import ensure_getgoing_build as b; print('GetGoing demo/bench calls:', b())"
 
 # The suite without the long end-to-end runs (essential end-to-end tests are not marked slow).
 test: setup test-data

@@ -86,3 +86,43 @@ def endpoint_bounds(first_s: float, last_s: float) -> tuple[float, float]:
     """[lo, hi] of a non-cut-off row's `endpoint_s` (decision - true speech end) for a policy deciding between
     `first_s` and `last_s` seconds of silence."""
     return first_s - VAD_EDGE_TOL_S, last_s + POLICY_TICK_S + VAD_EDGE_TOL_S
+
+
+# two real GetGoing test-split calls: 8 caller turns, 2 of them holding inside the turn
+TINY_GETGOING_CALLS = ("2b7fe1873ca02362485fee19d50b8639", "66f9876fd95f6b6a45471ae7726b6343")
+
+
+@pytest.fixture(scope="session")
+def tiny_getgoing_build(tmp_path_factory) -> Path:
+    """A GetGoing build of TINY_GETGOING_CALLS (split test) under a temporary built root, made as the builder makes
+    the full one (about a minute on 2 cores): built once per test session, shared by every module that asks."""
+    from vad_turn.data.corpora import load_recipe
+    from vad_turn.data.corpora.getgoing import recipe_text
+    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
+
+    raw = load_recipe("getgoing")
+    data_root = require_data()
+    for u in TINY_GETGOING_CALLS:
+        require_data(raw["folder"], u)
+    tmp = tmp_path_factory.mktemp("gg")
+    (tmp / "data" / raw["folder"]).mkdir(parents=True)
+    for u in TINY_GETGOING_CALLS:  # read in place: links, no copies
+        os.symlink(data_root / raw["folder"] / u, tmp / "data" / raw["folder"] / u)
+    (tmp / "recipes").mkdir()
+    (tmp / "recipes" / "getgoing.json").write_text(
+        recipe_text({**raw, "splits": {"test": list(TINY_GETGOING_CALLS)}}))
+    run(GetGoingConfig(data_root=tmp / "data", out_root=tmp / "built", cache_dir=tmp / "cache",
+                       recipes_dir=tmp / "recipes", splits=("test",), n_check_turns=2))
+    return tmp / "built"
+
+
+@pytest.fixture(scope="module")
+def tiny_getgoing(tiny_getgoing_build) -> Path:
+    """The tiny GetGoing build, with $VAD_TURN_BUILT_ROOT pointing at it for the module's tests (restored after)."""
+    old = os.environ.get("VAD_TURN_BUILT_ROOT")
+    os.environ["VAD_TURN_BUILT_ROOT"] = str(tiny_getgoing_build)
+    yield tiny_getgoing_build
+    if old is None:
+        os.environ.pop("VAD_TURN_BUILT_ROOT", None)
+    else:
+        os.environ["VAD_TURN_BUILT_ROOT"] = old

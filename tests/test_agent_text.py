@@ -141,6 +141,7 @@ def test_metrics_on_hand_made_scores():
     assert [w["prefix"] for w in m["worst"]] == ["i want", "no"] and m["worst"][0]["turn"] == "i want it"
 
 
+@pytest.mark.slow  # SmolLM2 over every prefix twice (~2-4 min on 2 cores): a baseline's equivalence, not the product path
 def test_zero_shot_one_pass_equals_p_end_per_prefix(test_splits):
     """The one-forward-pass prefix scoring of the zero-shot LM is `p_end` on every prefix, asr and punctuated
     (whose prefixes are not prefixes of the whole turn's words: each drops its own final mark)."""

@@ -13,46 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import emitted_silence_bounds, endpoint_bounds, require_data  # noqa: E402
+from conftest import emitted_silence_bounds, endpoint_bounds  # noqa: E402
 
 from pipeline.bench.e2e import BenchConfig, pipeline_config, summarize, summarize_sets  # noqa: E402
 from pipeline.bench.report import report_md  # noqa: E402
 from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes  # noqa: E402
 from vad_turn.core.schema import normalize_text  # noqa: E402
 from vad_turn.engines.stt import word_agreement  # noqa: E402
-
-
-# two real test-split calls: 8 caller turns, 2 of them holding inside the turn
-TINY_CALLS = ("2b7fe1873ca02362485fee19d50b8639", "66f9876fd95f6b6a45471ae7726b6343")
-
-
-@pytest.fixture(scope="module")
-def tiny_getgoing(tmp_path_factory):
-    """A GetGoing build of TINY_CALLS (split test) under a temporary built root, made as the builder makes the
-    full one; $VAD_TURN_BUILT_ROOT points at it for the module's tests."""
-    from vad_turn.data.corpora import load_recipe
-    from vad_turn.data.corpora.getgoing import recipe_text
-    from vad_turn.data.corpora.getgoing_build import GetGoingConfig, run
-
-    raw = load_recipe("getgoing")
-    data_root = require_data()
-    for u in TINY_CALLS:
-        require_data(raw["folder"], u)
-    tmp = tmp_path_factory.mktemp("gg")
-    (tmp / "data" / raw["folder"]).mkdir(parents=True)
-    for u in TINY_CALLS:  # read in place: links, no copies
-        os.symlink(data_root / raw["folder"] / u, tmp / "data" / raw["folder"] / u)
-    (tmp / "recipes").mkdir()
-    (tmp / "recipes" / "getgoing.json").write_text(recipe_text({**raw, "splits": {"test": list(TINY_CALLS)}}))
-    run(GetGoingConfig(data_root=tmp / "data", out_root=tmp / "built", cache_dir=tmp / "cache",
-                       recipes_dir=tmp / "recipes", splits=("test",), n_check_turns=2))
-    old = os.environ.get("VAD_TURN_BUILT_ROOT")
-    os.environ["VAD_TURN_BUILT_ROOT"] = str(tmp / "built")
-    yield tmp / "built"
-    if old is None:
-        os.environ.pop("VAD_TURN_BUILT_ROOT", None)
-    else:
-        os.environ["VAD_TURN_BUILT_ROOT"] = old
 
 
 def test_word_agreement_is_one_minus_corpus_wer_on_hand_made_strings():

@@ -518,6 +518,7 @@ def test_compare_answers_the_hesitation_within_a_second_without_refusing(hesitat
     assert 0.0 < sem.rows[0]["e2e_s"] < 1.0, sem.rows[0]
 
 
+@pytest.mark.slow  # a second 24-call build (~2-4 min); `make test-data` runs the same ensure_getgoing_build on every CI clone
 def test_a_fresh_clone_builds_real_caller_samples_from_the_data_root(tmp_path, monkeypatch):
     """Issue 15 #4 on a fresh clone (no GetGoing build): the demo builds the first SMALL_BUILD_CALLS test calls
     under runs/cache/getgoing-small, read in place, and offers caller turns with the log's transcript; some

@@ -129,6 +129,7 @@ def test_weighted_temperature_equals_repeating_rows():
     assert nll(z, y, 1.0, k) == pytest.approx(nll(np.repeat(z, k), np.repeat(y, k)), rel=1e-12)
 
 
+@pytest.mark.slow  # trains all three branches and the fusion (~2-5 min on 2 cores); export parity and the shipped model are tested unmarked
 def test_tiny_training_run_writes_a_loadable_calibrated_model(tmp_path):
     from vad_turn.fusion.runtime import load_turn_model
 

@@ -73,6 +73,7 @@ def _ami_probe(data_root: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # the graphs under qemu-user emulation (~1.5-3 min); the probe on this CPU and the fp32 fallback stay unmarked
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="x86 int8 kernels: emulated on x86_64 only")
 def test_int8_parity_on_an_avx2_only_cpu(tmp_path, data_root):
     """qemu-user with a Haswell CPU model (AVX2, no VNNI) makes onnxruntime pick its saturating AVX2

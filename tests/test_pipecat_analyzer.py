@@ -3,7 +3,7 @@
 Real Pipecat pipelines (`vad_turn.integrations.pipecat_replay.replay`: Pipecat's Silero VAD processor, its user
 turn processor and `TurnAnalyzerUserTurnStopStrategy`) are fed recorded audio: the demo's hesitation sample
 ("I want to book a flight to, um" + 1 s + "Boston") and real GetGoing callers (the two-call test build of
-tests/test_bench_getgoing.py). Our analyzer must end the turns where the project's own pipeline decides on the
+tests/conftest.py). Our analyzer must end the turns where the project's own pipeline decides on the
 same audio with the same policy (`benchmarks/pipecat_agreement.project_decisions`: the project's VAD processor
 and TurnProcessor, manual clock), within one 0.1 s grid step; Pipecat's own Smart Turn analyzer swapped in gives
 its own decisions, with the very probabilities of the project's Smart Turn detector on the audio it scored.
@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from test_bench_getgoing import tiny_getgoing  # noqa: E402, F401  (the two-call GetGoing test build, a fixture)
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -48,7 +48,7 @@ def fused():
 
 
 @pytest.fixture(scope="module")
-def clips(tiny_getgoing):  # noqa: F811
+def clips(tiny_getgoing):
     """The hesitation sample and three GetGoing test turns (two of them with a pause inside), each followed by
     TAIL_S of silence (room for Smart Turn's 3 s timeout)."""
     from pipeline.serving.demo.samples import HESITATION_PARTS, hesitation_turn

@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from test_bench_getgoing import tiny_getgoing  # noqa: E402,F401  (the fixture: a two-call GetGoing test build)
 
 from pipeline.bench.stt_lag import Segment, SttLagBenchConfig, aligned_ref, engine_summary, measure_engine, prepare_turns, word_lags  # noqa: E402
 from vad_turn.engines.arpa_lm import NgramLM  # noqa: E402
@@ -87,7 +86,7 @@ def test_the_committed_record_is_what_stt_word_lag_reads():
 
 
 @pytest.fixture(scope="module")
-def two_turns(tiny_getgoing):  # noqa: F811
+def two_turns(tiny_getgoing):
     return prepare_turns(SttLagBenchConfig(n_turns=2))
 
 
