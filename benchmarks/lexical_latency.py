@@ -21,14 +21,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from vad_turn.core.config import config_main, default_built_root, default_runs_root  # noqa: E402
-from vad_turn.core.runs import atomic_write_json
+from vad_turn.core.runs import atomic_write_json  # noqa: E402
+from vad_turn.harness.percentiles import summary  # noqa: E402
 from vad_turn.lexical.runtime import DEFAULT_MODEL_DIR, LexicalModel, timing_features  # noqa: E402
 
 
 def _stats_ms(x: list[float]) -> dict:
-    a = np.asarray(x) * 1e3
-    return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "max_ms": float(a.max())}
+    return {**summary(x, (50, 90, 99), scale=1e3, suffix="_ms"), "max_ms": 1e3 * float(max(x))}
 
 
 def model_size(model_dir: Path) -> dict:

@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from vad_turn.core.config import config_main  # noqa: E402
 from vad_turn.core.runs import atomic_write_json  # noqa: E402
+from vad_turn.harness.percentiles import percentile  # noqa: E402
 
 # (request, its topic words): what a caller asks a travel / bus agent, and what an answer must name
 REQUESTS = (
@@ -128,8 +129,8 @@ def summarize(replies: dict, style: dict, load: dict) -> dict:
 
         summary[m] = {
             **load[m],
-            "first_token_p50_ms": round(1000 * float(np.median(first))), "first_token_p90_ms": round(1000 * float(np.percentile(first, 90))),
-            "decode_tok_s_p50": round(float(np.median(dec)), 1),
+            "first_token_p50_ms": round(1000 * percentile(first, 50)),
+            "first_token_p90_ms": round(1000 * percentile(first, 90)), "decode_tok_s_p50": round(percentile(dec, 50), 1),
             "answers": {("opener" if o else "no opener"): f"{sum(r['answers'] for r in rs if bool(r['opener']) == o)}/"
                         f"{sum(bool(r['opener']) == o for r in rs)}" for o in (False, True)},
             "refusals": {("opener" if o else "no opener"): sum(r["refusal"] for r in rs if bool(r["opener"]) == o)

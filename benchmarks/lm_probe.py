@@ -33,6 +33,7 @@ import numpy as np
 from vad_turn.core.config import config_main, config_to_dict, default_built_root, default_runs_root
 from vad_turn.core.runs import atomic_path, atomic_write_json, git_commit
 from vad_turn.core.schema import normalize_word, row_messages, row_words
+from vad_turn.harness.percentiles import summary
 from vad_turn.lexical.runtime import DEFAULT_TRANSCRIPT_LAG_S, context_text, timing_features
 
 
@@ -249,8 +250,7 @@ def kv_step_latency_ms(llm, *, n_past: int = 96, n_new: int = 2, reps: int = 60,
                     times.append(dt * 1e3)
     finally:
         torch.set_num_threads(prev)
-    t = np.array(times)
-    return {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "p99_ms": float(np.percentile(t, 99)),
+    return {**summary(times, (50, 90, 99), suffix="_ms"),
             "n_past_tokens": n_past, "n_new_tokens": n_new, "reps": reps, "threads": threads,
             "dtype": str(llm._model.dtype), "load_average": list(os.getloadavg())}
 

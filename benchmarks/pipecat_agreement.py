@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vad_turn.harness.percentiles import summary as percentile_summary
+
 GRID_S = 0.1
 CHUNK_S = 0.02
 
@@ -213,7 +215,7 @@ def summary(rows: list[dict], key: str) -> dict:
     return {"n_turns": len(outs), "n_undecided": sum(not o["decided"] for o in outs),
             "false_cutoffs": sum(o["cutoff"] for o in outs),
             "false_cutoff_rate": sum(o["cutoff"] for o in outs) / max(len(outs), 1),
-            "latency_s": {"mean": float(lat.mean()), "p50": float(np.median(lat)), "p90": float(np.percentile(lat, 90))}
+            "latency_s": percentile_summary(lat, (50, 90))
             if lat.size else None}
 
 
@@ -267,7 +269,7 @@ def run(cfg: AgreementConfig) -> int:
               "agreement_all_decisions": sum(r["agree_all"] for r in rows) / max(len(rows), 1),
               "outcome_agreement": sum(r["ours"]["cutoff"] == r["project"]["cutoff"] for r in rows) / max(len(rows), 1),
               "ours_in_pipecat": summary(rows, "ours"), "project_pipeline": summary(rows, "project"),
-              "model_call_ms": {"n": int(calls.size), "p50": float(np.median(calls)), "p90": float(np.percentile(calls, 90))}
+              "model_call_ms": percentile_summary(calls, (50, 90))
               if calls.size else None, "turns": rows}
     if cfg.smart_turn and rows:
         diffs = np.array([abs(a - b) for r in rows for a, b in zip(r["smart_turn_p"], r["smart_turn_p_project"])])

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import stats_ms
 
 WORDS = [("and", 0.3, 0.6), ("so", 0.6, 1.0), ("my", 1.6, 1.8), ("fellow", 1.8, 2.2), ("americans", 2.2, 2.9)]
 
@@ -58,9 +59,7 @@ def smart_turn_ms(audio: np.ndarray, repeats: int) -> tuple[list[float], list[fl
 
 
 def stats(ms: tuple[list[float], list[float]], warm: int = 3) -> dict:
-    cpu, wall = (np.array(x[warm:]) for x in ms)
-    return {"n": int(cpu.size), "cpu_p50_ms": float(np.median(cpu)), "cpu_p90_ms": float(np.percentile(cpu, 90)),
-            "wall_p50_ms": float(np.median(wall)), "wall_p90_ms": float(np.percentile(wall, 90))}
+    return stats_ms(ms[0][warm:], ms[1][warm:], qs=(50, 90), scale=1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from vad_turn.core.audio import SAMPLE_RATE_HZ, decode_audio_bytes
 from vad_turn.core.config import config_main, config_to_dict, default_built_root, default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_json
 from vad_turn.core.schema import row_spans, row_words
+from vad_turn.harness.percentiles import summary
 
 CHUNK_S = 0.02
 
@@ -158,8 +159,7 @@ def summarize(recs: list[dict]) -> dict:
         for key in ("settle_lag_s", "count_lag_s", "emitted_lag_s"):
             a = np.array([r[key] for r in rs], dtype=np.float64)
             a = a[np.isfinite(a)]
-            out[key] = {"p10": float(np.percentile(a, 10)), "p50": float(np.percentile(a, 50)),
-                        "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
+            out[key] = {**summary(a, (10, 50, 90)),
                         "frac_le_0.2": float((a <= 0.2 + 1e-9).mean()), "frac_le_0.3": float((a <= 0.3 + 1e-9).mean()),
                         "frac_le_0.5": float((a <= 0.5 + 1e-9).mean())} if a.size else None
         return out

@@ -1,18 +1,19 @@
 """CPU and wall time of repeated calls, for the latency benchmarks (one definition, imported by them;
-they run as `python benchmarks/<name>.py`, which puts this folder on sys.path)."""
+they run as `python benchmarks/<name>.py`, which puts this folder on sys.path). The P50 / P99 summary itself is
+`vad_turn.harness.percentiles.summary`, as everywhere."""
 from __future__ import annotations
 
 import time
 
-import numpy as np
+from vad_turn.harness.percentiles import summary
 
 
-def stats_ms(cpu_s: list[float], wall_s: list[float]) -> dict:
-    """{n, cpu_p50_ms, cpu_p99_ms, cpu_mean_ms, wall_p50_ms, wall_p99_ms, wall_mean_ms} of per-call seconds."""
-    c, w = 1e3 * np.asarray(cpu_s, float), 1e3 * np.asarray(wall_s, float)
-    return {"n": int(c.size), "cpu_p50_ms": float(np.percentile(c, 50)), "cpu_p99_ms": float(np.percentile(c, 99)),
-            "cpu_mean_ms": float(c.mean()), "wall_p50_ms": float(np.percentile(w, 50)),
-            "wall_p99_ms": float(np.percentile(w, 99)), "wall_mean_ms": float(w.mean())}
+def stats_ms(cpu_s: list[float], wall_s: list[float], qs: tuple[float, ...] = (50, 99), scale: float = 1e3) -> dict:
+    """{n, cpu_p50_ms, cpu_p99_ms, cpu_mean_ms, wall_p50_ms, wall_p99_ms, wall_mean_ms} of per-call times
+    (seconds; `scale`=1 for milliseconds), with the percentiles `qs`."""
+    c, w = (summary(x, qs, scale=scale, suffix="_ms") for x in (cpu_s, wall_s))
+    return {"n": c["n"], **{f"cpu_{k}": v for k, v in c.items() if k != "n"},
+            **{f"wall_{k}": v for k, v in w.items() if k != "n"}}
 
 
 def time_calls(fn, calls: list[tuple], warmup: int) -> dict:

@@ -42,8 +42,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.runtime.frames import Interrupt
 from pipeline.runtime.observers import LatencyObserver
 from pipeline.runtime.runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
@@ -52,6 +50,7 @@ from vad_turn.core.runs import RunFolder, atomic_write_text
 from vad_turn.engines.llm.local import LocalLLM
 from vad_turn.engines.stt import word_error_rate
 from vad_turn.harness.operating_points import DEFAULT_PROFILE, PROFILES, policy_from_eval
+from vad_turn.harness.percentiles import percentile, summary
 from vad_turn.harness.policy import TurnPolicy
 
 from .plots import write_bench_figures
@@ -392,13 +391,9 @@ def scenario_set(d: dict) -> str:
     return d.get("set") or FESTIVAL_META["set"]
 
 
-def pct(values, q: float) -> float | None:
-    v = [x for x in values if x is not None]
-    return float(np.percentile(v, q)) if v else None
-
-
 def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
-    """{config: {metric: {p50, p99, mean, n}, cutoff_rate, barge-in and backchannel figures}}.
+    """{config: {metric: {n, p50, p99, mean} (`harness.percentiles.summary`), cutoff_rate, barge-in and backchannel
+    figures}}.
 
     "e2e_confident_s": e2e over the answered turns whose decision had p_eot >= `confident_p_eot`
     (semantic configs; VAD-only decisions carry no p_eot)."""
@@ -406,19 +401,17 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
     for name in sorted({r["config"] for r in rows}):
         rs = [r for r in rows if r["config"] == name]
         conv = [r for r in rs if r["kind"] == "conversation"]
-        s = {m: {"p50": pct([r.get(m) for r in conv], 50), "p99": pct([r.get(m) for r in conv], 99),
-                 "mean": (float(np.mean(v)) if (v := [r[m] for r in conv if r.get(m) is not None]) else None),
-                 "n": len(v)} for m in TURN_METRICS}
+        s = {m: summary([r.get(m) for r in conv]) for m in TURN_METRICS}
         semantic = (CONFIGS.get(name) or {}).get("turn", "semantic") == "semantic"  # VAD-only's p_eot is a constant
         conf = [r["e2e_s"] for r in conv if semantic and r.get("e2e_s") is not None and r.get("p_eot") is not None
                 and r["p_eot"] >= confident_p_eot]
-        s["e2e_confident_s"] = {"p50": pct(conf, 50), "p99": pct(conf, 99), "n": len(conf)}
+        s["e2e_confident_s"] = summary(conf)
         s["n_turns"] = len(conv)
         # decisions made > OVERLOAD_LAG_S behind the audio: the machine, not the policy, set those latencies
         s["n_overloaded"] = sum(bool(r.get("overloaded")) for r in conv)
-        s["decision_lag_p99_s"] = pct([r.get("decision_lag_s") for r in conv], 99)
-        s["audio_lag_p99_s"] = pct([r.get("audio_lag_s") for r in conv], 99)  # the VAD behind the audio
-        s["answer_lag_p99_s"] = pct([r.get("answer_lag_s") for r in conv], 99)  # the detector behind the audio
+        s["decision_lag_p99_s"] = percentile([r.get("decision_lag_s") for r in conv], 99)
+        s["audio_lag_p99_s"] = percentile([r.get("audio_lag_s") for r in conv], 99)  # the VAD behind the audio
+        s["answer_lag_p99_s"] = percentile([r.get("answer_lag_s") for r in conv], 99)  # the detector behind the audio
         s["false_cutoff_rate"] = (sum(r["cutoff"] for r in conv) / len(conv)) if conv else None
         s["answered_rate"] = (sum(r["answered"] for r in conv) / len(conv)) if conv else None
         # preemptive generation's cost: LLM starts in the silence, and those thrown away (the user went on, or the
@@ -431,13 +424,13 @@ def summarize(rows: list[dict], *, confident_p_eot: float = 0.9) -> dict:
         barge = [r for r in rs if r["kind"] == "barge-in" and r.get("agent_was_speaking")]
         if barge:
             s["barge_in"] = {"n": len(barge), "success_rate": sum(bool(r.get("interrupted")) for r in barge) / len(barge),
-                             "reaction_p50_s": pct([r.get("reaction_s") for r in barge], 50),
-                             "reaction_p99_s": pct([r.get("reaction_s") for r in barge], 99)}
+                             "reaction_p50_s": percentile([r.get("reaction_s") for r in barge], 50),
+                             "reaction_p99_s": percentile([r.get("reaction_s") for r in barge], 99)}
         bc = [r for r in rs if r["kind"] == "backchannel" and r.get("agent_was_speaking")]
         if bc:
             s["backchannel"] = {"n": len(bc), "false_interruptions": sum(bool(r.get("interrupted")) for r in bc),
-                                "pause_p50_s": pct([r.get("pause_s") for r in bc], 50),
-                                "pause_max_s": pct([r.get("pause_s") for r in bc], 100)}
+                                "pause_p50_s": percentile([r.get("pause_s") for r in bc], 50),
+                                "pause_max_s": percentile([r.get("pause_s") for r in bc], 100)}
         out[name] = s
     return out
 

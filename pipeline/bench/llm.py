@@ -25,6 +25,7 @@ import numpy as np
 
 from vad_turn.core.config import default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_text
+from vad_turn.harness.percentiles import percentile
 
 VARIANTS = ("nocache-fp32", "cache-fp32", "cache-int8", "nocache-int8", "cache-bf16", "nocache-bf16")
 
@@ -118,8 +119,8 @@ def run(cfg: LLMBenchConfig) -> dict:
     for v, cs in calls.items():
         tt = [c["ttft_s"] for c in cs if c["ttft_s"] is not None]
         dec = [c["decode_s_per_token"] for c in cs if c["decode_s_per_token"] is not None]
-        summary[v] = {"n_calls": len(cs), "ttft_p50_s": float(np.percentile(tt, 50)), "ttft_p99_s": float(np.percentile(tt, 99)),
-                      "decode_ms_per_token_p50": 1000 * float(np.median(dec)),
+        summary[v] = {"n_calls": len(cs), "ttft_p50_s": percentile(tt, 50), "ttft_p99_s": percentile(tt, 99),
+                      "decode_ms_per_token_p50": 1000 * percentile(dec, 50),
                       "prompt_tokens_mean": float(np.mean([c["prompt_tokens"] for c in cs])),
                       "reused_tokens_mean": float(np.mean([c["reused_tokens"] for c in cs])),
                       "identical_to_ref": sum(a["reply"] == b["reply"] for a, b in zip(cs, calls[ref]))}
@@ -127,9 +128,8 @@ def run(cfg: LLMBenchConfig) -> dict:
         for k in cfg.first_clause_words:
             n = [first_chunk_pieces(c["pieces"], k) for c in cs]
             est = [c["ttft_s"] + (m - 1) * (c["decode_s_per_token"] or 0.0) for c, m in zip(cs, n)]
-            chunks[str(k)] = {"tokens_p50": float(np.median(n)), "tokens_mean": float(np.mean(n)),
-                              "first_chunk_p50_s": float(np.percentile(est, 50)),
-                              "first_chunk_p99_s": float(np.percentile(est, 99))}
+            chunks[str(k)] = {"tokens_p50": percentile(n, 50), "tokens_mean": float(np.mean(n)),
+                              "first_chunk_p50_s": percentile(est, 50), "first_chunk_p99_s": percentile(est, 99)}
         summary[v]["first_chunk"] = chunks
         summary[v]["user_text_nll"] = text_nll(llms[v], system, texts)
     atomic_write_text(folder.file("calls.json"), json.dumps(calls, indent=1))

@@ -23,6 +23,7 @@ import numpy as np
 from vad_turn.core.config import default_data_root, default_runs_root
 from vad_turn.core.runs import RunFolder
 from vad_turn.engines.stt import make_stt, word_agreement
+from vad_turn.harness.percentiles import percentile
 
 from .scenarios import USER_VOICES
 
@@ -86,7 +87,7 @@ def run(cfg: SttEvalConfig) -> dict:
                 audio_s += audio.size / 16000
             w = word_agreement([r for r, _ in items], hyps)
             results[f"{name}/{set_name}"] = {**w, "rtf": float(sum(dec_s) / audio_s),
-                                             "finish_p50_s": float(np.median(fin_s)),
+                                             "finish_p50_s": percentile(fin_s, 50),
                                              "examples": [{"ref": r, "hyp": h} for (r, _), h in list(zip(items, hyps))[:5]]}
     folder.write_metrics(results)
     print(f"{'engine/set':32s} {'WER':>6s} {'agree':>6s} {'words':>6s} {'RTF':>6s} {'finish_p50_ms':>14s}")

@@ -48,6 +48,7 @@ from vad_turn.core.config import config_main, default_runs_root
 from vad_turn.core.runs import RunFolder, atomic_write_json, git_commit
 from vad_turn.core.schema import normalize_word
 from vad_turn.engines.stt import STT_ENGINES, make_stt, word_error_rate, wer_tokens
+from vad_turn.harness.percentiles import percentile
 
 CHUNK_N = SAMPLE_RATE_HZ // 50  # 20 ms, as the bench feeds the pipeline
 
@@ -230,8 +231,8 @@ def word_lags(words: list, segments: list[Segment], decoded: list[dict]) -> list
 
 
 def _pct(a, q) -> float | None:
-    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], np.float64)
-    return round(float(np.percentile(a, q)), 4) if a.size else None
+    v = percentile(a, q)
+    return None if v is None else round(v, 4)
 
 
 def engine_summary(turns: list[dict]) -> dict:

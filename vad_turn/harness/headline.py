@@ -23,6 +23,7 @@ from vad_turn.core.config import default_built_root, default_data_root, default_
 from vad_turn.core.runs import atomic_write_json, atomic_write_text
 
 from .detectors import audio_only
+from .percentiles import summary
 
 # dataset folder under built_root : split ('none' = all rows)
 DEFAULT_SETS = ("getgoing:dev", "getgoing:test", "ami:none", "switchboard:val", "switchboard-wordrule:val",
@@ -110,7 +111,7 @@ def headline_rows(results: list[dict]) -> list[dict]:
     """Flatten evaluation metrics into one row per (set, detector).
 
     results: {"set", "metrics"} and optionally "bootstrap" (`ratio_bootstrap` output) and "cpu_ms"
-    ({"p50", "p99", "n"}). A row holds each operating point's value (None: unreachable), its
+    ({"n", "p50", "p99", "mean"}). A row holds each operating point's value (None: unreachable), its
     ":ratio" to VAD-only and ":ci" [low, high] (None when not bootstrapped or undefined).
     """
     rows = []
@@ -176,7 +177,7 @@ def timing_queries(dataset: Path, split: str | None, n_queries: int, seed: int =
 
 
 def cpu_ms_per_decision(detector, queries, n_warmup: int = 2) -> dict:
-    """CPU milliseconds of one `detector.predict` call (one decision): {"p50", "p99", "n"}. CPU time is
+    """CPU milliseconds of one `detector.predict` call (one decision): {"n", "p50", "p99", "mean"}. CPU time is
     `time.process_time` (all threads of the process); torch, if loaded, is held to 1 thread."""
     import sys
     import time
@@ -191,7 +192,7 @@ def cpu_ms_per_decision(detector, queries, n_warmup: int = 2) -> dict:
         t0 = time.process_time()
         detector.predict(q.audio, q.words, q.messages, q.silence_s)
         ms.append(1000.0 * (time.process_time() - t0))
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "n": len(ms)}
+    return summary(ms)
 
 
 def agent_text_section(run_dir: Path) -> str:

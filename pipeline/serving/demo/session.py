@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.bench.e2e import pct, play_scenario, score, stream_lags
+from pipeline.bench.e2e import play_scenario, score, stream_lags
 from pipeline.bench.scenarios import Scenario, ScriptedTurn
 from pipeline.bench.timeline import RecordingDetector, TurnTimeline, turn_timelines
 from pipeline.runtime.observers import FrameLog, LatencyObserver
 from pipeline.runtime.runner import AudioInput, Models, PipelineConfig, build_pipeline, default_pipeline_policy
 from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.harness import detectors as registry
+from vad_turn.harness.percentiles import percentile
 from vad_turn.harness.policy import TurnPolicy
 
 from .samples import InputError
@@ -374,7 +375,7 @@ def summary_row(pane: str, detector: str, rows: list[dict]) -> dict:
     known = [r for r in turns if r.get("cutoff") is not None]
 
     def ms(q, key):
-        v = pct([r.get(key) for r in turns], q)
+        v = percentile([r.get(key) for r in turns], q)
         return None if v is None else round(1000 * v)
 
     return {"pane": PANE_TITLES[pane], "detector": detector, "turns": len(turns),
