@@ -70,22 +70,30 @@ EVENT_LOOP_SLACK_S = 0.04
 VAD_EDGE_TOL_S = 0.1
 
 
-def emitted_silence_bounds(first_s: float, last_s: float, row: dict) -> tuple[float, float]:
-    """[lo, hi] seconds of silence at which a bench row's decision (`eot_silence_s`) may be emitted by a policy
-    that decides between `first_s` (action delay; VAD-only: its stop silence) and `last_s` (timeout) of silence."""
+def _final_silence_s(row: dict) -> float:
+    """Seconds of silence (from the VAD's speech edge) at which a bench row's final transcript arrived: the VAD's
+    hangover, then `stt_final_s`."""
     import inspect
 
     from pipeline.runtime.processors.vad_stt import VADProcessor
 
     hangover_s = inspect.signature(VADProcessor).parameters["hangover_s"].default
-    final_s = hangover_s + (row.get("stt_final_s") or 0.0)
-    return first_s - 1e-6, max(last_s, final_s) + POLICY_TICK_S + EVENT_LOOP_SLACK_S
+    return hangover_s + (row.get("stt_final_s") or 0.0)
 
 
-def endpoint_bounds(first_s: float, last_s: float) -> tuple[float, float]:
-    """[lo, hi] of a non-cut-off row's `endpoint_s` (decision - true speech end) for a policy deciding between
-    `first_s` and `last_s` seconds of silence."""
-    return first_s - VAD_EDGE_TOL_S, last_s + POLICY_TICK_S + VAD_EDGE_TOL_S
+def emitted_silence_bounds(first_s: float, last_s: float, row: dict) -> tuple[float, float]:
+    """[lo, hi] seconds of silence at which a bench row's decision (`eot_silence_s`) may be emitted by a policy
+    that decides between `first_s` (action delay; VAD-only: its stop silence) and `last_s` (timeout) of silence."""
+    return first_s - 1e-6, max(last_s, _final_silence_s(row)) + POLICY_TICK_S + EVENT_LOOP_SLACK_S
+
+
+def endpoint_bounds(first_s: float, last_s: float, row: dict) -> tuple[float, float]:
+    """[lo, hi] of a non-cut-off bench row's `endpoint_s` (decision - true speech end) for a policy deciding between
+    `first_s` and `last_s` seconds of silence. The policy is only checked once the turn has words, which from a
+    batch STT (the default, Moonshine) are its final transcript: a final later than `last_s` (a busy CPU) moves
+    the decision itself, not only its emission, to that final."""
+    return first_s - VAD_EDGE_TOL_S, max(last_s, _final_silence_s(row)) + POLICY_TICK_S + EVENT_LOOP_SLACK_S + \
+        VAD_EDGE_TOL_S
 
 
 # two real GetGoing test-split calls: 8 caller turns, 2 of them holding inside the turn

@@ -197,7 +197,7 @@ def test_bench_plays_two_getgoing_turns_in_real_time(tiny_getgoing, tmp_path, mo
         assert lo <= r["eot_silence_s"] <= hi, (r, pol)
         assert r["p_eot"] >= pol.threshold or r["eot_silence_s"] >= pol.timeout_s - 1e-6, (r, pol)
         if not r["cutoff"]:
-            lo, hi = endpoint_bounds(*span[r["config"]])
+            lo, hi = endpoint_bounds(*span[r["config"]], r)
             assert lo <= r["endpoint_s"] <= hi, (r, pol)
     for config in pols:  # the endpoint checks above ran (a turn answered, not cut off) for both configs
         assert any(not r["cutoff"] for r in rows if r["config"] == config), rows

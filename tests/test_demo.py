@@ -503,7 +503,7 @@ def test_compare_plays_the_panes_one_after_the_other_and_the_agent_answers(hesit
     lo, hi = emitted_silence_bounds(spol.action_delay_s, spol.timeout_s, m)
     assert lo <= m["eot_silence_s"] <= hi, (m, spol)
     assert m["p_eot"] >= spol.threshold or m["eot_silence_s"] >= spol.timeout_s - 1e-6, (m, spol)
-    lo, hi = endpoint_bounds(spol.action_delay_s, spol.timeout_s)
+    lo, hi = endpoint_bounds(spol.action_delay_s, spol.timeout_s, m)
     assert lo <= m["endpoint_s"] <= hi, (m, spol)
     assert "panes one after the other" in sem.log[-1]
 

@@ -42,7 +42,7 @@ def test_real_time_run_answers_and_ignores_a_backchannel(tiny_bench):
     assert r["stop_silence_s"] == stop_s
     lo, hi = emitted_silence_bounds(stop_s, stop_s, r)
     assert lo <= r["eot_silence_s"] <= hi, r
-    lo, hi = endpoint_bounds(stop_s, stop_s)
+    lo, hi = endpoint_bounds(stop_s, stop_s, r)
     assert lo <= r["endpoint_s"] <= hi, r
     assert r["e2e_s"] == pytest.approx(r["endpoint_s"] + r["processing_s"], abs=1e-6)
     assert r["processing_s"] > 0.0 and 0.0 <= r["tts_first_s"] < 1.0
