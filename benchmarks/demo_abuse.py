@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.config import config_main
 from vad_turn.core.runs import atomic_write_json
 
@@ -104,9 +105,9 @@ def _wav(path: Path, seconds: float, amp: float, seed: int = 0) -> Path:
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
-    t = np.arange(int(16000 * seconds)) / 16000
+    t = np.arange(int(SAMPLE_RATE_HZ * seconds)) / SAMPLE_RATE_HZ
     audio = amp * np.sin(2 * np.pi * 220 * t) + 0.003 * rng.standard_normal(t.size)
-    sf.write(path, audio.astype(np.float32), 16000)
+    sf.write(path, audio.astype(np.float32), SAMPLE_RATE_HZ)
     return path
 
 

@@ -223,6 +223,7 @@ def run(cfg: AgreementConfig) -> int:
     from loguru import logger
     from pipecat.audio.vad.vad_analyzer import VADParams
 
+    from vad_turn.core.audio import SAMPLE_RATE_HZ
     from vad_turn.core.runs import atomic_write_json, git_commit
     from vad_turn.harness.detectors import make_detector
     from vad_turn.integrations.pipecat import TurnModelAnalyzer
@@ -237,7 +238,7 @@ def run(cfg: AgreementConfig) -> int:
     vad = VADParams(start_secs=cfg.vad_start_secs, min_volume=cfg.vad_min_volume)
     rows, t0 = [], time.time()
     for i, tr in enumerate(turns):
-        audio = np.concatenate([tr["audio"], np.zeros(int(cfg.tail_s * 16000), np.float32)])
+        audio = np.concatenate([tr["audio"], np.zeros(int(cfg.tail_s * SAMPLE_RATE_HZ), np.float32)])
         ours = TurnModelAnalyzer(model=fused.model)
         ours.set_messages(tr["messages"])
         if cfg.mode == "words":

@@ -26,10 +26,11 @@ WORDS = [("and", 0.3, 0.6), ("so", 0.6, 1.0), ("my", 1.6, 1.8), ("fellow", 1.8, 
 def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> tuple[list[float], list[float]]:
     """(CPU ms, wall ms) of each `append_audio` of `TurnModelAnalyzer` that reaches one grid point (one model call;
     threshold 1: it never ends the turn)."""
+    from vad_turn.core.audio import SAMPLE_RATE_HZ
     from vad_turn.integrations.pipecat import TurnModelAnalyzer, TurnModelParams
     from vad_turn.integrations.pipecat_replay import pcm16
 
-    an = TurnModelAnalyzer(sample_rate=16_000, params=TurnModelParams(threshold=1.0, timeout_s=60.0))
+    an = TurnModelAnalyzer(sample_rate=SAMPLE_RATE_HZ, params=TurnModelParams(threshold=1.0, timeout_s=60.0))
     if words:
         an.add_words(WORDS)
     an.append_audio(pcm16(audio), True)
@@ -46,8 +47,10 @@ def ours_ms(audio: np.ndarray, repeats: int, words: bool) -> tuple[list[float], 
 def smart_turn_ms(audio: np.ndarray, repeats: int) -> tuple[list[float], list[float]]:
     from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
+    from vad_turn.core.audio import SAMPLE_RATE_HZ
+
     st = LocalSmartTurnAnalyzerV3()
-    st.set_sample_rate(16_000)
+    st.set_sample_rate(SAMPLE_RATE_HZ)
     seg = np.concatenate([audio, np.zeros(3200, np.float32)])
     cpu, wall = [], []
     for _ in range(repeats):
@@ -65,7 +68,7 @@ def stats(ms: tuple[list[float], list[float]], warm: int = 3) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from loguru import logger
 
-    from vad_turn.core.audio import load_audio
+    from vad_turn.core.audio import SAMPLE_RATE_HZ, load_audio
     from vad_turn.core.config import default_data_root
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 5:
         p.error("--repeats must be >= 5")
     logger.remove()
-    audio = load_audio(default_data_root() / "clips" / "jfk.flac")[: 3 * 16_000]  # "and so my fellow americans"
+    audio = load_audio(default_data_root() / "clips" / "jfk.flac")[: 3 * SAMPLE_RATE_HZ]  # "and so my fellow americans"
     out = {"ours_audio_only": stats(ours_ms(audio, args.repeats, False)),
            "ours_with_transcript": stats(ours_ms(audio, args.repeats, True)),
            "smart_turn": stats(smart_turn_ms(audio, args.repeats)),

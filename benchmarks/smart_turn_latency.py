@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from timing import stats_ms, time_calls
 
-from vad_turn.core.audio import load_audio
+from vad_turn.core.audio import SAMPLE_RATE_HZ, load_audio
 from vad_turn.core.config import config_main, config_to_dict, default_data_root, default_runs_root
 from vad_turn.core.runs import atomic_write_json
 
@@ -66,7 +66,7 @@ def decision_points(clips: list[np.ndarray], words: list[tuple], n: int, seed: i
     for _ in range(n):
         k = int(rng.integers(len(clips)))
         end = int(rng.integers(8000, clips[k].size + 1))
-        t_s = end / 16000
+        t_s = end / SAMPLE_RATE_HZ
         seen = tuple(Word(w, a, b) for w, a, b in words[k] if b <= t_s - 0.5)
         points.append((clips[k][:end], seen, float(rng.choice([0.0, 0.2, 0.5, 1.0]))))
     return points
@@ -109,7 +109,7 @@ def run(cfg: SmartTurnLatencyConfig) -> dict:
                   smart_turn_model=str(st.model_path), acoustic_model=str(ac.onnx_path),
                   fused_acoustic_model=str(fused.branches.acoustic_path))
 
-    step = int(round(cfg.noise_step_s * 16000))
+    step = int(round(cfg.noise_step_s * SAMPLE_RATE_HZ))
     noise_windows = np.stack([smart_turn_window(a[:e]) for a in clips for e in range(step, a.size + 1, step)])
     spread = feature_noise_spread(st, noise_windows, sigma=cfg.noise_sigma, n_draws=cfg.noise_draws, seed=cfg.seed)
     p = st.predict_windows(noise_windows)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from timing import stats_ms, time_calls
 
-from vad_turn.core.audio import last_window, load_audio, resample
+from vad_turn.core.audio import SAMPLE_RATE_HZ, last_window, load_audio, resample
 from vad_turn.core.config import config_main, config_to_dict, default_data_root
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.core.schema import Message, Word
@@ -54,12 +54,12 @@ def run(args: TurnLatencyConfig) -> dict:
 
     model, model8 = load_turn_model(args.model, threads=1), load_turn_model(args.model, threads=1, int8=True)
     clip = load_audio(args.clip)
-    dur_s = clip.size / 16000
+    dur_s = clip.size / SAMPLE_RATE_HZ
     toks = TRANSCRIPT.split()
     words = [Word(w, 0.3 + dur_s * 0.9 * i / len(toks), 0.3 + dur_s * 0.9 * (i + 1) / len(toks)) for i, w in enumerate(toks)]
     msgs = (Message("assistant", "what would you like to say to the nation"),)
     times = np.arange(0.5, dur_s, 0.1)
-    points = [(clip[: int(t * 16000)], tuple(w for w in words if w.end <= t), msgs, 0.2) for t in times] * args.repeats
+    points = [(clip[: int(t * SAMPLE_RATE_HZ)], tuple(w for w in words if w.end <= t), msgs, 0.2) for t in times] * args.repeats
     n_win = model.branches.window_samples
     win = [(last_window(a, n_win)[None], np.array([s], np.float32)) for a, _, _, s in points]
 
@@ -79,7 +79,7 @@ def run(args: TurnLatencyConfig) -> dict:
             cpu.append(time.process_time() - c0)
     res["lexical_step"] = stats_ms(cpu, wall)
     res["fused_decision_16k"] = time_calls(lambda *it: model.p_eot([it]), points, args.warmup)
-    points8 = [(resample(a, 16000, 8000), w, m, s) for a, w, m, s in points[: len(times)]]
+    points8 = [(resample(a, SAMPLE_RATE_HZ, 8000), w, m, s) for a, w, m, s in points[: len(times)]]
     res["fused_decision_predict_eot_8k"] = time_calls(
         lambda a, w, m, s: predict_eot(a, 8000, w, m, silence_s=s, model=model), points8, args.warmup)
 

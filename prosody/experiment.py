@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root
 from vad_turn.core.runs import RunFolder, append_jsonl, atomic_write_json, atomic_write_text, git_commit, read_jsonl
 
@@ -167,7 +168,7 @@ def measure_rendering(audio: np.ndarray, reply: dict, voice, cfg: ProsodyConfig)
     from .measures import first_clause, praat_measures, text_measures
 
     row = {"variant": reply["variant"], "request_id": reply["request_id"], "source": reply["source"],
-           "voice": voice.id, "audio_s": audio.size / 16000}
+           "voice": voice.id, "audio_s": audio.size / SAMPLE_RATE_HZ}
     row.update(text_measures(reply["text"]))
     row.update(praat_measures(audio, f0_floor_hz=cfg.f0_floor_hz, f0_ceiling_hz=cfg.f0_ceiling_hz,
                               silence_db=cfg.silence_db, min_pause_s=cfg.min_pause_s,
@@ -231,7 +232,7 @@ def run(cfg: ProsodyConfig) -> dict:
                 if reply["request_id"] in keep_audio:
                     name = f"{reply['variant']}__{reply['request_id']}__{voice.id.replace(':', '_')}.wav"
                     folder.file("audio").mkdir(exist_ok=True)
-                    sf.write(str(folder.file("audio") / name), audio, 16000, subtype="PCM_16")
+                    sf.write(str(folder.file("audio") / name), audio, SAMPLE_RATE_HZ, subtype="PCM_16")
                 append_jsonl(renders_log, measure_rendering(audio, reply, voice, cfg))
                 bar.update(1)
         bar.close()

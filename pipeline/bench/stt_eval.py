@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.config import default_data_root, default_runs_root
 from vad_turn.core.runs import RunFolder
 from vad_turn.engines.stt import make_stt, word_agreement
@@ -84,7 +85,7 @@ def run(cfg: SttEvalConfig) -> dict:
                 hyps.append(text)
                 dec_s.append(d)
                 fin_s.append(f)
-                audio_s += audio.size / 16000
+                audio_s += audio.size / SAMPLE_RATE_HZ
             w = word_agreement([r for r, _ in items], hyps)
             results[f"{name}/{set_name}"] = {**w, "rtf": float(sum(dec_s) / audio_s),
                                              "finish_p50_s": percentile(fin_s, 50),

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.runs import atomic_path
 
 from .model import AcousticNet, ProbabilityNet
@@ -91,7 +92,7 @@ def stress_windows(features) -> tuple[np.ndarray, np.ndarray]:
 
     n = features.n_samples
     rng = np.random.default_rng(20261201)
-    t = np.arange(n) / 16000.0
+    t = np.arange(n) / SAMPLE_RATE_HZ
     sigs = [0.5 * np.sin(2 * np.pi * 1000.0 * t), rng.normal(0.0, 0.3, n),
             np.concatenate([rng.normal(0.0, 0.3, n // 2), np.zeros(n - n // 2)])]
     wins = np.stack([window_audio(np.clip(x, -1, 1).astype(np.float32), features) for x in sigs])

@@ -50,7 +50,8 @@ class FeatureConfig:
     hop_ms: float = field(default=10.0, metadata={"help": "frame hop (ms)"})
     mel_win_ms: float = field(default=25.0, metadata={"help": "frame length of the log-mel and intensity tracks (ms)"})
     n_mels: int = field(default=40, metadata={"help": "log-mel channels"})
-    pitch_rate_hz: int = field(default=4000, metadata={"help": "sample rate of the pitch tracker (divides 16000)"})
+    pitch_rate_hz: int = field(default=4000, metadata={
+        "help": f"sample rate of the pitch tracker (divides {SAMPLE_RATE_HZ})"})
     pitch_win_ms: float = field(default=40.0, metadata={"help": "pitch frame length (ms), ending at the mel frame's end"})
     f0_min_hz: float = field(default=70.0, metadata={"help": "lowest F0 candidate (Hz)"})
     f0_max_hz: float = field(default=500.0, metadata={"help": "highest F0 candidate (Hz), at most pitch_rate_hz / 4"})
@@ -63,7 +64,7 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         d = self.decimation
         if SAMPLE_RATE_HZ % self.pitch_rate_hz or self.hop_samples % d or self.mel_win_samples % d:
-            raise ValueError(f"pitch_rate_hz={self.pitch_rate_hz} must divide 16000, and hop and mel window "
+            raise ValueError(f"pitch_rate_hz={self.pitch_rate_hz} must divide {SAMPLE_RATE_HZ}, and hop and mel window "
                              "must be whole numbers of pitch-rate samples")
         if self.n_samples < self.mel_win_samples or self.n_mels < 1:
             raise ValueError(f"window_s={self.window_s} is shorter than one frame, or n_mels < 1")

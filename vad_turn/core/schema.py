@@ -212,12 +212,14 @@ def features():
     """The `datasets.Features` of a turn-span dataset (audio undecoded: {bytes, path})."""
     from datasets import Audio, Features, List, Value
 
+    from .audio import SAMPLE_RATE_HZ
+
     span = {"start": Value("float64"), "end": Value("float64")}
     return Features(
         {
             "id": Value("string"),
             "language": Value("string"),
-            "audio": Audio(sampling_rate=16_000, decode=False),
+            "audio": Audio(sampling_rate=SAMPLE_RATE_HZ, decode=False),
             "silence_spans": List(span),
             "words": List({"word": Value("string"), "start": Value("float64"), "end": Value("float64")}),
             "messages": List({"role": Value("string"), "content": Value("string")}),

@@ -50,7 +50,7 @@ class Query:
     """One moment of a user's silence, as a streaming system sees it.
 
     audio: float32 (n_samples,), 16 kHz mono in [-1, 1], the row's audio from its origin up to
-        the query time only (n_samples = round(t_s * 16000)); None for text-only rows or when the
+        the query time only (n_samples = round(t_s * SAMPLE_RATE_HZ)); None for text-only rows or when the
         detector does not need audio.
     words: the words whose end is at least the transcript lag before the query time, in order
         (empty when the detector does not need words).

@@ -3,7 +3,7 @@
 Causal scoring (eot-bench methodology): for every kept silence span of every turn the detector is
 queried at t = span.start + k * grid_s, k = 0, 1, ...: in a hold while t < span.end, in the
 end-of-turn span while k * grid_s < the largest timeout of the sweep. At time t it sees only
-audio[:round(t * 16000)] (zero-padded past the row's audio: the user stays silent after the end
+audio[:round(t * SAMPLE_RATE_HZ)] (zero-padded past the row's audio: the user stays silent after the end
 of turn) and only the words that ended at least `transcript_lag_s` before t. Holds are kept when
 `min_hold_s` <= duration <= `max_hold_s`; the end span is always kept. The grid predictions go
 to `predictions.parquet`, and `vad_turn.harness.metrics` turns them into false cut-off rates and latencies.

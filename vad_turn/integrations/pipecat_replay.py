@@ -49,7 +49,7 @@ from pipecat.turns.user_turn_processor import UserTurnProcessor
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
-from vad_turn.core.audio import AudioError
+from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError
 
 _EVENTS = {VADUserStartedSpeakingFrame: "vad_start", VADUserStoppedSpeakingFrame: "vad_stop",
            UserStartedSpeakingFrame: "turn_start", UserStoppedSpeakingFrame: "turn_stop"}
@@ -100,7 +100,7 @@ def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(a, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
-async def replay_async(audio: np.ndarray, analyzer, *, sample_rate_hz: int = 16_000, chunk_s: float = 0.02,
+async def replay_async(audio: np.ndarray, analyzer, *, sample_rate_hz: int = SAMPLE_RATE_HZ, chunk_s: float = 0.02,
                        vad_params: VADParams | None = None, wait_for_transcript: bool = False) -> PipecatRun:
     """`audio` (float32 (n,) mono in [-1, 1] at `sample_rate_hz`) through Pipecat's VAD, user turn processor and
     `analyzer` (any `BaseTurnAnalyzer`); wait_for_transcript as `TurnAnalyzerUserTurnStopStrategy` takes it."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vad_turn.core.audio import SAMPLE_RATE_HZ
 from vad_turn.core.runs import atomic_path, atomic_write_text
 
 from .getgoing_inputs import file_sha256
@@ -80,7 +81,7 @@ class SpeechCache:
             hit = False
             probs = self.models().vad_probs(audio).astype(np.float32)
             _save_npy(vad_path, probs)
-        regions = speech_regions(probs, self.vad_params, audio_end_s=audio.size / 16_000)
+        regions = speech_regions(probs, self.vad_params, audio_end_s=audio.size / SAMPLE_RATE_HZ)
         asr_path = self.asr_dir / f"{name}.json"
         if asr_path.exists():
             words = [tuple(w) for w in json.loads(asr_path.read_text())["words"]]
@@ -95,7 +96,7 @@ class SpeechCache:
                 extra = [tuple(w) for w in json.loads(refill_path.read_text())["words"]]
             else:
                 hit = False
-                segs = empty_segments(regions, words, audio.size / 16_000, self.asr_params, self.refill)
+                segs = empty_segments(regions, words, audio.size / SAMPLE_RATE_HZ, self.asr_params, self.refill)
                 extra = [w for a, b in segs for w in self.models().transcribe_segment(audio, a, b)]
                 atomic_write_text(refill_path, json.dumps({"uuid": uuid, "audio_sha256": audio_sha256,
                                                            "segments": [list(s) for s in segs],
