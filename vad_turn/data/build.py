@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import vad_turn.core.schema as schema_module
+from vad_turn.core.schema import MIN_SILENCE_S
 from vad_turn.core.config import config_to_dict, default_built_root, default_data_root
 from vad_turn.core.runs import atomic_write_json, git_commit
 from vad_turn.data.corpora.turns import span_counts
@@ -34,7 +35,7 @@ class BuildConfig:
     data_root: Path = field(default_factory=default_data_root, metadata={"help": "folder of the original corpora"})
     out_root: Path = field(default_factory=default_built_root, metadata={"help": "where built datasets go"})
     corpora: tuple[str, ...] = field(default=CORPORA + VARIANTS, metadata={"help": "corpora (and recipe variants) to build"})
-    min_silence_s: float = field(default=0.1, metadata={"help": "shortest silence counted as a hold"})
+    min_silence_s: float = field(default=MIN_SILENCE_S, metadata={"help": "shortest silence counted as a hold"})
     max_conversations: int | None = field(
         default=None, metadata={"help": "at most this many conversations per split (tiny test builds); none = all"}
     )

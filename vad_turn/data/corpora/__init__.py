@@ -1,7 +1,7 @@
 """Builders from the original published corpus formats to the turn-span schema.
 
 Each corpus module (`switchboard`, `sbcsae`, `ami`) reads its files in place from the data root
-and exposes `build(data_root, recipe, *, max_conversations=None, min_silence_s=0.1)` returning
+and exposes `build(data_root, recipe, *, max_conversations=None, min_silence_s=MIN_SILENCE_S)` returning
 {split: [TurnRecord, ...]}. The turn construction they share is `vad_turn.data.corpora.turns`.
 `eotbench.load_eot_bench` loads LiveKit's eot-bench-data in the same schema. `getgoing` (real calls
 to a dialogue system, turns found by VAD + ASR + alignment to the call log) has its own command,

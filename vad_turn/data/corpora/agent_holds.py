@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.core.schema import Message, Span, TurnRecord, Word, normalize_text
+from vad_turn.core.schema import MIN_SILENCE_S, Message, Span, TurnRecord, Word, normalize_text
 from vad_turn.core.seeds import seeded_sample, stable_seed
 
 from ..pause_model import PauseModel
@@ -62,7 +62,7 @@ def simulated_turn(turn_id: str, words: list[str], messages: list[Message], mode
 
 
 def build(data_root: Path, recipe: dict, *, max_conversations: int | None = None,
-          min_silence_s: float = 0.1) -> tuple[dict[str, list], dict]:
+          min_silence_s: float = MIN_SILENCE_S) -> tuple[dict[str, list], dict]:
     """({"train": [...], "dev": [...]}, notes). `max_conversations` caps the turns per corpus and split
     (tiny builds); `min_silence_s` is the shortest hold the pause model may draw."""
     root = Path(data_root) / recipe.get("folder", "agent_text")

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, encode_wav_bytes, load_audio, seconds_to_samples
+from vad_turn.core.schema import MIN_SILENCE_S
 
 from . import CorpusError, parse_float, read_id_list, read_uem, require_file
 from .turns import Turn, Unit, build_turns, turns_to_records
@@ -74,7 +75,7 @@ def _clip(audio, turn: Turn, uri: str, end_s: float, tail_s: float) -> dict:
 
 
 def build(
-    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = 0.1
+    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = MIN_SILENCE_S
 ) -> tuple[dict[str, list], dict]:
     """({"train"|"dev"|"test": [TurnRecord]}, notes) for the AMI excerpts (real audio rows)."""
     folder = recipe["folder"]

@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import vad_turn.core.schema as schema_module
+from vad_turn.core.schema import MIN_SILENCE_S
 from vad_turn.core.config import config_to_dict, default_built_root, default_data_root, require_range
 from vad_turn.core.runs import atomic_write_json, atomic_write_text, git_commit
 
@@ -55,7 +56,7 @@ class GetGoingConfig:
     splits: tuple[str, ...] = field(default=tuple(s for s, _ in SPLIT_SHARES), metadata={"help": "splits to build"})
     max_calls: int | None = field(default=None, metadata={"help": "at most this many calls per split (recipe order); none = all"})
     workers: int = field(default=1, metadata={"help": "processes running VAD + ASR on uncached calls (1 thread each)"})
-    min_silence_s: float = field(default=0.1, metadata={"help": "shortest silence counted as a hold"})
+    min_silence_s: float = field(default=MIN_SILENCE_S, metadata={"help": "shortest silence counted as a hold"})
     n_check_turns: int = field(default=50, metadata={"help": "random rows listed in the ASR-vs-log check"})
     seed: int = field(default=0, metadata={"help": "seed of the check sample"})
     force: bool = field(default=False, metadata={"help": "rebuild even when the build is up to date"})

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, seconds_to_samples
+from vad_turn.core.schema import MIN_SILENCE_S
 
 
 @dataclass(frozen=True)
 class VadParams:
     threshold: float = 0.5
     neg_threshold: float = 0.35
-    min_silence_s: float = 0.1
+    min_silence_s: float = MIN_SILENCE_S
     min_speech_s: float = 0.1
 
 

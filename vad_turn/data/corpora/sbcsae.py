@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vad_turn.core.schema import Word, is_backchannel_text, normalize_word
+from vad_turn.core.schema import MIN_SILENCE_S, Word, is_backchannel_text, normalize_word
 
 from . import CorpusError, parse_float, read_uem, require_file
 from .turns import Turn, Unit, build_turns, turn_spans, turns_to_records
@@ -124,7 +124,7 @@ def _inside(turn: Turn, end_span_end_s: float, regions: list[tuple[float, float]
 
 
 def build(
-    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = 0.1
+    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = MIN_SILENCE_S
 ) -> tuple[dict[str, list], dict]:
     """({"test": [TurnRecord]}, notes) for SBCSAE (text rows, word_timing "interpolated")."""
     stm = read_stm(require_file(data_root, recipe["stm"]))

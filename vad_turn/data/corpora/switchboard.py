@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vad_turn.core.schema import Word, is_backchannel_text, is_nonspeech_token
+from vad_turn.core.schema import MIN_SILENCE_S, Word, is_backchannel_text, is_nonspeech_token
 
 from . import CorpusError, iter_tar_texts, parse_float, read_id_list, require_file
 from .turns import Unit, build_turns, turns_to_records
@@ -198,7 +198,7 @@ def read_archives(data_root: Path, recipe: dict, conversations: set[str]) -> tup
 
 
 def build(
-    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = 0.1
+    data_root: Path, recipe: dict, *, max_conversations: int | None = None, min_silence_s: float = MIN_SILENCE_S
 ) -> tuple[dict[str, list], dict]:
     """({split: [TurnRecord]}, notes) for Switchboard (text rows: audio None, word_timing "aligned")."""
     splits = split_conversations(data_root, recipe, max_conversations)
