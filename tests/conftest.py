@@ -72,13 +72,14 @@ VAD_EDGE_TOL_S = 0.1
 
 def _final_silence_s(row: dict) -> float:
     """Seconds of silence (from the VAD's speech edge) at which a bench row's final transcript arrived: the VAD's
-    hangover, then `stt_final_s`."""
+    hangover, then `stt_final_s` (clock time after the VAD's stop, which the VAD sent up to `audio_lag_s` behind
+    the audio)."""
     import inspect
 
     from pipeline.runtime.processors.vad_stt import VADProcessor
 
     hangover_s = inspect.signature(VADProcessor).parameters["hangover_s"].default
-    return hangover_s + (row.get("stt_final_s") or 0.0)
+    return hangover_s + (row.get("stt_final_s") or 0.0) + max(row.get("audio_lag_s") or 0.0, 0.0)
 
 
 def emitted_silence_bounds(first_s: float, last_s: float, row: dict) -> tuple[float, float]:
