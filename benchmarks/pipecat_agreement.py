@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.harness.percentiles import summary as percentile_summary
+from vad_turn.harness.query import QUERY_GRID_S
 
-GRID_S = 0.1
 CHUNK_S = 0.02
 
 
@@ -188,14 +188,14 @@ def recording_smart_turn():
     return RecordingSmartTurn()
 
 
-def agree(a: list[float], b: list[float], tol_s: float = GRID_S + 1e-6) -> bool:
+def agree(a: list[float], b: list[float], tol_s: float = QUERY_GRID_S + 1e-6) -> bool:
     """Both pipelines ended the turn first within `tol_s` of each other. (After a false cut-off the two differ by
     design: the project's pipeline goes on with the same turn when the user resumes before the agent is heard, its
     audio from the first onset; Pipecat starts a new user turn, and the analyzer its audio at the new onset.)"""
     return bool(a) and bool(b) and abs(a[0] - b[0]) <= tol_s
 
 
-def agree_all(a: list[float], b: list[float], tol_s: float = GRID_S + 1e-6) -> bool:
+def agree_all(a: list[float], b: list[float], tol_s: float = QUERY_GRID_S + 1e-6) -> bool:
     """Both pipelines ended the turn as often, each decision within `tol_s` of the other's."""
     return len(a) == len(b) and all(abs(x - y) <= tol_s for x, y in zip(a, b))
 

@@ -19,6 +19,8 @@ SAMPLE_RATE_HOME = "vad_turn/core/audio.py"
 NAMED_DEFAULTS = {
     "min_silence_s": "vad_turn.core.schema.MIN_SILENCE_S",
     "min_silence_span": "vad_turn.core.schema.MIN_SILENCE_S",  # the eot-bench adapter's name for it
+    "grid_s": "vad_turn.harness.query.QUERY_GRID_S",
+    "inference_interval": "vad_turn.harness.query.QUERY_GRID_S",  # the eot-bench adapter's name for it
 }
 
 

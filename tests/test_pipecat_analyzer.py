@@ -24,7 +24,6 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from pipecat_agreement import (  # noqa: E402
-    GRID_S,
     _DetectorShownNoWords,
     agree,
     getgoing_turns,
@@ -34,6 +33,7 @@ from pipecat_agreement import (  # noqa: E402
 
 from vad_turn.core.audio import SAMPLE_RATE_HZ, AudioError, resample  # noqa: E402
 from vad_turn.core.schema import WordError  # noqa: E402
+from vad_turn.harness.query import QUERY_GRID_S  # noqa: E402
 from vad_turn.integrations.pipecat import TranscriptFeeder, TurnModelAnalyzer, TurnModelParams  # noqa: E402
 from vad_turn.integrations.pipecat_replay import pcm16, replay  # noqa: E402
 
@@ -99,7 +99,7 @@ def test_pipecat_ends_turns_where_the_project_pipeline_decides(clips, ours_runs)
         # at the timeout, emitted on the 20 ms chunk that reached it, never before Pipecat's VAD heard the stop
         assert len(an.decisions) == len(run.turn_stops_s)
         for d, t in zip(an.decisions, run.turn_stops_s):
-            k = d["silence_s"] / GRID_S
+            k = d["silence_s"] / QUERY_GRID_S
             assert abs(k - round(k)) < 1e-6 and d["silence_s"] <= pol.timeout_s + 1e-9
             assert d["timeout"] or d["p_eot"] >= pol.threshold
             assert t == pytest.approx(d["emitted_s"], abs=1e-6)
@@ -243,4 +243,4 @@ def test_telephone_rate_input_decides_as_at_16k(clips, fused):
             if an.append_audio(pcm16(audio[i:i + n]), i / rate < speech_until).name == "COMPLETE":
                 decisions[rate] = (i + n) / rate
                 break
-    assert decisions[8_000] == pytest.approx(decisions[16_000], abs=GRID_S + 1e-6), decisions
+    assert decisions[8_000] == pytest.approx(decisions[16_000], abs=QUERY_GRID_S + 1e-6), decisions

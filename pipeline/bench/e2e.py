@@ -52,6 +52,7 @@ from vad_turn.engines.stt import word_error_rate
 from vad_turn.harness.operating_points import DEFAULT_PROFILE, PROFILES, policy_from_eval
 from vad_turn.harness.percentiles import percentile, summary
 from vad_turn.harness.policy import TurnPolicy
+from vad_turn.harness.query import QUERY_GRID_S
 
 from .plots import write_bench_figures
 from .report import TURN_METRICS, ratios, report_md
@@ -206,7 +207,7 @@ def pipeline_config(bench: BenchConfig, name: str, policy: dict | None = None, *
 
 
 def matched_stop_silence_s(rows: list[dict], scenarios: list[Scenario], *, config: str = MATCHED_TO,
-                           grid_s: float = 0.1, max_s: float = 3.0) -> float | None:
+                           grid_s: float = QUERY_GRID_S, max_s: float = 3.0) -> float | None:
     """The shortest VAD-only stop silence (on a `grid_s` grid) whose false cut-off rate on these scenarios' turns,
     from their true pauses, is at most `config`'s measured rate in `rows` (the same turns): VAD-only cuts a turn
     off when one of its pauses lasts longer than the stop silence (the harness rule). None when `config` has no rows here."""

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vad_turn.core.schema import MIN_SILENCE_S
+from vad_turn.harness.query import QUERY_GRID_S
 
 ADAPTER_REF = "vad_turn.fusion.eotbench:EotBenchModel"
 LAYOUT_VERSION = "0.1.0"  # the eot-bench harness version whose artifact layout this follows
@@ -54,7 +55,7 @@ class EotBenchRunConfig:
     export_to: Path | None = field(default=None, metadata={"help": "also write the rows in eot-bench's schema here"})
     max_turns: int = field(default=0, metadata={"help": "at most this many rows (0: all)"})
     min_silence_span: float = field(default=MIN_SILENCE_S, metadata={"help": "shortest silence span scored (s)"})
-    inference_interval: float = field(default=0.1, metadata={"help": "grid step inside a span (s)"})
+    inference_interval: float = field(default=QUERY_GRID_S, metadata={"help": "grid step inside a span (s)"})
     transcript_lag: float = field(default=0.5, metadata={"help": "words are shown this long after they end (s)"})
     batch_size: int = field(default=128, metadata={"help": "items per predict_batch call"})
     int8: bool = field(default=False, metadata={"help": "the adapter's int8 acoustic graph"})

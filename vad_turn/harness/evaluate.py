@@ -34,7 +34,7 @@ from vad_turn.core.seeds import seeded_sample
 
 from . import metrics as M
 from .detectors import Detector, Query, check_detector_spec, make_detector, parse_detector_opts, predict_many
-from .query import detector_query
+from .query import QUERY_GRID_S, detector_query
 
 PREDICTION_COLUMNS = ("id", "span_index", "timestamp", "silence_dur", "p_eot", "label", "span_dur", "pause_context",
                       "unit_punct", "source", "audio_condition", "backchannel_context", "n_words")
@@ -50,7 +50,7 @@ class EvalConfig:
     detector: str = field(default="vad-only", metadata={"help": "registered detector name or 'package.module:Class'"})
     detector_opts: tuple[str, ...] = field(default=(), metadata={"help": "key=value options for the detector factory"})
     transcript_lag_s: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={"help": "words are visible this long after they end"})
-    grid_s: float = field(default=0.1, metadata={"help": "query grid step inside each silence span"})
+    grid_s: float = field(default=QUERY_GRID_S, metadata={"help": "query grid step inside each silence span"})
     min_hold_s: float = field(default=0.2, metadata={"help": "shortest hold (within-turn pause) kept"})
     max_hold_s: float = field(default=5.0, metadata={"help": "longest hold kept"})
     thresholds: tuple[float, ...] = field(default=_THRESHOLDS, metadata={"help": "p_eot thresholds swept"})

@@ -9,7 +9,8 @@ so the operating points measured offline are used on the same input distribution
   property of the STT that produces the words (`vad_turn.engines.stt.stt_word_lag`): the harness
   simulates it, and the pipeline applies the same rule to the words its STT has delivered, so a
   word the STT delivered early is not shown sooner than the evaluation assumed;
-- messages: the earlier turns, oldest first; silence_s: the silence so far in this span.
+- messages: the earlier turns, oldest first; silence_s: the silence so far in this span;
+- when: every `QUERY_GRID_S` (0.1 s) of silence, in the harness and live alike.
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ from vad_turn.core.audio import SAMPLE_RATE_HZ, seconds_to_samples
 from vad_turn.core.schema import Message, Word
 
 from .detectors import Query
+
+# A detector is asked every QUERY_GRID_S seconds of silence (t = span start + k * QUERY_GRID_S): the harness's
+# evaluation grid, the live pipeline's and the Pipecat analyzer's, so operating points transfer.
+QUERY_GRID_S = 0.1
 
 
 def visible_words(words: Sequence[Word], t_s: float, transcript_lag_s: float,

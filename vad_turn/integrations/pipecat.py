@@ -14,7 +14,7 @@ harness's rule, `vad_turn.harness.policy.TurnPolicy.fires`):
 
 - silence is counted from the end of the user's speech: Pipecat's VAD reports the stop `vad_stop_secs`
   after it (`VADParams.stop_secs`, 0.2 s by default), so at the stop that much silence has passed;
-- the model is asked on a `grid_s` (0.1 s) grid of silence, every grid point in order (those already past
+- the model is asked on a `grid_s` (`QUERY_GRID_S`, 0.1 s) grid of silence, every grid point in order (those already past
   at the VAD's stop in one batch), with the query `vad_turn.harness.query.detector_query` builds: the turn's
   audio from the speech onset up to the grid point, the words that ended at least `transcript_lag_s` before
   it, the messages, the silence;
@@ -55,7 +55,7 @@ from vad_turn.core.config import require_range
 from vad_turn.core.schema import Message, Word, check_words
 from vad_turn.fusion.runtime import TurnModel, as_messages, as_words, cached_turn_model, load_turn_model
 from vad_turn.harness.policy import TurnPolicy
-from vad_turn.harness.query import detector_query
+from vad_turn.harness.query import QUERY_GRID_S, detector_query
 
 __all__ = ["TurnModelAnalyzer", "TurnModelParams", "TranscriptFeeder"]
 
@@ -76,7 +76,7 @@ class TurnModelParams(BaseTurnParams):
     action_delay_s: float | None = None
     timeout_s: float | None = None
     transcript_lag_s: float | None = None
-    grid_s: float = 0.1
+    grid_s: float = QUERY_GRID_S
     vad_stop_secs: float = VAD_STOP_SECS
     max_turn_s: float = 60.0
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from vad_turn.core.schema import BARGE_IN_BACKCHANNEL_WORDS, Message, Word, normalize_words
 from vad_turn.harness.policy import TurnPolicy
-from vad_turn.harness.query import detector_query
+from vad_turn.harness.query import QUERY_GRID_S, detector_query
 
 from ..frames import (
     AgentSpeaking,
@@ -107,7 +107,7 @@ def clearly_not_backchannel(partial: str) -> bool:
 class TurnProcessor(Processor):
     name = "turn"
 
-    def __init__(self, policy: TurnPolicy, detector=None, *, grid_s: float = 0.1, backchannel_max_s: float = 0.8,
+    def __init__(self, policy: TurnPolicy, detector=None, *, grid_s: float = QUERY_GRID_S, backchannel_max_s: float = 0.8,
                  final_wait_s: float = 0.4, barge_in: bool = True, backchannel_short_s: float = 0.6,
                  transcript_lag_s: float | None = None):
         super().__init__()
