@@ -21,6 +21,8 @@ NAMED_DEFAULTS = {
     "min_silence_span": "vad_turn.core.schema.MIN_SILENCE_S",  # the eot-bench adapter's name for it
     "grid_s": "vad_turn.harness.query.QUERY_GRID_S",
     "inference_interval": "vad_turn.harness.query.QUERY_GRID_S",  # the eot-bench adapter's name for it
+    "latency_budgets_s": "vad_turn.harness.metrics.LATENCY_BUDGETS_S",
+    "false_cutoff_budgets": "vad_turn.harness.metrics.FALSE_CUTOFF_BUDGETS",
 }
 
 

@@ -57,8 +57,10 @@ class EvalConfig:
     action_delays_s: tuple[float, ...] = field(default=_DELAYS_S, metadata={"help": "minimum silence before acting"})
     timeouts_s: tuple[float, ...] = field(default=(1.0, 1.5, 2.0, 2.5, 3.0),
                                           metadata={"help": "maximum silence before ending the turn anyway"})
-    latency_budgets_s: tuple[float, ...] = field(default=(0.3, 0.6), metadata={"help": "mean-latency operating points"})
-    false_cutoff_budgets: tuple[float, ...] = field(default=(0.05, 0.10), metadata={"help": "FCR operating points"})
+    latency_budgets_s: tuple[float, ...] = field(default=M.LATENCY_BUDGETS_S, metadata={
+        "help": "mean-latency operating points"})
+    false_cutoff_budgets: tuple[float, ...] = field(default=M.FALSE_CUTOFF_BUDGETS, metadata={
+        "help": "FCR operating points"})
     max_turns: int | None = field(default=None, metadata={"help": "evaluate a seeded random sample of this many turns"})
     seed: int = field(default=0, metadata={"help": "seed of the max_turns sample"})
     batch_size: int = field(default=256, metadata={"help": "queries per predict_batch call"})

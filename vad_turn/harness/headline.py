@@ -23,6 +23,7 @@ from vad_turn.core.config import default_built_root, default_data_root, default_
 from vad_turn.core.runs import atomic_write_json, atomic_write_text
 
 from .detectors import audio_only
+from .metrics import FALSE_CUTOFF_BUDGETS, LATENCY_BUDGETS_S, _op_name
 from .percentiles import summary
 
 # dataset folder under built_root : split ('none' = all rows)
@@ -31,10 +32,9 @@ DEFAULT_SETS = ("getgoing:dev", "getgoing:test", "ami:none", "switchboard:val", 
 # Corpora not built from the original corpus files (`vad-turn build-getgoing`, `vad-turn render`): a set
 # of one of these that is not built is skipped with a note, never an error.
 OPTIONAL_CORPORA = ("getgoing", "switchboard-rendered", "sbcsae-rendered")
-LATENCY_BUDGETS_S = (0.3, 0.6)
-FALSE_CUTOFF_BUDGETS = (0.02, 0.05, 0.10)
-OP_COLUMNS = (("fcr@lat<=0.3s", "FCR @ 0.3 s"), ("fcr@lat<=0.6s", "FCR @ 0.6 s"), ("lat@fcr<=2%", "latency @ 2% FCR"),
-              ("lat@fcr<=5%", "latency @ 5% FCR"), ("lat@fcr<=10%", "latency @ 10% FCR"))
+# (operating point name, column title): one column per budget of `metrics.LATENCY_BUDGETS_S` and `FALSE_CUTOFF_BUDGETS`
+OP_COLUMNS = (tuple((_op_name("min_fcr_at_latency", b), f"FCR @ {b:g} s") for b in LATENCY_BUDGETS_S)
+              + tuple((_op_name("min_latency_at_fcr", b), f"latency @ {100 * b:g}% FCR") for b in FALSE_CUTOFF_BUDGETS))
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,12 @@ def sweep_policies(table: SpanTable, p: np.ndarray, thresholds, action_delays_s,
 # ----------------------------------------------------------------------------- operating points
 
 
+# The operating points every evaluation reports by default (the headline table's columns): the lowest false cut-off
+# rate within each mean-latency budget ("fcr@lat<=0.3s") and the lowest mean latency within each false cut-off
+# budget ("lat@fcr<=2%").
+LATENCY_BUDGETS_S = (0.3, 0.6)
+FALSE_CUTOFF_BUDGETS = (0.02, 0.05, 0.10)
+
 _POLICY_KEYS = ("threshold", "action_delay_s", "timeout_s", "n_turns", "n_cutoff", "false_cutoff_rate",
                 "mean_latency_s", "median_latency_s", "p90_latency_s")
 
@@ -214,7 +220,8 @@ def _op_name(kind: str, budget: float) -> str:
     return f"fcr@lat<={budget:g}s" if kind == "min_fcr_at_latency" else f"lat@fcr<={100 * budget:g}%"
 
 
-def operating_points(sweep: pd.DataFrame, latency_budgets_s=(0.3, 0.6), false_cutoff_budgets=(0.05, 0.10)) -> list[dict]:
+def operating_points(sweep: pd.DataFrame, latency_budgets_s=LATENCY_BUDGETS_S,
+                     false_cutoff_budgets=FALSE_CUTOFF_BUDGETS) -> list[dict]:
     """Best false cut-off rate at mean latency <= each budget, best mean latency at FCR <= each budget.
 
     Ties break towards the other metric, then P90 latency, timeout, delay and threshold (all

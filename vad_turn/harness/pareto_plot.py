@@ -22,7 +22,7 @@ from vad_turn.core.runs import atomic_path, atomic_write_json
 
 from .detectors import DETECTORS as SPECS
 from .detectors import plotted_detectors
-from .headline import FALSE_CUTOFF_BUDGETS, LATENCY_BUDGETS_S
+from .metrics import FALSE_CUTOFF_BUDGETS, LATENCY_BUDGETS_S
 
 DETECTORS = plotted_detectors()  # drawn by default (DetectorSpec.plotted), in registry order
 POINT_COLUMNS = ("set", "detector", "n_turns", "threshold", "action_delay_s", "timeout_s", "false_cutoff_rate",
