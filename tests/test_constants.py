@@ -23,6 +23,8 @@ NAMED_DEFAULTS = {
     "inference_interval": "vad_turn.harness.query.QUERY_GRID_S",  # the eot-bench adapter's name for it
     "latency_budgets_s": "vad_turn.harness.metrics.LATENCY_BUDGETS_S",
     "false_cutoff_budgets": "vad_turn.harness.metrics.FALSE_CUTOFF_BUDGETS",
+    "transcript_lag_s": "vad_turn.core.schema.DEFAULT_TRANSCRIPT_LAG_S",
+    "transcript_lag": "vad_turn.core.schema.DEFAULT_TRANSCRIPT_LAG_S",  # the eot-bench adapter's name for it
 }
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vad_turn.core.schema import MIN_SILENCE_S
+from vad_turn.core.schema import DEFAULT_TRANSCRIPT_LAG_S, MIN_SILENCE_S
 from vad_turn.harness.query import QUERY_GRID_S
 
 ADAPTER_REF = "vad_turn.fusion.eotbench:EotBenchModel"
@@ -56,7 +56,8 @@ class EotBenchRunConfig:
     max_turns: int = field(default=0, metadata={"help": "at most this many rows (0: all)"})
     min_silence_span: float = field(default=MIN_SILENCE_S, metadata={"help": "shortest silence span scored (s)"})
     inference_interval: float = field(default=QUERY_GRID_S, metadata={"help": "grid step inside a span (s)"})
-    transcript_lag: float = field(default=0.5, metadata={"help": "words are shown this long after they end (s)"})
+    transcript_lag: float = field(default=DEFAULT_TRANSCRIPT_LAG_S, metadata={
+        "help": "words are shown this long after they end (s)"})
     batch_size: int = field(default=128, metadata={"help": "items per predict_batch call"})
     int8: bool = field(default=False, metadata={"help": "the adapter's int8 acoustic graph"})
     silence_vad: str = field(default="silero", metadata={"help": "the VAD that measures the silence so far",
