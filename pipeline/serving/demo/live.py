@@ -126,7 +126,7 @@ class LiveSession:
                     run.p.feed(AudioIn(run.p.clock.now(), c, SAMPLE_RATE_HZ, run.src.stream_s))
                     run.src.stream_s += c.size / SAMPLE_RATE_HZ
 
-            self.loop.call_soon_threadsafe(push)
+        self.loop.call_soon_threadsafe(push)
 
     async def _finish(self):
         async def tail(run):
