@@ -183,7 +183,9 @@ class TurnProcessor(Processor):
     async def process(self, frame) -> None:
         if isinstance(frame, AudioIn):
             self.now_stream_s = frame.end_stream_s
-            if self.user_speaking or self.has_content:
+            # once the turn's audio started, every chunk is kept (the silence before the final transcript too: a
+            # gap there would shorten the silence the detector hears and push the words past the audio's end)
+            if self.user_speaking or self.has_content or self._audio_start_s is not None:
                 if self._audio_start_s is None:
                     self._audio_start_s = frame.stream_t_s
                 if getattr(self.detector, "needs_audio", False):
