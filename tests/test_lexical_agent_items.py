@@ -69,6 +69,7 @@ def test_items_are_seeded_and_cover_each_corpus(tok):
         agent_items(root / "nowhere", TRAIN_SPLITS, tok, max_turns_per_corpus=1, seed=0, transcript_lag_s=0.5)
 
 
+@pytest.mark.slow  # ~26 s over all of DSTC2 train; balancing is an opt-in training option
 def test_balance_repeats_the_smaller_corpus_with_new_timing(tok):
     root = require_data()
     splits = {"dstc2": "train", "slurp": "devel"}

@@ -156,6 +156,7 @@ def test_auto_quantize_follows_the_cpu_flags(tmp_path):
         resolve_quantize("fp16")
 
 
+@pytest.mark.slow  # ~22 s; a quality measurement, benchmarks/llm_speed.py reports it
 def test_bf16_keeps_the_model_quality_int8_loses_some():
     """Teacher-forced NLL of real user turns: bf16 within 1% of fp32 (the bench measured +0.02%),
     int8 clearly worse (measured +8%): the reason bf16, not int8, is the pipeline default."""

@@ -62,6 +62,7 @@ def _text(o) -> str:
     return o.get("text", "") + o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/markdown", "")
 
 
+@pytest.mark.slow  # ~55 s; each training it calls is tested on its own (test_lexical, test_acoustic, test_fusion)
 def test_02_train_turn_model_runs_on_tiny_settings(tmp_path):
     """The three trainings on tiny settings (40 lexical turns, 8 acoustic turns per source, 1 epoch each; the
     fusion on 12 + 12 rendered turns), then the curves, the validation table and the fusion's reliability."""
@@ -103,6 +104,7 @@ def test_02_train_turn_model_runs_on_tiny_settings(tmp_path):
     assert "lexical" in table and "acoustic" in table and "val_auc" in table
 
 
+@pytest.mark.slow  # ~35 s; the headline is tested in test_headline / test_smart_turn
 def test_03_evaluate_vs_vad_runs_on_a_tiny_headline(tmp_path):
     """A tiny headline (VAD-only and the lexical GRU, 30 Switchboard val turns) shown as the table and frontiers."""
     from conftest import require_built

@@ -43,7 +43,7 @@ def test_paired_difference_is_zero_for_equal_runs_and_positive_for_a_better_one(
     _write(tmp_path / "good", good)
     out = tmp_path / "r.json"
     assert ss.main(["--roots", str(tmp_path / "base"), str(tmp_path / "same"), str(tmp_path / "good"),
-                    "--paired-vs", str(tmp_path / "base"), "--boot", "200", "--json", str(out)]) == 0
+                    "--paired-vs", str(tmp_path / "base"), "--boot", "100", "--json", str(out)]) == 0
     rows = {Path(r["root"]).name: r for r in json.loads(out.read_text())}
     assert rows["base"]["same_silence_auc"] == pytest.approx(0.5, abs=0.1)
     assert "paired_vs" not in rows["base"]

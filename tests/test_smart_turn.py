@@ -202,11 +202,11 @@ def test_inference_imports_neither_torch_nor_pipecat():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path, capsys):
+def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path):
     import dataclasses
 
     from vad_turn.data.dataset import write_turns
-    from vad_turn.harness.headline import HeadlineConfig, evaluation_pairs, run, set_has_audio
+    from vad_turn.harness.headline import HeadlineConfig, evaluation_pairs, set_has_audio
 
     turns = _jfk_turns(jfk)[1:]  # "and so my fellow americans ask not" + 0.7 s
     write_turns(turns, tmp_path / "jfk")
@@ -221,6 +221,18 @@ def test_headline_runs_smart_turn_only_on_sets_with_audio(jfk, tmp_path, capsys)
         [("switchboard:val", "vad-only"), ("switchboard:val", "fused")], [])  # audio never asked
     with pytest.raises(ValueError, match="unknown detector 'smart-turns'.*smart-turn"):
         HeadlineConfig(detectors=("smart-turns",))
+
+
+@pytest.mark.slow  # ~30 s: a headline run with Smart Turn; the pairing above is what decides what runs
+def test_headline_run_skips_smart_turn_on_a_text_only_set(jfk, tmp_path, capsys):
+    import dataclasses
+
+    from vad_turn.data.dataset import write_turns
+    from vad_turn.harness.headline import HeadlineConfig, run
+
+    turns = _jfk_turns(jfk)[1:]
+    write_turns(turns, tmp_path / "jfk")
+    write_turns([dataclasses.replace(t, audio=None, audio_condition="text") for t in turns], tmp_path / "jfk-text")
     rows = run(HeadlineConfig(built_root=tmp_path, sets=("jfk:val", "jfk-text:val"),
                               detectors=("vad-only", "smart-turn"), out=tmp_path / "headline"))
     assert [(r["set"], r["detector"], r["turns"]) for r in rows] == [
