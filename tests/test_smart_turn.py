@@ -183,6 +183,7 @@ def test_model_file_errors_name_the_file(tmp_path, monkeypatch):
         SmartTurnDetector()
 
 
+@pytest.mark.slow  # ~17 s: a documented property of the peer's int8 graph, not of our code
 def test_int8_graph_noise_sensitivity_stays_as_documented(det, windows):
     jfk_windows = windows[:22:2]  # jfk.flac every 1 s from 0.5 s
     spread = feature_noise_spread(det, jfk_windows, sigma=1e-6, n_draws=3, seed=0)

@@ -89,6 +89,7 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path):
     assert res.best_epoch == res_full.best_epoch and res.history[0]["val_loss"] > res.history[-1]["val_loss"]
 
 
+@pytest.mark.slow  # ~22 s: two torchrun processes; the single-process training tests above run in make test
 def test_ddp_on_gloo_with_two_cpu_processes_keeps_ranks_identical_and_learns(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
