@@ -77,7 +77,41 @@ def _browser(p, profile: Path, extra_args: tuple[str, ...] = ()):
               "--disable-background-networking", "--disable-component-update", "--disable-sync", *extra_args])
 
 
-@pytest.mark.timeout(600)
+OVERLOADED = "no verdict: the machine was overloaded"
+_BUSY = re.compile(r"processing \||queue: \d+/\d+")  # Gradio's overlay on outputs of a pending event
+
+
+def _outputs_settled(page, started_s: float = 30, settle_s: float = 300) -> None:
+    """Wait until a run just started on `page` has shown Gradio's pending overlay and finished (no output of the
+    page shows it any more): reading verdicts while the overlay is up reads 'processing | 1.5/40.1s'."""
+    def busy() -> bool:
+        return any(_BUSY.search(page.locator(sel).inner_text()) for sel in
+                   ("#status", "#verdict-vad", "#verdict-semantic", "#running-table"))
+    t0 = time.monotonic()
+    while not busy() and time.monotonic() - t0 < started_s:
+        page.wait_for_timeout(100)
+    while busy():
+        assert time.monotonic() - t0 < settle_s, f"the run did not finish within {settle_s} s"
+        page.wait_for_timeout(250)
+
+
+def _verdicts_rerun_when_overloaded(page, name: str, reruns: int = 2) -> tuple[str, str, str]:
+    """The pane verdicts and the running table once the page's run is done. A run whose decisions or audio fell
+    more than OVERLOAD_LAG_S behind the audio gets no verdict and asks the user to run it again (CI's 2 shared
+    cores with Chromium and the demo's pipelines can get there); the test does what the page asks, at most
+    `reruns` times, so the verdict it checks is the policy's, not the machine's."""
+    for attempt in range(reruns + 1):
+        got = (page.locator("#verdict-vad").inner_text(), page.locator("#verdict-semantic").inner_text(),
+               page.locator("#running-table").inner_text())
+        if OVERLOADED not in got[0] + got[1] or attempt == reruns:
+            return got
+        page.locator("#run-sample").click()
+        _outputs_settled(page)
+        sync_api.expect(page.locator("#status")).to_contain_text(f"Done: sample '{name}'", timeout=10_000)
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.timeout(1000)
 def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio\n")
@@ -100,9 +134,7 @@ def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
         sync_api.expect(status).to_contain_text("Done: sample 'hesitation'", timeout=200_000)
         for pane in ("vad", "semantic"):
             sync_api.expect(page.locator(f"#timeline-{pane} img")).to_be_visible(timeout=10_000)
-        verdict_vad = page.locator("#verdict-vad").inner_text()
-        verdict_sem = page.locator("#verdict-semantic").inner_text()
-        table = page.locator("#running-table").inner_text()
+        verdict_vad, verdict_sem, table = _verdicts_rerun_when_overloaded(page, "hesitation")
         page.screenshot(path=str(shot), full_page=True)
         ctx.close()
     assert "CUT OFF" in verdict_vad, verdict_vad
@@ -116,7 +148,7 @@ def test_hesitation_side_by_side_in_chromium(demo_url, tmp_path):
     assert shot.stat().st_size > 20_000
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_two_sessions_at_once_keep_their_own_histories_and_tables(demo_url, tmp_path):
     """Issue 15 #7: two browser sessions run at the same moment, one the hesitation sample, the other the
     backchannel sample. The demo admits one comparison at a time (the other page sees its queue position);
@@ -141,8 +173,8 @@ def test_two_sessions_at_once_keep_their_own_histories_and_tables(demo_url, tmp_
         seen = []
         for page, name in zip(pages, ("hesitation", "backchannel")):
             sync_api.expect(page.locator("#status")).to_contain_text(f"Done: sample '{name}'", timeout=300_000)
-            seen.append((page.locator("#verdict-vad").inner_text(), page.locator("#verdict-semantic").inner_text(),
-                         page.locator("#running-table").inner_text()))
+        for page, name in zip(pages, ("hesitation", "backchannel")):  # both done: a rerun runs alone
+            seen.append(_verdicts_rerun_when_overloaded(page, name))
         for c in ctxs:
             c.close()
     assert queued, "the second session was not shown a queue position"
@@ -154,7 +186,7 @@ def test_two_sessions_at_once_keep_their_own_histories_and_tables(demo_url, tmp_
     assert "1/1" not in bc_table and bc_table.count("0/1") == 2, bc_table
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(800)
 def test_microphone_path_with_chromium_fake_audio_capture(demo_url, tmp_path):
     """Issue 15 #7: the live microphone, end to end in the browser. Chromium's fake capture device plays a WAV
     (the hesitation sample's request, festival slt, then silence) into the page's microphone component; the
@@ -180,13 +212,17 @@ def test_microphone_path_with_chromium_fake_audio_capture(demo_url, tmp_path):
         page.goto(demo_url, wait_until="domcontentloaded", timeout=60_000)
         mic = page.locator("#mic")
         sync_api.expect(mic).to_be_visible(timeout=60_000)
-        mic.get_by_role("button", name=re.compile("record", re.I)).first.click()
         status = page.locator("#status")
-        sync_api.expect(status).to_contain_text("Listening", timeout=30_000)
-        page.wait_for_timeout(int(1000 * (length_s - 1.0)))  # the file loops: stop within its first play
-        mic.get_by_role("button", name=re.compile("stop", re.I)).first.click()
-        sync_api.expect(status).to_contain_text("Done: live microphone input", timeout=180_000)
-        verdicts = [page.locator(f"#verdict-{pane}").inner_text() for pane in ("vad", "semantic")]
+        for attempt in range(3):  # an overloaded session (audio reached the VAD late) asks to be run again
+            mic.get_by_role("button", name=re.compile("record", re.I)).first.click()
+            sync_api.expect(status).to_contain_text("Listening", timeout=30_000)
+            page.wait_for_timeout(int(1000 * (length_s - 1.0)))  # the file loops: stop within its first play
+            mic.get_by_role("button", name=re.compile("stop", re.I)).first.click()
+            sync_api.expect(status).to_contain_text("Done: live microphone input", timeout=180_000)
+            _outputs_settled(page, started_s=0)
+            verdicts = [page.locator(f"#verdict-{pane}").inner_text() for pane in ("vad", "semantic")]
+            if OVERLOADED not in "".join(verdicts):
+                break
         transcripts = [page.locator(f"#transcript-{pane} textarea").input_value() for pane in ("vad", "semantic")]
         ctx.close()
     for v, t in zip(verdicts, transcripts):
