@@ -167,6 +167,30 @@ def test_intervals_are_none_when_the_operating_point_is_unreachable():
     assert fcr_op["ci_low"] is not None and fcr_op["n_defined"] == 20
 
 
+def test_paired_differences_share_the_resamples_and_see_a_better_detector():
+    from vad_turn.harness.ratio_bootstrap import paired_difference_bootstrap
+
+    weak = _preds(lambda r, n: r.uniform(0, 0.9, n), lambda r, n: r.uniform(0.3, 1, n))
+    strong = weak.assign(p_eot=np.where(weak["label"] == 1, np.maximum(weak["p_eot"], 0.9), 0.5 * weak["p_eot"]))
+    rep = paired_difference_bootstrap({"weak": weak, "strong": strong, "same": weak.copy()}, CFG, "weak",
+                                      n_boot=100, seed=0)
+    assert rep["n_groups"] == 12 and rep["operating_points"][2] == "lat@fcr<=2%"
+    ratios = {o["name"]: o for o in ratio_bootstrap(strong, CFG, n_boot=100, seed=0)}
+    for row in rep["detectors"]["strong"]:  # the same resamples as ratio_bootstrap: the same ratio intervals
+        assert row["ratio"] == pytest.approx(ratios[row["name"]]["ratio"], abs=1e-12)
+        assert row["ratio_ci"] == pytest.approx([ratios[row["name"]]["ci_low"], ratios[row["name"]]["ci_high"]])
+    for row in rep["detectors"]["same"]:  # a copy of the reference differs by exactly 0 in every resample
+        assert row["diff_vs_reference"] == 0.0 and row["diff_ci"] == [0.0, 0.0]
+    assert all(r["diff_ci"] is None for r in rep["detectors"]["weak"])
+    lat2 = next(r for r in rep["detectors"]["strong"] if r["name"] == "lat@fcr<=2%")
+    assert lat2["diff_vs_reference"] < 0 and lat2["diff_ci"][1] < 0, lat2  # sooner at 2% FCR, clear of 0
+    with pytest.raises(ValueError, match="did not score the same spans"):
+        paired_difference_bootstrap({"weak": weak, "fewer": weak[weak["id"] != weak["id"].iloc[0]]}, CFG, "weak",
+                                    n_boot=10)
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        paired_difference_bootstrap({"weak": weak}, CFG, "nope", n_boot=10)
+
+
 # ----------------------------------------------------------------------------- CPU and agent text
 
 

@@ -128,3 +128,64 @@ def ratio_bootstrap(preds: pd.DataFrame, cfg, groups: dict | None = None, *, n_b
                     "ci_high": float(np.percentile(ok, 97.5)) if enough else None,
                     "n_defined": int(ok.size), "n_boot": int(n_boot), "n_groups": len(set(keys))})
     return out
+
+
+def paired_difference_bootstrap(preds: dict[str, pd.DataFrame], cfg, reference: str, groups: dict | None = None, *,
+                                n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap of several detectors evaluated on the same spans: each detector's ratio to VAD-only and
+    its difference to `reference` at every operating point of `cfg`, all under the same conversation resamples.
+
+    preds: {name: predictions frame} from runs of one dataset, split and grid (the same turns, spans and query
+    times, or ValueError naming the first that differs); cfg: their EvalConfig (sweep and budgets). A difference
+    (name - reference) below 0 is better for FCR and latency alike; its interval is the 2.5 / 97.5 percentile over
+    the resamples where both values are defined (None when fewer than 90% are). Returns {"operating_points":
+    names, "n_groups", "n_boot", "detectors": {name: [{"name", "value", "vad_only", "ratio", "ratio_ci",
+    "diff_vs_reference", "diff_ci"}, ...]}}.
+    """
+    if reference not in preds:
+        raise ValueError(f"reference {reference!r} is not among the runs ({sorted(preds)})")
+    key = ["id", "span_index", "timestamp"]
+    tables, ps = {}, {}
+    first = None
+    for name, df in preds.items():
+        table = M.build_span_table(df, cfg.grid_s)
+        keys = df[key].to_numpy()[table.order]
+        if first is None:
+            first = (name, table, keys)
+        elif table.n_turns != first[1].n_turns or len(keys) != len(first[2]) or not (
+                np.array_equal(table.turns["id"].to_numpy(), first[1].turns["id"].to_numpy())
+                and np.array_equal(keys.astype(str), first[2].astype(str))):
+            raise ValueError(f"runs {first[0]!r} and {name!r} did not score the same spans and query times "
+                             f"({first[1].n_turns} vs {table.n_turns} turns, {len(first[2])} vs {len(keys)} "
+                             "queries): evaluate both on one dataset, split and grid")
+        tables[name], ps[name] = table, df["p_eot"].to_numpy(dtype=np.float64)[table.order]
+    table = first[1]
+    ids = table.turns["id"].to_numpy()
+    gkeys = [groups.get(i, conversation_of(i)) if groups else conversation_of(i) for i in ids]
+    w = np.vstack([np.ones((1, table.n_turns)), group_weights(gkeys, n_boot, seed)])  # row 0: the full set
+    args = (cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
+    budgets = (cfg.latency_budgets_s, cfg.false_cutoff_budgets)
+    vals = {n: optimised_values(*weighted_sweep(table, p, w, *args), *budgets) for n, p in ps.items()}
+    vad = optimised_values(*weighted_sweep(table, np.ones_like(ps[reference]), w, *args), *budgets)
+    names = [M._op_name("min_fcr_at_latency", b) for b in budgets[0]]
+    names += [M._op_name("min_latency_at_fcr", b) for b in budgets[1]]
+
+    def interval(x: np.ndarray):
+        ok = x[np.isfinite(x)]
+        if n_boot == 0 or ok.size < 0.9 * n_boot:
+            return None
+        return [float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))]
+
+    def num(x: float):
+        return None if not np.isfinite(x) else float(x)
+
+    out = {}
+    for n, v in vals.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(vad > 0, v / vad, np.nan)
+        diff = v - vals[reference]
+        out[n] = [{"name": op, "value": num(v[0, j]), "vad_only": num(vad[0, j]), "ratio": num(ratio[0, j]),
+                   "ratio_ci": interval(ratio[1:, j]), "diff_vs_reference": num(diff[0, j]),
+                   "diff_ci": None if n == reference else interval(diff[1:, j])} for j, op in enumerate(names)]
+    return {"operating_points": names, "n_groups": len(set(gkeys)), "n_boot": int(n_boot), "reference": reference,
+            "detectors": out}
