@@ -95,6 +95,25 @@ def group_weights(groups, n_boot: int, seed: int) -> np.ndarray:
     return counts[:, codes].astype(np.float64)
 
 
+def _resample_weights(table: M.SpanTable, groups: dict | None, n_boot: int, seed: int) -> tuple[np.ndarray, list]:
+    """(1 + n_boot, n_turns) turn weights - row 0 the full set, then `group_weights` over the turns' conversations
+    (`groups` or `conversation_of`) - and those conversation keys."""
+    ids = table.turns["id"].to_numpy()
+    keys = [groups.get(i, conversation_of(i)) if groups else conversation_of(i) for i in ids]
+    return np.vstack([np.ones((1, table.n_turns)), group_weights(keys, n_boot, seed)]), keys
+
+
+def _optimised(table: M.SpanTable, p: np.ndarray, w: np.ndarray, cfg) -> np.ndarray:
+    """`optimised_values` of scores `p` under weights `w` with `cfg`'s sweep and budgets."""
+    fcr, lat = weighted_sweep(table, p, w, cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
+    return optimised_values(fcr, lat, cfg.latency_budgets_s, cfg.false_cutoff_budgets)
+
+
+def _op_names(cfg) -> list[str]:
+    return ([M._op_name("min_fcr_at_latency", b) for b in cfg.latency_budgets_s]
+            + [M._op_name("min_latency_at_fcr", b) for b in cfg.false_cutoff_budgets])
+
+
 def ratio_bootstrap(preds: pd.DataFrame, cfg, groups: dict | None = None, *, n_boot: int = 200,
                     seed: int = 0) -> list[dict]:
     """Bootstrap intervals of the ratio to VAD-only at each of `cfg`'s operating points (see the module
@@ -107,17 +126,11 @@ def ratio_bootstrap(preds: pd.DataFrame, cfg, groups: dict | None = None, *, n_b
     """
     table = M.build_span_table(preds, cfg.grid_s)
     p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
-    ids = table.turns["id"].to_numpy()
-    keys = [groups.get(i, conversation_of(i)) if groups else conversation_of(i) for i in ids]
-    w = np.vstack([np.ones((1, table.n_turns)), group_weights(keys, n_boot, seed)])  # row 0: the full set
-    args = (cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
-    budgets = (cfg.latency_budgets_s, cfg.false_cutoff_budgets)
-    det = optimised_values(*weighted_sweep(table, p, w, *args), *budgets)
-    vad = optimised_values(*weighted_sweep(table, np.ones_like(p), w, *args), *budgets)
+    w, keys = _resample_weights(table, groups, n_boot, seed)
+    det, vad = (_optimised(table, q, w, cfg) for q in (p, np.ones_like(p)))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(vad > 0, det / vad, np.nan)
-    names = [M._op_name("min_fcr_at_latency", b) for b in budgets[0]]
-    names += [M._op_name("min_latency_at_fcr", b) for b in budgets[1]]
+    names = _op_names(cfg)
     out = []
     for j, name in enumerate(names):
         r = ratio[1:, j]
@@ -145,8 +158,7 @@ def paired_difference_bootstrap(preds: dict[str, pd.DataFrame], cfg, reference: 
     if reference not in preds:
         raise ValueError(f"reference {reference!r} is not among the runs ({sorted(preds)})")
     key = ["id", "span_index", "timestamp"]
-    tables, ps = {}, {}
-    first = None
+    ps, first = {}, None
     for name, df in preds.items():
         table = M.build_span_table(df, cfg.grid_s)
         keys = df[key].to_numpy()[table.order]
@@ -158,17 +170,12 @@ def paired_difference_bootstrap(preds: dict[str, pd.DataFrame], cfg, reference: 
             raise ValueError(f"runs {first[0]!r} and {name!r} did not score the same spans and query times "
                              f"({first[1].n_turns} vs {table.n_turns} turns, {len(first[2])} vs {len(keys)} "
                              "queries): evaluate both on one dataset, split and grid")
-        tables[name], ps[name] = table, df["p_eot"].to_numpy(dtype=np.float64)[table.order]
+        ps[name] = df["p_eot"].to_numpy(dtype=np.float64)[table.order]
     table = first[1]
-    ids = table.turns["id"].to_numpy()
-    gkeys = [groups.get(i, conversation_of(i)) if groups else conversation_of(i) for i in ids]
-    w = np.vstack([np.ones((1, table.n_turns)), group_weights(gkeys, n_boot, seed)])  # row 0: the full set
-    args = (cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
-    budgets = (cfg.latency_budgets_s, cfg.false_cutoff_budgets)
-    vals = {n: optimised_values(*weighted_sweep(table, p, w, *args), *budgets) for n, p in ps.items()}
-    vad = optimised_values(*weighted_sweep(table, np.ones_like(ps[reference]), w, *args), *budgets)
-    names = [M._op_name("min_fcr_at_latency", b) for b in budgets[0]]
-    names += [M._op_name("min_latency_at_fcr", b) for b in budgets[1]]
+    w, gkeys = _resample_weights(table, groups, n_boot, seed)
+    vals = {n: _optimised(table, p, w, cfg) for n, p in ps.items()}
+    vad = _optimised(table, np.ones_like(ps[reference]), w, cfg)
+    names = _op_names(cfg)
 
     def interval(x: np.ndarray):
         ok = x[np.isfinite(x)]
