@@ -18,7 +18,9 @@ import pandas as pd
 from vad_turn.core.seeds import stable_unit
 from vad_turn.harness.calibration import fit_temperature, nll
 
-from .runtime import FUSION_FEATURES, MODE_INPUTS, MODE_MASKS, MODES, fusion_features, mode_index
+from vad_turn.core.schema import MAX_SILENCE_S
+
+from .runtime import FUSION_FEATURES, MODE_INPUTS, MODE_MASKS, MODES, fusion_features, fusion_logit, mode_index
 
 
 def conversation_folds(conversations: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -50,10 +52,27 @@ def split_conversations(conversations, fraction: float, seed: int = 0) -> tuple[
     return first, [c for c in uniq if c not in set(first)]
 
 
-def design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def extra_columns(t: pd.DataFrame, extra: tuple[str, ...], mode: str | np.ndarray) -> np.ndarray:
+    """(n, 2 * len(extra)) features of extra inputs (logits of other detectors that read audio, e.g. Smart
+    Turn's, columns `extra` of `t`): per input its logit and logit x silence/5, zero where the mode (a name, or
+    per-row mode indices) has no audio. Appended after `FUSION_FEATURES` in the stacked (accuracy-first) fusion."""
+    if not extra:
+        return np.zeros((len(t), 0))
+    has_ac = (np.full(len(t), MODE_INPUTS[mode][1]) if isinstance(mode, str)
+              else np.array([MODE_INPUTS[MODES[m]][1] for m in np.asarray(mode)], dtype=bool))
+    sn = np.clip(t["silence_s"].to_numpy(dtype=np.float64), 0.0, MAX_SILENCE_S) / MAX_SILENCE_S
+    cols = []
+    for name in extra:
+        z = np.where(has_ac, t[name].to_numpy(dtype=np.float64), 0.0)
+        cols += [z, z * sn]
+    return np.stack(cols, axis=1)
+
+
+def design(t: pd.DataFrame, mode: str, extra: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(X (n, F), labels (n,), weights (n,), row mask (len(t),)) of the rows of `t` that have the inputs
     of `mode` (`runtime.MODE_INPUTS`), cast to it (modality dropout: a row with both branches also
-    serves the others)."""
+    serves the others). With `extra` (column names of other detectors' logits), F grows by
+    2 * len(extra) (`extra_columns`)."""
     need_lex, need_ac = MODE_INPUTS[mode]
     ok = (t["has_lex"].to_numpy() | (not need_lex)) & (t["has_ac"].to_numpy() | (not need_ac))
     s = t[ok]
@@ -61,6 +80,7 @@ def design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     X, m = fusion_features(s["lex_logit"].to_numpy(), s["ac_logit"].to_numpy(), s["silence_s"].to_numpy(),
                            s["n_seen"].to_numpy(), np.full(n, need_lex), np.full(n, need_ac))
     assert (m == MODES.index(mode)).all()
+    X = np.concatenate([X, extra_columns(s, extra, mode)], axis=1)
     return X, s["label"].to_numpy().astype(int), s["weight"].to_numpy(dtype=np.float64), ok
 
 
@@ -71,29 +91,35 @@ def mode_design(t: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray, np.
 
 def fit_mode(X: np.ndarray, y: np.ndarray, mode: str, c: float, sample_weight: np.ndarray | None = None,
              standardize: bool = False) -> np.ndarray:
-    """L2 logistic regression on the features `mode` uses -> weights (F,) on the raw features.
+    """L2 logistic regression on the features `mode` uses -> weights (F,) on the raw features (columns of X
+    after `FUSION_FEATURES` are extra inputs, used by the modes with audio).
     sample_weight is normalised to mean 1 so C means the same with and without weights. With
     `standardize`, the penalty applies to weights of z-scored features (so it shrinks every input
     alike whatever its scale); the weights returned still apply to the raw features."""
     from sklearn.linear_model import LogisticRegression
 
+    n_base = len(FUSION_FEATURES)
     cols = [j for j, f in enumerate(FUSION_FEATURES) if MODE_MASKS[MODES.index(mode), j] and f != "bias"]
+    if MODE_INPUTS[mode][1]:  # extra inputs (columns after FUSION_FEATURES) read audio
+        cols += list(range(n_base, X.shape[1]))
     Z = X[:, cols]
     mu, sd = (Z.mean(0), Z.std(0)) if standardize else (np.zeros(len(cols)), np.ones(len(cols)))
     sd = np.where(sd > 1e-12, sd, 1.0)
     lr = LogisticRegression(C=c, max_iter=2000)
     sw = None if sample_weight is None else np.asarray(sample_weight, np.float64) / np.mean(sample_weight)
     lr.fit((Z - mu) / sd, y, sample_weight=sw)
-    w = np.zeros(len(FUSION_FEATURES))
+    w = np.zeros(X.shape[1])
     w[cols] = lr.coef_[0] / sd
     w[FUSION_FEATURES.index("bias")] = lr.intercept_[0] - float(np.sum(lr.coef_[0] * mu / sd))
     return w
 
 
 def fit_cross_validated(t: pd.DataFrame, c_grid: tuple[float, ...], k: int, seed: int = 0,
-                        standardize: bool = False) -> dict:
+                        standardize: bool = False, extra: tuple[str, ...] = ()) -> dict:
     """Fit every mode's regression on the held-aside table `t` (a `fusion.branch_table` with a
     `conversation` column), C per mode by weighted log loss over `k` conversation folds.
+
+    `extra`: columns of `t` holding other detectors' logits, stacked as more inputs (`extra_columns`).
 
     Returns {"weights": (len(MODES), F) fitted on all of `t` with the chosen C, "selection": per mode
     {c, cv_nll per C, n_fit}, "oof_logit": (len(t),) out-of-fold fused logits of each row in its
@@ -102,11 +128,11 @@ def fit_cross_validated(t: pd.DataFrame, c_grid: tuple[float, ...], k: int, seed
 
     folds = conversation_folds(t["conversation"].to_numpy(), k, seed)
     natural = mode_index(t["has_lex"].to_numpy(), t["has_ac"].to_numpy())
-    weights = np.zeros((len(MODES), len(FUSION_FEATURES)))
+    weights = np.zeros((len(MODES), len(FUSION_FEATURES) + 2 * len(extra)))
     oof = np.zeros(len(t))
     selection = {}
     for mi, mode in enumerate(MODES):
-        X, y, w, ok = design(t, mode)
+        X, y, w, ok = design(t, mode, extra)
         f = folds[ok]
         tried, oof_by_c = {}, {}
         for c in c_grid:
@@ -127,6 +153,14 @@ def fit_cross_validated(t: pd.DataFrame, c_grid: tuple[float, ...], k: int, seed
             "cv": {"k": int(k), "n_conversations": int(t["conversation"].nunique()),
                    "oof_nll": weighted_nll(oof, y_all, w_all),
                    "oof_nll_calibrated": weighted_nll(oof / temperature, y_all, w_all)}}
+
+
+def stacked_logits(t: pd.DataFrame, weights: np.ndarray, extra: tuple[str, ...] = ()) -> np.ndarray:
+    """Uncalibrated fused logits (n,) of the rows of `t` (a branch table, plus the `extra` logit columns) in
+    their natural mode, from weights (len(MODES), len(FUSION_FEATURES) + 2 * len(extra)) as
+    `fit_cross_validated` returns them; with no extra inputs, `runtime.fused_logits`."""
+    X, mode = fusion_features(t["lex_logit"], t["ac_logit"], t["silence_s"], t["n_seen"], t["has_lex"], t["has_ac"])
+    return fusion_logit(np.concatenate([X, extra_columns(t, extra, mode)], axis=1), mode, weights)
 
 
 def weighted_nll(z: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:

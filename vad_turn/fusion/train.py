@@ -75,13 +75,18 @@ class FusionConfig:
 
 # ----------------------------------------------------------------------------- examples -> branch logits
 
+# the harness prediction columns a branch table carries besides its own (id = turn_id, silence_dur = silence_s)
+HARNESS_KEY_COLUMNS = ("span_index", "timestamp", "span_dur", "pause_context", "unit_punct", "source",
+                       "backchannel_context", "n_words")
+
 
 def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, points_per_span: int | None,
                  seed: int, condition: str | None = None, desc: str = "",
                  transcript_lag_s: float = DEFAULT_TRANSCRIPT_LAG_S) -> pd.DataFrame:
     """One row per harness query of `split` (optionally one audio_condition) with the frozen branches'
     logits: turn_id, conversation ("" when the data has none), silence_s, label, n_seen,
-    audio_condition, weight, lex_logit, ac_logit, has_lex, has_ac. Queries are the harness's with
+    audio_condition, weight, lex_logit, ac_logit, has_lex, has_ac, and the harness's keys and tags
+    (`HARNESS_KEY_COLUMNS`: span_index, timestamp, span_dur, ...). Queries are the harness's with
     words visible `transcript_lag_s` after they end. Turns are scored a few at a time so their
     decoded audio is freed as we go."""
     from vad_turn.harness.evaluate import EvalConfig, n_grid_points, select_turns
@@ -111,7 +116,9 @@ def branch_table(ds, split: str, branches: Branches, *, max_turns: int | None, p
         metas.append({"turn_id": meta["id"], "conversation": np.full(len(queries), str(row.get("conversation") or "")),
                       "silence_s": meta["silence_dur"], "label": meta["label"],
                       "n_seen": meta["n_seen"], "audio_condition": meta["audio_condition"].astype(str),
-                      "weight": _grid_weights(meta, cfg, n_grid_points)})
+                      "weight": _grid_weights(meta, cfg, n_grid_points),
+                      # the harness's own keys and tags, so a table of every grid point is also a predictions frame
+                      **{c: meta[c] for c in HARNESS_KEY_COLUMNS}})
         if len(items) >= 512:
             flush()
     flush()

@@ -207,6 +207,8 @@ DETECTORS: dict[str, DetectorSpec] = {s.name: s for s in (
                  needs_audio=True, needs_words=True, shipped_folder="turn", model_folders=("turn", "lexical", "acoustic"),
                  eval_runs=(("conversation", "eval-fused-swbr-dev"), ("voice-agent", "eval-fused-voice-agent-dev")),
                  pipeline_rank=0, demo_rank=0, plot_color="tab:blue", plotted=True),
+    DetectorSpec("fused+smart-turn", "vad_turn.fusion.stacked:StackedDetector", "turn model + Smart Turn (accuracy-first)",
+                 needs_audio=True, needs_words=True, model_folders=("turn", "lexical", "acoustic"), plot_color="tab:red"),
     DetectorSpec("acoustic", "vad_turn.acoustic.runtime:AcousticDetector", "acoustic",
                  needs_audio=True, needs_words=False, shipped_folder="acoustic", model_folders=("acoustic",),
                  eval_runs=(("conversation", "eval-acoustic-swbr-dev"),),

@@ -107,7 +107,7 @@ def pool(cfg: PoolConfig) -> dict:
     metrics["counts"]["n_turns"] = table.n_turns
     out = Path(cfg.out)
     rf = RunFolder(out, cfg)
-    atomic_write_text(out / "config.json", json.dumps({**first_cfg, "type": "PoolConfig", "out": str(out),
+    atomic_write_text(out / "config.json", json.dumps({**first_cfg, "type": "PoolConfig", "out": str(out), "split": splits,
                                                         "runs": [str(r) for r, *_ in read],
                                                         "vad_stop_s": float(cfg.vad_stop_s)}, indent=2) + "\n")
     if next(iter(fps)) is not None:

@@ -1,0 +1,216 @@
+"""Every call of a real-call corpus scored by a turn model that never trained on it: the parts of the shipped
+recipe fitted on that corpus, retrained k-fold by call.
+
+The shipped turn model trains on GetGoing's train calls (the lexical branch on their transcripts, the fusion on
+their branch logits, the acoustic branch on their audio), so only the dev and test calls (about 40 of the 230
+holds) can measure it. Here the train calls are dealt into `k` folds (`fit.conversation_folds`); for fold j
+
+1. a copy of the dataset with fold j's train calls relabelled split "heldout" (no training step reads that split;
+   dev stays the selection set, test is untouched);
+2. the lexical branch retrained with the shipped recipe (`LEXICAL_RECIPE`, the Makefile's v2 target) on it;
+3. the fusion refitted with the shipped recipe (`vad-turn train-fusion --extra-datasets ami <copy>`) on the new
+   lexical branch;
+4. fold j's calls scored at every grid point with fold j's branches and fusion.
+
+The dev and test calls are scored by the shipped model (`dev_test_tables`: the branch tables `vad-turn
+kfold-fusion` wrote, or computed here). The acoustic branch is NOT retrained (its distillation teacher, Smart
+Turn, costs ~0.3 s per query on an AVX2-only CPU): on train calls it is the shipped one, which trained on them
+(target 0.5 x label + 0.5 x Smart Turn); `metrics.json` reports its AUC on train calls against dev + test
+calls, so the size of that in-sample advantage is stated, not assumed.
+
+The result is three `vad-turn evaluate`-style run folders over every call (split "none"): `fused`, `acoustic`
+and `lexical` (the lexical branch's p where a word is visible, 0.5 before), for `benchmarks/paired_operating_points.py`.
+Steps are resumable (each fold's outputs are kept), and `folds` runs a subset (e.g. two processes on two cores).
+
+    vad-turn crossfit-calls --dataset runs/gg-full/getgoing --out runs/crossfit-gg \\
+        --dev-test-tables runs/kfold-fusion/branches-dev.parquet runs/kfold-fusion/branches-test.parquet
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vad_turn.core.config import default_built_root
+from vad_turn.core.model_files import SHIPPED_ACOUSTIC_DIR, SHIPPED_TURN_DIR
+from vad_turn.core.runs import RunFolder, atomic_dir, atomic_path, atomic_write_json
+
+from .fit import conversation_folds
+
+HELDOUT = "heldout"
+# the shipped lexical v2 recipe (Makefile, target of vad_turn/models/lexical), the GetGoing dataset swapped per fold
+LEXICAL_RECIPE = dict(max_turns=20000, agent_text_turns=30000, agent_text_filler_rate=0.3, extra_repeat=3, epochs=4)
+
+
+@dataclass(frozen=True)
+class CrossFitConfig:
+    dataset: Path | None = field(default=None, metadata={"help": "real-call turn dataset (train/dev/test, `conversation`)"})
+    k: int = field(default=5, metadata={"help": "folds of the train calls"})
+    folds: tuple[int, ...] = field(default=(), metadata={"help": "run only these folds (default: all), then stop"})
+    seed: int = field(default=0, metadata={"help": "seed of the fold assignment"})
+    lexical_dataset: Path = field(default_factory=lambda: default_built_root() / "switchboard",
+                                  metadata={"help": "the lexical recipe's main dataset"})
+    fusion_dataset: Path = field(default_factory=lambda: default_built_root() / "switchboard-rendered",
+                                 metadata={"help": "the fusion recipe's rendered dataset (train + selection)"})
+    fusion_extra: tuple[Path, ...] = field(default_factory=lambda: (default_built_root() / "ami",), metadata={
+        "help": "the fusion recipe's other real-audio datasets (the fold's copy of `dataset` is added)"})
+    shipped_model: Path = field(default=SHIPPED_TURN_DIR, metadata={"help": "the turn model that scores dev and test"})
+    dev_test_tables: tuple[Path, ...] = field(default=(), metadata={
+        "help": "branch tables of the dev and test calls by the shipped branches (kfold-fusion's branches-*.parquet)"})
+    out: Path | None = field(default=None, metadata={"help": "run folder"})
+
+    def __post_init__(self) -> None:
+        if self.dataset is None or self.out is None:
+            raise ValueError("--dataset and --out are required")
+        if self.k < 2:
+            raise ValueError(f"--k must be >= 2, got {self.k}")
+        bad = [f for f in self.folds if not 0 <= f < self.k]
+        if bad:
+            raise ValueError(f"--folds {bad} are outside 0..{self.k - 1}")
+
+
+def train_calls(ds) -> np.ndarray:
+    """The distinct conversation ids of the train split, sorted."""
+    return np.array(sorted({c for c, s in zip(ds["conversation"], ds["split"]) if s == "train"}))
+
+
+def fold_of_calls(calls: np.ndarray, k: int, seed: int) -> dict[str, int]:
+    return dict(zip(calls.tolist(), conversation_folds(calls, k, seed).tolist()))
+
+
+def write_fold_dataset(ds, held_calls: set[str], path: Path) -> Path:
+    """`ds` with the train rows of `held_calls` relabelled split HELDOUT, saved to `path`/data (atomically)."""
+    if path.exists():
+        return path
+    relabelled = ds.map(lambda s, c: {"split": HELDOUT if (s == "train" and c in held_calls) else s},
+                        input_columns=["split", "conversation"], desc=f"fold copy {path.name}")
+    with atomic_dir(path) as tmp:
+        relabelled.save_to_disk(str(tmp / "data"))
+        atomic_write_json(tmp / "build_info.json", {"derived_from": "k-fold copy", "heldout_calls": sorted(held_calls)})
+    return path
+
+
+def _train_fold(cfg: CrossFitConfig, j: int, fold_ds: Path, fold_dir: Path) -> tuple[Path, Path]:
+    """(lexical model folder, turn model folder) of fold j, trained unless already there."""
+    from vad_turn.lexical.config import LexicalConfig
+    from vad_turn.lexical.train import run as train_lexical
+
+    from .train import FusionConfig
+    from .train import run as train_fusion
+
+    lex_model = fold_dir / "lexical" / "model"
+    if not (lex_model / "lexical_head.onnx").exists():
+        train_lexical(LexicalConfig(dataset=Path(cfg.lexical_dataset), extra_datasets=(str(fold_ds.resolve()),),
+                                    out=fold_dir / "lexical", **LEXICAL_RECIPE))
+    turn_model = fold_dir / "fusion" / "model"
+    if not (turn_model / "fusion.json").exists():
+        train_fusion(FusionConfig(dataset=Path(cfg.fusion_dataset), extra_datasets=(*map(Path, cfg.fusion_extra), fold_ds),
+                                  lexical_dir=lex_model, acoustic_dir=SHIPPED_ACOUSTIC_DIR, out=fold_dir / "fusion"))
+    return lex_model, turn_model
+
+
+def _score(ds_path: Path, split: str, lexical_dir: Path, turn_model: Path, path: Path,
+           table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Branch table of `split` (every grid point) with p_fused / p_lexical / p_acoustic from `turn_model`'s
+    weights and temperature, cached at `path`."""
+    from vad_turn.data.dataset import load_turns
+
+    from .runtime import Branches, fused_logits, sigmoid
+    from .train import _acoustic_window_s, branch_table
+
+    if path.exists():
+        return pd.read_parquet(path)
+    meta = json.loads((Path(turn_model) / "fusion.json").read_text())
+    if table is None:
+        branches = Branches(lexical_dir, SHIPPED_ACOUSTIC_DIR / "model.onnx", _acoustic_window_s(SHIPPED_ACOUSTIC_DIR))
+        table = branch_table(load_turns(ds_path), split, branches, max_turns=None, points_per_span=None, seed=0,
+                             desc=f"{Path(path).stem}", transcript_lag_s=float(meta["transcript_lag_s"]))
+    z = fused_logits(table, np.asarray(meta["weights"], dtype=np.float64)) / float(meta["temperature"])
+    out = table.assign(p_fused=sigmoid(z), p_acoustic=sigmoid(table["ac_logit"]),
+                       p_lexical=np.where(table["has_lex"], sigmoid(table["lex_logit"]), 0.5))
+    with atomic_path(path) as tmp:
+        out.to_parquet(tmp, index=False)
+    return out
+
+
+def run(cfg: CrossFitConfig) -> dict:
+    """Train and score the folds (all, or `cfg.folds`), then, once every fold is scored, write the run folders."""
+    from vad_turn.data.dataset import load_turns
+
+    t0 = time.time()
+    out = Path(cfg.out)
+    rf = RunFolder(out, cfg)
+    ds = load_turns(cfg.dataset)
+    if "conversation" not in ds.column_names:
+        raise ValueError(f"{cfg.dataset}: no `conversation` column, so calls cannot be dealt into folds")
+    folds = fold_of_calls(train_calls(ds), cfg.k, cfg.seed)
+    atomic_write_json(out / "fold_of_call.json", folds)
+    for j in (cfg.folds or range(cfg.k)):
+        fold_dir = out / f"fold{j}"
+        held = {c for c, f in folds.items() if f == j}
+        fold_ds = write_fold_dataset(ds, held, fold_dir / "getgoing")
+        lex_model, turn_model = _train_fold(cfg, j, fold_ds, fold_dir)
+        _score(fold_ds, HELDOUT, lex_model, turn_model, fold_dir / "heldout-scored.parquet")
+        print(f"fold {j}: {len(held)} calls scored ({time.time() - t0:.0f} s)")
+    scored = [out / f"fold{j}" / "heldout-scored.parquet" for j in range(cfg.k)]
+    if not all(p.exists() for p in scored):
+        print(f"folds still to run: {[j for j, p in enumerate(scored) if not p.exists()]}")
+        return {}
+    return assemble(cfg, ds, [pd.read_parquet(p) for p in scored])
+
+
+def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
+    """Write the `fused`, `acoustic` and `lexical` run folders over every call (train calls from their folds,
+    dev and test calls by the shipped model) and the in-sample check of the acoustic branch."""
+    from vad_turn.harness.evaluate import EvalConfig, compute_metrics, hold_counts
+    from vad_turn.harness.metrics import roc_auc
+    from vad_turn.harness.report import write_report
+
+    from .kfold import predictions_frame
+
+    out = Path(cfg.out)
+    shipped_lex = Path(json.loads((Path(cfg.shipped_model) / "fusion.json").read_text())["lexical_dir"])
+    shipped_lex = shipped_lex if shipped_lex.is_absolute() else (Path(cfg.shipped_model) / shipped_lex).resolve()
+    dev_test = []
+    for split in ("dev", "test"):
+        # a given table is the split's whose file name ends with it (kfold-fusion's branches-<split>.parquet)
+        table = next((pd.read_parquet(p) for p in cfg.dev_test_tables if Path(p).stem.endswith(split)), None)
+        dev_test.append(_score(Path(cfg.dataset), split, shipped_lex, Path(cfg.shipped_model),
+                               out / f"{split}-shipped-scored.parquet", table).assign(split=split))
+    train = pd.concat(fold_tables, ignore_index=True).assign(split="train")
+    table = pd.concat([train, *dev_test], ignore_index=True)
+    n_rows = len(ds)
+    if table["turn_id"].nunique() != n_rows:
+        raise ValueError(f"scored {table['turn_id'].nunique()} turns of {n_rows}: a fold or split is missing")
+    y = table["label"].to_numpy().astype(int)
+    in_train = (table["split"] == "train").to_numpy()
+    insample = {"acoustic_auc_train_calls": roc_auc(y[in_train], table["ac_logit"].to_numpy()[in_train]),
+                "acoustic_auc_dev_test_calls": roc_auc(y[~in_train], table["ac_logit"].to_numpy()[~in_train]),
+                "lexical_auc_train_calls_crossfitted": roc_auc(y[in_train & table["has_lex"].to_numpy()],
+                                                               table["lex_logit"].to_numpy()[in_train & table["has_lex"].to_numpy()]),
+                "lexical_auc_dev_test_calls": roc_auc(y[~in_train & table["has_lex"].to_numpy()],
+                                                      table["lex_logit"].to_numpy()[~in_train & table["has_lex"].to_numpy()])}
+    runs = {}
+    for name, col in (("fused", "p_fused"), ("acoustic", "p_acoustic"), ("lexical", "p_lexical")):
+        ecfg = EvalConfig(dataset=Path(cfg.dataset), split="none", detector=name, detector_opts=(f"crossfit={cfg.k}",),
+                          out=out / name)
+        preds = predictions_frame(table, table[col].to_numpy())
+        metrics, sweep = compute_metrics(preds, ecfg, f"{name}-crossfit", "all")
+        metrics["counts"].update(hold_counts(ds.select_columns(["silence_spans"]), ecfg))
+        srf = RunFolder(out / name, ecfg)
+        srf.write_split_ids({"all": sorted(preds["id"].unique())})
+        with atomic_path(srf.file("predictions.parquet")) as tmp:
+            preds.to_parquet(tmp, index=False)
+        write_report(out / name, metrics, sweep, ecfg)
+        srf.write_metrics(metrics)
+        runs[name] = str(out / name)
+    metrics = {"runs": runs, "in_sample_check": insample, "n_turns": int(table["turn_id"].nunique()),
+               "n_calls": int(table["conversation"].nunique()),
+               "turns_by_split": table.groupby("split")["turn_id"].nunique().to_dict()}
+    RunFolder(out).write_metrics(metrics)
+    print(json.dumps(metrics, indent=1))
+    return metrics
