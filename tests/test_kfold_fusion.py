@@ -175,3 +175,29 @@ def test_the_mix_of_two_runs_is_what_the_stacked_detector_scores(tiny_getgoing, 
     assert len(live) == len(mixed) >= 10
     np.testing.assert_allclose(mixed["p_eot"], live["p_eot"], atol=1e-9)
     assert json.loads((tmp_path / "mixed" / "metrics.json").read_text())["operating_points"]
+
+
+def test_refit_on_real_calls_writes_oof_dev_test_runs_and_a_loadable_model(tmp_path):
+    from vad_turn.fusion.crossfit import RefitConfig, refit, span_balanced
+
+    src = tmp_path / "crossfit"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"k": 2, "dataset": str(tmp_path / "ds")}))
+    t = _table(n_calls=20)
+    calls = t["conversation"].isin([f"call{i}" for i in range(10)])
+    for j, part in enumerate((t[calls], t[~calls])):
+        (src / f"fold{j}").mkdir()
+        part.to_parquet(src / f"fold{j}" / "heldout-scored.parquet")
+    held = _table(n_calls=6, seed=5)
+    held.assign(turn_id="d" + held["turn_id"], conversation="d" + held["conversation"]).to_parquet(src / "dev-shipped-scored.parquet")
+    held.assign(turn_id="t" + held["turn_id"]).to_parquet(src / "test-shipped-scored.parquet")
+    w = span_balanced(t)["weight"].to_numpy()
+    assert np.allclose(w[:4], 0.25) and np.allclose(w[4:14], 0.1)  # a 4-point hold, then a 10-point end
+    m = refit(RefitConfig(crossfit=src, k=2, inner_k=2, c_grid=(0.1, 1.0), out=tmp_path / "out"))
+    for name, n_turns in (("train-oof", 80), ("dev", 24), ("test", 24)):
+        assert json.loads((tmp_path / "out" / name / "metrics.json").read_text())["counts"]["n_turns"] == n_turns
+    meta = json.loads((tmp_path / "out" / "model" / "fusion.json").read_text())
+    assert np.asarray(meta["weights"]).shape == (4, 8) and meta["temperature"] == m["temperature"]
+    from vad_turn.fusion.runtime import TurnModel
+
+    TurnModel(tmp_path / "out" / "model")  # its branch paths resolve to the shipped branches

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                      "fit the fusion on real calls k-fold by call and score every call out of fold (+ stacked detectors)"),
     "crossfit-calls": ("vad_turn.fusion.crossfit", "CrossFitConfig", "run",
                        "retrain the turn model's corpus-fitted parts k-fold by call and score every call out of fold"),
+    "refit-fusion-real": ("vad_turn.fusion.crossfit", "RefitConfig", "refit",
+                          "fit the fusion on a crossfit run's real calls (out-of-fold lexical logits) and score them"),
     "agent-text": ("vad_turn.harness.agent_text", "AgentTextConfig", "run",
                    "text detectors at every word boundary of user turns to task agents (DSTC2, SLURP, MultiWOZ, SGD)"),
     "pool-evaluations": ("vad_turn.harness.pool", "PoolConfig", "pool",

@@ -214,3 +214,93 @@ def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
     RunFolder(out).write_metrics(metrics)
     print(json.dumps(metrics, indent=1))
     return metrics
+
+
+# ----------------------------------------------------------------------------- a fusion fitted on real calls
+
+
+@dataclass(frozen=True)
+class RefitConfig:
+    crossfit: Path | None = field(default=None, metadata={"help": "a finished `vad-turn crossfit-calls` run folder"})
+    k: int = field(default=5, metadata={"help": "call folds for the train calls' out-of-fold predictions"})
+    inner_k: int = field(default=5, metadata={"help": "call folds inside each fit (C and temperature)"})
+    c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0), metadata={"help": "inverse L2 strengths tried"})
+    standardize: bool = field(default=False, metadata={"help": "L2 penalty on z-scored features"})
+    span_weights: bool = field(default=False, metadata={
+        "help": "weight each silence span 1 in all (default: each grid point 1, as the harness counts)"})
+    seed: int = field(default=0, metadata={"help": "seed of the folds"})
+    out: Path | None = field(default=None, metadata={"help": "run folder"})
+
+    def __post_init__(self) -> None:
+        if self.crossfit is None or self.out is None:
+            raise ValueError("--crossfit and --out are required")
+        if self.k < 2 or self.inner_k < 2:
+            raise ValueError(f"--k and --inner-k must be >= 2, got {self.k}, {self.inner_k}")
+
+
+def span_balanced(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with weight = 1 / (grid points of its span): every silence span (a hold or an end) weighs 1."""
+    n = table.groupby(["turn_id", "span_index"])["label"].transform("size").to_numpy(dtype=np.float64)
+    return table.assign(weight=1.0 / n)
+
+
+def refit(cfg: RefitConfig) -> dict:
+    """Fit the fusion on the train calls of a crossfit run (lexical logits out of fold, i.e. as on unseen
+    calls; acoustic logits the shipped branch's) and write run folders: `train-oof` (each train call scored by
+    a fusion fitted k-fold without it), `dev` and `test` (the fusion fitted on every train call, on the shipped
+    branches' logits) and `model` (a turn model folder over the shipped branches)."""
+    from vad_turn.harness.evaluate import EvalConfig, compute_metrics
+    from vad_turn.harness.report import write_report
+
+    from .fit import fit_cross_validated, stacked_logits
+    from .kfold import KFoldFusionConfig, cross_fit, predictions_frame
+    from .runtime import FUSION_FEATURES, MODES, sigmoid
+    from .train import save_turn_model
+
+    src, out = Path(cfg.crossfit), Path(cfg.out)
+    ccfg = json.loads((src / "config.json").read_text())
+    k_src = int(ccfg["k"])
+    paths = [src / f"fold{j}" / "heldout-scored.parquet" for j in range(k_src)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ValueError(f"{src}: folds not scored yet: {missing}")
+    train = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    held = {s: pd.read_parquet(src / f"{s}-shipped-scored.parquet") for s in ("dev", "test")}
+    if cfg.span_weights:
+        train = span_balanced(train)
+    rf = RunFolder(out, cfg)
+    kcfg = KFoldFusionConfig(dataset=Path(ccfg["dataset"]), k=cfg.k, inner_k=cfg.inner_k, c_grid=cfg.c_grid,
+                             standardize=cfg.standardize, seed=cfg.seed, out=out)
+    p_oof, folds = cross_fit(train, kcfg)
+    fit = fit_cross_validated(train, cfg.c_grid, cfg.inner_k, cfg.seed, standardize=cfg.standardize)
+    scored = {"train-oof": (train, p_oof)}
+    for s, t in held.items():
+        scored[s] = (t, sigmoid(stacked_logits(t, fit["weights"]) / fit["temperature"]))
+    runs = {}
+    for name, (t, p) in scored.items():
+        split = "train" if name == "train-oof" else name
+        ecfg = EvalConfig(dataset=Path(ccfg["dataset"]), split=split, detector="fused",
+                          detector_opts=(f"model={out / 'model'}",) if split != "train" else (f"refit-kfold={cfg.k}",),
+                          out=out / name)
+        preds = predictions_frame(t, p)
+        metrics, sweep = compute_metrics(preds, ecfg, "fused-real", split)
+        srf = RunFolder(out / name, ecfg)
+        srf.write_split_ids({split: sorted(preds["id"].unique())})
+        with atomic_path(srf.file("predictions.parquet")) as tmp:
+            preds.to_parquet(tmp, index=False)
+        write_report(out / name, metrics, sweep, ecfg)
+        srf.write_metrics(metrics)
+        runs[name] = str(out / name)
+    shipped = json.loads((SHIPPED_TURN_DIR / "fusion.json").read_text())
+    metrics = {"fit_on": f"{src}: train calls, lexical out of fold", "selection": fit["selection"], "cv": fit["cv"],
+               "temperature": fit["temperature"], "folds": folds, "runs": runs,
+               "n_train_turns": int(train["turn_id"].nunique()), "n_train_calls": int(train["conversation"].nunique())}
+    model = {"features": list(FUSION_FEATURES), "modes": list(MODES), "weights": np.asarray(fit["weights"]).tolist(),
+             "temperature": float(fit["temperature"]), "threshold": shipped["threshold"],
+             "acoustic_window_s": shipped["acoustic_window_s"], "transcript_lag_s": shipped["transcript_lag_s"],
+             "train": {"run": str(out), "metrics": {k: v for k, v in metrics.items() if k != "folds"}}}
+    save_turn_model(out / "model", model, SHIPPED_TURN_DIR / shipped["lexical_dir"],
+                    (SHIPPED_TURN_DIR / shipped["acoustic_onnx"]).parent)
+    rf.write_metrics(metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "folds"}, indent=1))
+    return metrics
