@@ -61,6 +61,9 @@ def main(argv=None) -> int:
     rep["runs"] = {r: {"detector": c.detector, "dataset": str(c.dataset), "split": c.split} for r, c in cfgs.items()}
     print(f"{ref.dataset}:{ref.split}, {rep['n_groups']} conversations, {a.boot} paired resamples; "
           f"difference to {cfgs[str(a.reference)].detector} (< 0 is better)")
+    # a detector evaluated by several runs (e.g. the shipped fusion and a k-fold refit) is told apart by its folder
+    names = [c.detector for c in cfgs.values()]
+    label = {r: (c.detector if names.count(c.detector) == 1 else f"{c.detector} ({Path(r).name})") for r, c in cfgs.items()}
     print("| detector | operating point | value | x VAD-only [95% CI] | diff vs reference [95% CI] |")
     print("|---|---|---|---|---|")
     for run, rows in rep["detectors"].items():
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
             diff = ("-" if run == str(a.reference) else
                     "n/r" if r["diff_vs_reference"] is None else
                     f"{s * r['diff_vs_reference']:+.{1 if pct else 2}f}" + (f" [{s * dc[0]:+.{1 if pct else 2}f}, {s * dc[1]:+.{1 if pct else 2}f}]" if dc else ""))
-            print(f"| {cfgs[run].detector} | {r['name']} | {_fmt(r['value'], s, u)} | {ratio} | {diff} |")
+            print(f"| {label[run]} | {r['name']} | {_fmt(r['value'], s, u)} | {ratio} | {diff} |")
     if a.json is not None:
         atomic_write_json(a.json, rep)
     return 0

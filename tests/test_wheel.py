@@ -78,6 +78,8 @@ from vad_turn import load_turn_model, predict_eot
 arg = json.loads(sys.argv[1])
 clip, sr = sf.read(arg["clip"], dtype="float32", always_2d=True)
 m, m8 = load_turn_model(), load_turn_model(int8=True)
+from vad_turn.fusion.stacked import shipped_alpha
+alpha = shipped_alpha()  # the accuracy-first variant's mix (its detector also needs the [pipecat] extra)
 p, p8 = [], []
 for c in arg["cases"]:
     a = None if c["seconds"] is None else clip[: int(c["seconds"] * sr)]
@@ -239,6 +241,8 @@ from vad_turn import load_turn_model, make_detector
 from vad_turn.core.config import SHIPPED_MODELS_DIR
 from vad_turn.harness.operating_points import PROFILES, shipped_detectors, shipped_file, shipped_policy
 load_turn_model(), load_turn_model(int8=True)
+from vad_turn.fusion.stacked import shipped_alpha
+shipped_alpha()
 for d in shipped_detectors():
     make_detector(d)
     for prof in PROFILES:

@@ -29,6 +29,7 @@ from .config import SHIPPED_MODELS_DIR
 SHIPPED_TURN_DIR = SHIPPED_MODELS_DIR / "turn"
 SHIPPED_LEXICAL_DIR = SHIPPED_MODELS_DIR / "lexical"
 SHIPPED_ACOUSTIC_DIR = SHIPPED_MODELS_DIR / "acoustic"
+SHIPPED_ACCURACY_FIRST_DIR = SHIPPED_MODELS_DIR / "accuracy-first"  # the fused model + Smart Turn mix (its alpha)
 CHECKSUMS_FILE = "checksums.json"
 _CHUNK_BYTES = 1 << 20
 _HASHES: dict[tuple, str] = {}

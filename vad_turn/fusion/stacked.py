@@ -4,7 +4,7 @@
 
 One number, `alpha`, chosen on dev data where both detectors ran on the same spans (`choose_alpha`: the largest
 same-silence AUC on the grid, ties to the smaller alpha) and recorded with the choice in
-`vad_turn/models/turn/accuracy_first.json`. One parameter because the real agent-directed dev sets hold a few
+`vad_turn/models/accuracy-first/accuracy_first.json` (with the variant's own operating points). One parameter because the real agent-directed dev sets hold a few
 dozen holds: a regression on the two logits and their silence interactions, fitted k-fold on GetGoing dev + test
 (`vad-turn kfold-fusion --extra-runs`), is reported beside it. It costs Smart Turn's CPU per decision (about
 0.3 s on an AVX2-only EPYC core, 0.05 s on CPUs with VNNI) on top of the fused model's ~5 ms: for a user who pays
@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-from vad_turn.core.model_files import SHIPPED_TURN_DIR
+from vad_turn.core.model_files import SHIPPED_ACCURACY_FIRST_DIR, SHIPPED_TURN_DIR
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_json
 
 from .runtime import logit, sigmoid
@@ -44,12 +43,12 @@ def mix(p_fused: np.ndarray, p_smart_turn: np.ndarray, alpha: float) -> np.ndarr
     return sigmoid((1.0 - alpha) * logit(p_fused) + alpha * logit(p_smart_turn))
 
 
-def shipped_alpha(model_dir: Path = SHIPPED_TURN_DIR) -> float:
-    """The alpha recorded in `model_dir`/accuracy_first.json; FileNotFoundError naming the command that writes it."""
-    path = Path(model_dir) / CHOICE_FILE
+def shipped_alpha(choice_dir: Path = SHIPPED_ACCURACY_FIRST_DIR) -> float:
+    """The alpha recorded in `choice_dir`/accuracy_first.json; FileNotFoundError naming the command that writes it."""
+    path = Path(choice_dir) / CHOICE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no accuracy-first choice; write it with `python -m vad_turn.fusion.stacked "
-                                "choose --fused <dev run> --smart-turn <dev run> --model-out <turn model folder>`")
+                                "choose --fused <dev run> --smart-turn <dev run> --model-out <folder>`")
     alpha = float(json.loads(path.read_text())["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"{path}: alpha {alpha!r} is outside [0, 1]")
@@ -59,19 +58,20 @@ def shipped_alpha(model_dir: Path = SHIPPED_TURN_DIR) -> float:
 class StackedDetector:
     """"fused+smart-turn": the fused model and Smart Turn v3.2 mixed with the shipped alpha (module docstring).
 
-    model: the turn model folder (its accuracy_first.json gives alpha unless `alpha` is given); threads: both
-    models' onnxruntime threads."""
+    model: the turn model folder; alpha: default the one recorded in `choice_dir` (the shipped
+    vad_turn/models/accuracy-first); threads: both models' onnxruntime threads."""
 
     needs_audio = True
     needs_words = True
 
     def __init__(self, model: str | Path = SHIPPED_TURN_DIR, alpha: float | str | None = None,
-                 threads: int | str = 1, name: str = "fused+smart-turn"):
+                 threads: int | str = 1, choice_dir: str | Path = SHIPPED_ACCURACY_FIRST_DIR,
+                 name: str = "fused+smart-turn"):
         from vad_turn.peers.smart_turn import SmartTurnDetector
 
         from .detector import FusedDetector
 
-        self.alpha = shipped_alpha(Path(model)) if alpha is None else float(alpha)
+        self.alpha = shipped_alpha(Path(choice_dir)) if alpha is None else float(alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         self.fused = FusedDetector(model, threads=threads)
@@ -92,14 +92,16 @@ class StackedDetector:
 # ----------------------------------------------------------------------------- from finished runs
 
 
-def _run_predictions(run: Path) -> tuple[dict, pd.DataFrame]:
+def _run_predictions(run: Path) -> tuple[dict, "pd.DataFrame"]:
+    import pandas as pd
+
     for name in ("config.json", "predictions.parquet"):
         if not (Path(run) / name).is_file():
             raise ValueError(f"{run}: no {name} (not a finished `vad-turn evaluate` run)")
     return json.loads((Path(run) / "config.json").read_text()), pd.read_parquet(Path(run) / "predictions.parquet")
 
 
-def paired_predictions(fused_run: Path, smart_turn_run: Path) -> tuple[dict, pd.DataFrame, np.ndarray]:
+def paired_predictions(fused_run: Path, smart_turn_run: Path) -> tuple[dict, "pd.DataFrame", np.ndarray]:
     """(the fused run's config, its predictions, Smart Turn's p_eot on the same rows). Raises ValueError
     naming the runs when they did not score the same dataset, split and queries."""
     cf, pf = _run_predictions(fused_run)
