@@ -194,7 +194,7 @@ def test_refit_on_real_calls_writes_oof_dev_test_runs_and_a_loadable_model(tmp_p
     w = span_balanced(t)["weight"].to_numpy()
     assert np.allclose(w[:4], 0.25) and np.allclose(w[4:14], 0.1)  # a 4-point hold, then a 10-point end
     m = refit(RefitConfig(crossfit=src, k=2, inner_k=2, c_grid=(0.1, 1.0), out=tmp_path / "out"))
-    for name, n_turns in (("train-oof", 80), ("dev", 24), ("test", 24)):
+    for name, n_turns in (("train-oof", 80), ("dev", 24), ("test", 24), ("all", 128)):
         assert json.loads((tmp_path / "out" / name / "metrics.json").read_text())["counts"]["n_turns"] == n_turns
     meta = json.loads((tmp_path / "out" / "model" / "fusion.json").read_text())
     assert np.asarray(meta["weights"]).shape == (4, 8) and meta["temperature"] == m["temperature"]

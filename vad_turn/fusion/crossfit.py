@@ -248,7 +248,8 @@ def refit(cfg: RefitConfig) -> dict:
     """Fit the fusion on the train calls of a crossfit run (lexical logits out of fold, i.e. as on unseen
     calls; acoustic logits the shipped branch's) and write run folders: `train-oof` (each train call scored by
     a fusion fitted k-fold without it), `dev` and `test` (the fusion fitted on every train call, on the shipped
-    branches' logits) and `model` (a turn model folder over the shipped branches)."""
+    branches' logits), `all` (the three together, every call once: the crossfit run's spans) and `model` (a turn
+    model folder over the shipped branches)."""
     from vad_turn.harness.evaluate import EvalConfig, compute_metrics
     from vad_turn.harness.report import write_report
 
@@ -276,12 +277,14 @@ def refit(cfg: RefitConfig) -> dict:
     scored = {"train-oof": (train, p_oof)}
     for s, t in held.items():
         scored[s] = (t, sigmoid(stacked_logits(t, fit["weights"]) / fit["temperature"]))
+    # every call once: train calls out of fold, dev and test by the full fit (the crossfit run's split "none")
+    scored["all"] = (pd.concat([t for t, _ in scored.values()], ignore_index=True),
+                     np.concatenate([p for _, p in scored.values()]))
     runs = {}
     for name, (t, p) in scored.items():
-        split = "train" if name == "train-oof" else name
+        split = {"train-oof": "train", "all": "none"}.get(name, name)
         ecfg = EvalConfig(dataset=Path(ccfg["dataset"]), split=split, detector="fused",
-                          detector_opts=(f"model={out / 'model'}",) if split != "train" else (f"refit-kfold={cfg.k}",),
-                          out=out / name)
+                          detector_opts=(f"refit={out.name}",), out=out / name)
         preds = predictions_frame(t, p)
         metrics, sweep = compute_metrics(preds, ecfg, "fused-real", split)
         srf = RunFolder(out / name, ecfg)
