@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,7 @@ def write_fold_dataset(ds, held_calls: set[str], path: Path) -> Path:
     return path
 
 
-def _train_fold(cfg: CrossFitConfig, j: int, fold_ds: Path, fold_dir: Path) -> tuple[Path, Path]:
+def _train_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> tuple[Path, Path]:
     """(lexical model folder, turn model folder) of fold j, trained unless already there."""
     from vad_turn.lexical.config import LexicalConfig
     from vad_turn.lexical.train import run as train_lexical
@@ -143,7 +143,7 @@ def run(cfg: CrossFitConfig) -> dict:
 
     t0 = time.time()
     out = Path(cfg.out)
-    rf = RunFolder(out, cfg)
+    RunFolder(out, cfg)  # config.json and commit.txt first: the fold caches below resume under it
     ds = load_turns(cfg.dataset)
     if "conversation" not in ds.column_names:
         raise ValueError(f"{cfg.dataset}: no `conversation` column, so calls cannot be dealt into folds")
@@ -153,7 +153,7 @@ def run(cfg: CrossFitConfig) -> dict:
         fold_dir = out / f"fold{j}"
         held = {c for c, f in folds.items() if f == j}
         fold_ds = write_fold_dataset(ds, held, fold_dir / "getgoing")
-        lex_model, turn_model = _train_fold(cfg, j, fold_ds, fold_dir)
+        lex_model, turn_model = _train_fold(cfg, fold_ds, fold_dir)
         _score(fold_ds, HELDOUT, lex_model, turn_model, fold_dir / "heldout-scored.parquet")
         print(f"fold {j}: {len(held)} calls scored ({time.time() - t0:.0f} s)")
     scored = [out / f"fold{j}" / "heldout-scored.parquet" for j in range(cfg.k)]
@@ -166,9 +166,8 @@ def run(cfg: CrossFitConfig) -> dict:
 def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
     """Write the `fused`, `acoustic` and `lexical` run folders over every call (train calls from their folds,
     dev and test calls by the shipped model) and the in-sample check of the acoustic branch."""
-    from vad_turn.harness.evaluate import EvalConfig, compute_metrics, hold_counts
+    from vad_turn.harness.evaluate import EvalConfig, write_scored_run
     from vad_turn.harness.metrics import roc_auc
-    from vad_turn.harness.report import write_report
 
     from .kfold import predictions_frame
 
@@ -198,15 +197,8 @@ def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
     for name, col in (("fused", "p_fused"), ("acoustic", "p_acoustic"), ("lexical", "p_lexical")):
         ecfg = EvalConfig(dataset=Path(cfg.dataset), split="none", detector=name, detector_opts=(f"crossfit={cfg.k}",),
                           out=out / name)
-        preds = predictions_frame(table, table[col].to_numpy())
-        metrics, sweep = compute_metrics(preds, ecfg, f"{name}-crossfit", "all")
-        metrics["counts"].update(hold_counts(ds.select_columns(["silence_spans"]), ecfg))
-        srf = RunFolder(out / name, ecfg)
-        srf.write_split_ids({"all": sorted(preds["id"].unique())})
-        with atomic_path(srf.file("predictions.parquet")) as tmp:
-            preds.to_parquet(tmp, index=False)
-        write_report(out / name, metrics, sweep, ecfg)
-        srf.write_metrics(metrics)
+        write_scored_run(out / name, ecfg, predictions_frame(table, table[col].to_numpy()), f"{name}-crossfit", "all",
+                         span_rows=ds.select_columns(["silence_spans"]))
         runs[name] = str(out / name)
     metrics = {"runs": runs, "in_sample_check": insample, "n_turns": int(table["turn_id"].nunique()),
                "n_calls": int(table["conversation"].nunique()),
@@ -250,8 +242,7 @@ def refit(cfg: RefitConfig) -> dict:
     a fusion fitted k-fold without it), `dev` and `test` (the fusion fitted on every train call, on the shipped
     branches' logits), `all` (the three together, every call once: the crossfit run's spans) and `model` (a turn
     model folder over the shipped branches)."""
-    from vad_turn.harness.evaluate import EvalConfig, compute_metrics
-    from vad_turn.harness.report import write_report
+    from vad_turn.harness.evaluate import EvalConfig, write_scored_run
 
     from .fit import fit_cross_validated, stacked_logits
     from .kfold import KFoldFusionConfig, cross_fit, predictions_frame
@@ -285,14 +276,7 @@ def refit(cfg: RefitConfig) -> dict:
         split = {"train-oof": "train", "all": "none"}.get(name, name)
         ecfg = EvalConfig(dataset=Path(ccfg["dataset"]), split=split, detector="fused",
                           detector_opts=(f"refit={out.name}",), out=out / name)
-        preds = predictions_frame(t, p)
-        metrics, sweep = compute_metrics(preds, ecfg, "fused-real", split)
-        srf = RunFolder(out / name, ecfg)
-        srf.write_split_ids({split: sorted(preds["id"].unique())})
-        with atomic_path(srf.file("predictions.parquet")) as tmp:
-            preds.to_parquet(tmp, index=False)
-        write_report(out / name, metrics, sweep, ecfg)
-        srf.write_metrics(metrics)
+        write_scored_run(out / name, ecfg, predictions_frame(t, p), "fused-real", split)
         runs[name] = str(out / name)
     shipped = json.loads((SHIPPED_TURN_DIR / "fusion.json").read_text())
     metrics = {"fit_on": f"{src}: train calls, lexical out of fold", "selection": fit["selection"], "cv": fit["cv"],

@@ -135,8 +135,8 @@ def run(cfg: KFoldFusionConfig) -> dict:
     """Score the branches on every split (cached in the run folder), cross-fit, write one evaluation run
     folder per split under `cfg.out` and the fold records in `cfg.out`/metrics.json. Returns the metrics."""
     from vad_turn.data.dataset import load_turns
-    from vad_turn.harness.evaluate import EvalConfig, compute_metrics, hold_counts
-    from vad_turn.harness.report import format_table, write_report
+    from vad_turn.harness.evaluate import EvalConfig, write_scored_run
+    from vad_turn.harness.report import format_table
 
     from .runtime import Branches
     from .train import _acoustic_window_s, branch_table
@@ -174,17 +174,9 @@ def run(cfg: KFoldFusionConfig) -> dict:
         ecfg = EvalConfig(dataset=Path(cfg.dataset), split=split, detector="fused", detector_opts=opts,
                           transcript_lag_s=cfg.transcript_lag_s, out=out / split)
         preds = predictions_frame(table[rows], p[rows])
-        metrics, sweep = compute_metrics(preds, ecfg, "fused-kfold" + (f"+{extra_detector}" if extra_detector else ""), split)
         split_rows = ds.filter(lambda s: s == split, input_columns="split").select_columns(["silence_spans"])
-        metrics["counts"].update(hold_counts(split_rows, ecfg))
-        srf = RunFolder(out / split, ecfg)
-        srf.write_split_ids({split: sorted(preds["id"].unique())})
-        with atomic_path(srf.file("predictions.parquet")) as tmp:
-            preds.to_parquet(tmp, index=False)
-        with atomic_path(srf.file("sweep.parquet")) as tmp:
-            sweep.to_parquet(tmp, index=False)
-        write_report(out / split, metrics, sweep, ecfg)
-        srf.write_metrics(metrics)
+        metrics = write_scored_run(out / split, ecfg, preds, "fused-kfold" + (f"+{extra_detector}" if extra_detector else ""),
+                                   split, span_rows=split_rows)
         per_split[split] = {"run": str(out / split), "n_turns": int(preds["id"].nunique()),
                             "n_calls": int(table.loc[rows, "conversation"].nunique())}
         print(format_table(metrics))

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from vad_turn.core.model_files import SHIPPED_ACCURACY_FIRST_DIR, SHIPPED_TURN_DIR
-from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_json
+from vad_turn.core.runs import atomic_write_json
 
 from .runtime import logit, sigmoid
 
@@ -141,22 +141,16 @@ def choose_alpha(fused_run: Path, smart_turn_run: Path, grid: Sequence[float] = 
 def mixed_run(fused_run: Path, smart_turn_run: Path, alpha: float, out: Path) -> dict:
     """Write the mix of two finished runs on the same spans as a `vad-turn evaluate`-style run folder
     (detector "fused+smart-turn"); returns its metrics."""
-    from vad_turn.harness.evaluate import EvalConfig, compute_metrics
-    from vad_turn.harness.report import write_report
+    from vad_turn.harness.evaluate import EvalConfig, write_scored_run
 
     cfg, pf, p_st = paired_predictions(fused_run, smart_turn_run)
     ecfg = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()
                          if k in EvalConfig.__dataclass_fields__ and k not in ("detector", "detector_opts", "out")},
                       detector="fused+smart-turn", detector_opts=(f"alpha={alpha:g}",), out=Path(out))
     preds = pf.assign(p_eot=mix(pf["p_eot"].to_numpy(), p_st, alpha))
-    metrics, sweep = compute_metrics(preds, ecfg, "fused+smart-turn", cfg.get("split"))
-    rf = RunFolder(Path(out), ecfg)
-    with atomic_path(rf.file("predictions.parquet")) as tmp:
-        preds.to_parquet(tmp, index=False)
-    write_report(Path(out), metrics, sweep, ecfg)
-    rf.write_metrics({**metrics, "mixed_from": {"fused": str(fused_run), "smart_turn": str(smart_turn_run), "alpha": alpha}})
-    return metrics
-
+    return write_scored_run(Path(out), ecfg, preds, "fused+smart-turn", cfg.get("split"),
+                            extra_metrics={"mixed_from": {"fused": str(fused_run), "smart_turn": str(smart_turn_run),
+                                                          "alpha": alpha}})
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vad_turn.fusion.stacked", description=__doc__.splitlines()[0])

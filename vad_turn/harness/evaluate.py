@@ -401,6 +401,32 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def write_scored_run(out: Path, cfg: EvalConfig, preds: pd.DataFrame, detector_name: str, split: str | None, *,
+                     span_rows=None, ids: list[str] | None = None, extra_metrics: dict | None = None) -> dict:
+    """Write a finished evaluation run folder from scored predictions: config.json, commit.txt,
+    split_ids.json, predictions.parquet, sweep.parquet, report.md, pareto.png and metrics.json.
+
+    The one writer behind `run` and every tool that scores turns another way (k-fold, cross-fit, refit,
+    mixes of finished runs), so their folders read alike. span_rows: the dataset rows (with
+    `silence_spans`) whose hold counts go into metrics["counts"]; ids: the turn ids in evaluation order
+    (default: the predictions' ids, sorted); extra_metrics: keys added to metrics.json. Returns the metrics.
+    """
+    from .report import write_report
+
+    out = Path(out)
+    metrics, sweep = compute_metrics(preds, cfg, detector_name, split)
+    if span_rows is not None:
+        metrics["counts"].update(hold_counts(span_rows, cfg))
+    metrics.update(extra_metrics or {})
+    rf = RunFolder(out, cfg)
+    rf.write_split_ids({split or "all": list(ids) if ids is not None else sorted(preds["id"].unique())})
+    _write_parquet(preds, rf.file("predictions.parquet"))
+    _write_parquet(sweep, rf.file("sweep.parquet"))
+    write_report(out, metrics, sweep, cfg)
+    rf.write_metrics(metrics)
+    return metrics
+
+
 def run(cfg: EvalConfig) -> dict:
     """Evaluate `cfg.detector` on `cfg.dataset` into a run folder; print the operating-point table.
 
@@ -410,7 +436,7 @@ def run(cfg: EvalConfig) -> dict:
     """
     from vad_turn.data.dataset import load_turns
 
-    from .report import format_table, write_report
+    from .report import format_table
 
     out = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
     finished = _finished_metrics(out, cfg)
@@ -446,12 +472,7 @@ def run(cfg: EvalConfig) -> dict:
         print(f"resuming {out}: {len(done)} of {len(ids)} turns already scored")
     score_turns(todo_rows, detector, cfg, total=len(todo), on_chunk=write_part)
     preds = pd.concat(parts, ignore_index=True) if parts else score_turns([], detector, cfg)
-    metrics, sweep = compute_metrics(preds, cfg, detector.name, split)
-    metrics["counts"].update(hold_counts(_span_rows(rows), cfg))
-    _write_parquet(preds, rf.file("predictions.parquet"))
-    _write_parquet(sweep, rf.file("sweep.parquet"))
-    write_report(out, metrics, sweep, cfg)
-    rf.write_metrics(metrics)
+    metrics = write_scored_run(out, cfg, preds, detector.name, split, span_rows=_span_rows(rows), ids=ids)
     shutil.rmtree(parts_dir)
     print(format_table(metrics))
     print(f"run folder: {out}")
