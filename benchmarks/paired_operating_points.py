@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--boot", type=int, default=1000, help="conversation resamples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
+    ap.add_argument("--common-turns", action="store_true",
+                    help="compare on the turns every run scored (runs of one dataset and grid whose splits or "
+                         "samples differ, e.g. a cross-fitted run of all calls and a detector run on a sample)")
     a = ap.parse_args(argv)
     runs = list(dict.fromkeys([*a.runs, a.reference]))
     preds, cfgs = {}, {}
@@ -49,8 +52,18 @@ def main(argv=None) -> int:
                                           ignore_unknown=True)
         preds[str(run)] = pd.read_parquet(run / "predictions.parquet")
     ref = cfgs[str(a.reference)]
+    n_common = None
+    if a.common_turns:
+        common = set.intersection(*(set(p["id"].unique()) for p in preds.values()))
+        if not common:
+            ap.error("--common-turns: the runs share no turn")
+        n_each = ", ".join(str(p["id"].nunique()) for p in preds.values())
+        preds = {r: p[p["id"].isin(common)].reset_index(drop=True) for r, p in preds.items()}
+        n_common = len(common)
+        print(f"--common-turns: {n_common} turns scored by every run (of {n_each})")
     for run, c in cfgs.items():
-        same = (c.dataset, c.split, c.grid_s, c.max_turns, c.seed) == (ref.dataset, ref.split, ref.grid_s, ref.max_turns, ref.seed)
+        keys = ("dataset", "grid_s") if a.common_turns else ("dataset", "split", "grid_s", "max_turns", "seed")
+        same = all(getattr(c, k) == getattr(ref, k) for k in keys)
         if not same:
             ap.error(f"{run} evaluated {c.dataset}:{c.split} (grid {c.grid_s}, max_turns {c.max_turns}) and "
                      f"{a.reference} {ref.dataset}:{ref.split} (grid {ref.grid_s}, max_turns {ref.max_turns}): not the same spans")
@@ -59,6 +72,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         ap.error(str(e))
     rep["runs"] = {r: {"detector": c.detector, "dataset": str(c.dataset), "split": c.split} for r, c in cfgs.items()}
+    if n_common is not None:
+        rep["common_turns"] = n_common
     print(f"{ref.dataset}:{ref.split}, {rep['n_groups']} conversations, {a.boot} paired resamples; "
           f"difference to {cfgs[str(a.reference)].detector} (< 0 is better)")
     # a detector evaluated by several runs (e.g. the shipped fusion and a k-fold refit) is told apart by its folder

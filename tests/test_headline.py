@@ -191,6 +191,45 @@ def test_paired_differences_share_the_resamples_and_see_a_better_detector():
         paired_difference_bootstrap({"weak": weak}, CFG, "nope", n_boot=10)
 
 
+def test_paired_cli_compares_runs_of_different_samples_on_their_common_turns(tmp_path, capsys):
+    """benchmarks/paired_operating_points.py --common-turns: a run of every turn and a run of a sample are
+    compared on the sample's turns, and the result equals comparing the sample alone."""
+    import importlib.util
+    from pathlib import Path
+
+    from vad_turn.core.config import config_to_dict
+
+    spec = importlib.util.spec_from_file_location(
+        "paired_cli", Path(__file__).resolve().parent.parent / "benchmarks" / "paired_operating_points.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    weak = _preds(lambda r, n: r.uniform(0, 0.9, n), lambda r, n: r.uniform(0.3, 1, n))
+    strong = weak.assign(p_eot=np.where(weak["label"] == 1, np.maximum(weak["p_eot"], 0.9), 0.5 * weak["p_eot"]))
+    ids = sorted(weak["id"].unique())
+    sample = strong[strong["id"].isin(ids[: len(ids) // 2])]
+
+    def write(name, preds, **cfg):
+        run = tmp_path / name
+        run.mkdir()
+        preds.to_parquet(run / "predictions.parquet", index=False)
+        (run / "config.json").write_text(json.dumps({"type": "EvalConfig", **config_to_dict(replace(CFG, **cfg))}))
+        return str(run)
+
+    all_weak = write("all-weak", weak, split="none")
+    sample_strong = write("sample-strong", sample, split="train", max_turns=len(ids) // 2)
+    sample_weak = write("sample-weak", weak[weak["id"].isin(sample["id"])], split="train", max_turns=len(ids) // 2)
+    with pytest.raises(SystemExit):  # without the flag: not the same spans
+        cli.main(["--runs", sample_strong, "--reference", all_weak, "--boot", "20"])
+    assert cli.main(["--runs", sample_strong, "--reference", all_weak, "--boot", "50", "--common-turns",
+                     "--json", str(tmp_path / "common.json")]) == 0
+    assert f"--common-turns: {len(ids) // 2} turns" in capsys.readouterr().out
+    assert cli.main(["--runs", sample_strong, "--reference", sample_weak, "--boot", "50",
+                     "--json", str(tmp_path / "sample.json")]) == 0
+    common, alone = (json.loads((tmp_path / f).read_text()) for f in ("common.json", "sample.json"))
+    assert common["common_turns"] == len(ids) // 2
+    assert list(common["detectors"].values())[0] == list(alone["detectors"].values())[0]
+
+
 # ----------------------------------------------------------------------------- CPU and agent text
 
 

@@ -94,7 +94,7 @@ def pool(cfg: PoolConfig) -> dict:
         raise OperatingPointError("the runs share turn ids: pool evaluations of different turns")
     ecfg = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in first_cfg.items()
                          if k in SHARED_FIELDS and k not in ("detector",)},
-                      dataset=Path(" + ".join(str(c.get("dataset")) for _, c, _, _ in read)), split=None,
+                      dataset=Path(" + ".join(dict.fromkeys(str(c.get("dataset")) for _, c, _, _ in read))), split=None,
                       detector=first_cfg["detector"])
     splits = "+".join(str(c.get("split")) for _, c, _, _ in read)
     metrics, sweep = compute_metrics(preds, ecfg, first_cfg["detector"], splits)
