@@ -3,6 +3,7 @@ only positive, never from the test splits, and a training run that uses them."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -139,3 +140,35 @@ def test_a_spoken_filler_goes_inside_the_turn_and_its_prefix_is_not_an_end(tok, 
     assert item["labels"].tolist() == [0.0] * n + [1.0]  # one more word boundary, still one end
     plain = agent_turn_item(dstc2_train[di], ti, tok, np.random.default_rng(0), transcript_lag_s=0.5)
     assert len(plain["labels"]) == n
+
+
+def test_slurp_slot_swaps_keep_the_carrier_and_draw_values_of_the_same_entity_type():
+    import gzip
+
+    from vad_turn.data.corpora.agent_text import SLURP_ENTITY, slurp_slot_swaps
+
+    root = require_data("agent_text")
+    rows = [json.loads(line) for line in gzip.open(root / "slurp" / "devel.jsonl.gz", "rt")]
+    values = {}
+    for r in rows:
+        for t, v in SLURP_ENTITY.findall(r["sentence_annotation"]):
+            values.setdefault(t, set()).add(v)
+    n_with = sum(bool(SLURP_ENTITY.search(r["sentence_annotation"])) for r in rows)
+    swaps = slurp_slot_swaps(root, "devel", 3, seed=0)
+    assert swaps == slurp_slot_swaps(root, "devel", 3, seed=0)  # seeded
+    originals = {" ".join(r["sentence"].split()) for r in rows}
+    texts = [d.turns[0][1] for d in swaps]
+    assert len(set(texts)) == len(texts) and not set(texts) & originals
+    assert 1.5 * n_with < len(swaps) <= 3 * n_with  # most draws give a new command, none from a test split
+    by_id = {r["slurp_id"]: r for r in rows}
+    for d in swaps[:300]:  # each variant is its source with every entity replaced by a value of the same type
+        src = by_id[int(d.dialogue_id.split("-")[1])]
+        parts = SLURP_ENTITY.split(src["sentence_annotation"])  # carrier, type, value, carrier, type, value, ...
+        carriers, types = parts[0::3], parts[1::3]
+        slots = ["(" + "|".join(re.escape(v) for v in sorted(values[t], key=len, reverse=True)) + ")" for t in types]
+        pieces = [r"\s*".join(map(re.escape, carriers[0].split()))]
+        for slot, carrier in zip(slots, carriers[1:]):
+            pieces += [slot, r"\s*".join(map(re.escape, carrier.split()))]
+        assert re.fullmatch(r"\s*".join(pieces), d.turns[0][1]) is not None, (d.turns[0][1], src["sentence_annotation"])
+    with pytest.raises(ValueError, match="copies"):
+        slurp_slot_swaps(root, "devel", -1, seed=0)

@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from vad_turn.data.corpora.agent_text import READERS, Dialogue, sample_turns, timed_words
+from vad_turn.data.corpora.agent_text import slurp_slot_swaps as slot_swaps
 from vad_turn.harness.agent_text import turn_queries
 
 from .inputs import CONTEXT_MAX_TOKENS, context_text, timing_features
@@ -73,10 +74,13 @@ MAX_BALANCE_COPIES = 8
 
 def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, *, max_turns_per_corpus: int | None,
                 seed: int, transcript_lag_s: float, max_silence_s: float = 1.5, balance: bool = False,
-                filler_rate: float = 0.0) -> list[dict]:
+                filler_rate: float = 0.0, slurp_slot_swaps: int = 0) -> list[dict]:
     """Items of a seeded sample of `max_turns_per_corpus` user turns (None: all) of each corpus's split.
 
     filler_rate: share of turns given one spoken filler (`with_filler`), from a seeded stream of its own.
+
+    slurp_slot_swaps: SLURP's utterances with entities rewritten this many times each with other values of the
+    same entity types (`agent_text.slurp_slot_swaps`), added to SLURP's turns before the sample is drawn.
 
     balance: a corpus with fewer turns than the largest is repeated, each copy with its own seeded word
     timing and query silences, up to round(largest / its count) copies (at most MAX_BALANCE_COPIES)."""
@@ -88,6 +92,8 @@ def agent_items(data_root: Path, splits: dict[str, str], tok: LexicalTokenizer, 
         if corpus not in READERS:
             raise ValueError(f"unknown agent-text corpus {corpus!r} (one of {sorted(READERS)})")
         dialogues = READERS[corpus](root, split)
+        if corpus == "slurp" and slurp_slot_swaps:
+            dialogues = dialogues + slot_swaps(root, split, slurp_slot_swaps, seed)
         per_corpus.append((ci, dialogues, sample_turns(dialogues, max_turns_per_corpus, seed)))
     largest = max((len(turns) for _, _, turns in per_corpus), default=0)
     items = []

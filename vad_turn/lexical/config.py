@@ -46,6 +46,9 @@ class LexicalConfig(TrainConfig):
     agent_text_filler_rate: float = field(default=0.0, metadata={
         "help": "share of agent-text training turns given one spoken filler (um / uh) after a random non-final "
                 "word (vad_turn.lexical.agent_items.with_filler): the written corpora have no hesitations"})
+    agent_text_slurp_swaps: int = field(default=0, metadata={
+        "help": "SLURP devel commands with entities rewritten this many times each with other values of the same "
+                "entity types (vad_turn.data.corpora.agent_text.slurp_slot_swaps), trained on beside the originals"})
     extra_datasets: tuple[str, ...] = field(default=(), metadata={
         "help": "more built turn-span datasets (names under the built root, e.g. getgoing) trained on beside "
                 "--dataset: their train split trains, their val (or dev) split joins the validation set"})
@@ -60,6 +63,8 @@ class LexicalConfig(TrainConfig):
             raise ValueError(f"--agent-text-turns must be >= 0 (or none: all), got {self.agent_text_turns}")
         if not 0.0 <= self.agent_text_filler_rate <= 1.0:
             raise ValueError(f"--agent-text-filler-rate must be in [0, 1], got {self.agent_text_filler_rate}")
+        if self.agent_text_slurp_swaps < 0:
+            raise ValueError(f"--agent-text-slurp-swaps must be >= 0, got {self.agent_text_slurp_swaps}")
         if self.extra_repeat < 1:
             raise ValueError(f"--extra-repeat must be >= 1, got {self.extra_repeat}")
         if self.agent_text_val_turns < 1:

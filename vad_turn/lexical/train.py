@@ -210,7 +210,7 @@ def run(cfg: LexicalConfig) -> dict:
 
         a_train = agent_items(cfg.agent_text_root, TRAIN_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_turns,
                               seed=cfg.seed, transcript_lag_s=lag, balance=cfg.agent_text_balance,
-                              filler_rate=cfg.agent_text_filler_rate)
+                              filler_rate=cfg.agent_text_filler_rate, slurp_slot_swaps=cfg.agent_text_slurp_swaps)
         a_val = agent_items(cfg.agent_text_root, VAL_SPLITS, tok, max_turns_per_corpus=cfg.agent_text_val_turns,
                             seed=cfg.seed + 1, transcript_lag_s=lag)
         extra_counts = token_counts(a_train)

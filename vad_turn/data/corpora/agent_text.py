@@ -64,6 +64,40 @@ def read_slurp(root: Path, split: str = "test") -> list[Dialogue]:
     return [_dialogue("slurp", f"slurp-{r['slurp_id']}", split, [("user", r["sentence"])]) for r in rows]
 
 
+SLURP_ENTITY = re.compile(r"\[\s*([^\]:]+?)\s*:\s*([^\]]+?)\s*\]")
+
+
+def slurp_slot_swaps(root: Path, split: str, copies: int, seed: int) -> list[Dialogue]:
+    """New SLURP commands from `split`'s own: each annotated utterance with entities ("wake me up at [time : five
+    am]") is rewritten `copies` times, every entity replaced by a seeded draw from the values of its type found
+    in the same split ("... at [time : noon]"). The carrier phrases stay the corpus's; the slot values and where
+    a command ends after them vary. Variants equal to an original sentence (or to an earlier variant) are
+    dropped. Ids "slurp-<slurp_id>-swap<k>". Raises ValueError for copies < 0."""
+    if copies < 0:
+        raise ValueError(f"copies must be >= 0, got {copies}")
+    with gzip.open(Path(root) / "slurp" / f"{split}.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    values: dict[str, list[str]] = {}
+    for r in rows:
+        for etype, value in SLURP_ENTITY.findall(r.get("sentence_annotation", "")):
+            values.setdefault(etype, []).append(value)
+    values = {t: sorted(set(v)) for t, v in values.items()}
+    seen = {" ".join(r["sentence"].split()) for r in rows}
+    rng = np.random.default_rng([seed, 3])
+    out = []
+    for r in rows:
+        ann = r.get("sentence_annotation", "")
+        if not SLURP_ENTITY.search(ann):
+            continue
+        for k in range(copies):
+            text = " ".join(SLURP_ENTITY.sub(lambda m: values[m.group(1)][int(rng.integers(len(values[m.group(1)])))],
+                                             ann).split())
+            if text not in seen:
+                seen.add(text)
+                out.append(_dialogue("slurp", f"slurp-{r['slurp_id']}-swap{k}", split, [("user", text)]))
+    return out
+
+
 def detokenize(text: str) -> str:
     """MultiWOZ's tokenised text back to typed text: "I 'm here ." -> "I'm here."."""
     text = " ".join(text.split())
