@@ -138,17 +138,22 @@ def choose_alpha(fused_run: Path, smart_turn_run: Path, grid: Sequence[float] = 
             "table": table}
 
 
-def mixed_run(fused_run: Path, smart_turn_run: Path, alpha: float, out: Path) -> dict:
+def mixed_run(fused_run: Path, smart_turn_run: Path, alpha: float, out: Path, name: str = "fused+smart-turn") -> dict:
     """Write the mix of two finished runs on the same spans as a `vad-turn evaluate`-style run folder
-    (detector "fused+smart-turn"); returns its metrics."""
+    (detector `name`; any two runs mix the same way, e.g. the two branches in benchmarks/branch_average.py);
+    returns its metrics."""
     from vad_turn.harness.evaluate import EvalConfig, write_scored_run
 
     cfg, pf, p_st = paired_predictions(fused_run, smart_turn_run)
     ecfg = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()
                          if k in EvalConfig.__dataclass_fields__ and k not in ("detector", "detector_opts", "out")},
-                      detector="fused+smart-turn", detector_opts=(f"alpha={alpha:g}",), out=Path(out))
+                      # a mix other than the registered "fused+smart-turn" is recorded as its first run's detector
+                      # and what it was mixed with (no live detector computes it)
+                      **({"detector": name, "detector_opts": (f"alpha={alpha:g}",)} if name == "fused+smart-turn" else
+                         {"detector": cfg["detector"], "detector_opts": (f"alpha={alpha:g}", f"mixed_with={smart_turn_run}")}),
+                      out=Path(out))
     preds = pf.assign(p_eot=mix(pf["p_eot"].to_numpy(), p_st, alpha))
-    return write_scored_run(Path(out), ecfg, preds, "fused+smart-turn", cfg.get("split"),
+    return write_scored_run(Path(out), ecfg, preds, name, cfg.get("split"),
                             extra_metrics={"mixed_from": {"fused": str(fused_run), "smart_turn": str(smart_turn_run),
                                                           "alpha": alpha}})
 
