@@ -58,6 +58,8 @@ class CrossFitConfig:
                                  metadata={"help": "the fusion recipe's rendered dataset (train + selection)"})
     fusion_extra: tuple[Path, ...] = field(default_factory=lambda: (default_built_root() / "ami",), metadata={
         "help": "the fusion recipe's other real-audio datasets (the fold's copy of `dataset` is added)"})
+    lexical_max_turns: int | None = field(default=LEXICAL_RECIPE["max_turns"], metadata={
+        "help": "Switchboard train turns of the lexical recipe (none: all 51,987, the v3b candidate)"})
     shipped_model: Path = field(default=SHIPPED_TURN_DIR, metadata={"help": "the turn model that scores dev and test"})
     dev_test_tables: tuple[Path, ...] = field(default=(), metadata={
         "help": "branch tables of the dev and test calls by the shipped branches (kfold-fusion's branches-*.parquet)"})
@@ -68,6 +70,8 @@ class CrossFitConfig:
             raise ValueError("--dataset and --out are required")
         if self.k < 2:
             raise ValueError(f"--k must be >= 2, got {self.k}")
+        if self.lexical_max_turns is not None and self.lexical_max_turns < 1:
+            raise ValueError(f"--lexical-max-turns must be >= 1 (or none: all), got {self.lexical_max_turns}")
         bad = [f for f in self.folds if not 0 <= f < self.k]
         if bad:
             raise ValueError(f"--folds {bad} are outside 0..{self.k - 1}")
@@ -105,7 +109,7 @@ def _train_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> tuple[Pat
     lex_model = fold_dir / "lexical" / "model"
     if not (lex_model / "lexical_head.onnx").exists():
         train_lexical(LexicalConfig(dataset=Path(cfg.lexical_dataset), extra_datasets=(str(fold_ds.resolve()),),
-                                    out=fold_dir / "lexical", **LEXICAL_RECIPE))
+                                    out=fold_dir / "lexical", **{**LEXICAL_RECIPE, "max_turns": cfg.lexical_max_turns}))
     turn_model = fold_dir / "fusion" / "model"
     if not (turn_model / "fusion.json").exists():
         train_fusion(FusionConfig(dataset=Path(cfg.fusion_dataset), extra_datasets=(*map(Path, cfg.fusion_extra), fold_ds),
