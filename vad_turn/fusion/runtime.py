@@ -155,8 +155,12 @@ class Branches:
     """
 
     def __init__(self, lexical_dir: Path, acoustic_onnx: Path, window_s: float, *, threads: int = 1,
-                 batch_size: int = 64, acoustic_int8: Path | None = None):
+                 batch_size: int = 64, acoustic_int8: Path | None = None, lexical_without_words: bool = False):
         from vad_turn.lexical.runtime import LexicalModel
+
+        # False (the fitted fusions): the lexical branch is an input once >= 1 word is visible. True (the branch
+        # average): always, since with no word yet it still reads the agent's last message and the timing
+        self.lexical_without_words = bool(lexical_without_words)
 
         self.lexical = LexicalModel(Path(lexical_dir), backend="onnx", threads=threads)
         if acoustic_int8 is None:
@@ -175,12 +179,14 @@ class Branches:
         """Per item: lex_logit, ac_logit, has_lex, has_ac, silence_s, n_seen (arrays of length n).
 
         items: (audio, words, messages, silence_s) with audio float32 16 kHz mono (n_samples,) or
-        None. The lexical branch is used when >= 1 word is visible, the acoustic one when audio is given.
+        None. The lexical branch is used when >= 1 word is visible (always with `lexical_without_words`),
+        the acoustic one when audio is given.
         """
         n = len(items)
         sil = np.array([float(it[3]) for it in items], dtype=np.float64)
         n_seen = np.array([len(it[1]) for it in items], dtype=np.int64)
-        has_lex, has_ac = n_seen > 0, np.array([it[0] is not None for it in items], dtype=bool)
+        has_lex = np.ones(n, dtype=bool) if self.lexical_without_words else n_seen > 0
+        has_ac = np.array([it[0] is not None for it in items], dtype=bool)
         lex, ac = np.zeros(n), np.zeros(n)
         li = np.flatnonzero(has_lex)
         if li.size:
@@ -233,6 +239,9 @@ class TurnModel:
             lex_dir = (self.path / self.meta["lexical_dir"]).resolve()
             ac_path = (self.path / self.meta["acoustic_onnx"]).resolve()
             ac_int8 = (self.path / self.meta["acoustic_int8_onnx"]).resolve() if int8 else None
+            lexical_without_words = self.meta.get("lexical_without_words", False)
+            if not isinstance(lexical_without_words, bool):
+                raise ValueError(f"lexical_without_words must be true or false, got {lexical_without_words!r}")
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -243,7 +252,7 @@ class TurnModel:
             raise ModelFileError(f"{meta_path}: field 'weights' holds {self.weights[m, f]} at mode {MODES[m]!r}, "
                                  f"feature {FUSION_FEATURES[f]!r}: every weight must be finite")
         self.branches = Branches(lex_dir, ac_path, window_s, threads=threads, batch_size=batch_size,
-                                 acoustic_int8=ac_int8)
+                                 acoustic_int8=ac_int8, lexical_without_words=lexical_without_words)
 
     def logits(self, items: Sequence[tuple]) -> np.ndarray:
         """Uncalibrated fused logits (n,) of checked items (see `p_eot`)."""

@@ -1,0 +1,63 @@
+"""The branch-average turn model (`vad_turn.fusion.average`): the live fused runtime over its fusion.json gives
+exactly sigmoid((1 - w) logit(p_acoustic) + w logit(p_lexical)) of the two branch detectors, words visible or
+not, and the text-only mode is the lexical branch alone."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vad_turn.core.model_files import SHIPPED_LEXICAL_DIR, ModelFileError
+from vad_turn.core.schema import Message, Word
+from vad_turn.fusion.average import average_weights, write_average_model
+from vad_turn.fusion.runtime import FUSION_FEATURES, MODES, TurnModel, logit, sigmoid
+from vad_turn.harness.detectors import make_detector
+
+
+def _queries():
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2.4 * 16000)) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (t < 1.6) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    words = (Word("i", 0.1, 0.3), Word("need", 0.35, 0.7), Word("a", 0.75, 0.85), Word("bus", 0.9, 1.5))
+    context = (Message("assistant", "where are you leaving from?"),)
+    out = []
+    for silence in (0.1, 0.4, 0.8):
+        n = int((1.6 + silence) * 16000)
+        for k in (0, 2, 4):  # no word visible yet, some, all
+            out.append((speech[:n], words[:k], context, silence))
+    return out
+
+
+def test_the_live_model_is_the_mix_of_the_two_branch_detectors(tmp_path):
+    w = 0.3
+    write_average_model(w, SHIPPED_LEXICAL_DIR, tmp_path / "avg")
+    model = TurnModel(tmp_path / "avg")
+    qs = _queries()
+    lex, ac = make_detector("lexical"), make_detector("acoustic")
+    p_lex = np.array([lex.predict(*q) for q in qs])
+    p_ac = np.array([ac.predict(*q) for q in qs])
+    want = sigmoid((1 - w) * logit(p_ac) + w * logit(p_lex))
+    got = model.p_eot(qs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.ptp(got) > 0.05  # the queries differ enough for the check to mean something
+    # text only (no audio): the lexical branch alone
+    text = model.p_eot([(None, q[1], q[2], q[3]) for q in qs])
+    np.testing.assert_allclose(text, p_lex, rtol=0, atol=1e-6)
+
+
+def test_weights_and_refusals(tmp_path):
+    W = average_weights(0.25, np.arange(len(FUSION_FEATURES), dtype=float))
+    both = W[MODES.index("both")]
+    assert both[FUSION_FEATURES.index("lex_logit")] == 0.25 and both[FUSION_FEATURES.index("ac_logit")] == 0.75
+    assert np.count_nonzero(both) == 2 and W[MODES.index("timing")][1] == 1.0
+    with pytest.raises(ValueError, match="lexical share"):
+        average_weights(1.5, np.zeros(len(FUSION_FEATURES)))
+    with pytest.raises(FileNotFoundError, match="lexical_head.onnx"):
+        write_average_model(0.5, tmp_path / "nowhere", tmp_path / "avg")
+    meta = write_average_model(0.5, SHIPPED_LEXICAL_DIR, tmp_path / "avg")
+    assert meta["lexical_without_words"] is True and meta["temperature"] == 1.0
+    bad = dict(meta, lexical_without_words="yes")
+    (tmp_path / "avg" / "fusion.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelFileError, match="lexical_without_words"):
+        TurnModel(tmp_path / "avg")

@@ -1,0 +1,96 @@
+"""The branch-average fusion as a turn model folder: the live fused detector runs it.
+
+    with audio:     z = (1 - w) * ac_logit + w * lex_logit
+    text only:      z = lex_logit
+    p_eot = sigmoid(z)                      (temperature 1)
+
+The lexical branch is an input even before a word is visible (`lexical_without_words` in fusion.json): it still
+reads the agent's last message and the silence, as the lexical detector does. The format's other rows are set as
+their names say (audio only: ac_logit; neither: the source model's timing row), but with that flag only the
+first two are reached.
+
+It is `fusion.json`'s own format (`runtime.FUSION_FEATURES` x `runtime.MODES` weights plus that flag), so
+`TurnModel`, the harness's `fused` detector and the pipeline run it as they run the fitted fusion.
+Written over a lexical model folder and the source model's acoustic graph; w is chosen by
+`benchmarks/branch_average.py` on dev runs of the two branches (docs/turn-model-v3.md section 5).
+
+    python -m vad_turn.fusion.average --w 0.5 --lexical-dir runs/lexical-v3b/model --out runs/turn-avg-v3b \\
+        --chosen-on runs/branch-average-v3b.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vad_turn.core.model_files import SHIPPED_TURN_DIR
+from vad_turn.core.runs import atomic_write_json
+
+from .runtime import FUSION_FEATURES, MODES
+
+
+def average_weights(w: float, timing_row) -> np.ndarray:
+    """(len(MODES), len(FUSION_FEATURES)) weights of the branch average with lexical share `w` in [0, 1];
+    `timing_row`: the weights used when neither branch has an input (its own row of a fitted model)."""
+    if not 0.0 <= float(w) <= 1.0:
+        raise ValueError(f"w (the lexical share) must be in [0, 1], got {w!r}")
+    W = np.zeros((len(MODES), len(FUSION_FEATURES)))
+    lex, ac = FUSION_FEATURES.index("lex_logit"), FUSION_FEATURES.index("ac_logit")
+    W[MODES.index("both"), lex], W[MODES.index("both"), ac] = float(w), 1.0 - float(w)
+    W[MODES.index("lexical"), lex] = 1.0
+    W[MODES.index("acoustic"), ac] = 1.0
+    timing = np.asarray(timing_row, dtype=np.float64).reshape(-1)
+    if timing.shape != (len(FUSION_FEATURES),) or not np.isfinite(timing).all():
+        raise ValueError(f"timing_row must be {len(FUSION_FEATURES)} finite weights, got {timing_row!r}")
+    W[MODES.index("timing")] = timing
+    return W
+
+
+def _rel(target: Path, folder: Path) -> str:
+    return os.path.relpath(Path(target).resolve(), Path(folder).resolve())
+
+
+def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = SHIPPED_TURN_DIR,
+                        chosen_on: Path | None = None) -> dict:
+    """Write `out`/fusion.json: the branch average over `lexical_dir` and `source`'s acoustic graph, with
+    `source`'s timing row, window and transcript lag. Returns the written dict."""
+    src = json.loads((Path(source) / "fusion.json").read_text())
+    if tuple(src["features"]) != FUSION_FEATURES or tuple(src["modes"]) != MODES:
+        raise ValueError(f"{source}/fusion.json: features/modes differ from this code's")
+    if not (Path(lexical_dir) / "lexical_head.onnx").is_file():
+        raise FileNotFoundError(f"{lexical_dir}: no lexical_head.onnx (not a lexical model folder)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timing = np.asarray(src["weights"], dtype=np.float64).reshape(len(MODES), -1)[MODES.index("timing")]
+    meta = {k: src[k] for k in ("features", "modes", "acoustic_window_s", "transcript_lag_s")}
+    meta.update(weights=average_weights(w, timing).tolist(), temperature=1.0, threshold=0.5,
+                lexical_dir=_rel(lexical_dir, out),
+                **{k: _rel(Path(source) / src[k], out) for k in ("acoustic_onnx", "acoustic_int8_onnx") if k in src},
+                lexical_without_words=True, fusion="branch-average", w=float(w), timing_from=_rel(source, out),
+                chosen_on=(json.loads(Path(chosen_on).read_text()) if chosen_on else None))
+    atomic_write_json(out / "fusion.json", meta)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vad_turn.fusion.average", description=__doc__.splitlines()[0])
+    ap.add_argument("--w", type=float, required=True, help="the lexical share in [0, 1]")
+    ap.add_argument("--lexical-dir", type=Path, required=True, help="lexical model folder")
+    ap.add_argument("--source", type=Path, default=SHIPPED_TURN_DIR,
+                    help="turn model whose acoustic graph, timing row and lag are kept")
+    ap.add_argument("--chosen-on", type=Path, default=None, help="benchmarks/branch_average.py --json record")
+    ap.add_argument("--out", type=Path, required=True, help="turn model folder to write")
+    a = ap.parse_args(argv)
+    try:
+        meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on)
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e))
+    print(f"{a.out}/fusion.json: branch average, w {meta['w']}, lexical {meta['lexical_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
