@@ -50,7 +50,9 @@ def main(argv=None) -> int:
                 ap.error(f"{run}: no {f} (not a `vad-turn evaluate` run folder)")
         cfgs[str(run)] = config_from_dict(EvalConfig, json.loads((run / "config.json").read_text()),
                                           ignore_unknown=True)
-        preds[str(run)] = pd.read_parquet(run / "predictions.parquet")
+        # one row order for every run (a cross-fitted run lists its turns fold by fold, a pooled run split by split)
+        preds[str(run)] = (pd.read_parquet(run / "predictions.parquet")
+                           .sort_values(["id", "span_index", "timestamp"], kind="stable").reset_index(drop=True))
     ref = cfgs[str(a.reference)]
     n_common = None
     if a.common_turns:
