@@ -108,7 +108,9 @@ def test_word_lag_measurement_on_two_real_turns(two_turns):
     assert all(0.6 < t["segments"][0].start_s < 0.9 for t in two_turns)
     ps = engine_summary(measure_engine(PocketsphinxSTT(), two_turns))
     ms = engine_summary(measure_engine(MoonshineSTT(), two_turns))
-    assert ps["n_words"] == ms["n_words"] == 12 and ps["n_words_outside_vad"] == 0
+    # the build's words are faster-whisper's timings: 12 on AVX2 CPUs, 11 with AVX-512 ("murray" unheard)
+    n_words = sum(len(t["words"]) for t in two_turns)
+    assert 11 <= n_words <= 12 and ps["n_words"] == ms["n_words"] == n_words and ps["n_words_outside_vad"] == 0
     assert ps["has_partials"] and not ms["has_partials"]
     assert ms["wer"] <= 0.4 < 0.5 <= ps["wer"]  # measured 0.17 vs 0.75
     # the last word's final: VAD stop (~0.2-0.3 s after it) + the decode; Moonshine decodes only at the stop
