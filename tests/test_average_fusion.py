@@ -61,3 +61,33 @@ def test_weights_and_refusals(tmp_path):
     (tmp_path / "avg" / "fusion.json").write_text(json.dumps(bad))
     with pytest.raises(ModelFileError, match="lexical_without_words"):
         TurnModel(tmp_path / "avg")
+
+
+def test_stale_words_leave_the_acoustic_branch_alone(tmp_path):
+    """With `max_unheard_s`, a query whose visible words end more than that before the speech does (a word lag)
+    is scored by the acoustic branch alone; one whose words reach the speech's end is still the mix. The speech
+    of `_queries` ends at 1.6 s: all words visible leave 0.1 s unheard, two words 0.9 s, none 1.6 s."""
+    from vad_turn.fusion.runtime import unheard_s
+
+    w = 0.3
+    meta = write_average_model(w, SHIPPED_LEXICAL_DIR, tmp_path / "avg", max_unheard_s=0.3)
+    assert meta["lexical_max_unheard_s"] == 0.3
+    model = TurnModel(tmp_path / "avg")
+    qs = _queries()
+    np.testing.assert_allclose(unheard_s(qs), np.tile([1.6, 0.9, 0.1], 3), atol=1e-3)
+    assert np.isnan(unheard_s([(None, qs[0][1], qs[0][2], 0.1)])).all()
+    lex, ac = make_detector("lexical"), make_detector("acoustic")
+    p_lex = np.array([lex.predict(*q) for q in qs])
+    p_ac = np.array([ac.predict(*q) for q in qs])
+    fresh = np.array([len(q[1]) == 4 for q in qs])
+    want = np.where(fresh, sigmoid((1 - w) * logit(p_ac) + w * logit(p_lex)), p_ac)
+    got = model.p_eot(qs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.abs(got - p_ac)[fresh].max() > 0.01  # the fresh rows really are mixed
+    # text only (no audio, so no speech end to compare with): the lexical branch alone, as without the gate
+    np.testing.assert_allclose(model.p_eot([(None, q[1], q[2], q[3]) for q in qs]), p_lex, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="max_unheard_s"):
+        write_average_model(w, SHIPPED_LEXICAL_DIR, tmp_path / "bad", max_unheard_s=-1)
+    (tmp_path / "avg" / "fusion.json").write_text(json.dumps(dict(meta, lexical_max_unheard_s="soon")))
+    with pytest.raises(ModelFileError, match="lexical_max_unheard_s"):
+        TurnModel(tmp_path / "avg")

@@ -4,6 +4,9 @@
     text only:      z = lex_logit
     p_eot = sigmoid(z)                      (temperature 1)
 
+With `lexical_max_unheard_s` (fusion.json; `--max-unheard-s`), a query whose visible words end more than that
+before the speech does (`runtime.unheard_s`: words not yet shown under the STT's lag) is in the acoustic mode.
+
 The lexical branch is an input even before a word is visible (`lexical_without_words` in fusion.json): it still
 reads the agent's last message and the silence, as the lexical detector does. The format's other rows are set as
 their names say (audio only: ac_logit; neither: the source model's timing row), but with that flag only the
@@ -54,9 +57,13 @@ def _rel(target: Path, folder: Path) -> str:
 
 
 def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = SHIPPED_TURN_DIR,
-                        chosen_on: Path | None = None) -> dict:
+                        chosen_on: Path | None = None, max_unheard_s: float | None = None) -> dict:
     """Write `out`/fusion.json: the branch average over `lexical_dir` and `source`'s acoustic graph, with
-    `source`'s timing row, window and transcript lag. Returns the written dict."""
+    `source`'s timing row, window and transcript lag. `max_unheard_s`: drop the lexical input (acoustic mode)
+    while the visible words end more than this before the speech does (`runtime.unheard_s`); None: never.
+    Returns the written dict."""
+    if max_unheard_s is not None and not 0.0 <= float(max_unheard_s) <= 5.0:
+        raise ValueError(f"max_unheard_s must be in [0, 5] s or None, got {max_unheard_s!r}")
     src = json.loads((Path(source) / "fusion.json").read_text())
     if tuple(src["features"]) != FUSION_FEATURES or tuple(src["modes"]) != MODES:
         raise ValueError(f"{source}/fusion.json: features/modes differ from this code's")
@@ -70,6 +77,7 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
                 lexical_dir=_rel(lexical_dir, out),
                 **{k: _rel(Path(source) / src[k], out) for k in ("acoustic_onnx", "acoustic_int8_onnx") if k in src},
                 lexical_without_words=True, fusion="branch-average", w=float(w), timing_from=_rel(source, out),
+                lexical_max_unheard_s=None if max_unheard_s is None else float(max_unheard_s),
                 chosen_on=(json.loads(Path(chosen_on).read_text()) if chosen_on else None))
     atomic_write_json(out / "fusion.json", meta)
     return meta
@@ -81,14 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexical-dir", type=Path, required=True, help="lexical model folder")
     ap.add_argument("--source", type=Path, default=SHIPPED_TURN_DIR,
                     help="turn model whose acoustic graph, timing row and lag are kept")
+    ap.add_argument("--max-unheard-s", type=float, default=None,
+                    help="acoustic only while the visible words end more than this many seconds before the speech "
+                         "(stale words under a transcript lag); default: never")
     ap.add_argument("--chosen-on", type=Path, default=None, help="benchmarks/branch_average.py --json record")
     ap.add_argument("--out", type=Path, required=True, help="turn model folder to write")
     a = ap.parse_args(argv)
     try:
-        meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on)
+        meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on, a.max_unheard_s)
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
-    print(f"{a.out}/fusion.json: branch average, w {meta['w']}, lexical {meta['lexical_dir']}")
+    print(f"{a.out}/fusion.json: branch average, w {meta['w']}, lexical {meta['lexical_dir']}, "
+          f"max unheard {meta['lexical_max_unheard_s']} s")
     return 0
 
 

@@ -155,12 +155,16 @@ class Branches:
     """
 
     def __init__(self, lexical_dir: Path, acoustic_onnx: Path, window_s: float, *, threads: int = 1,
-                 batch_size: int = 64, acoustic_int8: Path | None = None, lexical_without_words: bool = False):
+                 batch_size: int = 64, acoustic_int8: Path | None = None, lexical_without_words: bool = False,
+                 lexical_max_unheard_s: float | None = None):
         from vad_turn.lexical.runtime import LexicalModel
 
         # False (the fitted fusions): the lexical branch is an input once >= 1 word is visible. True (the branch
         # average): always, since with no word yet it still reads the agent's last message and the timing
         self.lexical_without_words = bool(lexical_without_words)
+        # None: no gate. Else, with audio, the lexical branch is an input only while the visible words reach to
+        # within this many seconds of the speech's end (`unheard_s`); staler words are treated as absent
+        self.lexical_max_unheard_s = None if lexical_max_unheard_s is None else float(lexical_max_unheard_s)
 
         self.lexical = LexicalModel(Path(lexical_dir), backend="onnx", threads=threads)
         if acoustic_int8 is None:
@@ -180,13 +184,17 @@ class Branches:
 
         items: (audio, words, messages, silence_s) with audio float32 16 kHz mono (n_samples,) or
         None. The lexical branch is used when >= 1 word is visible (always with `lexical_without_words`),
-        the acoustic one when audio is given.
+        unless `lexical_max_unheard_s` is set and the words are staler than that (`unheard_s`); the acoustic
+        one when audio is given. Also returns unheard_s (NaN without audio).
         """
         n = len(items)
         sil = np.array([float(it[3]) for it in items], dtype=np.float64)
         n_seen = np.array([len(it[1]) for it in items], dtype=np.int64)
         has_lex = np.ones(n, dtype=bool) if self.lexical_without_words else n_seen > 0
         has_ac = np.array([it[0] is not None for it in items], dtype=bool)
+        unheard = unheard_s(items)
+        if self.lexical_max_unheard_s is not None:
+            has_lex &= ~(has_ac & (unheard > self.lexical_max_unheard_s + 1e-9))
         lex, ac = np.zeros(n), np.zeros(n)
         li = np.flatnonzero(has_lex)
         if li.size:
@@ -196,7 +204,20 @@ class Branches:
             win = np.stack([last_window(items[i][0], self.window_samples) for i in ai])
             ac[ai] = logit(self.acoustic_p(win, sil[ai]))
         return {"lex_logit": lex, "ac_logit": ac, "has_lex": has_lex, "has_ac": has_ac, "silence_s": sil,
-                "n_seen": n_seen}
+                "n_seen": n_seen, "unheard_s": unheard}
+
+
+def unheard_s(items: Sequence[tuple]) -> np.ndarray:
+    """Per (audio16k | None, words, messages, silence_s) item: seconds of speech the visible words do not cover,
+    float64 (n,): the speech's end (the audio's end less silence_s) less the last visible word's end (0 with no
+    word), at least 0; NaN without audio. Under a transcript lag the words trail the speech, so this is how stale
+    the lexical branch's input is (words as they end: about the VAD's stop hangover)."""
+    out = np.full(len(items), np.nan)
+    for i, (audio, words, _, silence_s) in enumerate(items):
+        if audio is not None:
+            speech_end_s = audio.shape[0] / SAMPLE_RATE_HZ - float(silence_s)
+            out[i] = max(0.0, speech_end_s - (words[-1].end if len(words) else 0.0))
+    return out
 
 
 def fused_logits(b, weights: np.ndarray) -> np.ndarray:
@@ -242,6 +263,9 @@ class TurnModel:
             lexical_without_words = self.meta.get("lexical_without_words", False)
             if not isinstance(lexical_without_words, bool):
                 raise ValueError(f"lexical_without_words must be true or false, got {lexical_without_words!r}")
+            max_unheard = self.meta.get("lexical_max_unheard_s")
+            if max_unheard is not None:
+                max_unheard = _field(meta_path, "lexical_max_unheard_s", max_unheard, lo=0.0, hi=MAX_SILENCE_S)
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -252,7 +276,8 @@ class TurnModel:
             raise ModelFileError(f"{meta_path}: field 'weights' holds {self.weights[m, f]} at mode {MODES[m]!r}, "
                                  f"feature {FUSION_FEATURES[f]!r}: every weight must be finite")
         self.branches = Branches(lex_dir, ac_path, window_s, threads=threads, batch_size=batch_size,
-                                 acoustic_int8=ac_int8, lexical_without_words=lexical_without_words)
+                                 acoustic_int8=ac_int8, lexical_without_words=lexical_without_words,
+                                 lexical_max_unheard_s=max_unheard)
 
     def logits(self, items: Sequence[tuple]) -> np.ndarray:
         """Uncalibrated fused logits (n,) of checked items (see `p_eot`)."""
