@@ -91,3 +91,44 @@ def test_vad_matched_operating_point_of_a_pooled_sweep():
     assert (op["threshold"], op["action_delay_s"], op["mean_latency_s"]) == (0.5, 0.3, 0.4)
     assert op["vad_only"]["action_delay_s"] == 0.6 and op["ratio_to_vad_only"] == pytest.approx(0.4 / 0.6)
     json.dumps(op)  # serialisable as written into metrics.json
+
+
+def test_pooled_runs_count_cut_offs_after_a_filler_at_the_matched_point(tmp_path):
+    """`vad-turn pool-evaluations` writes the slices of the point it ships (pause_context "filler" apart) against
+    VAD-only at the stop silence it is matched to. Three turns: a 1.0 s pause after "um" the detector holds (VAD-only
+    at 0.6 s cuts it), a 0.3 s pause it cuts, and one without a pause; every end span scores 0.9."""
+    import dataclasses
+
+    from vad_turn.harness.evaluate import EvalConfig
+    from vad_turn.harness.pool import SHARED_FIELDS, PoolConfig, pool
+
+    defaults = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.name in SHARED_FIELDS}
+    defaults.update(detector="fused", detector_opts=[])
+    grid = defaults["grid_s"]
+
+    def span(turn, i, label, dur_s, p, tag, n_points):
+        return [{"id": turn, "span_index": i, "timestamp": 0.0, "silence_dur": round(k * grid, 3), "p_eot": p,
+                 "label": label, "span_dur": dur_s, "pause_context": tag, "unit_punct": "", "n_words": 5}
+                for k in range(n_points)]
+
+    turns = {"a": span("um", 0, 0, 1.0, 0.1, "filler", 10) + span("um", 1, 1, 3.0, 0.9, "none", 30),
+             "b": span("so", 0, 0, 0.3, 0.9, "none", 3) + span("so", 1, 1, 3.0, 0.9, "none", 30)
+             + span("ok", 0, 1, 3.0, 0.9, "none", 30)}
+    runs = []
+    for name, rows in turns.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({**defaults, "dataset": name, "split": "dev"}))
+        (run / "metrics.json").write_text("{}")
+        pd.DataFrame(rows).to_parquet(run / "predictions.parquet")
+        runs.append(run)
+    metrics = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "pooled"))
+    op = metrics["operating_points"][0]
+    assert op["name"] == "lat@fcr<=vad-0.6s" and op["budget"] == pytest.approx(1 / 3)
+    assert op["n_cutoff"] == 1 and op["mean_latency_s"] == pytest.approx(0.0)
+    rows = {r["value"]: r for r in metrics["slices"] if r["slice"] == "pause_context" and r["operating_point"] == op["name"]}
+    assert (rows["filler"]["n_turns"], rows["filler"]["n_cutoff"], rows["filler"]["vad_only_n_cutoff"]) == (1, 0, 1)
+    assert (rows["none"]["n_turns"], rows["none"]["n_cutoff"], rows["none"]["vad_only_n_cutoff"]) == (1, 1, 0)
+    written = json.loads((tmp_path / "pooled" / "metrics.json").read_text())["slices"]
+    assert {"slice": "pause_context", "value": "filler", "operating_point": op["name"], "n_cutoff": 0}.items() <= \
+        next(r for r in written if r["value"] == "filler" and r["operating_point"] == op["name"]).items()

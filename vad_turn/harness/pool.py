@@ -101,7 +101,12 @@ def pool(cfg: PoolConfig) -> dict:
     table = M.build_span_table(preds, ecfg.grid_s)
     sweep_det = sweep[sweep["detector"] == first_cfg["detector"]].drop(columns="detector")
     sweep_vad = sweep[sweep["detector"] == "vad-only"].drop(columns="detector")
-    metrics["operating_points"].insert(0, vad_matched_point(sweep_det, sweep_vad, float(cfg.vad_stop_s)))
+    matched = vad_matched_point(sweep_det, sweep_vad, float(cfg.vad_stop_s))
+    metrics["operating_points"].insert(0, matched)
+    # its slices too (pause_context "filler": the pauses after "um" the point must hold, counted apart), against
+    # VAD-only at the stop silence it is matched to
+    p = preds["p_eot"].to_numpy(dtype="float64")[table.order]
+    metrics["slices"] = M.slice_rows(table, p, p * 0 + 1.0, [matched], [matched["vad_only"]]) + metrics["slices"]
     metrics["pooled_runs"] = [{"run": str(r), "dataset": c.get("dataset"), "split": c.get("split"),
                                "n_turns": int(p["id"].nunique())} for r, c, p, _ in read]
     metrics["counts"]["n_turns"] = table.n_turns
