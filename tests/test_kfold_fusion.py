@@ -151,12 +151,22 @@ def test_mix_and_alpha_choice_refuse_bad_input(tmp_path):
     with pytest.raises(ValueError, match="alpha"):
         mix(np.array([0.2]), np.array([0.7]), 1.5)
     t = _table(n_calls=2)
-    for name, det, split in (("a", "fused", "test"), ("b", "smart-turn", "dev")):
-        _eval_run(tmp_path / name, t, np.full(len(t), 0.5), detector=det)
+    p_st = np.random.default_rng(1).uniform(0.01, 0.99, len(t))
+    # a cross-fitted run of every call (split 'none') beside a pooled one: the same queries, so they pair
+    for name, det, split, rows, p in (("a", "fused", "none", t, np.full(len(t), 0.5)),
+                                      ("b", "smart-turn", "train+dev+test", t, p_st),
+                                      ("c", "smart-turn", "dev", t.iloc[: len(t) // 2], p_st[: len(t) // 2]),
+                                      ("d", "smart-turn", "none", t, p_st)):
+        _eval_run(tmp_path / name, rows, p, detector=det)
         cfg = json.loads((tmp_path / name / "config.json").read_text())
-        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, "dataset": "d", "split": split}))
-    with pytest.raises(ValueError, match="differ in split"):
-        paired_predictions(tmp_path / "a", tmp_path / "b")
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, "dataset": "d" if name != "d" else "e",
+                                                                  "split": split}))
+    _, _, got = paired_predictions(tmp_path / "a", tmp_path / "b")
+    np.testing.assert_array_equal(got, p_st)
+    with pytest.raises(ValueError, match=r"not the same spans \(their splits / samples differ: 'none'"):
+        paired_predictions(tmp_path / "a", tmp_path / "c")
+    with pytest.raises(ValueError, match="differ in dataset"):
+        paired_predictions(tmp_path / "a", tmp_path / "d")
 
 
 @pytest.mark.slow

@@ -103,20 +103,27 @@ def _run_predictions(run: Path) -> tuple[dict, "pd.DataFrame"]:
 
 def paired_predictions(fused_run: Path, smart_turn_run: Path) -> tuple[dict, "pd.DataFrame", np.ndarray]:
     """(the fused run's config, its predictions, Smart Turn's p_eot on the same rows). Raises ValueError
-    naming the runs when they did not score the same dataset, split and queries."""
+    naming the runs when they did not score the same dataset and queries.
+
+    Their split names (and turn samples) may differ when the queries are the same ones: a cross-fitted run of
+    every call (`vad-turn crossfit-calls`, split 'none') beside runs of each split pooled ('train+dev+test')."""
     cf, pf = _run_predictions(fused_run)
     cs, ps = _run_predictions(smart_turn_run)
-    for key in ("dataset", "split", "grid_s", "transcript_lag_s", "max_turns", "seed"):
+    for key in ("dataset", "grid_s", "transcript_lag_s"):
         if cf.get(key) != cs.get(key):
             raise ValueError(f"{fused_run} and {smart_turn_run} differ in {key} ({cf.get(key)!r} vs {cs.get(key)!r}): "
                              "not the same spans")
+    same_sample = all(cf.get(k) == cs.get(k) for k in ("split", "max_turns", "seed"))
     keys = ["id", "span_index", "timestamp"]
     a = pf[keys].assign(timestamp=np.round(pf["timestamp"] * 1000).astype(np.int64))
     b = ps[keys].assign(timestamp=np.round(ps["timestamp"] * 1000).astype(np.int64), p=ps["p_eot"].to_numpy())
     m = a.merge(b, on=keys, how="left", validate="one_to_one")
     if m["p"].isna().any() or len(ps) != len(pf):
+        why = "" if same_sample else (f" (their splits / samples differ: {cf.get('split')!r}, max_turns "
+                                      f"{cf.get('max_turns')!r}, seed {cf.get('seed')!r} against {cs.get('split')!r}, "
+                                      f"{cs.get('max_turns')!r}, {cs.get('seed')!r})")
         raise ValueError(f"{smart_turn_run} has {len(ps)} queries and {fused_run} {len(pf)}, "
-                         f"{int(m['p'].isna().sum())} of the latter unmatched: not the same spans")
+                         f"{int(m['p'].isna().sum())} of the latter unmatched: not the same spans{why}")
     return cf, pf, m["p"].to_numpy(dtype=np.float64)
 
 
