@@ -75,3 +75,50 @@ def test_teacher_options_are_checked():
         AcousticTrainConfig(teacher="smart-turn", teacher_weight=1.5)
     with pytest.raises(ValueError, match="teacher-sources"):
         AcousticTrainConfig(teacher="smart-turn", teacher_sources=("getgoing:train",))
+
+
+def test_answers_of_a_finished_run_seed_the_cache(tmp_path):
+    """`add_from_run`: an evaluation run of the teacher fills the cache by query key, so those queries are not
+    asked again; a run of another detector is refused."""
+    import json
+
+    table, qs, amps = _queries(6)
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = "test_acoustic_teacher:LoudnessTeacher"
+    (run / "config.json").write_text(json.dumps({"detector": spec}))
+    p_run = np.linspace(0.1, 0.6, 4)
+    pd.DataFrame({"id": table["turn_id"][:4], "span_index": table["span_index"][:4],
+                  "timestamp": table["timestamp"][:4] + 1e-7, "p_eot": p_run}).to_parquet(run / "predictions.parquet")
+    CALLS.clear()
+    cache = TeacherCache(spec, "getgoing:train", tmp_path / "cache")
+    assert cache.add_from_run(run) == 4 and cache.add_from_run(run) == 0
+    p = TeacherCache(spec, "getgoing:train", tmp_path / "cache").p_eot(table, qs)  # saved: a new process reads it
+    assert len(CALLS) == 2  # only the two queries the run lacks
+    assert p[:4] == pytest.approx(p_run) and p[4:] == pytest.approx(np.clip(1 - 10 * amps[4:], 0, 1), abs=1e-6)
+    (run / "config.json").write_text(json.dumps({"detector": "smart-turn"}))
+    with pytest.raises(ValueError, match="not of the teacher"):
+        cache.add_from_run(run)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_smart_turn_answers_from_an_evaluation_run_are_its_training_answers(tiny_getgoing, tmp_path):
+    """Parity behind `crossfit-calls --acoustic --teacher-runs`: Smart Turn's scores in a `vad-turn evaluate` run of
+    real GetGoing turns are the answers it gives the acoustic training's queries of the same turns (every training
+    query found in the run, none computed, equal to Smart Turn asked live)."""
+    from vad_turn.harness.detectors import make_detector
+    from vad_turn.harness.evaluate import EvalConfig, run, select_turns
+    from vad_turn.harness.examples import build_examples
+    from vad_turn.data.dataset import load_turns
+
+    ds_path = tiny_getgoing / "getgoing"
+    run(EvalConfig(dataset=ds_path, split="test", max_turns=2, seed=3, detector="smart-turn", out=tmp_path / "st"))
+    rows, _ = select_turns(load_turns(ds_path), EvalConfig(split="test", max_turns=2, seed=3))
+    ex = build_examples(rows, None, seed=0, points_per_span=3, needs_audio=True, needs_words=False, progress=False)
+    cache = TeacherCache("smart-turn", "getgoing:train", tmp_path / "cache")
+    assert cache.add_from_run(tmp_path / "st") >= len(ex) >= 6
+    p = cache.p_eot(ex.table, ex.queries)
+    assert cache.n_computed == 0
+    live = make_detector("smart-turn").predict_batch(ex.queries)
+    np.testing.assert_allclose(p, live, rtol=0, atol=1e-5)

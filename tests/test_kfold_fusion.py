@@ -3,6 +3,7 @@ line up with the queries they belong to, and the out-of-fold predictions are a h
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,3 +212,34 @@ def test_refit_on_real_calls_writes_oof_dev_test_runs_and_a_loadable_model(tmp_p
     from vad_turn.fusion.runtime import TurnModel
 
     TurnModel(tmp_path / "out" / "model")  # its branch paths resolve to the shipped branches
+
+
+def test_the_crossfit_recipes_are_the_makefiles():
+    """`crossfit-calls` retrains the branches with the shipped recipes; they are written twice (the Makefile's
+    targets and crossfit.py's constants), so this pins them together. --teacher-runs without --acoustic is refused."""
+    import re
+    import shlex
+
+    from vad_turn.fusion.crossfit import ACOUSTIC_OTHER_SETS, ACOUSTIC_RECIPE, LEXICAL_RECIPE, CrossFitConfig
+
+    make = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+
+    def flags(command: str) -> dict[str, list[str]]:
+        out, key = {}, None
+        for tok in shlex.split(command):
+            if tok.startswith("--"):
+                key = tok[2:].replace("-", "_")
+                out[key] = []
+            elif key:
+                out[key].append(tok)
+        return out
+
+    ac = flags(re.search(r"vad-turn train-acoustic (.*--model-out vad_turn/models/acoustic)", make).group(1))
+    spec = "getgoing:train"
+    assert ac["train_sets"] == [*ACOUSTIC_OTHER_SETS, spec] and ac["teacher_sources"] == [spec]
+    assert {k: ac[k][0] for k in ACOUSTIC_RECIPE} == {k: str(v) for k, v in ACOUSTIC_RECIPE.items()}
+    lex = flags(re.search(r"vad-turn train-lexical (.*--out runs/lexical-v2e)", make).group(1))
+    assert {k: lex[k][0] for k in LEXICAL_RECIPE} == {k: str(v) for k, v in LEXICAL_RECIPE.items()}
+    assert lex["extra_datasets"] == ["getgoing"]
+    with pytest.raises(ValueError, match="--teacher-runs only serve --acoustic"):
+        CrossFitConfig(dataset=Path("d"), out=Path("o"), teacher_runs=(Path("r"),))

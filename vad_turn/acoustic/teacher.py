@@ -76,6 +76,30 @@ class TeacherCache:
             self.save()
         return np.array([self._p[k] for k in keys], dtype=np.float64)
 
+    def add_from_run(self, run_dir: Path) -> int:
+        """Add the answers of a finished `vad-turn evaluate` run of this teacher (its predictions.parquet: every
+        grid point, the query audio as evaluation gives it, the same keys) to the cache and save it; returns how
+        many were new. A teacher that reads only audio answers a query the same in a run and in training, so its
+        scores of a whole corpus (e.g. Smart Turn on every GetGoing turn) serve every fold's training queries.
+        Raises ValueError when the run is not of this teacher."""
+        import json
+
+        import pandas as pd
+
+        run_dir = Path(run_dir)
+        for name in ("config.json", "predictions.parquet"):
+            if not (run_dir / name).is_file():
+                raise ValueError(f"{run_dir}: no {name} (not a finished `vad-turn evaluate` run)")
+        detector = json.loads((run_dir / "config.json").read_text()).get("detector")
+        if detector != self.teacher:
+            raise ValueError(f"{run_dir}: a run of {detector!r}, not of the teacher {self.teacher!r}")
+        pr = pd.read_parquet(run_dir / "predictions.parquet", columns=["id", "span_index", "timestamp", "p_eot"])
+        keys = query_keys(pr.rename(columns={"id": "turn_id"}))
+        before = len(self._p)
+        self._p.update(zip(keys, pr["p_eot"].to_numpy(dtype=np.float64).tolist()))
+        self.save()
+        return len(self._p) - before
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path, suffix=".npz") as tmp:

@@ -13,10 +13,14 @@ holds) can measure it. Here the train calls are dealt into `k` folds (`fit.conve
 4. fold j's calls scored at every grid point with fold j's branches and fusion.
 
 The dev and test calls are scored by the shipped model (`dev_test_tables`: the branch tables `vad-turn
-kfold-fusion` wrote, or computed here). The acoustic branch is NOT retrained (its distillation teacher, Smart
-Turn, costs ~0.3 s per query on an AVX2-only CPU): on train calls it is the shipped one, which trained on them
-(target 0.5 x label + 0.5 x Smart Turn); `metrics.json` reports its AUC on train calls against dev + test
-calls, so the size of that in-sample advantage is stated, not assumed.
+kfold-fusion` wrote, or computed here). By default the acoustic branch is NOT retrained: on train calls it is the
+shipped one, which trained on them (target 0.5 x label + 0.5 x Smart Turn); `metrics.json` reports its AUC on
+train calls against dev + test calls, so the size of that in-sample advantage is stated, not assumed. With
+`--acoustic` it is retrained per fold too, before the fusion, with the shipped v2 recipe (`ACOUSTIC_RECIPE`, the
+Makefile's target of vad_turn/models/acoustic) on the fold's copy, so no branch has trained on the call it
+scores. Its distillation teacher (Smart Turn, ~0.05-0.3 s per query) is read from `--teacher-runs`: finished
+`vad-turn evaluate --detector smart-turn` runs over the corpus (`TeacherCache.add_from_run`); queries they lack
+are computed.
 
 The result is three `vad-turn evaluate`-style run folders over every call (split "none"): `fused`, `acoustic`
 and `lexical` (the lexical branch's p where a word is visible, 0.5 before), for `benchmarks/paired_operating_points.py`.
@@ -44,6 +48,10 @@ from .fit import conversation_folds
 HELDOUT = "heldout"
 # the shipped lexical v2 recipe (Makefile, target of vad_turn/models/lexical), the GetGoing dataset swapped per fold
 LEXICAL_RECIPE = dict(max_turns=20000, agent_text_turns=30000, agent_text_filler_rate=0.3, extra_repeat=3, epochs=4)
+# the shipped acoustic v2 recipe (Makefile, target of vad_turn/models/acoustic): these sets + the fold's train calls
+ACOUSTIC_OTHER_SETS = ("switchboard-rendered:train", "ami:train")
+ACOUSTIC_RECIPE = dict(teacher="smart-turn", teacher_weight=0.5, real_repeat=2, select_metric="val_auc_same_silence",
+                       select_mode="max", epochs=8)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,12 @@ class CrossFitConfig:
         "help": "the fusion recipe's other real-audio datasets (the fold's copy of `dataset` is added)"})
     lexical_max_turns: int | None = field(default=LEXICAL_RECIPE["max_turns"], metadata={
         "help": "Switchboard train turns of the lexical recipe (none: all 51,987, the v3b candidate)"})
+    acoustic: bool = field(default=False, metadata={
+        "help": "retrain the acoustic branch per fold too (ACOUSTIC_RECIPE); default: the shipped one on every call"})
+    teacher_runs: tuple[Path, ...] = field(default=(), metadata={
+        "help": "with --acoustic: `vad-turn evaluate --detector smart-turn` runs over the dataset whose answers "
+                "seed each fold's teacher cache"})
+    threads: int = field(default=1, metadata={"help": "torch threads of the acoustic training"})
     shipped_model: Path = field(default=SHIPPED_TURN_DIR, metadata={"help": "the turn model that scores dev and test"})
     dev_test_tables: tuple[Path, ...] = field(default=(), metadata={
         "help": "branch tables of the dev and test calls by the shipped branches (kfold-fusion's branches-*.parquet)"})
@@ -72,6 +86,8 @@ class CrossFitConfig:
             raise ValueError(f"--k must be >= 2, got {self.k}")
         if self.lexical_max_turns is not None and self.lexical_max_turns < 1:
             raise ValueError(f"--lexical-max-turns must be >= 1 (or none: all), got {self.lexical_max_turns}")
+        if self.teacher_runs and not self.acoustic:
+            raise ValueError("--teacher-runs only serve --acoustic (the acoustic branch retrained per fold)")
         bad = [f for f in self.folds if not 0 <= f < self.k]
         if bad:
             raise ValueError(f"--folds {bad} are outside 0..{self.k - 1}")
@@ -98,8 +114,28 @@ def write_fold_dataset(ds, held_calls: set[str], path: Path) -> Path:
     return path
 
 
-def _train_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> tuple[Path, Path]:
-    """(lexical model folder, turn model folder) of fold j, trained unless already there."""
+def _train_acoustic_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> Path:
+    """The acoustic model folder of fold j (ACOUSTIC_RECIPE on the fold's copy), trained unless already there."""
+    from vad_turn.acoustic.teacher import TeacherCache
+    from vad_turn.acoustic.train import AcousticTrainConfig
+    from vad_turn.acoustic.train import run as train_acoustic
+
+    model = fold_dir / "acoustic" / "model"
+    if (model / "model.onnx").exists():
+        return model
+    spec, cache_dir = f"{fold_ds.resolve()}:train", fold_dir / "acoustic" / "teacher-cache"
+    cache = TeacherCache(ACOUSTIC_RECIPE["teacher"], spec, cache_dir)
+    for run in cfg.teacher_runs:
+        print(f"teacher cache {cache.path.name}: {cache.add_from_run(Path(run))} answers from {run}")
+    train_acoustic(AcousticTrainConfig(train_sets=(*ACOUSTIC_OTHER_SETS, spec), teacher_sources=(spec,),
+                                       val_set=f"{fold_ds.resolve()}:dev", teacher_cache_dir=cache_dir,
+                                       threads=cfg.threads, out=fold_dir / "acoustic" / "run", model_out=model,
+                                       **ACOUSTIC_RECIPE))
+    return model
+
+
+def _train_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> tuple[Path, Path, Path]:
+    """(lexical model folder, acoustic model folder, turn model folder) of fold j, trained unless already there."""
     from vad_turn.lexical.config import LexicalConfig
     from vad_turn.lexical.train import run as train_lexical
 
@@ -110,15 +146,16 @@ def _train_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> tuple[Pat
     if not (lex_model / "lexical_head.onnx").exists():
         train_lexical(LexicalConfig(dataset=Path(cfg.lexical_dataset), extra_datasets=(str(fold_ds.resolve()),),
                                     out=fold_dir / "lexical", **{**LEXICAL_RECIPE, "max_turns": cfg.lexical_max_turns}))
+    ac_model = _train_acoustic_fold(cfg, fold_ds, fold_dir) if cfg.acoustic else SHIPPED_ACOUSTIC_DIR
     turn_model = fold_dir / "fusion" / "model"
     if not (turn_model / "fusion.json").exists():
         train_fusion(FusionConfig(dataset=Path(cfg.fusion_dataset), extra_datasets=(*map(Path, cfg.fusion_extra), fold_ds),
-                                  lexical_dir=lex_model, acoustic_dir=SHIPPED_ACOUSTIC_DIR, out=fold_dir / "fusion"))
-    return lex_model, turn_model
+                                  lexical_dir=lex_model, acoustic_dir=ac_model, out=fold_dir / "fusion"))
+    return lex_model, ac_model, turn_model
 
 
 def _score(ds_path: Path, split: str, lexical_dir: Path, turn_model: Path, path: Path,
-           table: pd.DataFrame | None = None) -> pd.DataFrame:
+           table: pd.DataFrame | None = None, acoustic_dir: Path = SHIPPED_ACOUSTIC_DIR) -> pd.DataFrame:
     """Branch table of `split` (every grid point) with p_fused / p_lexical / p_acoustic from `turn_model`'s
     weights and temperature, cached at `path`."""
     from vad_turn.data.dataset import load_turns
@@ -130,7 +167,7 @@ def _score(ds_path: Path, split: str, lexical_dir: Path, turn_model: Path, path:
         return pd.read_parquet(path)
     meta = json.loads((Path(turn_model) / "fusion.json").read_text())
     if table is None:
-        branches = Branches(lexical_dir, SHIPPED_ACOUSTIC_DIR / "model.onnx", _acoustic_window_s(SHIPPED_ACOUSTIC_DIR))
+        branches = Branches(lexical_dir, Path(acoustic_dir) / "model.onnx", _acoustic_window_s(acoustic_dir))
         table = branch_table(load_turns(ds_path), split, branches, max_turns=None, points_per_span=None, seed=0,
                              desc=f"{Path(path).stem}", transcript_lag_s=float(meta["transcript_lag_s"]))
     z = fused_logits(table, np.asarray(meta["weights"], dtype=np.float64)) / float(meta["temperature"])
@@ -157,8 +194,8 @@ def run(cfg: CrossFitConfig) -> dict:
         fold_dir = out / f"fold{j}"
         held = {c for c, f in folds.items() if f == j}
         fold_ds = write_fold_dataset(ds, held, fold_dir / "getgoing")
-        lex_model, turn_model = _train_fold(cfg, fold_ds, fold_dir)
-        _score(fold_ds, HELDOUT, lex_model, turn_model, fold_dir / "heldout-scored.parquet")
+        lex_model, ac_model, turn_model = _train_fold(cfg, fold_ds, fold_dir)
+        _score(fold_ds, HELDOUT, lex_model, turn_model, fold_dir / "heldout-scored.parquet", acoustic_dir=ac_model)
         print(f"fold {j}: {len(held)} calls scored ({time.time() - t0:.0f} s)")
     scored = [out / f"fold{j}" / "heldout-scored.parquet" for j in range(cfg.k)]
     if not all(p.exists() for p in scored):
@@ -204,7 +241,8 @@ def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
         write_scored_run(out / name, ecfg, predictions_frame(table, table[col].to_numpy()), f"{name}-crossfit", "all",
                          span_rows=ds.select_columns(["silence_spans"]))
         runs[name] = str(out / name)
-    metrics = {"runs": runs, "in_sample_check": insample, "n_turns": int(table["turn_id"].nunique()),
+    metrics = {"runs": runs, "acoustic_crossfitted": bool(cfg.acoustic), "in_sample_check": insample,
+               "n_turns": int(table["turn_id"].nunique()),
                "n_calls": int(table["conversation"].nunique()),
                "turns_by_split": table.groupby("split")["turn_id"].nunique().to_dict()}
     RunFolder(out).write_metrics(metrics)
