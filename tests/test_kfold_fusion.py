@@ -241,5 +241,6 @@ def test_the_crossfit_recipes_are_the_makefiles():
     lex = flags(re.search(r"vad-turn train-lexical (.*--out runs/lexical-v2e)", make).group(1))
     assert {k: lex[k][0] for k in LEXICAL_RECIPE} == {k: str(v) for k, v in LEXICAL_RECIPE.items()}
     assert lex["extra_datasets"] == ["getgoing"]
-    with pytest.raises(ValueError, match="--teacher-runs only serve --acoustic"):
-        CrossFitConfig(dataset=Path("d"), out=Path("o"), teacher_runs=(Path("r"),))
+    for bad in ({"teacher_runs": (Path("r"),)}, {"acoustic_sets": ("agent-holds-rendered-utt:train",)}):
+        with pytest.raises(ValueError, match="only serve --acoustic"):
+            CrossFitConfig(dataset=Path("d"), out=Path("o"), **bad)

@@ -73,6 +73,9 @@ class CrossFitConfig:
     teacher_runs: tuple[Path, ...] = field(default=(), metadata={
         "help": "with --acoustic: `vad-turn evaluate --detector smart-turn` runs over the dataset whose answers "
                 "seed each fold's teacher cache"})
+    acoustic_sets: tuple[str, ...] = field(default=ACOUSTIC_OTHER_SETS, metadata={
+        "help": "with --acoustic: the acoustic training sets (dataset:split) besides the fold's GetGoing train calls; "
+                "the default is the shipped recipe's, others make a candidate recipe (e.g. whole-turn renders)"})
     threads: int = field(default=1, metadata={"help": "torch threads of the acoustic training"})
     shipped_model: Path = field(default=SHIPPED_TURN_DIR, metadata={"help": "the turn model that scores dev and test"})
     dev_test_tables: tuple[Path, ...] = field(default=(), metadata={
@@ -86,8 +89,9 @@ class CrossFitConfig:
             raise ValueError(f"--k must be >= 2, got {self.k}")
         if self.lexical_max_turns is not None and self.lexical_max_turns < 1:
             raise ValueError(f"--lexical-max-turns must be >= 1 (or none: all), got {self.lexical_max_turns}")
-        if self.teacher_runs and not self.acoustic:
-            raise ValueError("--teacher-runs only serve --acoustic (the acoustic branch retrained per fold)")
+        if (self.teacher_runs or tuple(self.acoustic_sets) != ACOUSTIC_OTHER_SETS) and not self.acoustic:
+            raise ValueError("--teacher-runs and --acoustic-sets only serve --acoustic (the acoustic branch "
+                             "retrained per fold)")
         bad = [f for f in self.folds if not 0 <= f < self.k]
         if bad:
             raise ValueError(f"--folds {bad} are outside 0..{self.k - 1}")
@@ -127,7 +131,8 @@ def _train_acoustic_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> 
     cache = TeacherCache(ACOUSTIC_RECIPE["teacher"], spec, cache_dir)
     for run in cfg.teacher_runs:
         print(f"teacher cache {cache.path.name}: {cache.add_from_run(Path(run))} answers from {run}")
-    train_acoustic(AcousticTrainConfig(train_sets=(*ACOUSTIC_OTHER_SETS, spec), teacher_sources=(spec,),
+    train_acoustic(AcousticTrainConfig(train_sets=(*cfg.acoustic_sets, spec),
+                                       teacher_sources=(spec,),
                                        val_set=f"{fold_ds.resolve()}:dev", teacher_cache_dir=cache_dir,
                                        threads=cfg.threads, out=fold_dir / "acoustic" / "run", model_out=model,
                                        **ACOUSTIC_RECIPE))
