@@ -266,3 +266,18 @@ def test_condition_table_reproduces_the_harness_run(trained, rendered, workdir):
 
     card = write_model_card(folder, format_table(list(rows.values())), [str(out)]).read_text()
     assert '"conv_channels": 32' in card and "| clean |" in card and "vad-turn train-acoustic" in card
+
+
+def test_fp32_only_export_for_a_model_that_is_not_shipped(trained, rendered, data_root, workdir, monkeypatch):
+    """`export_int8=False` (a cross-fit fold's model, scored in fp32): the folder gets the checked fp32 graph and no
+    int8 graph or probe, so an int8 parity check that fails cannot stop a fold."""
+    from vad_turn.acoustic import train as T
+
+    net = trained[0].eval()
+    wins, sil = real_windows(data_root, net.cfg.features, rendered)
+    monkeypatch.setattr(T, "probe_windows", lambda cfg, n=64: (wins[:n], sil[:n]))
+    cfg = dataclasses.replace(T.AcousticTrainConfig(model=net.cfg), model_out=workdir / "fp32-only", export_int8=False)
+    checks = T.save_trained(net, cfg, {})
+    folder = workdir / "fp32-only"
+    assert set(checks) == {"fp32"} and checks["fp32"]["max_abs_diff"] <= 1e-4
+    assert (folder / "model.onnx").is_file() and not list(folder.glob("model.int8*"))

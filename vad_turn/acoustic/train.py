@@ -54,6 +54,9 @@ class AcousticTrainConfig(TrainConfig):
         "help": "architecture and front end (the model folder's config.json \"model\")"})
     model_out: Path | None = field(default=None, metadata={"help": "also save the selected model (and ONNX) here"})
     export: bool = field(default=True, metadata={"help": "export fp32 + int8 ONNX into model_out"})
+    export_int8: bool = field(default=True, metadata={
+        "help": "with export: the int8 graph too (off: fp32 only, for a model that is scored but not shipped, e.g. a "
+                "cross-fit fold's, whose int8 parity check need not hold)"})
     teacher: str | None = field(default=None, metadata={
         "help": "a registered detector (e.g. smart-turn) whose p_eot on the training queries is mixed into the "
                 "target (vad_turn.acoustic.teacher; cached under --teacher-cache-dir)"})
@@ -277,7 +280,8 @@ def save_trained(net: AcousticNet, cfg: AcousticTrainConfig, summary: dict) -> d
         return {}
     probe = probe_windows(cfg, n=64)
     checks = {"fp32": export_onnx(net, folder / "model.onnx", *probe)}
-    checks["int8"] = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", net, *probe)
+    if cfg.export_int8:
+        checks["int8"] = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", net, *probe)
     save_model(net, folder, {"train_config": config_to_dict(cfg), "summary": {**summary, "export": checks}})
     return checks
 

@@ -135,7 +135,7 @@ def _train_acoustic_fold(cfg: CrossFitConfig, fold_ds: Path, fold_dir: Path) -> 
                                        teacher_sources=(spec,),
                                        val_set=f"{fold_ds.resolve()}:dev", teacher_cache_dir=cache_dir,
                                        threads=cfg.threads, out=fold_dir / "acoustic" / "run", model_out=model,
-                                       **ACOUSTIC_RECIPE))
+                                       export_int8=False, **ACOUSTIC_RECIPE))  # scored in fp32, never shipped
     return model
 
 
