@@ -31,6 +31,7 @@ import numpy as np
 
 from vad_turn.core.model_files import SHIPPED_TURN_DIR
 from vad_turn.core.runs import atomic_write_json
+from vad_turn.core.schema import MAX_SILENCE_S
 
 from .runtime import FUSION_FEATURES, MODES
 
@@ -62,8 +63,8 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
     `source`'s timing row, window and transcript lag. `max_unheard_s`: drop the lexical input (acoustic mode)
     while the visible words end more than this before the speech does (`runtime.unheard_s`); None: never.
     Returns the written dict."""
-    if max_unheard_s is not None and not 0.0 <= float(max_unheard_s) <= 5.0:
-        raise ValueError(f"max_unheard_s must be in [0, 5] s or None, got {max_unheard_s!r}")
+    if max_unheard_s is not None and not 0.0 <= float(max_unheard_s) <= MAX_SILENCE_S:
+        raise ValueError(f"max_unheard_s must be in [0, {MAX_SILENCE_S:g}] s or None, got {max_unheard_s!r}")
     src = json.loads((Path(source) / "fusion.json").read_text())
     if tuple(src["features"]) != FUSION_FEATURES or tuple(src["modes"]) != MODES:
         raise ValueError(f"{source}/fusion.json: features/modes differ from this code's")

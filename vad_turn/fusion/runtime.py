@@ -185,16 +185,15 @@ class Branches:
         items: (audio, words, messages, silence_s) with audio float32 16 kHz mono (n_samples,) or
         None. The lexical branch is used when >= 1 word is visible (always with `lexical_without_words`),
         unless `lexical_max_unheard_s` is set and the words are staler than that (`unheard_s`); the acoustic
-        one when audio is given. Also returns unheard_s (NaN without audio).
+        one when audio is given.
         """
         n = len(items)
         sil = np.array([float(it[3]) for it in items], dtype=np.float64)
         n_seen = np.array([len(it[1]) for it in items], dtype=np.int64)
         has_lex = np.ones(n, dtype=bool) if self.lexical_without_words else n_seen > 0
         has_ac = np.array([it[0] is not None for it in items], dtype=bool)
-        unheard = unheard_s(items)
-        if self.lexical_max_unheard_s is not None:
-            has_lex &= ~(has_ac & (unheard > self.lexical_max_unheard_s + 1e-9))
+        if self.lexical_max_unheard_s is not None:  # NaN (no audio) compares False: the gate needs a speech end
+            has_lex &= ~(unheard_s(items) > self.lexical_max_unheard_s + 1e-9)
         lex, ac = np.zeros(n), np.zeros(n)
         li = np.flatnonzero(has_lex)
         if li.size:
@@ -204,7 +203,7 @@ class Branches:
             win = np.stack([last_window(items[i][0], self.window_samples) for i in ai])
             ac[ai] = logit(self.acoustic_p(win, sil[ai]))
         return {"lex_logit": lex, "ac_logit": ac, "has_lex": has_lex, "has_ac": has_ac, "silence_s": sil,
-                "n_seen": n_seen, "unheard_s": unheard}
+                "n_seen": n_seen}
 
 
 def unheard_s(items: Sequence[tuple]) -> np.ndarray:

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
@@ -105,8 +106,8 @@ def pool(cfg: PoolConfig) -> dict:
     metrics["operating_points"].insert(0, matched)
     # its slices too (pause_context "filler": the pauses after "um" the point must hold, counted apart), against
     # VAD-only at the stop silence it is matched to
-    p = preds["p_eot"].to_numpy(dtype="float64")[table.order]
-    metrics["slices"] = M.slice_rows(table, p, p * 0 + 1.0, [matched], [matched["vad_only"]]) + metrics["slices"]
+    p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
+    metrics["slices"] = M.slice_rows(table, p, np.ones_like(p), [matched], [matched["vad_only"]]) + metrics["slices"]
     metrics["pooled_runs"] = [{"run": str(r), "dataset": c.get("dataset"), "split": c.get("split"),
                                "n_turns": int(p["id"].nunique())} for r, c, p, _ in read]
     metrics["counts"]["n_turns"] = table.n_turns
