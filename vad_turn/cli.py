@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                        "retrain the turn model's corpus-fitted parts k-fold by call and score every call out of fold"),
     "refit-fusion-real": ("vad_turn.fusion.crossfit", "RefitConfig", "refit",
                           "fit the fusion on a crossfit run's real calls (out-of-fold lexical logits) and score them"),
+    "domain-shift": ("vad_turn.fusion.domain_shift", "DomainShiftConfig", "run",
+                     "score a crossfit run's calls with a lexical branch that never read the corpus; choose the fusion for it"),
     "agent-text": ("vad_turn.harness.agent_text", "AgentTextConfig", "run",
                    "text detectors at every word boundary of user turns to task agents (DSTC2, SLURP, MultiWOZ, SGD)"),
     "pool-evaluations": ("vad_turn.harness.pool", "PoolConfig", "pool",
