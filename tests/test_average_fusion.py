@@ -91,3 +91,25 @@ def test_stale_words_leave_the_acoustic_branch_alone(tmp_path):
     (tmp_path / "avg" / "fusion.json").write_text(json.dumps(dict(meta, lexical_max_unheard_s="soon")))
     with pytest.raises(ModelFileError, match="lexical_max_unheard_s"):
         TurnModel(tmp_path / "avg")
+
+
+def test_without_a_visible_word_the_acoustic_branch_alone_when_words_are_required(tmp_path):
+    """`lexical_without_words=False` (the shipped default's setting, as in the fitted fusions): no word visible ->
+    the acoustic detector's p; a visible word -> the mix. Written over its own source, the timing row is the
+    source's and its origin is kept."""
+    w = 0.2
+    meta = write_average_model(w, SHIPPED_LEXICAL_DIR, tmp_path / "avg", lexical_without_words=False)
+    assert meta["lexical_without_words"] is False
+    model = TurnModel(tmp_path / "avg")
+    qs = _queries()
+    lex, ac = make_detector("lexical"), make_detector("acoustic")
+    p_lex = np.array([lex.predict(*q) for q in qs])
+    p_ac = np.array([ac.predict(*q) for q in qs])
+    has_words = np.array([len(q[1]) > 0 for q in qs])
+    want = np.where(has_words, sigmoid((1 - w) * logit(p_ac) + w * logit(p_lex)), p_ac)
+    np.testing.assert_allclose(model.p_eot(qs), want, rtol=0, atol=1e-6)
+    assert np.abs(want - p_ac)[has_words].max() > 0.01
+    again = write_average_model(0.4, SHIPPED_LEXICAL_DIR, tmp_path / "avg", source=tmp_path / "avg")
+    np.testing.assert_array_equal(np.asarray(again["weights"])[MODES.index("timing")],
+                                  np.asarray(meta["weights"])[MODES.index("timing")])
+    assert again["timing_from"] == meta["timing_from"] and again["w"] == 0.4

@@ -7,15 +7,17 @@
 With `lexical_max_unheard_s` (fusion.json; `--max-unheard-s`), a query whose visible words end more than that
 before the speech does (`runtime.unheard_s`: words not yet shown under the STT's lag) is in the acoustic mode.
 
-The lexical branch is an input even before a word is visible (`lexical_without_words` in fusion.json): it still
-reads the agent's last message and the silence, as the lexical detector does. The format's other rows are set as
-their names say (audio only: ac_logit; neither: the source model's timing row), but with that flag only the
-first two are reached.
+By default the lexical branch is an input even before a word is visible (`lexical_without_words` in fusion.json):
+it still reads the agent's last message and the silence, as the lexical detector does, and only the first two
+rows are reached. With `--no-lexical-without-words` it is an input from the first visible word on, as in the
+fitted fusions; before that the query is in the acoustic mode (ac_logit alone). The timing row (neither input)
+is the source model's.
 
 It is `fusion.json`'s own format (`runtime.FUSION_FEATURES` x `runtime.MODES` weights plus that flag), so
 `TurnModel`, the harness's `fused` detector and the pipeline run it as they run the fitted fusion.
-Written over a lexical model folder and the source model's acoustic graph; w is chosen by
-`benchmarks/branch_average.py` on dev runs of the two branches (docs/turn-model-v3.md section 5).
+Written over a lexical model folder and the source model's acoustic graph. w is chosen by
+`benchmarks/branch_average.py` on dev runs of the two branches (docs/turn-model-v3.md section 5), or for words
+from a new domain by `vad-turn domain-shift` (section 12: the shipped default).
 
     python -m vad_turn.fusion.average --w 0.5 --lexical-dir runs/lexical-v3b/model --out runs/turn-avg-v3b \\
         --chosen-on runs/branch-average-v3b.json
@@ -58,11 +60,14 @@ def _rel(target: Path, folder: Path) -> str:
 
 
 def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = SHIPPED_TURN_DIR,
-                        chosen_on: Path | None = None, max_unheard_s: float | None = None) -> dict:
+                        chosen_on: Path | None = None, max_unheard_s: float | None = None,
+                        lexical_without_words: bool = True) -> dict:
     """Write `out`/fusion.json: the branch average over `lexical_dir` and `source`'s acoustic graph, with
-    `source`'s timing row, window and transcript lag. `max_unheard_s`: drop the lexical input (acoustic mode)
-    while the visible words end more than this before the speech does (`runtime.unheard_s`); None: never.
-    Returns the written dict."""
+    `source`'s timing row, window and transcript lag (`source` may be `out` itself: its fusion.json is read
+    before it is replaced). `max_unheard_s`: drop the lexical input (acoustic mode) while the visible words end
+    more than this before the speech does (`runtime.unheard_s`); None: never. `lexical_without_words`: the
+    lexical branch is an input before any word is visible too (False: from the first visible word on, as in the
+    fitted fusions). Returns the written dict."""
     if max_unheard_s is not None and not 0.0 <= float(max_unheard_s) <= MAX_SILENCE_S:
         raise ValueError(f"max_unheard_s must be in [0, {MAX_SILENCE_S:g}] s or None, got {max_unheard_s!r}")
     src = json.loads((Path(source) / "fusion.json").read_text())
@@ -74,10 +79,14 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
     out.mkdir(parents=True, exist_ok=True)
     timing = np.asarray(src["weights"], dtype=np.float64).reshape(len(MODES), -1)[MODES.index("timing")]
     meta = {k: src[k] for k in ("features", "modes", "acoustic_window_s", "transcript_lag_s")}
+    # the timing row's origin: the source folder, or (written over itself) the run that fitted the source
+    same = Path(source).resolve() == out.resolve()
+    timing_from = (src.get("timing_from") or src.get("train", {}).get("run")) if same else _rel(source, out)
     meta.update(weights=average_weights(w, timing).tolist(), temperature=1.0, threshold=0.5,
                 lexical_dir=_rel(lexical_dir, out),
                 **{k: _rel(Path(source) / src[k], out) for k in ("acoustic_onnx", "acoustic_int8_onnx") if k in src},
-                lexical_without_words=True, fusion="branch-average", w=float(w), timing_from=_rel(source, out),
+                lexical_without_words=bool(lexical_without_words), fusion="branch-average", w=float(w),
+                timing_from=timing_from,
                 lexical_max_unheard_s=None if max_unheard_s is None else float(max_unheard_s),
                 chosen_on=(json.loads(Path(chosen_on).read_text()) if chosen_on else None))
     atomic_write_json(out / "fusion.json", meta)
@@ -93,15 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-unheard-s", type=float, default=None,
                     help="acoustic only while the visible words end more than this many seconds before the speech "
                          "(stale words under a transcript lag); default: never")
-    ap.add_argument("--chosen-on", type=Path, default=None, help="benchmarks/branch_average.py --json record")
+    ap.add_argument("--lexical-without-words", action=argparse.BooleanOptionalAction, default=True,
+                    help="the lexical branch is an input before any word is visible (--no-...: from the first word on)")
+    ap.add_argument("--chosen-on", type=Path, default=None,
+                    help="the record of the choice (benchmarks/branch_average.py --json, a domain-shift metrics.json)")
     ap.add_argument("--out", type=Path, required=True, help="turn model folder to write")
     a = ap.parse_args(argv)
     try:
-        meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on, a.max_unheard_s)
+        meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on, a.max_unheard_s,
+                                   a.lexical_without_words)
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
     print(f"{a.out}/fusion.json: branch average, w {meta['w']}, lexical {meta['lexical_dir']}, "
-          f"max unheard {meta['lexical_max_unheard_s']} s")
+          f"max unheard {meta['lexical_max_unheard_s']} s, lexical without words {meta['lexical_without_words']}")
     return 0
 
 
