@@ -138,3 +138,37 @@ def test_the_unseen_words_are_the_lexical_branchs_own_logits(tiny_getgoing):
     assert len(m) == len(full) == len(words) > 50
     assert (m["has_lex"] == m["has_lex_w"]).all() and m["has_lex"].sum() > 20
     np.testing.assert_allclose(m.loc[m.has_lex, "lex_logit_w"], m.loc[m.has_lex, "lex_logit"], atol=1e-5)
+
+
+def _pool_run(path: Path, filler_cutoffs: int) -> Path:
+    point = {"name": "lat@fcr<=vad-0.6s", "threshold": 0.5, "action_delay_s": 0.0, "timeout_s": 1.5,
+             "false_cutoff_rate": 0.05, "mean_latency_s": 0.4}
+    sl = {"slice": "pause_context", "value": "filler", "operating_point": "lat@fcr<=vad-0.6s", "n_turns": 16,
+          "n_cutoff": filler_cutoffs, "vad_only_n_cutoff": 12}
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps({"operating_points": [point], "slices": [sl]}))
+    return path
+
+
+def test_the_product_constraint_picks_the_best_w_that_holds_as_many_filler_pauses(tmp_path):
+    from vad_turn.fusion.domain_shift import constrained_choice, main
+
+    choice = {"criterion": "c", "table": [{"w": 0.1, "worse_of_the_two": 0.70}, {"w": 0.2, "worse_of_the_two": 0.69},
+                                          {"w": 0.3, "worse_of_the_two": 0.66}]}
+    ref = _pool_run(tmp_path / "ref", 6)
+    pools = {0.1: _pool_run(tmp_path / "a", 10), 0.2: _pool_run(tmp_path / "b", 5), 0.3: _pool_run(tmp_path / "c", 6)}
+    rec = constrained_choice(choice, pools, ref)
+    assert rec["w"] == 0.2 and [r["holds_the_promise"] for r in rec["candidates"]] == [False, True, True]
+    with pytest.raises(ValueError, match=r"no w of \[0.1\] cuts off at most 6 filler pauses"):
+        constrained_choice(choice, {0.1: pools[0.1]}, ref)
+    with pytest.raises(ValueError, match="w 0.5 is not in the choice table"):
+        constrained_choice(choice, {0.5: pools[0.1]}, ref)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "metrics.json").write_text(json.dumps({"choice": choice}))
+    with pytest.raises(SystemExit):
+        main(["--domain-shift", str(tmp_path / "ds"), "--pool", f"0.2={tmp_path / 'nowhere'}", "--reference", str(ref),
+              "--out", str(tmp_path / "rec.json")])
+    assert not (tmp_path / "rec.json").exists()
+    assert main(["--domain-shift", str(tmp_path / "ds"), "--pool", f"0.2={pools[0.2]}", "--reference", str(ref),
+                 "--out", str(tmp_path / "rec.json")]) == 0
+    assert json.loads((tmp_path / "rec.json").read_text())["w"] == 0.2

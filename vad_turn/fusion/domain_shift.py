@@ -24,7 +24,14 @@ beside the cross-fit's own `fused`, `acoustic` and `lexical`:
 The words table is cached (`unseen-words.parquet`); metrics.json holds the choice table and each split's
 same-silence AUC per run.
 
+The product adds one constraint (`constrained_choice`, `python -m vad_turn.fusion.domain_shift`): of the w whose
+voice-agent dev pool (`vad-turn pool-evaluations`, words 0.7 s late) was measured, the best by that criterion among
+those that cut off no more pauses after a filler than the shipped default does at its VAD-matched point.
+
     vad-turn domain-shift --crossfit runs/crossfit-gg-ac --out runs/domain-shift-gg
+    python -m vad_turn.fusion.domain_shift --domain-shift runs/domain-shift-gg --pool 0.1=runs/eval-avgw0.1-voice-agent-dev \
+        --pool 0.2=runs/eval-avgw0.2-voice-agent-dev --reference runs/eval-fused-v2-voice-agent-dev \
+        --out runs/domain-shift-gg/default-choice.json
 """
 from __future__ import annotations
 
@@ -216,3 +223,79 @@ def run(cfg: DomainShiftConfig) -> dict:
     RunFolder(out).write_metrics(metrics)
     print(json.dumps({"w": w, "choice": choice["table"], "same_silence_auc_by_split": aucs}, indent=1))
     return metrics
+
+
+# ----------------------------------------------------------------------------- the product's constraint on w
+
+FILLER_POINT = "lat@fcr<=vad-0.6s"  # the voice-agent point `pool-evaluations` ships (VAD-only matched at 0.6 s)
+
+
+def filler_cutoffs(pool_run: Path) -> dict:
+    """The VAD-matched point of a `vad-turn pool-evaluations` run: its policy, FCR and mean latency, and the
+    turns with a pause after a filler it cuts off (metrics.json's pause_context slice), against VAD-only's."""
+    m = json.loads((Path(pool_run) / "metrics.json").read_text())
+    point = next((o for o in m["operating_points"] if o["name"] == FILLER_POINT), None)
+    sl = next((s for s in m.get("slices", []) if s["slice"] == "pause_context" and s["value"] == "filler"
+               and s["operating_point"] == FILLER_POINT), None)
+    if point is None or sl is None:
+        raise ValueError(f"{pool_run}: no {FILLER_POINT} point with a filler slice (a `vad-turn pool-evaluations` run?)")
+    return {"run": str(pool_run), "threshold": point["threshold"], "action_delay_s": point["action_delay_s"],
+            "timeout_s": point["timeout_s"], "false_cutoff_rate": point["false_cutoff_rate"],
+            "mean_latency_s": point["mean_latency_s"], "filler_turns": sl["n_turns"], "filler_cutoffs": sl["n_cutoff"],
+            "vad_only_filler_cutoffs": sl["vad_only_n_cutoff"]}
+
+
+def constrained_choice(choice: dict, pools: dict[float, Path], reference: Path) -> dict:
+    """Of the w in `pools` (w -> its voice-agent dev pool run), the one with the best worse-domain AUC in
+    `choice["table"]` (`choose_w`) whose pool cuts off no more filler pauses than `reference`'s (the shipped
+    default's pool run) at the VAD-matched point: the product's promise to hold a hesitation. Raises when none
+    qualifies."""
+    ref = filler_cutoffs(reference)
+    auc = {r["w"]: r["worse_of_the_two"] for r in choice["table"]}
+    rows = []
+    for w, run in sorted(pools.items()):
+        if float(w) not in auc:
+            raise ValueError(f"w {w} is not in the choice table (grid {sorted(auc)})")
+        f = filler_cutoffs(run)
+        rows.append({"w": float(w), "worse_of_the_two": auc[float(w)], **f,
+                     "holds_the_promise": f["filler_cutoffs"] <= ref["filler_cutoffs"]})
+    ok = [r for r in rows if r["holds_the_promise"]]
+    if not ok:
+        raise ValueError(f"no w of {sorted(pools)} cuts off at most {ref['filler_cutoffs']} filler pauses, as {reference} does")
+    best = max(ok, key=lambda r: (round(r["worse_of_the_two"], 6), -r["w"]))
+    return {"w": best["w"], "criterion": choice["criterion"] + "; among the w whose voice-agent dev pool cuts off no "
+                                                               "more filler pauses than the reference's at the VAD-matched point",
+            "reference": ref, "candidates": rows, "dev_choice": choice}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from vad_turn.core.runs import atomic_write_json
+
+    ap = argparse.ArgumentParser(prog="python -m vad_turn.fusion.domain_shift",
+                                 description="w under the product's filler constraint (`constrained_choice`)")
+    ap.add_argument("--domain-shift", type=Path, required=True, help="a finished `vad-turn domain-shift` run folder")
+    ap.add_argument("--pool", action="append", default=[], metavar="W=RUN", required=True,
+                    help="a voice-agent dev pool run of the branch average at lexical share W (repeatable)")
+    ap.add_argument("--reference", type=Path, required=True, help="the shipped default's voice-agent dev pool run")
+    ap.add_argument("--out", type=Path, required=True, help="write the record here (JSON)")
+    a = ap.parse_args(argv)
+    try:
+        pools = {float(k): Path(v) for k, v in (p.split("=", 1) for p in a.pool)}
+        choice = json.loads((a.domain_shift / "metrics.json").read_text())["choice"]
+        rec = constrained_choice(choice, pools, a.reference)
+    except (ValueError, OSError, KeyError) as e:
+        ap.error(str(e))
+    rec["domain_shift"] = str(a.domain_shift)
+    atomic_write_json(a.out, rec)
+    for r in rec["candidates"]:
+        print(f"w {r['w']}: worse-domain AUC {r['worse_of_the_two']:.3f}, {100 * r['false_cutoff_rate']:.1f}% at "
+              f"{r['mean_latency_s']:.2f} s, filler pauses cut {r['filler_cutoffs']}/{r['filler_turns']} "
+              f"(reference {rec['reference']['filler_cutoffs']})")
+    print(f"chosen w {rec['w']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
