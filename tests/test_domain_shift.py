@@ -80,7 +80,7 @@ def test_each_row_keeps_its_fusion_and_w_is_chosen_for_the_worse_domain(tmp_path
     """Unseen-domain words that carry no signal: the fitted fusion over them is each row's own fusion (fold 0 with
     its temperature, dev with the shipped one), and the chosen w is small; every run folder covers every call."""
     src = _crossfit(tmp_path, unseen_signal=0.0)
-    m = run(DomainShiftConfig(crossfit=src, lexical_dir=tmp_path / "unused", out=tmp_path / "out"))
+    m = run(DomainShiftConfig(crossfit=src, lexical_dir=tmp_path / "unused", out=tmp_path / "out", report_w=(0.5,)))
     capsys.readouterr()
     assert m["choice"]["w"] <= 0.2
     by_w = {r["w"]: r for r in m["choice"]["table"]}
@@ -94,9 +94,16 @@ def test_each_row_keeps_its_fusion_and_w_is_chosen_for_the_worse_domain(tmp_path
     got = pd.read_parquet(tmp_path / "out" / "fused-unseen" / "predictions.parquet")
     got = got.set_index(["id", "span_index", "timestamp"]).loc[list(zip(fold0.turn_id, fold0.span_index, fold0.timestamp))]
     np.testing.assert_allclose(got["p_eot"].to_numpy(), want, atol=1e-12)
-    for name in ("fused-unseen", "lexical-unseen", "average", "average-unseen"):
+    for name in ("fused-unseen", "lexical-unseen", "average", "average-unseen", "average-w0.5", "average-w0.5-unseen"):
         mm = json.loads((tmp_path / "out" / name / "metrics.json").read_text())
         assert mm["counts"]["n_turns"] == 96 and mm["operating_points"]
+    half = pd.read_parquet(tmp_path / "out" / "average-w0.5-unseen" / "predictions.parquet")
+    assert json.loads((tmp_path / "out" / "average-w0.5-unseen" / "config.json").read_text())["detector_opts"][-1] == "w=0.5"
+    t = pd.concat([pd.read_parquet(src / f"fold{j}" / "heldout-scored.parquet") for j in (0, 1)]
+                  + [pd.read_parquet(src / f"{s}-shipped-scored.parquet") for s in ("dev", "test")])
+    t = t.merge(words.rename(columns={"lex_logit": "lex_unseen"}).drop(columns="has_lex"), on=["turn_id", "span_index", "timestamp"])
+    t = t.set_index(["turn_id", "span_index", "timestamp"]).loc[list(zip(half.id, half.span_index, half.timestamp))]
+    np.testing.assert_allclose(half["p_eot"].to_numpy(), sigmoid(0.5 * t["ac_logit"] + 0.5 * t["lex_unseen"]), atol=1e-12)
 
 
 def test_words_that_hold_their_signal_get_a_larger_share():
@@ -116,6 +123,8 @@ def test_a_query_the_words_table_lacks_is_named(tmp_path):
         DomainShiftConfig(out=tmp_path)
     with pytest.raises(ValueError, match="lexical shares in"):
         DomainShiftConfig(crossfit=tmp_path, out=tmp_path, w_grid=(0.5, 1.5))
+    with pytest.raises(ValueError, match="--report-w: lexical shares in"):
+        DomainShiftConfig(crossfit=tmp_path, out=tmp_path, report_w=(-0.1,))
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ Run folders over every call (split "none", as `crossfit-calls` writes them), for
 beside the cross-fit's own `fused`, `acoustic` and `lexical`:
 - `fused-unseen`: the fitted fusion recipe over the unseen-domain words;
 - `lexical-unseen`: the unseen-domain lexical branch (0.5 before a word is visible, as the cross-fit's `lexical`);
-- `average` and `average-unseen`: the branch average at the chosen w over the in-domain and unseen-domain words.
+- `average` and `average-unseen`: the branch average at the chosen w over the in-domain and unseen-domain words
+  (and `average-w<W>`, `average-w<W>-unseen` at each `report_w`).
 The words table is cached (`unseen-words.parquet`); metrics.json holds the choice table and each split's
 same-silence AUC per run.
 
@@ -59,13 +60,17 @@ class DomainShiftConfig:
         "help": "lexical model folder that never read the corpus (default: trained into OUT/lexical with the shipped "
                 "recipe minus the corpus's transcripts)"})
     w_grid: tuple[float, ...] = field(default=W_GRID, metadata={"help": "lexical shares of the branch average tried"})
+    report_w: tuple[float, ...] = field(default=(), metadata={
+        "help": "also write the average runs at these lexical shares (e.g. the product's constrained choice), as "
+                "average-w<W> and average-w<W>-unseen"})
     out: Path | None = field(default=None, metadata={"help": "run folder"})
 
     def __post_init__(self) -> None:
         if self.crossfit is None or self.out is None:
             raise ValueError("--crossfit and --out are required")
-        if not self.w_grid or any(not 0.0 <= float(w) <= 1.0 for w in self.w_grid):
-            raise ValueError(f"--w-grid: lexical shares in [0, 1], got {self.w_grid!r}")
+        for name, grid in (("--w-grid", self.w_grid), ("--report-w", self.report_w)):
+            if (name == "--w-grid" and not grid) or any(not 0.0 <= float(w) <= 1.0 for w in grid):
+                raise ValueError(f"{name}: lexical shares in [0, 1], got {grid!r}")
 
 
 class _WordsOnly:
@@ -203,18 +208,27 @@ def run(cfg: DomainShiftConfig) -> dict:
     timing_row = np.asarray(shipped["weights"], dtype=np.float64)[MODES.index("timing")]
     choice = choose_w(table[table["split"] == "dev"], timing_row, cfg.w_grid)
     w = choice["w"]
-    cols = {"fused-unseen": table["p_fused_unseen"].to_numpy(), "lexical-unseen": table["p_lexical_unseen"].to_numpy(),
-            "average": average_p(table, w, timing_row), "average-unseen": average_p(table, w, timing_row, "lex_unseen")}
+    # run name -> (p_eot, the branch average's lexical share or None)
+    cols = {"fused-unseen": (table["p_fused_unseen"].to_numpy(), None),
+            "lexical-unseen": (table["p_lexical_unseen"].to_numpy(), None),
+            "average": (average_p(table, w, timing_row), w),
+            "average-unseen": (average_p(table, w, timing_row, "lex_unseen"), w)}
+    for v in cfg.report_w:
+        cols[f"average-w{v:g}"] = (average_p(table, v, timing_row), v)
+        cols[f"average-w{v:g}-unseen"] = (average_p(table, v, timing_row, "lex_unseen"), v)
     ds = load_turns(Path(ccfg["dataset"]))
     y, sil = table["label"].to_numpy(), table["silence_s"].to_numpy()
     aucs = {}
-    for name, p in {**cols, "fused": table["p_fused"].to_numpy(), "acoustic": table["p_acoustic"].to_numpy()}.items():
+    scored = {**{n: p for n, (p, _) in cols.items()}, "fused": table["p_fused"].to_numpy(),
+              "acoustic": table["p_acoustic"].to_numpy()}
+    for name, p in scored.items():
         aucs[name] = {s: same_silence_auc(p[m], sil[m], y[m]) for s in ("train", "dev", "test")
                       for m in [(table["split"] == s).to_numpy()]}
-    for name, p in cols.items():
+    for name, (p, share) in cols.items():
         detector = "lexical" if name.startswith("lexical") else "fused"
-        ecfg = EvalConfig(dataset=Path(ccfg["dataset"]), split="none", detector=detector,
-                          detector_opts=(f"crossfit={ccfg['k']}", f"domain-shift={name}", f"w={w:g}"), out=out / name)
+        opts = (f"crossfit={ccfg['k']}", f"domain-shift={name}", *((f"w={share:g}",) if share is not None else ()))
+        ecfg = EvalConfig(dataset=Path(ccfg["dataset"]), split="none", detector=detector, detector_opts=opts,
+                          out=out / name)
         write_scored_run(out / name, ecfg, predictions_frame(table, p), f"{name}-domain-shift", "all",
                          span_rows=ds.select_columns(["silence_spans"]))
     metrics = {"crossfit": str(src), "lexical_dir": str(lexical_dir), "choice": choice,
