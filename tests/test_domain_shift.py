@@ -97,6 +97,16 @@ def test_each_row_keeps_its_fusion_and_w_is_chosen_for_the_worse_domain(tmp_path
     for name in ("fused-unseen", "lexical-unseen", "average", "average-unseen", "average-w0.5", "average-w0.5-unseen"):
         mm = json.loads((tmp_path / "out" / name / "metrics.json").read_text())
         assert mm["counts"]["n_turns"] == 96 and mm["operating_points"]
+    # the shipped model re-shipped since the cross-fit: its dev and test rows are refused, the old file accepted
+    old = tmp_path / "old-fusion.json"
+    old.write_text((tmp_path / "shipped" / "fusion.json").read_text())
+    w2 = np.asarray(SHIPPED["weights"]) * 0.5
+    (tmp_path / "shipped" / "fusion.json").write_text(json.dumps({**SHIPPED, "weights": w2.tolist()}))
+    again = dict(crossfit=src, lexical_dir=tmp_path / "unused", out=tmp_path / "out")
+    with pytest.raises(ValueError, match=r"does not reproduce their p_fused.*--dev-test-fusion"):
+        run(DomainShiftConfig(**again))
+    assert run(DomainShiftConfig(**again, dev_test_fusion=old))["choice"] == m["choice"]
+    capsys.readouterr()
     half = pd.read_parquet(tmp_path / "out" / "average-w0.5-unseen" / "predictions.parquet")
     assert json.loads((tmp_path / "out" / "average-w0.5-unseen" / "config.json").read_text())["detector_opts"][-1] == "w=0.5"
     t = pd.concat([pd.read_parquet(src / f"fold{j}" / "heldout-scored.parquet") for j in (0, 1)]

@@ -46,6 +46,7 @@ from vad_turn.core.runs import RunFolder, atomic_dir, atomic_path, atomic_write_
 from .fit import conversation_folds
 
 HELDOUT = "heldout"
+DEV_TEST_FUSION = "dev-test-fusion.json"  # the shipped fusion.json that scored the dev and test calls, as it was
 # the shipped lexical v2 recipe (Makefile, target of vad_turn/models/lexical), the GetGoing dataset swapped per fold
 LEXICAL_RECIPE = dict(max_turns=20000, agent_text_turns=30000, agent_text_filler_rate=0.3, extra_repeat=3, epochs=4)
 # the shipped acoustic v2 recipe (Makefile, target of vad_turn/models/acoustic): these sets + the fold's train calls
@@ -226,6 +227,8 @@ def assemble(cfg: CrossFitConfig, ds, fold_tables: list[pd.DataFrame]) -> dict:
         table = next((pd.read_parquet(p) for p in cfg.dev_test_tables if Path(p).stem.endswith(split)), None)
         dev_test.append(_score(Path(cfg.dataset), split, shipped_lex, Path(cfg.shipped_model),
                                out / f"{split}-shipped-scored.parquet", table).assign(split=split))
+    # the fusion that scored dev and test, kept: the shipped model may be re-shipped later
+    atomic_write_json(out / DEV_TEST_FUSION, json.loads((Path(cfg.shipped_model) / "fusion.json").read_text()))
     train = pd.concat(fold_tables, ignore_index=True).assign(split="train")
     table = pd.concat([train, *dev_test], ignore_index=True)
     n_rows = len(ds)

@@ -59,6 +59,9 @@ class DomainShiftConfig:
     lexical_dir: Path | None = field(default=None, metadata={
         "help": "lexical model folder that never read the corpus (default: trained into OUT/lexical with the shipped "
                 "recipe minus the corpus's transcripts)"})
+    dev_test_fusion: Path | None = field(default=None, metadata={
+        "help": "the fusion.json that scored the cross-fit's dev and test calls (default: the one the cross-fit saved, "
+                "else its shipped model's as it is now)"})
     w_grid: tuple[float, ...] = field(default=W_GRID, metadata={"help": "lexical shares of the branch average tried"})
     report_w: tuple[float, ...] = field(default=(), metadata={
         "help": "also write the average runs at these lexical shares (e.g. the product's constrained choice), as "
@@ -104,19 +107,25 @@ def words_table(ds_path: Path, lexical_dir: Path, transcript_lag_s: float, split
 def swap_lexical(parts: list[tuple[pd.DataFrame, dict]], unseen: pd.DataFrame) -> pd.DataFrame:
     """The cross-fit's scored tables (each with the fusion.json that scored it) with the unseen-domain words
     added: lex_unseen, p_fused_unseen (the same fusion over them) and p_lexical_unseen. Every row must find its
-    words, with the same visibility (has_lex), or this raises naming the first missing query."""
+    words, with the same visibility (has_lex), or this raises naming the first missing query; a fusion that does
+    not give the table's own p_fused on its own logits (e.g. the shipped model re-shipped since) raises too."""
     from .runtime import fused_logits, sigmoid
 
     u = unseen.rename(columns={"lex_logit": "lex_unseen", "has_lex": "has_lex_unseen"})
     out = []
     for table, meta in parts:
+        w = np.asarray(meta["weights"], dtype=np.float64)
+        if "p_fused" in table and len(table):
+            own = sigmoid(fused_logits(table, w) / float(meta["temperature"]))
+            if not np.allclose(own, table["p_fused"].to_numpy(), atol=1e-6):
+                raise ValueError(f"the fusion given for the rows of {table['turn_id'].iloc[0]} does not reproduce their "
+                                 "p_fused: not the fusion that scored them (re-shipped since? pass --dev-test-fusion)")
         t = table.merge(u, on=KEYS, how="left", validate="one_to_one")
         bad = t["lex_unseen"].isna() & t["has_lex"]
         if bad.any() or (t["has_lex_unseen"].fillna(False).astype(bool) != t["has_lex"].astype(bool)).any():
             r = t[bad | (t["has_lex_unseen"].fillna(False).astype(bool) != t["has_lex"].astype(bool))].iloc[0]
             raise ValueError(f"query {r['turn_id']} span {r['span_index']} at {r['timestamp']:.3f} s: the unseen-domain "
                              "words table lacks it or sees other words (same dataset and transcript lag?)")
-        w = np.asarray(meta["weights"], dtype=np.float64)
         z = fused_logits(t.assign(lex_logit=t["lex_unseen"].fillna(0.0)), w) / float(meta["temperature"])
         t["p_fused_unseen"] = sigmoid(z)
         t["p_lexical_unseen"] = np.where(t["has_lex"], sigmoid(t["lex_unseen"].fillna(0.0)), 0.5)
@@ -163,9 +172,11 @@ def _train_unseen_lexical(ccfg: dict, out: Path) -> Path:
     return model
 
 
-def _crossfit_parts(src: Path, ccfg: dict) -> list[tuple[pd.DataFrame, dict]]:
+def _crossfit_parts(src: Path, ccfg: dict, dev_test_fusion: Path | None = None) -> list[tuple[pd.DataFrame, dict]]:
     """(scored table, the fusion.json that scored it) of every fold and of dev and test, as `crossfit.assemble`
     put them together."""
+    from .crossfit import DEV_TEST_FUSION
+
     parts = []
     for j in range(int(ccfg["k"])):
         p = src / f"fold{j}" / "heldout-scored.parquet"
@@ -173,7 +184,9 @@ def _crossfit_parts(src: Path, ccfg: dict) -> list[tuple[pd.DataFrame, dict]]:
             raise ValueError(f"{src}: fold {j} is not scored yet ({p})")
         meta = json.loads((src / f"fold{j}" / "fusion" / "model" / "fusion.json").read_text())
         parts.append((pd.read_parquet(p).assign(split="train"), meta))
-    shipped = json.loads((Path(ccfg["shipped_model"]) / "fusion.json").read_text())
+    path = dev_test_fusion or (src / DEV_TEST_FUSION if (src / DEV_TEST_FUSION).exists()
+                               else Path(ccfg["shipped_model"]) / "fusion.json")
+    shipped = json.loads(Path(path).read_text())
     for s in ("dev", "test"):
         parts.append((pd.read_parquet(src / f"{s}-shipped-scored.parquet").assign(split=s), shipped))
     return parts
@@ -194,7 +207,7 @@ def run(cfg: DomainShiftConfig) -> dict:
     ccfg = json.loads((src / "config.json").read_text())
     RunFolder(out, cfg)
     lexical_dir = Path(cfg.lexical_dir) if cfg.lexical_dir is not None else _train_unseen_lexical(ccfg, out)
-    parts = _crossfit_parts(src, ccfg)
+    parts = _crossfit_parts(src, ccfg, cfg.dev_test_fusion)
     lag_s = {float(m["transcript_lag_s"]) for _, m in parts}
     if len(lag_s) != 1:
         raise ValueError(f"{src}: its fusions were fitted with different transcript lags {sorted(lag_s)}")
@@ -204,8 +217,7 @@ def run(cfg: DomainShiftConfig) -> dict:
         with atomic_path(cache) as tmp:
             words.to_parquet(tmp, index=False)
     table = swap_lexical(parts, pd.read_parquet(cache))
-    shipped = json.loads((Path(ccfg["shipped_model"]) / "fusion.json").read_text())
-    timing_row = np.asarray(shipped["weights"], dtype=np.float64)[MODES.index("timing")]
+    timing_row = np.asarray(parts[-1][1]["weights"], dtype=np.float64)[MODES.index("timing")]
     choice = choose_w(table[table["split"] == "dev"], timing_row, cfg.w_grid)
     w = choice["w"]
     # run name -> (p_eot, the branch average's lexical share or None)
