@@ -117,6 +117,12 @@ reproduce: setup
 	.venv/bin/vad-turn train-lexical-lr
 	.venv/bin/vad-turn train-acoustic --train-sets switchboard-rendered:train ami:train getgoing:train --teacher smart-turn --teacher-sources getgoing:train --teacher-weight 0.5 --real-repeat 2 --val-set getgoing:dev --select-metric val_auc_same_silence --select-mode max --epochs 8 --threads 2 --out runs/train-acoustic-v3s --model-out vad_turn/models/acoustic
 	.venv/bin/vad-turn train-fusion --extra-datasets data/built/ami data/built/getgoing --out runs/fusion-v6 --model-out vad_turn/models/turn
+	@# The default turn model v3 (docs/turn-model-v3.md section 12): the two branches averaged, lexical share 0.2, chosen
+	@# by `vad-turn domain-shift` (every GetGoing call scored with words from a lexical branch that never read GetGoing)
+	@# under the voice-agent filler constraint (docs/domain-shift-choice.json); the lexical branch is an input from the
+	@# first visible word on while the words reach within 0.5 s of the speech's end. The fitted fusion above gives its
+	@# timing row (no audio, no words).
+	$(PY) -m vad_turn.fusion.average --w 0.2 --max-unheard-s 0.5 --no-lexical-without-words --lexical-dir vad_turn/models/lexical --chosen-on docs/domain-shift-choice.json --out vad_turn/models/turn
 	$(PY) -c "from vad_turn.fusion.runtime import write_turn_model_checksums; print(write_turn_model_checksums())"
 	$(PY) -c "from vad_turn.fusion.train import record_subset_metrics; print(record_subset_metrics())"
 	for d in fused lexical acoustic; do \

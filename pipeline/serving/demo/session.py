@@ -41,9 +41,9 @@ from .samples import InputError
 PANES = ("vad", "semantic")
 PANE_TITLES = {"vad": "VAD-only", "semantic": "Semantic"}
 # The semantic pane tries these in order (the first that loads wins; each DetectorSpec's demo_rank); the others stay
-# selectable. The shipped turn model v2 (`fused`) first: 3.4 ms per decision, and its lexical branch learnt that a
-# request ending in "um" is unfinished, so it holds through the hesitation sample's 1 s pause (p_eot < 0.2,
-# tests/test_fusion.py) and fires after the 0.2 s action delay at the real end. The zero-shot SmolLM2
+# selectable. The shipped turn model v3 (`fused`) first: 3.4 ms per decision, and its lexical branch learnt that a
+# request ending in "um" is unfinished, so it holds through the hesitation sample's 1 s pause (p_eot under the
+# voice-agent threshold, tests/test_fusion.py) and fires at the real end. The zero-shot SmolLM2
 # p(<|im_end|>) also holds but costs an LLM forward pass per query on the cores the reply needs.
 DEMO_DETECTORS = registry.semantic_detectors("demo")
 # What the settings panel offers: the default order, then detectors tried only when picked (DetectorSpec
