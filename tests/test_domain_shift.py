@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vad_turn.fusion.domain_shift import DomainShiftConfig, average_p, choose_w, run, swap_lexical
+from vad_turn.fusion.domain_shift import DomainShiftConfig, average_p, choose_w, run, swap_lexical, words_cache
 from vad_turn.fusion.runtime import MODES, fused_logits, sigmoid
 
 SHIPPED = json.loads((Path(__file__).resolve().parent.parent / "vad_turn/models/turn/fusion.json").read_text())
@@ -72,7 +72,7 @@ def _crossfit(tmp_path: Path, unseen_signal: float) -> Path:
     (src / "config.json").write_text(json.dumps({"k": 2, "dataset": str(ds), "shipped_model": str(model)}))
     out.mkdir()
     words = pd.concat(parts.values())[["turn_id", "span_index", "timestamp", "lex_unseen", "has_lex"]]
-    words.rename(columns={"lex_unseen": "lex_logit"}).to_parquet(out / "unseen-words.parquet")
+    words.rename(columns={"lex_unseen": "lex_logit"}).to_parquet(words_cache(out, tmp_path / "unused", SHIPPED["transcript_lag_s"]))
     return src
 
 
@@ -87,7 +87,7 @@ def test_each_row_keeps_its_fusion_and_w_is_chosen_for_the_worse_domain(tmp_path
     assert by_w[0.0]["auc_same_silence_in_domain"] == pytest.approx(by_w[0.0]["auc_same_silence_unseen"])
     assert by_w[0.8]["auc_same_silence_unseen"] < by_w[0.0]["auc_same_silence_unseen"] - 0.05
     assert m["n_turns"] == 4 * (6 + 6 + 8 + 4)
-    words = pd.read_parquet(tmp_path / "out" / "unseen-words.parquet")
+    words = pd.read_parquet(words_cache(tmp_path / "out", tmp_path / "unused", SHIPPED["transcript_lag_s"]))
     fold0 = pd.read_parquet(src / "fold0" / "heldout-scored.parquet")
     want = sigmoid(fused_logits(fold0.assign(lex_logit=words["lex_logit"].to_numpy()[:len(fold0)]),
                                 np.asarray(SHIPPED["weights"])) / 1.3)
@@ -129,6 +129,10 @@ def test_a_query_the_words_table_lacks_is_named(tmp_path):
     words = t[["turn_id", "span_index", "timestamp", "lex_unseen", "has_lex"]].rename(columns={"lex_unseen": "lex_logit"})
     with pytest.raises(ValueError, match=r"query a1-3 span 1 at 2\.100 s: the unseen-domain words table lacks it"):
         swap_lexical([(t.drop(columns=["lex_unseen"]), SHIPPED)], words.iloc[:-1])
+    # the words cache is per lexical model and lag: another model or lag under the same --out is scored again
+    one = words_cache(tmp_path, tmp_path / "lex-a", 0.5)
+    assert one == words_cache(tmp_path, tmp_path / "lex-a", 0.5)
+    assert len({one, words_cache(tmp_path, tmp_path / "lex-b", 0.5), words_cache(tmp_path, tmp_path / "lex-a", 0.7)}) == 3
     with pytest.raises(ValueError, match="--crossfit and --out are required"):
         DomainShiftConfig(out=tmp_path)
     with pytest.raises(ValueError, match="lexical shares in"):

@@ -22,7 +22,7 @@ beside the cross-fit's own `fused`, `acoustic` and `lexical`:
 - `lexical-unseen`: the unseen-domain lexical branch (0.5 before a word is visible, as the cross-fit's `lexical`);
 - `average` and `average-unseen`: the branch average at the chosen w over the in-domain and unseen-domain words
   (and `average-w<W>`, `average-w<W>-unseen` at each `report_w`).
-The words table is cached (`unseen-words.parquet`); metrics.json holds the choice table and each split's
+The words table is cached (`words_cache`: by lexical model and lag); metrics.json holds the choice table and each split's
 same-silence AUC per run.
 
 The product adds one constraint (`constrained_choice`, `python -m vad_turn.fusion.domain_shift`): of the w whose
@@ -45,7 +45,7 @@ import pandas as pd
 
 from vad_turn.core.runs import RunFolder, atomic_path
 
-from .crossfit import LEXICAL_RECIPE
+from .crossfit import DEV_TEST_FUSION, LEXICAL_RECIPE
 
 KEYS = ["turn_id", "span_index", "timestamp"]
 # the shipped lexical recipe without the corpus's transcripts (crossfit.LEXICAL_RECIPE reads them as extra datasets)
@@ -104,6 +104,15 @@ def words_table(ds_path: Path, lexical_dir: Path, transcript_lag_s: float, split
     return pd.concat(frames, ignore_index=True)[KEYS + ["lex_logit", "has_lex"]]
 
 
+def words_cache(out: Path, lexical_dir: Path, transcript_lag_s: float) -> Path:
+    """Where `run` keeps `words_table`'s result: named by the lexical model folder and the lag, so another model or
+    lag under the same --out is scored again, not read from the old file."""
+    import hashlib
+
+    key = hashlib.sha1(f"{Path(lexical_dir).resolve()}|{float(transcript_lag_s):g}".encode()).hexdigest()[:10]
+    return Path(out) / f"unseen-words-{key}.parquet"
+
+
 def swap_lexical(parts: list[tuple[pd.DataFrame, dict]], unseen: pd.DataFrame) -> pd.DataFrame:
     """The cross-fit's scored tables (each with the fusion.json that scored it) with the unseen-domain words
     added: lex_unseen, p_fused_unseen (the same fusion over them) and p_lexical_unseen. Every row must find its
@@ -121,9 +130,10 @@ def swap_lexical(parts: list[tuple[pd.DataFrame, dict]], unseen: pd.DataFrame) -
                 raise ValueError(f"the fusion given for the rows of {table['turn_id'].iloc[0]} does not reproduce their "
                                  "p_fused: not the fusion that scored them (re-shipped since? pass --dev-test-fusion)")
         t = table.merge(u, on=KEYS, how="left", validate="one_to_one")
-        bad = t["lex_unseen"].isna() & t["has_lex"]
-        if bad.any() or (t["has_lex_unseen"].fillna(False).astype(bool) != t["has_lex"].astype(bool)).any():
-            r = t[bad | (t["has_lex_unseen"].fillna(False).astype(bool) != t["has_lex"].astype(bool))].iloc[0]
+        bad = (t["lex_unseen"].isna() & t["has_lex"]) | (t["has_lex_unseen"].fillna(False).astype(bool)
+                                                         != t["has_lex"].astype(bool))
+        if bad.any():
+            r = t[bad].iloc[0]
             raise ValueError(f"query {r['turn_id']} span {r['span_index']} at {r['timestamp']:.3f} s: the unseen-domain "
                              "words table lacks it or sees other words (same dataset and transcript lag?)")
         z = fused_logits(t.assign(lex_logit=t["lex_unseen"].fillna(0.0)), w) / float(meta["temperature"])
@@ -175,8 +185,6 @@ def _train_unseen_lexical(ccfg: dict, out: Path) -> Path:
 def _crossfit_parts(src: Path, ccfg: dict, dev_test_fusion: Path | None = None) -> list[tuple[pd.DataFrame, dict]]:
     """(scored table, the fusion.json that scored it) of every fold and of dev and test, as `crossfit.assemble`
     put them together."""
-    from .crossfit import DEV_TEST_FUSION
-
     parts = []
     for j in range(int(ccfg["k"])):
         p = src / f"fold{j}" / "heldout-scored.parquet"
@@ -211,9 +219,10 @@ def run(cfg: DomainShiftConfig) -> dict:
     lag_s = {float(m["transcript_lag_s"]) for _, m in parts}
     if len(lag_s) != 1:
         raise ValueError(f"{src}: its fusions were fitted with different transcript lags {sorted(lag_s)}")
-    cache = out / "unseen-words.parquet"
+    lag = lag_s.pop()
+    cache = words_cache(out, lexical_dir, lag)
     if not cache.exists():
-        words = words_table(Path(ccfg["dataset"]), lexical_dir, lag_s.pop())
+        words = words_table(Path(ccfg["dataset"]), lexical_dir, lag)
         with atomic_path(cache) as tmp:
             words.to_parquet(tmp, index=False)
     table = swap_lexical(parts, pd.read_parquet(cache))
