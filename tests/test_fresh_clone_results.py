@@ -235,11 +235,12 @@ def test_a_run_of_another_model_in_runs_gives_way_to_the_shipped_points(tmp_path
 
 def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeypatch, tmp_path):
     """Issue 24: the agent a user runs uses the shipped voice-agent operating point, chosen on agent-directed dev data
-    only (GetGoing dev + agent-holds whole-turn renders' dev), with no more cut-offs there than VAD-only at 0.6 s."""
+    only (GetGoing dev + agent-holds whole-turn renders' dev): on each set, no more cut-offs than VAD-only at 0.6 s
+    and at most 0.1 s later on average; fewer cut-offs than VAD-only on the two pooled."""
     from pipeline.bench.e2e import BenchConfig, bench_policy, pipeline_config
     from pipeline.serving.demo.session import DemoSettings, pane_config
     from pipeline.runtime.runner import PipelineConfig
-    from vad_turn.harness.operating_points import VOICE_AGENT_POINT, shipped_policy
+    from vad_turn.harness.operating_points import VOICE_AGENT_LATENCY_TOLERANCE_S, VOICE_AGENT_POINT, shipped_policy
 
     monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))  # a fresh clone: runs/ is empty
     rec = load_shipped("fused", profile="voice-agent")
@@ -251,8 +252,13 @@ def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeyp
     # evaluated with the default STT's measured lag of the words before a pause (P90), as the pipeline shows them
     lag = stt_word_lag(PipelineConfig().stt)["segment_end_final_p90_s"]
     assert p["operating_point"] == VOICE_AGENT_POINT and lag <= p["transcript_lag_s"] <= lag + 0.1
-    assert p["false_cutoff_rate"] <= p["vad_only"]["false_cutoff_rate"] + 1e-12
-    assert p["vad_only"]["stop_silence_s"] == 0.6 and p["mean_latency_s"] < p["vad_only"]["mean_latency_s"]
+    assert p["false_cutoff_rate"] < p["vad_only"]["false_cutoff_rate"] and p["vad_only"]["stop_silence_s"] == 0.6
+    assert p["mean_latency_s"] <= p["vad_only"]["mean_latency_s"] + VOICE_AGENT_LATENCY_TOLERANCE_S + 1e-9
+    point = next(o for o in rec["operating_points"] if o["name"] == VOICE_AGENT_POINT)
+    assert [r["run"].split("/")[-1] for r in point["runs"]] == [r["run"].split("/")[-1] for r in rec["pooled_runs"]]
+    for r in point["runs"]:  # safe on real callers and on the renders apart, not only pooled
+        assert r["n_cutoff"] <= r["vad_only_n_cutoff"], r
+        assert r["mean_latency_s"] <= r["vad_only_mean_latency_s"] + VOICE_AGENT_LATENCY_TOLERANCE_S + 1e-9, r
     want = (p["threshold"], p["action_delay_s"], p["timeout_s"], p["transcript_lag_s"])
     got = lambda pol: (pol.threshold, pol.action_delay_s, pol.timeout_s, pol.transcript_lag_s)  # noqa: E731
     assert got(PipelineConfig().policy) == want

@@ -188,9 +188,10 @@ def _hesitation_p(lag_s: float) -> list[float]:
 def _voice_agent_threshold() -> float:
     """The threshold of the shipped voice-agent point (the default of the pipeline, bench and demo)."""
     from vad_turn.core.model_files import SHIPPED_TURN_DIR
+    from vad_turn.harness.operating_points import VOICE_AGENT_POINT
 
     rec = json.loads((SHIPPED_TURN_DIR / "operating_points.voice-agent.json").read_text())
-    return float(next(p for p in rec["operating_points"] if p["name"] == "lat@fcr<=vad-0.6s")["threshold"])
+    return float(next(p for p in rec["operating_points"] if p["name"] == VOICE_AGENT_POINT)["threshold"])
 
 
 def test_hesitation_sample_p_eot_stays_low_through_the_pause_and_rises_slowly():

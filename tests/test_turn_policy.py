@@ -93,14 +93,13 @@ def test_vad_matched_operating_point_of_a_pooled_sweep():
     json.dumps(op)  # serialisable as written into metrics.json
 
 
-def test_pooled_runs_count_cut_offs_after_a_filler_at_the_matched_point(tmp_path):
-    """`vad-turn pool-evaluations` writes the slices of the point it ships (pause_context "filler" apart) against
-    VAD-only at the stop silence it is matched to. Three turns: a 1.0 s pause after "um" the detector holds (VAD-only
-    at 0.6 s cuts it), a 0.3 s pause it cuts, and one without a pause; every end span scores 0.9."""
+def _two_pooled_runs(tmp_path) -> list:
+    """Two evaluation runs: "um" (a 1.0 s pause after "um" the detector holds, VAD-only at 0.6 s cuts it) and "so"
+    (a 0.3 s pause the detector scores 0.9, and a turn without a pause); every end span scores 0.9."""
     import dataclasses
 
     from vad_turn.harness.evaluate import EvalConfig
-    from vad_turn.harness.pool import SHARED_FIELDS, PoolConfig, pool
+    from vad_turn.harness.pool import SHARED_FIELDS
 
     defaults = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.name in SHARED_FIELDS}
     defaults.update(detector="fused", detector_opts=[])
@@ -122,8 +121,18 @@ def test_pooled_runs_count_cut_offs_after_a_filler_at_the_matched_point(tmp_path
         (run / "metrics.json").write_text("{}")
         pd.DataFrame(rows).to_parquet(run / "predictions.parquet")
         runs.append(run)
-    metrics = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "pooled"))
-    op = metrics["operating_points"][0]
+    return runs
+
+
+def test_pooled_runs_count_cut_offs_after_a_filler_at_the_matched_point(tmp_path):
+    """`vad-turn pool-evaluations` writes the slices of the point it ships (pause_context "filler" apart) against
+    VAD-only at the stop silence it is matched to. Matched on the pool only, the point may trade run "b"'s short
+    pause (cut) for run "a"'s filler pause (held)."""
+    from vad_turn.harness.pool import PoolConfig, pool
+
+    runs = _two_pooled_runs(tmp_path)
+    metrics = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "pooled", match_each_run=False))
+    op = metrics["operating_points"][1]
     assert op["name"] == "lat@fcr<=vad-0.6s" and op["budget"] == pytest.approx(1 / 3)
     assert op["n_cutoff"] == 1 and op["mean_latency_s"] == pytest.approx(0.0)
     rows = {r["value"]: r for r in metrics["slices"] if r["slice"] == "pause_context" and r["operating_point"] == op["name"]}
@@ -132,3 +141,44 @@ def test_pooled_runs_count_cut_offs_after_a_filler_at_the_matched_point(tmp_path
     written = json.loads((tmp_path / "pooled" / "metrics.json").read_text())["slices"]
     assert {"slice": "pause_context", "value": "filler", "operating_point": op["name"], "n_cutoff": 0}.items() <= \
         next(r for r in written if r["value"] == "filler" and r["operating_point"] == op["name"]).items()
+
+
+def test_matched_point_cuts_no_more_than_vad_only_on_each_pooled_run(tmp_path):
+    """By default the point must match VAD-only on every run apart: run "b"'s 0.3 s pause (VAD-only at 0.6 s holds
+    it) may not be traded for run "a"'s filler pause, so the detector waits past 0.3 s (action delay 0.3 s, the first
+    on the grid the pause never reaches) and answers every end 0.3 s late instead of at once."""
+    from vad_turn.harness.pool import PoolConfig, pool
+
+    runs = _two_pooled_runs(tmp_path)
+    metrics = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "pooled"))
+    op = metrics["operating_points"][1]
+    assert op["name"] == "lat@fcr<=vad-0.6s" and op["each_run_matched"] and op["n_cutoff"] == 0
+    assert op["action_delay_s"] == pytest.approx(0.3) and op["mean_latency_s"] == pytest.approx(0.3)
+    per_run = {r["run"].rsplit("/", 1)[-1]: r for r in op["runs"]}
+    assert (per_run["a"]["n_cutoff"], per_run["a"]["vad_only_n_cutoff"]) == (0, 1)
+    assert (per_run["b"]["n_cutoff"], per_run["b"]["vad_only_n_cutoff"]) == (0, 0)
+    assert json.loads((tmp_path / "pooled" / "config.json").read_text())["match_each_run"] is True
+
+
+def test_the_shipped_voice_agent_point_has_the_fewest_cut_offs_within_vad_only_latency_on_every_run(tmp_path):
+    """VOICE_AGENT_POINT: fewest cut-offs with no more than VAD-only at 0.6 s and a mean latency at most 0.1 s above
+    its (0.6 s) on each run. Run "b"'s ends score 0.9 from 0 s, so waiting longer buys nothing there; run "a"'s filler
+    pause (1.0 s, scored 0.1) is held by any threshold above 0.1 with a timeout past 1 s, while VAD-only cuts it.
+    The point holds it (0 cut-offs, VAD-only 1) and, among those, answers soonest: after 0.3 s, past "b"'s pause."""
+    from vad_turn.harness.operating_points import VOICE_AGENT_POINT
+    from vad_turn.harness.pool import PoolConfig, pool
+
+    runs = _two_pooled_runs(tmp_path)
+    metrics = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "pooled"))
+    op = metrics["operating_points"][0]
+    assert op["name"] == VOICE_AGENT_POINT == "fcr@lat<=vad-0.6s+0.1s" and op["kind"] == "min_fcr_at_vad_latency"
+    assert op["n_cutoff"] == 0 and op["vad_only"]["n_cutoff"] == 1 and op["budget"] == pytest.approx(0.7)
+    assert op["timeout_s"] >= 1.0 and 0.1 < op["threshold"] <= 0.9 and op["action_delay_s"] == pytest.approx(0.3)
+    per_run = {r["run"].rsplit("/", 1)[-1]: r for r in op["runs"]}
+    assert all(r["mean_latency_s"] <= r["vad_only_mean_latency_s"] + 0.1 + 1e-9 for r in per_run.values())
+    # the filler slice of the shipped point: held where VAD-only cut it
+    fill = next(r for r in metrics["slices"] if r["operating_point"] == op["name"] and r["value"] == "filler")
+    assert (fill["n_cutoff"], fill["vad_only_n_cutoff"]) == (0, 1)
+    # with no latency allowance at all the point may not wait past VAD-only on any run
+    tight = pool(PoolConfig(runs=tuple(runs), out=tmp_path / "tight", latency_tolerance_s=0.0))["operating_points"][0]
+    assert all(r["mean_latency_s"] <= r["vad_only_mean_latency_s"] + 1e-9 for r in tight["runs"])
