@@ -19,13 +19,14 @@ plus any "thr/delay/timeout" given), on the run's own turns:
 """
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vad_turn.core.config import config_main, config_to_dict
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.harness import metrics as M
 from vad_turn.harness.operating_points import VOICE_AGENT_POINT, VOICE_AGENT_VAD_STOP_S, shipped_policy
@@ -96,31 +97,40 @@ def evaluate_run(run: Path, policies: dict[str, tuple[float, float, float]], vad
     return row
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", nargs="+", type=Path, required=True, help="`vad-turn evaluate` run folders")
-    ap.add_argument("--policies", nargs="*", default=[], help="more policies, each threshold/action_delay_s/timeout_s")
-    ap.add_argument("--no-shipped", action="store_true", help="leave out the shipped voice-agent point")
-    ap.add_argument("--vad-stop-s", type=float, default=VOICE_AGENT_VAD_STOP_S)
-    ap.add_argument("--n-resamples", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="write the results here")
-    a = ap.parse_args(argv)
-    for run in a.runs:
-        for name in ("config.json", "predictions.parquet"):
-            if not (run / name).is_file():
-                ap.error(f"{run}: no {name} (not a finished `vad-turn evaluate` run)")
-    try:
-        policies = {t: parse_policy(t) for t in a.policies}
-    except ValueError as e:
-        ap.error(str(e))
-    if not a.no_shipped:
+@dataclass(frozen=True)
+class VoiceAgentPointConfig:
+    runs: tuple[Path, ...] = field(default=(), metadata={"help": "finished `vad-turn evaluate` run folders"})
+    policies: tuple[str, ...] = field(default=(), metadata={
+        "help": "more policies, each threshold/action_delay_s/timeout_s (e.g. 0.98/0/0.6)"})
+    shipped: bool = field(default=True, metadata={"help": "report the shipped voice-agent point too"})
+    vad_stop_s: float = field(default=VOICE_AGENT_VAD_STOP_S, metadata={"help": "VAD-only's stop silence"})
+    n_resamples: int = field(default=2000, metadata={"help": "conversation resamples of each interval"})
+    seed: int = field(default=0, metadata={"help": "seed of the resamples"})
+    json: Path | None = field(default=None, metadata={"help": "write the results (and this config) here"})
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ValueError("--runs needs at least one `vad-turn evaluate` run folder")
+        for run in self.runs:
+            for name in ("config.json", "predictions.parquet"):
+                if not (Path(run) / name).is_file():
+                    raise ValueError(f"--runs: {run}: no {name} (not a finished `vad-turn evaluate` run)")
+        for text in self.policies:
+            parse_policy(text)
+        if not self.shipped and not self.policies:
+            raise ValueError("no policy to report (--no-shipped and no --policies)")
+        if self.n_resamples < 1:
+            raise ValueError(f"--n-resamples must be >= 1, got {self.n_resamples}")
+
+
+def run(cfg: VoiceAgentPointConfig) -> dict:
+    """Print one block per run and return (and write to `cfg.json`) the results."""
+    policies = {t: parse_policy(t) for t in cfg.policies}
+    if cfg.shipped:
         sp = shipped_policy("fused", None, profile="voice-agent")
         policies = {f"shipped {VOICE_AGENT_POINT}": (sp["threshold"], sp["action_delay_s"], sp["timeout_s"]), **policies}
-    if not policies:
-        ap.error("no policy to report (--no-shipped and no --policies)")
-    out = {"vad_stop_s": a.vad_stop_s, "n_resamples": a.n_resamples, "seed": a.seed,
-           "runs": [evaluate_run(r, policies, a.vad_stop_s, a.n_resamples, a.seed) for r in a.runs]}
+    out = {"config": config_to_dict(cfg),
+           "runs": [evaluate_run(Path(r), policies, cfg.vad_stop_s, cfg.n_resamples, cfg.seed) for r in cfg.runs]}
     for r in out["runs"]:
         v = r["vad_only"]
         print(f"{r['run']}: {r['n_turns']} turns, {r['n_conversations']} conversations, {r['n_hold_turns']} with a pause; "
@@ -132,10 +142,15 @@ def main(argv=None) -> dict:
             print(f"  {name}: {x['n_cutoff']} cut ({x['n_filler_cut']} after a filler), FCR {x['fcr_minus_vad_pt']:+.1f} pt "
                   f"[{lo:+.1f}, {hi:+.1f}], mean latency {x['mean_latency_s']:.3f} s ({x['latency_minus_vad_s']:+.3f} "
                   f"[{llo:+.3f}, {lhi:+.3f}])")
-    if a.json:
-        atomic_write_json(a.json, out)
+    if cfg.json:
+        atomic_write_json(cfg.json, out)
     return out
 
 
+def main(argv: list[str] | None = None) -> int:
+    return config_main(VoiceAgentPointConfig, run, argv, __doc__.split("\n")[0],
+                       prog="python benchmarks/voice_agent_point.py")
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

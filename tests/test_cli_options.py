@@ -98,7 +98,8 @@ SCRIPTS = [("vad_turn.fusion.fit", "FitSourceConfig"), ("benchmarks/tts_ttfa.py"
            ("benchmarks/stt_word_lag.py", "SttLagConfig"), ("benchmarks/fusion_bootstrap.py", "FusionBootstrapConfig"),
            ("benchmarks/acoustic_latency.py", "LatencyConfig"), ("benchmarks/smart_turn_latency.py", "SmartTurnLatencyConfig"),
            ("benchmarks/lm_probe.py", "ProbeConfig"), ("benchmarks/demo_pool_memory.py", "PoolMemoryConfig"),
-           ("pipeline.bench.stt_lag", "SttLagBenchConfig"), ("pipeline.bench.stt_lm", "SttLmConfig")]
+           ("pipeline.bench.stt_lag", "SttLagBenchConfig"), ("pipeline.bench.stt_lm", "SttLmConfig"),
+           ("benchmarks/voice_agent_point.py", "VoiceAgentPointConfig")]
 
 
 def _module(name: str):
