@@ -262,7 +262,10 @@ def run(cfg: DomainShiftConfig) -> dict:
 
 # ----------------------------------------------------------------------------- the product's constraint on w
 
-FILLER_POINT = "lat@fcr<=vad-0.6s"  # the voice-agent point `pool-evaluations` ships (VAD-only matched at 0.6 s)
+# The VAD-matched point of `pool-evaluations`, the shipped voice-agent point when v3's w was chosen (matched on the
+# pool only then: `pool-evaluations --no-match-each-run` reproduces docs/domain-shift-choice.json's pools). The
+# point shipped since is VOICE_AGENT_POINT (vad_turn/harness/pool.py says why).
+FILLER_POINT = "lat@fcr<=vad-0.6s"
 
 
 def filler_cutoffs(pool_run: Path) -> dict:
