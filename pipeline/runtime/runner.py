@@ -208,7 +208,7 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
     if cfg.turn == "semantic":
         det, det_name = load_turn_detector(cfg.detectors) if detector is None else warm_detector(*detector)
     stt = make_stt(cfg.stt)
-    if det is not None:
+    if det is not None and getattr(det, "needs_words", True):  # an audio-only detector (Smart Turn) sees no words
         check_transcript_lag(cfg.turn_policy(det_name), stt)
     return Models(cfg.vad, stt, llm, det, det_name, voice)
 
