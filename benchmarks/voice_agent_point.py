@@ -74,10 +74,22 @@ def summarize(o: dict) -> dict:
             "p90_latency_s": float(np.percentile(lat, 90)), "n_filler_cut": int(o["filler_cut"].sum())}
 
 
-def evaluate_run(run: Path, policies: dict[str, tuple[float, float, float]], vad_stop_s: float,
+def read_set(spec: str) -> tuple[dict, pd.DataFrame]:
+    """One set: a run folder, or several joined by '+' (e.g. the folds of a cross-fit, each scored by its own
+    model) whose predictions are concatenated; they must share the grid and hold distinct turns."""
+    runs = [Path(r) for r in str(spec).split("+")]
+    cfgs = [json.loads((r / "config.json").read_text()) for r in runs]
+    if len({(c["grid_s"], tuple(c["timeouts_s"]), c.get("transcript_lag_s")) for c in cfgs}) > 1:
+        raise ValueError(f"{spec}: the runs differ in grid, timeouts or transcript lag")
+    preds = pd.concat([pd.read_parquet(r / "predictions.parquet") for r in runs], ignore_index=True)
+    if preds["id"].nunique() != sum(pd.read_parquet(r / "predictions.parquet", columns=["id"])["id"].nunique() for r in runs):
+        raise ValueError(f"{spec}: the runs share turn ids")
+    return cfgs[0], preds
+
+
+def evaluate_run(run: str | Path, policies: dict[str, tuple[float, float, float]], vad_stop_s: float,
                  n_resamples: int, seed: int) -> dict:
-    cfg = json.loads((run / "config.json").read_text())
-    preds = pd.read_parquet(run / "predictions.parquet")
+    cfg, preds = read_set(str(run))
     table = M.build_span_table(preds, cfg["grid_s"])
     p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
     conv = np.array([conversation_of(t) for t in table.turns["id"]])
@@ -99,7 +111,9 @@ def evaluate_run(run: Path, policies: dict[str, tuple[float, float, float]], vad
 
 @dataclass(frozen=True)
 class VoiceAgentPointConfig:
-    runs: tuple[Path, ...] = field(default=(), metadata={"help": "finished `vad-turn evaluate` run folders"})
+    runs: tuple[str, ...] = field(default=(), metadata={
+        "help": "finished `vad-turn evaluate` run folders, one set each; RUN+RUN+... makes one set of several "
+                "(a cross-fit's folds)"})
     policies: tuple[str, ...] = field(default=(), metadata={
         "help": "more policies, each threshold/action_delay_s/timeout_s (e.g. 0.98/0/0.6)"})
     shipped: bool = field(default=True, metadata={"help": "report the shipped voice-agent point too"})
@@ -111,7 +125,7 @@ class VoiceAgentPointConfig:
     def __post_init__(self) -> None:
         if not self.runs:
             raise ValueError("--runs needs at least one `vad-turn evaluate` run folder")
-        for run in self.runs:
+        for run in (r for spec in self.runs for r in str(spec).split("+")):
             for name in ("config.json", "predictions.parquet"):
                 if not (Path(run) / name).is_file():
                     raise ValueError(f"--runs: {run}: no {name} (not a finished `vad-turn evaluate` run)")
@@ -130,7 +144,7 @@ def run(cfg: VoiceAgentPointConfig) -> dict:
         sp = shipped_policy("fused", None, profile="voice-agent")
         policies = {f"shipped {VOICE_AGENT_POINT}": (sp["threshold"], sp["action_delay_s"], sp["timeout_s"]), **policies}
     out = {"config": config_to_dict(cfg),
-           "runs": [evaluate_run(Path(r), policies, cfg.vad_stop_s, cfg.n_resamples, cfg.seed) for r in cfg.runs]}
+           "runs": [evaluate_run(r, policies, cfg.vad_stop_s, cfg.n_resamples, cfg.seed) for r in cfg.runs]}
     for r in out["runs"]:
         v = r["vad_only"]
         print(f"{r['run']}: {r['n_turns']} turns, {r['n_conversations']} conversations, {r['n_hold_turns']} with a pause; "

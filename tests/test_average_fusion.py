@@ -46,6 +46,29 @@ def test_the_live_model_is_the_mix_of_the_two_branch_detectors(tmp_path):
     np.testing.assert_allclose(text, p_lex, rtol=0, atol=1e-6)
 
 
+def test_another_acoustic_folder_of_the_same_recipe_replaces_the_graph(tmp_path):
+    """`--acoustic-dir` (a cross-fit fold's acoustic model): the average reads that folder's graph, so with the
+    shipped acoustic folder copied elsewhere it is the same model; a folder of another window is refused."""
+    import shutil
+
+    from vad_turn.core.model_files import SHIPPED_ACOUSTIC_DIR
+
+    copy = tmp_path / "fold-acoustic"
+    shutil.copytree(SHIPPED_ACOUSTIC_DIR, copy)
+    meta = write_average_model(0.3, SHIPPED_LEXICAL_DIR, tmp_path / "avg", acoustic_dir=copy)
+    assert (tmp_path / "avg" / meta["acoustic_onnx"]).resolve() == (copy / "model.onnx").resolve()
+    write_average_model(0.3, SHIPPED_LEXICAL_DIR, tmp_path / "ref")
+    qs = _queries()
+    np.testing.assert_allclose(TurnModel(tmp_path / "avg").p_eot(qs), TurnModel(tmp_path / "ref").p_eot(qs), atol=1e-6)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["model"]["window_s"] = float(cfg["model"]["window_s"]) + 1.0
+    (copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="another recipe"):
+        write_average_model(0.3, SHIPPED_LEXICAL_DIR, tmp_path / "bad", acoustic_dir=copy)
+    with pytest.raises(FileNotFoundError, match="model.onnx"):
+        write_average_model(0.3, SHIPPED_LEXICAL_DIR, tmp_path / "bad", acoustic_dir=tmp_path / "nowhere")
+
+
 def test_weights_and_refusals(tmp_path):
     W = average_weights(0.25, np.arange(len(FUSION_FEATURES), dtype=float))
     both = W[MODES.index("both")]

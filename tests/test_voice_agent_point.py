@@ -24,14 +24,14 @@ def _span(turn, i, label, dur_s, p, tag="none"):
             for k in range(n)]
 
 
-def _run(tmp_path, n_calls=10):
+def _run(tmp_path, n_calls=10, name="eval", first_call=0):
     """`n_calls` calls of two turns each: a 1.0 s pause after "um" scored 0.2 then an end scored 0.9, and a
     turn with no pause whose end is scored 0.9."""
     rows = []
-    for c in range(n_calls):
+    for c in range(first_call, first_call + n_calls):
         rows += _span(f"call{c}-000-caller", 0, 0, 1.0, 0.2, "filler") + _span(f"call{c}-000-caller", 1, 1, 3.0, 0.9)
         rows += _span(f"call{c}-001-caller", 0, 1, 3.0, 0.9)
-    run = tmp_path / "eval"
+    run = tmp_path / name
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"grid_s": GRID_S, "timeouts_s": [0.6, 1.0, 3.0], "dataset": "x",
                                                  "split": "dev", "detector": "fused", "transcript_lag_s": 0.7}))
@@ -73,3 +73,17 @@ def test_a_bad_policy_is_one_error_line_before_any_work(text, tmp_path):
     with pytest.raises(SystemExit) as e:
         vap.main(["--runs", str(run), "--policies", text, "--json", str(tmp_path / "o.json")])
     assert e.value.code == 2 and not (tmp_path / "o.json").exists()
+
+
+def test_runs_joined_by_plus_are_one_set_of_their_turns(tmp_path):
+    """Two folds of 4 and 6 calls joined by '+': one set of 20 turns, as one run of the 10 calls gives; the same
+    run twice shares turn ids and is refused."""
+    a, b = _run(tmp_path, 4, "fold0"), _run(tmp_path, 6, "fold1", first_call=4)
+    whole = _run(tmp_path, 10, "whole")
+    cfg = dict(policies=("0.5/0.6/1.5",), shipped=False, n_resamples=200)
+    joined = vap.run(vap.VoiceAgentPointConfig(runs=(f"{a}+{b}",), **cfg))["runs"][0]
+    one = vap.run(vap.VoiceAgentPointConfig(runs=(str(whole),), **cfg))["runs"][0]
+    assert (joined["n_turns"], joined["n_conversations"]) == (20, 10)
+    assert joined["policies"] == one["policies"] and joined["vad_only"] == one["vad_only"]
+    with pytest.raises(ValueError, match="share turn ids"):
+        vap.run(vap.VoiceAgentPointConfig(runs=(f"{a}+{a}",), **cfg))

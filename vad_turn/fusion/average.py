@@ -61,10 +61,11 @@ def _rel(target: Path, folder: Path) -> str:
 
 def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = SHIPPED_TURN_DIR,
                         chosen_on: Path | None = None, max_unheard_s: float | None = None,
-                        lexical_without_words: bool = True) -> dict:
+                        lexical_without_words: bool = True, acoustic_dir: Path | None = None) -> dict:
     """Write `out`/fusion.json: the branch average over `lexical_dir` and `source`'s acoustic graph, with
     `source`'s timing row, window and transcript lag (`source` may be `out` itself: its fusion.json is read
-    before it is replaced). `max_unheard_s`: drop the lexical input (acoustic mode) while the visible words end
+    before it is replaced). `acoustic_dir`: another acoustic model folder of the same recipe (its model.onnx and,
+    where present, model.int8.onnx), e.g. a cross-fit fold's, instead of `source`'s graph. `max_unheard_s`: drop the lexical input (acoustic mode) while the visible words end
     more than this before the speech does (`runtime.unheard_s`); None: never. `lexical_without_words`: the
     lexical branch is an input before any word is visible too (False: from the first visible word on, as in the
     fitted fusions). Returns the written dict."""
@@ -75,6 +76,14 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
         raise ValueError(f"{source}/fusion.json: features/modes differ from this code's")
     if not (Path(lexical_dir) / "lexical_head.onnx").is_file():
         raise FileNotFoundError(f"{lexical_dir}: no lexical_head.onnx (not a lexical model folder)")
+    if acoustic_dir is not None:
+        from .train import _acoustic_window_s
+
+        if not (Path(acoustic_dir) / "model.onnx").is_file():
+            raise FileNotFoundError(f"{acoustic_dir}: no model.onnx (not an acoustic model folder)")
+        if abs(_acoustic_window_s(acoustic_dir) - float(src["acoustic_window_s"])) > 1e-9:
+            raise ValueError(f"{acoustic_dir}: its window ({_acoustic_window_s(acoustic_dir):g} s) is not the source's "
+                             f"({float(src['acoustic_window_s']):g} s): another recipe")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timing = np.asarray(src["weights"], dtype=np.float64).reshape(len(MODES), -1)[MODES.index("timing")]
@@ -89,6 +98,11 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
                 timing_from=timing_from,
                 lexical_max_unheard_s=None if max_unheard_s is None else float(max_unheard_s),
                 chosen_on=(json.loads(Path(chosen_on).read_text()) if chosen_on else None))
+    if acoustic_dir is not None:  # the other folder's graphs in place of the source's
+        meta.pop("acoustic_int8_onnx", None)
+        meta.update({k: _rel(Path(acoustic_dir) / f, out) for k, f in (("acoustic_onnx", "model.onnx"),
+                                                                         ("acoustic_int8_onnx", "model.int8.onnx"))
+                     if (Path(acoustic_dir) / f).is_file()})
     atomic_write_json(out / "fusion.json", meta)
     return meta
 
@@ -99,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexical-dir", type=Path, required=True, help="lexical model folder")
     ap.add_argument("--source", type=Path, default=SHIPPED_TURN_DIR,
                     help="turn model whose acoustic graph, timing row and lag are kept")
+    ap.add_argument("--acoustic-dir", type=Path, default=None,
+                    help="acoustic model folder of the same recipe to use instead of --source's graph (a cross-fit fold's)")
     ap.add_argument("--max-unheard-s", type=float, default=None,
                     help="acoustic only while the visible words end more than this many seconds before the speech "
                          "(stale words under a transcript lag); default: never")
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         meta = write_average_model(a.w, a.lexical_dir, a.out, a.source, a.chosen_on, a.max_unheard_s,
-                                   a.lexical_without_words)
+                                   a.lexical_without_words, a.acoustic_dir)
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
     print(f"{a.out}/fusion.json: branch average, w {meta['w']}, lexical {meta['lexical_dir']}, "
