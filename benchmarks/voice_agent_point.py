@@ -30,7 +30,7 @@ from vad_turn.core.config import config_main, config_to_dict
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.harness import metrics as M
 from vad_turn.harness.operating_points import VOICE_AGENT_POINT, VOICE_AGENT_VAD_STOP_S, shipped_policy
-from vad_turn.harness.ratio_bootstrap import conversation_of
+from vad_turn.harness.ratio_bootstrap import conversation_of, group_weights
 
 
 def parse_policy(text: str) -> tuple[float, float, float]:
@@ -56,13 +56,9 @@ def turn_outcomes(table: M.SpanTable, p: np.ndarray, policy: tuple[float, float,
 
 
 def paired_interval(conv: np.ndarray, diff_per_turn: np.ndarray, n_resamples: int, seed: int) -> list[float]:
-    """95% interval of the mean over turns of `diff_per_turn`, conversations resampled with replacement."""
-    codes, inv = np.unique(conv, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(codes), size=(n_resamples, len(codes)))
-    counts = np.zeros((n_resamples, len(codes)))
-    np.add.at(counts, (np.arange(n_resamples)[:, None], draws), 1.0)
-    w = counts[:, inv]  # (resamples, turns): how often each turn's conversation was drawn
+    """95% interval of the mean over turns of `diff_per_turn`, conversations resampled with replacement
+    (`ratio_bootstrap.group_weights`, the harness's resampling)."""
+    w = group_weights(conv, n_resamples, seed)
     est = (w @ diff_per_turn) / w.sum(axis=1)
     return [float(np.percentile(est, 2.5)), float(np.percentile(est, 97.5))]
 
@@ -81,8 +77,9 @@ def read_set(spec: str) -> tuple[dict, pd.DataFrame]:
     cfgs = [json.loads((r / "config.json").read_text()) for r in runs]
     if len({(c["grid_s"], tuple(c["timeouts_s"]), c.get("transcript_lag_s")) for c in cfgs}) > 1:
         raise ValueError(f"{spec}: the runs differ in grid, timeouts or transcript lag")
-    preds = pd.concat([pd.read_parquet(r / "predictions.parquet") for r in runs], ignore_index=True)
-    if preds["id"].nunique() != sum(pd.read_parquet(r / "predictions.parquet", columns=["id"])["id"].nunique() for r in runs):
+    parts = [pd.read_parquet(r / "predictions.parquet") for r in runs]
+    preds = pd.concat(parts, ignore_index=True)
+    if preds["id"].nunique() != sum(x["id"].nunique() for x in parts):
         raise ValueError(f"{spec}: the runs share turn ids")
     return cfgs[0], preds
 

@@ -65,8 +65,8 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
     """Write `out`/fusion.json: the branch average over `lexical_dir` and `source`'s acoustic graph, with
     `source`'s timing row, window and transcript lag (`source` may be `out` itself: its fusion.json is read
     before it is replaced). `acoustic_dir`: another acoustic model folder of the same recipe (its model.onnx and,
-    where present, model.int8.onnx), e.g. a cross-fit fold's, instead of `source`'s graph. `max_unheard_s`: drop the lexical input (acoustic mode) while the visible words end
-    more than this before the speech does (`runtime.unheard_s`); None: never. `lexical_without_words`: the
+    where present, model.int8.onnx), e.g. a cross-fit fold's, instead of `source`'s graph. `max_unheard_s`: drop
+    the lexical input (acoustic mode) while the visible words end more than this before the speech does (`runtime.unheard_s`); None: never. `lexical_without_words`: the
     lexical branch is an input before any word is visible too (False: from the first visible word on, as in the
     fitted fusions). Returns the written dict."""
     if max_unheard_s is not None and not 0.0 <= float(max_unheard_s) <= MAX_SILENCE_S:
@@ -76,14 +76,20 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
         raise ValueError(f"{source}/fusion.json: features/modes differ from this code's")
     if not (Path(lexical_dir) / "lexical_head.onnx").is_file():
         raise FileNotFoundError(f"{lexical_dir}: no lexical_head.onnx (not a lexical model folder)")
+    # the acoustic graphs: the source's, or another folder's of the same recipe (same window)
+    graphs = {k: (Path(source) / src[k]) for k in ("acoustic_onnx", "acoustic_int8_onnx") if k in src}
     if acoustic_dir is not None:
         from .train import _acoustic_window_s
 
         if not (Path(acoustic_dir) / "model.onnx").is_file():
             raise FileNotFoundError(f"{acoustic_dir}: no model.onnx (not an acoustic model folder)")
-        if abs(_acoustic_window_s(acoustic_dir) - float(src["acoustic_window_s"])) > 1e-9:
-            raise ValueError(f"{acoustic_dir}: its window ({_acoustic_window_s(acoustic_dir):g} s) is not the source's "
+        window_s = _acoustic_window_s(acoustic_dir)
+        if abs(window_s - float(src["acoustic_window_s"])) > 1e-9:
+            raise ValueError(f"{acoustic_dir}: its window ({window_s:g} s) is not the source's "
                              f"({float(src['acoustic_window_s']):g} s): another recipe")
+        graphs = {k: Path(acoustic_dir) / f for k, f in (("acoustic_onnx", "model.onnx"),
+                                                         ("acoustic_int8_onnx", "model.int8.onnx"))
+                  if (Path(acoustic_dir) / f).is_file()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timing = np.asarray(src["weights"], dtype=np.float64).reshape(len(MODES), -1)[MODES.index("timing")]
@@ -93,16 +99,11 @@ def write_average_model(w: float, lexical_dir: Path, out: Path, source: Path = S
     timing_from = (src.get("timing_from") or src.get("train", {}).get("run")) if same else _rel(source, out)
     meta.update(weights=average_weights(w, timing).tolist(), temperature=1.0, threshold=0.5,
                 lexical_dir=_rel(lexical_dir, out),
-                **{k: _rel(Path(source) / src[k], out) for k in ("acoustic_onnx", "acoustic_int8_onnx") if k in src},
+                **{k: _rel(path, out) for k, path in graphs.items()},
                 lexical_without_words=bool(lexical_without_words), fusion="branch-average", w=float(w),
                 timing_from=timing_from,
                 lexical_max_unheard_s=None if max_unheard_s is None else float(max_unheard_s),
                 chosen_on=(json.loads(Path(chosen_on).read_text()) if chosen_on else None))
-    if acoustic_dir is not None:  # the other folder's graphs in place of the source's
-        meta.pop("acoustic_int8_onnx", None)
-        meta.update({k: _rel(Path(acoustic_dir) / f, out) for k, f in (("acoustic_onnx", "model.onnx"),
-                                                                         ("acoustic_int8_onnx", "model.int8.onnx"))
-                     if (Path(acoustic_dir) / f).is_file()})
     atomic_write_json(out / "fusion.json", meta)
     return meta
 

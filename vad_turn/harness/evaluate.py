@@ -279,16 +279,22 @@ def select_turns(ds, cfg: EvalConfig, *, needs_audio: bool = True):
     return rows, ids
 
 
+def policy_sweeps(preds: pd.DataFrame, cfg: EvalConfig) -> tuple[M.SpanTable, np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """(span table, p_eot in its order, the detector's sweep, VAD-only's sweep on the same spans) over `cfg`'s
+    thresholds, action delays and timeouts."""
+    table = M.build_span_table(preds, cfg.grid_s)
+    p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
+    args = (cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
+    return table, p, M.sweep_policies(table, p, *args), M.sweep_policies(table, np.ones_like(p), *args)
+
+
 def compute_metrics(preds: pd.DataFrame, cfg: EvalConfig, detector_name: str,
                     split: str | None = None) -> tuple[dict, pd.DataFrame]:
     """Sweep, operating points, Pareto frontiers and slices for the detector and VAD-only on the
     same grid. Returns (metrics dict, sweep frame with a `detector` column). `split`: the split
     name actually evaluated (default cfg.split)."""
-    table = M.build_span_table(preds, cfg.grid_s)
-    p = preds["p_eot"].to_numpy(dtype=np.float64)[table.order]
+    table, p, sweep, sweep_vad = policy_sweeps(preds, cfg)
     p_vad = np.ones_like(p)
-    args = (cfg.thresholds, cfg.action_delays_s, cfg.timeouts_s)
-    sweep, sweep_vad = M.sweep_policies(table, p, *args), M.sweep_policies(table, p_vad, *args)
     ops = M.operating_points(sweep, cfg.latency_budgets_s, cfg.false_cutoff_budgets)
     vad_ops = M.operating_points(sweep_vad, cfg.latency_budgets_s, cfg.false_cutoff_budgets)
     for op, vop in zip(ops, vad_ops):

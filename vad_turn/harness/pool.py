@@ -37,7 +37,7 @@ import pandas as pd
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
 
 from . import metrics as M
-from .evaluate import EvalConfig, compute_metrics
+from .evaluate import EvalConfig, compute_metrics, policy_sweeps
 from .operating_points import (VOICE_AGENT_LATENCY_TOLERANCE_S, VOICE_AGENT_VAD_STOP_S, OperatingPointError,
                                evaluated_fingerprint)
 
@@ -184,10 +184,7 @@ def pool(cfg: PoolConfig) -> dict:
     if cfg.match_each_run and len(read) > 1:
         each_run = {}
         for run, _, p_run, _ in read:
-            t_run = M.build_span_table(p_run, ecfg.grid_s)
-            p = p_run["p_eot"].to_numpy(dtype=np.float64)[t_run.order]
-            args = (ecfg.thresholds, ecfg.action_delays_s, ecfg.timeouts_s)
-            each_run[str(run)] = (M.sweep_policies(t_run, p, *args), M.sweep_policies(t_run, np.ones_like(p), *args))
+            each_run[str(run)] = policy_sweeps(p_run, ecfg)[2:]
     points = [vad_relative_point(sweep_det, sweep_vad, float(cfg.vad_stop_s), float(cfg.latency_tolerance_s), each_run),
               vad_matched_point(sweep_det, sweep_vad, float(cfg.vad_stop_s), each_run)]
     metrics["operating_points"][:0] = points
