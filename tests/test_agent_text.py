@@ -194,6 +194,43 @@ def test_end_to_end_with_the_lr_floor(agent_root, tmp_path):
         run(AgentTextConfig(data_root=agent_root, detectors=("lexical-lr",), max_turns_per_corpus=6, out=out))
 
 
+def test_resume_refuses_parts_of_another_model(agent_root, tmp_path, monkeypatch):
+    """A run interrupted after its parts were scored resumes only with the same model files: a re-shipped or
+    retrained model would otherwise mix its old scores into the new run's metrics."""
+    import shutil
+
+    from vad_turn.harness import agent_text
+
+    model = tmp_path / "lexical"
+    shutil.copytree(agent_text.__file__.rsplit("/harness/", 1)[0] + "/models/lexical", model)
+    out = tmp_path / "run"
+    cfg = AgentTextConfig(data_root=agent_root, corpora=("dstc2", "sgd"), detectors=("lexical",),
+                          variants=("asr",), max_turns_per_corpus=3, lexical_model=model, out=out)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(agent_text, "corpus_metrics", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg)
+    parts = sorted(p.name for p in (out / "parts").glob("*.parquet"))
+    assert parts == ["asr--lexical--dstc2.parquet", "asr--lexical--sgd.parquet"]
+    scored = pd.read_parquet(out / "parts" / parts[0])["model_fingerprint"]
+    assert scored.nunique() == 1 and len(scored.iloc[0]) == 64
+    head = (model / "lexical_head.onnx").read_bytes()
+    (model / "lexical_head.onnx").write_bytes(head + b"\0")  # "retrained": other bytes
+    with pytest.raises(ValueError, match=r"asr--lexical--dstc2.parquet: scored by lexical model files [0-9a-f]{64}, "
+                                         r"but lexical now reads [0-9a-f]{64}; resume with the same model"):
+        run(cfg)
+    assert sorted(p.name for p in (out / "parts").glob("*.parquet")) == parts  # nothing written is lost
+    (model / "lexical_head.onnx").write_bytes(head)
+    metrics = run(cfg)  # the same model again: resumes from the parts
+    assert not (out / "parts").exists()
+    assert {r["corpus"] for r in metrics["results"]} == {"dstc2", "sgd", "all"}
+    assert "model_fingerprint" not in pd.read_parquet(out / "prefixes.parquet").columns
+
+
 @pytest.mark.parametrize("opts,message", [
     ({"transcript_lag_s": 0.6}, "--transcript-lag-s: 0.6 is outside [0.0, 0.5]"),
     ({"corpora": ("dstc2", "nope")}, "--corpora: ['nope']"),

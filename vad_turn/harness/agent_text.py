@@ -44,6 +44,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from vad_turn.core.config import config_to_dict, default_data_root, default_runs_root, require_range
 from vad_turn.core.runs import RunFolder, atomic_path, atomic_write_text
@@ -302,6 +303,25 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def _model_fingerprint(name: str, cfg: AgentTextConfig) -> str:
+    """Digest of the model files detector `name` reads in this run ('' for one without files of its own)."""
+    from .evaluate import detector_fingerprint
+
+    opts = {"model": str(cfg.lexical_model)} if name == "lexical" and cfg.lexical_model is not None else {}
+    return detector_fingerprint(name, opts) or ""
+
+
+def _check_part_model(path: Path, name: str, fingerprint: str) -> None:
+    """Refuse to resume from a part scored by other model files than `name` reads now (a re-shipped model
+    would otherwise mix its old scores into the new run's metrics)."""
+    cols = pq.read_schema(path).names
+    got = pd.read_parquet(path, columns=["model_fingerprint"])["model_fingerprint"].iloc[0] if (
+        "model_fingerprint" in cols) else None
+    if got != fingerprint:
+        raise ValueError(f"{path}: scored by {name} model files {got or 'unrecorded'}, but {name} now reads "
+                         f"{fingerprint or 'no model files'}; resume with the same model or use another --out")
+
+
 def run(cfg: AgentTextConfig) -> dict:
     """Score every (variant, detector, corpus) into a run folder: config.json, commit.txt, split_ids.json,
     prefixes.parquet (every scored prefix), metrics.json and report.md. Each finished (variant, detector,
@@ -330,9 +350,11 @@ def run(cfg: AgentTextConfig) -> dict:
         names = [d for d in cfg.detectors if variant == "asr" or d in cfg.punctuated_detectors]
         for name in names:
             det = None
+            fingerprint = _model_fingerprint(name, cfg)
             for c, picks in sampled.items():
                 path = parts / f"{variant}--{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}--{c}.parquet"
                 if path.exists():
+                    _check_part_model(path, name, fingerprint)
                     continue
                 if det is None:
                     det = build_detector(name, variant, cfg)
@@ -342,13 +364,14 @@ def run(cfg: AgentTextConfig) -> dict:
                 asr_part = None if variant == "asr" else parts / path.name.replace(f"{variant}--", "asr--", 1)
                 scores = score_prefixes_reusing(det, tq, cfg, asr_part)
                 secs = round(time.perf_counter() - t1, 1)
-                _write_parquet(_frame(name, variant, c, tq, scores, texts).assign(score_wall_s=secs), path)
+                _write_parquet(_frame(name, variant, c, tq, scores, texts).assign(
+                    score_wall_s=secs, model_fingerprint=fingerprint), path)
                 print(f"{variant:10s} {name:18s} {c:9s} {len(tq)} turns in {secs} s", flush=True)
             del det
     frame = pd.concat([pd.read_parquet(p) for p in sorted(parts.glob("*.parquet"))], ignore_index=True)
     first = frame.groupby(["variant", "detector", "corpus"], sort=False)["score_wall_s"].first()
     wall = {"/".join(k): float(v) for k, v in first.items()}
-    frame = frame.drop(columns="score_wall_s")
+    frame = frame.drop(columns=["score_wall_s", "model_fingerprint"])
     metrics = {"results": [], "definitions": DEFINITIONS, "wall_s_scoring": wall,
                "counts": {c: {"n_dialogues": len(data[c]), "n_user_turns": len(sample_turns(data[c], None, 0)),
                               "n_sampled": len(sampled[c])} for c in data}}

@@ -350,14 +350,19 @@ def _default_out(cfg: EvalConfig) -> Path:
 
 
 def eval_model_fingerprint(cfg: EvalConfig) -> str | None:
-    """Digest of every model file an evaluation with `cfg` reads (written to the run's model_fingerprint.txt),
-    or None when the detector reads none of its own (vad-only, smart-turn's pinned file): its shipped model's
-    `operating_points.shipped_model_fingerprint` (the files its model folders' checksums.json list), and each
-    file or folder named by a --detector-opts value, combined."""
+    """Digest of every model file an evaluation with `cfg` reads (written to the run's model_fingerprint.txt):
+    `detector_fingerprint` of its detector and --detector-opts."""
+    return detector_fingerprint(cfg.detector, parse_detector_opts(cfg.detector_opts))
+
+
+def detector_fingerprint(detector: str, opts: dict) -> str | None:
+    """Digest of every model file `detector` built with `opts` reads, or None when it reads none of its own
+    (vad-only, smart-turn's pinned file): its shipped model's `operating_points.shipped_model_fingerprint` (the
+    files its model folders' checksums.json list), and each file or folder named by an option value, combined."""
     from .operating_points import is_shipped, shipped_model_fingerprint
 
-    parts = [shipped_model_fingerprint(cfg.detector)[0]] if is_shipped(cfg.detector) else []
-    for v in parse_detector_opts(cfg.detector_opts).values():
+    parts = [shipped_model_fingerprint(detector)[0]] if is_shipped(detector) else []
+    for v in opts.values():
         if isinstance(v, str) and Path(v).exists():
             p = Path(v)
             files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
