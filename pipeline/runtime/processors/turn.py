@@ -104,6 +104,10 @@ def clearly_not_backchannel(partial: str) -> bool:
             or (len(words) >= 3 and not backchannel_only(partial)))
 
 
+# Queued by a detector answer's callback (never emitted): the processor decides on the answer when it arrives.
+_ANSWER = object()
+
+
 class TurnProcessor(Processor):
     name = "turn"
 
@@ -192,8 +196,11 @@ class TurnProcessor(Processor):
                     self._audio.append(frame.audio)
             if self.barge is not None:
                 self._barge_tick()
-            elif not self.user_speaking and not self.fired and self.speech_end_s is not None and self.has_content:
-                await self._policy_tick()
+            else:
+                await self._policy_tick_if_waiting()
+        elif frame is _ANSWER:  # a detector answer arrived: decide on it now, not at the next audio chunk
+            if self.barge is None:
+                await self._policy_tick_if_waiting()
         elif isinstance(frame, UserStoppedSpeaking):
             self.user_speaking = False
             self.speech_end_s = frame.stream_t_s
@@ -203,6 +210,8 @@ class TurnProcessor(Processor):
         elif isinstance(frame, Transcript):
             self._transcript(frame)
             await self.push(frame)  # the LLM processor prefetches predictable tool calls from partials
+            if self.barge is None:  # a final the decision waited for: decide now
+                await self._policy_tick_if_waiting()
         else:
             await self.push(frame)
 
@@ -250,6 +259,11 @@ class TurnProcessor(Processor):
             self.speech_end_s = None
             self.awaiting_final = False
         self.broadcast(ResumeOutput(self.now(), b["response_id"], text))
+
+    async def _policy_tick_if_waiting(self) -> None:
+        """`_policy_tick` while a user turn is in its silence and not decided yet."""
+        if not self.user_speaking and not self.fired and self.speech_end_s is not None and self.has_content:
+            await self._policy_tick()
 
     async def _policy_tick(self) -> None:
         silence_s = self.now_stream_s - self.speech_end_s
@@ -327,6 +341,7 @@ class TurnProcessor(Processor):
         the query's CPU time on its thread: a neighbour holding the cores stretches its wall time, not that."""
         off = self.now() - query_stream_s - (self.query_cpu_s[-1] if self.query_cpu_s else 0.0)
         self._answer_offset_s = off if self._answer_offset_s is None else max(self._answer_offset_s, off)
+        self.queue.put_nowait(_ANSWER)  # in order with the frames: process() acts on the answer at once
 
     async def _emit(self, tentative: bool, p: float, silence_s: float) -> None:
         await self.push(EndOfTurn(self.now(), self.turn_id, self.text(), float(p), float(silence_s), self.now_stream_s,
