@@ -48,6 +48,10 @@ class AgreementConfig:
     tail_s: float = field(default=3.5, metadata={
         "help": "silence appended after each clip (s): room for the policies' timeouts (Smart Turn: VAD stop + 3 s)"})
     smart_turn: bool = field(default=True, metadata={"help": "also run Pipecat's own Smart Turn analyzer"})
+    vad_only: bool = field(default=True, metadata={
+        "help": "also VAD-only at the policy's stop silence, in Pipecat (the analyzer at threshold 0, Pipecat's VAD) "
+                "and in the project's pipeline (its VAD): the baseline the policy is safe against, per framework"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples of calls for the paired differences"})
     vad_start_secs: float = field(default=0.2, metadata={
         "help": "Pipecat VADParams.start_secs (its default 0.2 s misses one-word telephone answers; 0.1 hears them)"})
     vad_min_volume: float = field(default=0.6, metadata={
@@ -55,6 +59,8 @@ class AgreementConfig:
     out: Path = field(default=Path("runs/pipecat-agreement.json"), metadata={"help": "the JSON report"})
 
     def __post_init__(self) -> None:
+        if self.n_boot < 0:
+            raise ValueError(f"--n-boot must be >= 0, got {self.n_boot}")
         if self.max_turns < 0 or not (0.0 <= self.tail_s <= 30.0):
             raise ValueError("--max-turns must be >= 0 and --tail-s within [0, 30]")
         if not (0.0 < self.vad_start_secs <= 2.0) or not (0.0 <= self.vad_min_volume <= 1.0):
@@ -219,6 +225,29 @@ def summary(rows: list[dict], key: str) -> dict:
             if lat.size else None}
 
 
+def paired_difference(rows: list[dict], a: str, b: str, n_boot: int, seed: int = 0) -> dict:
+    """Outcome `a` - outcome `b` over the same turns: false cut-off rate (points) and mean latency (s, over turns
+    neither cut off nor left undecided), with 95% intervals resampling calls (`ratio_bootstrap.group_weights`
+    over the turns' conversations, the harness's resampling)."""
+    from vad_turn.harness.ratio_bootstrap import conversation_of, group_weights
+
+    cut = np.array([[r[a]["cutoff"], r[b]["cutoff"]] for r in rows], dtype=np.float64)
+    lat = np.array([[r[k]["latency_s"] if r[k]["latency_s"] is not None else np.nan for k in (a, b)] for r in rows])
+    both = np.isfinite(lat).all(axis=1)
+    w = np.vstack([np.ones((1, len(rows))), group_weights([conversation_of(r["id"]) for r in rows], n_boot, seed)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fcr = 100.0 * (w @ (cut[:, 0] - cut[:, 1])) / w.sum(axis=1)
+        dlat = (w[:, both] @ (lat[both, 0] - lat[both, 1])) / w[:, both].sum(axis=1)
+
+    def point(x: np.ndarray) -> dict:
+        ci = np.nanpercentile(x[1:], [2.5, 97.5]).tolist() if n_boot and np.isfinite(x[1:]).any() else None
+        return {"value": float(x[0]), "ci95": ci}
+
+    return {"a": a, "b": b, "n_turns": len(rows), "n_calls": len({conversation_of(r["id"]) for r in rows}),
+            "false_cutoffs": [int(cut[:, 0].sum()), int(cut[:, 1].sum())], "fcr_pt": point(fcr),
+            "n_turns_latency": int(both.sum()), "mean_latency_s": point(dlat)}
+
+
 def run(cfg: AgreementConfig) -> int:
     from loguru import logger
     from pipecat.audio.vad.vad_analyzer import VADParams
@@ -226,7 +255,7 @@ def run(cfg: AgreementConfig) -> int:
     from vad_turn.core.audio import SAMPLE_RATE_HZ
     from vad_turn.core.runs import atomic_write_json, git_commit
     from vad_turn.harness.detectors import make_detector
-    from vad_turn.integrations.pipecat import TurnModelAnalyzer
+    from vad_turn.integrations.pipecat import TurnModelAnalyzer, TurnModelParams
     from vad_turn.integrations.pipecat_replay import replay
 
     logger.remove()
@@ -244,14 +273,24 @@ def run(cfg: AgreementConfig) -> int:
         if cfg.mode == "words":
             ours.add_words(tr["words"])
         pc = replay(audio, ours, vad_params=vad)
-        proj = project_decisions(audio, det, ours.policy, words=tr["words"], messages=tr["messages"],
-                                 text=" ".join(w.word for w in tr["words"]) or "(speech)")
+        text = " ".join(w.word for w in tr["words"]) or "(speech)"
+        proj = project_decisions(audio, det, ours.policy, words=tr["words"], messages=tr["messages"], text=text)
         ours_s, proj_s = pc.turn_stops_s, [d["decided_s"] for d in proj]
         row = {"id": tr["id"], "end_s": tr["end_s"], "n_holds": len(tr["holds"]), "pipecat_ours_s": ours_s,
                "project_s": proj_s, "agree": agree(ours_s, proj_s), "agree_all": agree_all(ours_s, proj_s),
                "ours": outcome(ours_s, tr["end_s"]),
                "project": outcome(proj_s, tr["end_s"]), "vad_stops_s": pc.times("vad_stop"),
                "model_calls_ms": [1e3 * s for s in ours.query_s]}
+        if cfg.vad_only:
+            base = ours.policy.vad_only()
+            vo = TurnModelAnalyzer(model=fused.model, params=TurnModelParams(
+                threshold=base.threshold, action_delay_s=base.action_delay_s, timeout_s=base.timeout_s,
+                transcript_lag_s=base.transcript_lag_s))
+            vo_s = replay(audio, vo, vad_params=vad).turn_stops_s
+            pv_s = [d["decided_s"] for d in project_decisions(audio, det, base, words=tr["words"],
+                                                               messages=tr["messages"], text=text)]
+            row.update(pipecat_vad_only_s=vo_s, vad_only_pipecat=outcome(vo_s, tr["end_s"]),
+                       project_vad_only_s=pv_s, vad_only_project=outcome(pv_s, tr["end_s"]))
         if smart is not None:
             st = recording_smart_turn()
             ps = replay(audio, st, vad_params=vad)
@@ -272,6 +311,12 @@ def run(cfg: AgreementConfig) -> int:
               "ours_in_pipecat": summary(rows, "ours"), "project_pipeline": summary(rows, "project"),
               "model_call_ms": percentile_summary(calls, (50, 90))
               if calls.size else None, "turns": rows}
+    if cfg.vad_only and rows:
+        report["vad_only_in_pipecat"] = summary(rows, "vad_only_pipecat")
+        report["vad_only_project_pipeline"] = summary(rows, "vad_only_project")
+        report["ours_minus_vad_only"] = {
+            "in_pipecat": paired_difference(rows, "ours", "vad_only_pipecat", cfg.n_boot),
+            "in_project": paired_difference(rows, "project", "vad_only_project", cfg.n_boot)}
     if cfg.smart_turn and rows:
         diffs = np.array([abs(a - b) for r in rows for a, b in zip(r["smart_turn_p"], r["smart_turn_p_project"])])
         report["smart_turn_in_pipecat"] = summary(rows, "smart_turn")
@@ -281,6 +326,9 @@ def run(cfg: AgreementConfig) -> int:
     print(f"{s['n_turns']} turns ({cfg.mode}): Pipecat = project on {100 * s['agreement']:.1f}% of turns; ours in Pipecat: "
           f"{json.dumps(s['ours_in_pipecat'])}; project: {json.dumps(s['project_pipeline'])}"
           + (f"; Smart Turn in Pipecat: {json.dumps(s['smart_turn_in_pipecat'])}" if cfg.smart_turn else "")
+          + (f"; VAD-only in Pipecat: {json.dumps(s['vad_only_in_pipecat'])}; in the project: "
+             f"{json.dumps(s['vad_only_project_pipeline'])}; ours - VAD-only: {json.dumps(s['ours_minus_vad_only'])}"
+             if cfg.vad_only and rows else "")
           + f"; wrote {cfg.out}")
     return 0
 

@@ -27,6 +27,8 @@ from pipecat_agreement import (  # noqa: E402
     _DetectorShownNoWords,
     agree,
     getgoing_turns,
+    outcome,
+    paired_difference,
     project_decisions,
     recording_smart_turn,
 )
@@ -263,3 +265,20 @@ def test_telephone_rate_input_decides_as_at_16k(clips, fused):
                 decisions[rate] = (i + n) / rate
                 break
     assert decisions[8_000] == pytest.approx(decisions[16_000], abs=QUERY_GRID_S + 1e-6), decisions
+
+
+def test_paired_difference_to_vad_only_counts_turns_and_resamples_calls():
+    """The agreement benchmark's policy - VAD-only: cut-off points over all turns, latency over turns both answered,
+    intervals that resample calls (two calls: every resample is one of the four call draws)."""
+    def row(call, i, ours_s, vad_s, end_s=1.0):
+        return {"id": f"{call}-{i:03d}-caller", "a": outcome(ours_s, end_s), "b": outcome(vad_s, end_s)}
+
+    rows = [row("c1", 0, [1.6], [1.6]), row("c1", 1, [0.5], [0.5]), row("c2", 0, [1.7], [0.6]),
+            row("c2", 1, [1.65], [1.6])]
+    d = paired_difference(rows, "a", "b", n_boot=400)
+    assert d["n_turns"] == 4 and d["n_calls"] == 2 and d["false_cutoffs"] == [1, 2]
+    assert d["fcr_pt"]["value"] == pytest.approx(-25.0)
+    assert d["n_turns_latency"] == 2 and d["mean_latency_s"]["value"] == pytest.approx(0.025)
+    lo, hi = d["fcr_pt"]["ci95"]
+    assert lo == pytest.approx(-50.0) and hi == pytest.approx(0.0)  # c2 twice, c1 twice
+    assert d["mean_latency_s"]["ci95"][0] == pytest.approx(0.0) and d["mean_latency_s"]["ci95"][1] == pytest.approx(0.05)
