@@ -6,7 +6,7 @@ Timing alone cannot score above 0.5 here, so this is the part of a detector that
 each run folder's predictions.parquet; writes a JSON report and prints a table (a row per set, a column
 per root:detector).
 
-    python benchmarks/same_silence.py --roots runs/headline-full runs/headline-v2 --json runs/same-silence.json
+    python benchmarks/same_silence.py --roots runs/headline-full runs/headline-v2 runs/headline-v3 --json runs/same-silence.json
     python benchmarks/same_silence.py --roots runs/a runs/b --paired-vs runs/a --boot 1000   # b - a, 95% CI
 
 `--paired-vs ROOT` adds, for every (set, detector) folder that ROOT shares with another root, the paired

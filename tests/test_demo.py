@@ -340,6 +340,13 @@ def test_reports_list_and_format_run_folders(tmp_path):
         (d / "report.md").write_text("# Report\n\n![Pareto frontier](pareto.png)\n\ntext\n")
     runs = find_eval_runs(tmp_path)
     assert [r.name for r in runs] == ["sw-val-lexical", "eval-a-vad-only"]
+    # the evaluation the shipped default (voice-agent) point was chosen on is listed first, however old
+    default = tmp_path / "eval-fused-voice-agent-dev"
+    default.mkdir()
+    for f in ("metrics.json", "report.md"):
+        (default / f).write_text((runs[0] / f).read_text())
+        os.utime(default / f, (1e9, 1e9))
+    assert [r.name for r in find_eval_runs(tmp_path)] == [default.name, "sw-val-lexical", "eval-a-vad-only"]
     v = eval_view(runs[0])
     assert "![" not in v["markdown"] and "text" in v["markdown"] and v["pareto"] is None
     assert v["ops"][0][:6] == ["fcr@lat<=0.6s", 25.0, 0.55, 40.0, 0.6, 0.625]

@@ -143,7 +143,15 @@ def test_the_demo_tabs_show_the_committed_results_when_runs_is_empty(monkeypatch
     assert root == COMMITTED_RESULTS_DIR and len(runs) >= 4
     prov = read_provenance()
     assert "Committed results" in note and prov["headline"]["commits"][0][:10] in note and prov["headline"]["date"] in note
-    assert run_label(runs[0], root).startswith("headline/")
+    # the evaluation the default (voice-agent) operating point was chosen on comes first, then the headline's runs
+    assert run_label(runs[0], root) == "eval-fused-voice-agent-dev"
+    assert "eval-fused-getgoing-dev-lag0.7" in {run_label(r, root) for r in runs}
+    assert any(run_label(r, root).startswith("headline/") for r in runs)
+    assert prov["voice_agent"]["commits"][0][:10] in note
+    shipped = json.loads((SHIPPED_MODELS_DIR / "turn" / "operating_points.voice-agent.json").read_text())
+    committed = json.loads((runs[0] / "metrics.json").read_text())
+    assert [op["threshold"] for op in committed["operating_points"]] == [
+        op["threshold"] for op in shipped["operating_points"]]  # the very run the shipped point came from
     v = eval_view(runs[0])
     assert len(v["ops"]) >= 5 and all(isinstance(r[2], float) for r in v["ops"] if r[1] is not None)
     assert "operating point" in v["markdown"].lower() and Path(v["pareto"]).stat().st_size > 10_000
@@ -170,33 +178,42 @@ def test_publish_results_copies_small_files_with_provenance(tmp_path, capsys):
     pro.mkdir()
     for f in ("report.md", "measures.png", "commit.txt", "per_reply.parquet"):
         (pro / f).write_text("beef\n" if f == "commit.txt" else f)
+    voice = tmp_path / "runs" / "eval-pool"
+    voice.mkdir()
+    for f, text in (("report.md", "# pool"), ("metrics.json", '{"detector": "fused"}'), ("commit.txt", "d00d\n"),
+                    ("predictions.parquet", "big")):
+        (voice / f).write_text(text)
     out = tmp_path / "committed"
     argv = ["publish-results", "--headline", str(head), "--runs", "set-fused", "set-vad-only", "--prosody", str(pro),
-            "--out", str(out)]
+            "--voice-agent-runs", str(voice), "--out", str(out)]
     assert vad_turn_main(argv) == 0
     got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert got == ["headline/headline.md", *[f"headline/set-{d}/{f}" for d in ("fused", "vad-only")
+    assert got == ["eval-pool/commit.txt", "eval-pool/metrics.json", "eval-pool/report.md",
+                   "headline/headline.md", *[f"headline/set-{d}/{f}" for d in ("fused", "vad-only")
                                              for f in ("commit.txt", "metrics.json", "report.md")],
                    "prosody-default/commit.txt", "prosody-default/measures.png", "prosody-default/report.md",
                    "provenance.json"]
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["headline"]["commits"] == ["c0ffee"] and prov["prosody"]["commits"] == ["beef"]
+    assert prov["voice_agent"]["commits"] == ["d00d"] and prov["voice_agent"]["source"] == [str(voice)]
     first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert vad_turn_main(argv) == 0 and {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
     found, note = prosody_source(tmp_path / "empty", out)
     assert found == out / "prosody-default" and "beef" in note
-    (head / "set-fused" / "pareto.png").write_bytes(b"x" * 2_000_000)
+    (head / "set-fused" / "pareto.png").write_bytes(b"x" * 3_000_000)
     assert vad_turn_main(argv) == 2 and vad_turn_main([*argv[:-2], "--out", str(tmp_path / "runs")]) == 2
     assert vad_turn_main([*argv[:5], "set-nope", *argv[6:]]) == 2
+    assert vad_turn_main([*argv[:9], str(tmp_path / "runs" / "eval-none"), *argv[10:]]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert "over --max-total-mb 1.5" in err[-3] and "headline/set-fused/pareto.png (2000 kB)" in err[-3]
-    assert "is not a results folder" in err[-2] and "set-nope/report.md: not found" in err[-1]
+    assert "over --max-total-mb 2.5" in err[-4] and "headline/set-fused/pareto.png (3000 kB)" in err[-4]
+    assert "is not a results folder" in err[-3] and "set-nope/report.md: not found" in err[-2]
+    assert "eval-none/report.md: not found (the run behind the shipped voice-agent point" in err[-1]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first  # refused: left as it was
 
 
 def test_the_committed_results_are_small_and_not_git_ignored():
     files = [p for p in COMMITTED_RESULTS_DIR.rglob("*") if p.is_file()]
-    assert files and sum(p.stat().st_size for p in files) < 1.5e6
+    assert files and sum(p.stat().st_size for p in files) < 2.5e6
     assert not [p for p in files if p.suffix in (".parquet", ".wav", ".npz")]
     prov = read_provenance()
     assert set(prov["files"]) == {str(p.relative_to(COMMITTED_RESULTS_DIR)) for p in files} - {"provenance.json"}

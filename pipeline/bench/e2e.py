@@ -89,7 +89,7 @@ RUN_MATCHED_VAD = ("streaming-vad-matched",)
 MATCHED_TO = "streaming-semantic"
 # Smart Turn as its makers configure it in Pipecat 0.0.x (pipecat/audio/turn/smart_turn): asked when the VAD
 # has heard VAD_STOP_SECS = 0.2 s of silence, "complete" at probability > 0.5, the turn ends anyway after
-# STOP_SECS = 3 s. Its own evaluated points are not shipped (runs/headline-v2 has its curves, not a policy).
+# STOP_SECS = 3 s. Its own evaluated points are not shipped (runs/headline-v3 has its curves, not a policy).
 PEER_CONFIGS = {"streaming-smart-turn": {"threshold": 0.5, "action_delay_s": 0.2, "timeout_s": 3.0,
                                          "source": "Pipecat's defaults for Smart Turn v3 (VAD stop 0.2 s, p > 0.5, "
                                                    "stop_secs 3 s)", "operating_point": "peer default"}}

@@ -6,8 +6,8 @@ of `vad-turn evaluate` runs): each run's metrics.json holds the Pareto frontier 
 VAD-only on the same spans (computed by `vad_turn.harness.evaluate.compute_metrics` from the run's
 sweep.parquet). Nothing is computed here: the frontier points are read, tabulated and drawn.
 
-    vad-turn plot-pareto --runs-root runs/headline-v2 --sets getgoing:test
-    vad-turn plot-pareto --runs-root runs/headline-v2 --sets getgoing:test ami:none --out runs/pareto.png
+    vad-turn plot-pareto --runs-root runs/headline-v3 --sets getgoing:test
+    vad-turn plot-pareto --runs-root runs/headline-v3 --sets getgoing:test ami:none --out runs/pareto.png
 """
 from __future__ import annotations
 

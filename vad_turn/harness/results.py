@@ -1,19 +1,22 @@
 """The committed results: small copies of the headline runs and the prosody study, for a fresh clone.
 
 runs/ is git-ignored, so a fresh clone has no evaluation to show. `vad-turn publish-results` copies the
-small artifacts of the headline run (`vad-turn headline --out runs/headline-v2`: headline.md /
+small artifacts of the headline run (`vad-turn headline --out runs/headline-v3`: headline.md /
 headline.json, and per chosen (set, detector) run report.md, metrics.json, pareto.png, config.json,
 commit.txt) and of the prosody study (`prosody run`: runs/prosody-default's report.md, metrics.json,
 plots, config.json, commit.txt) into `data/committed-results/`, laid out like runs/
 (`headline/<set>-<detector>/`, `prosody-default/`) so the demo reads it with the same functions. No
 predictions, sweeps or audio: the folder is refused past `max_total_mb`.
 
+It also copies the runs behind the shipped voice-agent operating point (the default of the pipeline, bench and
+demo: the pooled evaluation and each pooled run, `voice_agent_runs`) to `<run name>/`, as runs/ holds them.
+
 `provenance.json` says where each part came from: source folder, the commits its runs were made at,
 the date of its newest file (UTC), and every file's size and sha256. Nothing in it depends on when the
 copy was made, so publishing the same runs again gives the same bytes; the folder is replaced whole
 (`atomic_dir`), never left half-written.
 
-    vad-turn publish-results --headline runs/headline-v2 --prosody runs/prosody-default
+    vad-turn publish-results --headline runs/headline-v3 --prosody runs/prosody-default
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from vad_turn.core.config import REPO_ROOT, default_runs_root, require_range
 from vad_turn.core.model_files import sha256_file
 from vad_turn.core.runs import atomic_dir, atomic_write_json
 
-from .operating_points import shown
+from .operating_points import shipped_file, shown
 
 COMMITTED_RESULTS_DIR = REPO_ROOT / "data" / "committed-results"  # not "results/": .gitignore ignores that name
 PROVENANCE_FILE = "provenance.json"
@@ -38,27 +41,48 @@ PROSODY_DIR = "prosody-default"  # as runs/prosody-default (prosody run's defaul
 DEFAULT_RUNS = ("switchboard-rendered-dev-fused", "switchboard-rendered-dev-lexical",
                 "switchboard-rendered-dev-acoustic", "switchboard-rendered-dev-vad-only",
                 "switchboard-val-fused", "switchboard-val-lexical", "switchboard-val-vad-only")
+VOICE_AGENT_PART = "voice_agent"
 HEADLINE_FILES = ("headline.md", "headline.json")
 RUN_FILES = ("report.md", "metrics.json", "pareto.png", "config.json", "commit.txt")
 RUN_REQUIRED = ("report.md", "metrics.json")
 PROSODY_PATTERNS = ("report.md", "metrics.json", "*.png", "config.json", "commit.txt")
 
 
+def voice_agent_runs(runs_root: Path | None = None) -> tuple[Path, ...]:
+    """The run folders behind the shipped voice-agent operating point of the fused model: the pooled evaluation it
+    was chosen on, then each pooled run (as its file names them), under `runs_root` (default runs/)."""
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    path = shipped_file("fused", profile="voice-agent")
+    try:
+        rec = json.loads(path.read_text())
+        names = [rec["run"], *(r["run"] for r in rec.get("pooled_runs") or [])]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the runs behind the shipped voice-agent point ({e!r})") from e
+    return tuple(root / Path(n).name for n in dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class PublishResultsConfig:
-    headline: Path | None = field(default_factory=lambda: default_runs_root() / "headline-v2", metadata={
+    headline: Path | None = field(default_factory=lambda: default_runs_root() / "headline-v3", metadata={
         "help": "headline run folder (`vad-turn headline --out`); 'none': no headline part"})
     runs: tuple[str, ...] = field(default=DEFAULT_RUNS, metadata={
         "help": "its (set, detector) run folders to copy (report, metrics, Pareto plot)"})
     prosody: Path | None = field(default_factory=lambda: default_runs_root() / "prosody-default", metadata={
         "help": "prosody study run folder (`prosody run`); 'none': no prosody part"})
+    voice_agent: bool = field(default=True, metadata={
+        "help": "also copy the runs behind the shipped voice-agent operating point (--voice-agent-runs)"})
+    voice_agent_runs: tuple[Path, ...] = field(default_factory=voice_agent_runs, metadata={
+        "help": "those run folders (default: the pooled evaluation and the pooled runs the shipped voice-agent file "
+                "names, under runs/)"})
     out: Path = field(default=COMMITTED_RESULTS_DIR, metadata={"help": "the committed results folder (replaced whole)"})
-    max_total_mb: float = field(default=1.5, metadata={"help": "refuse a results folder larger than this (MB)"})
+    max_total_mb: float = field(default=2.5, metadata={"help": "refuse a results folder larger than this (MB)"})
 
     def __post_init__(self) -> None:
         require_range("max_total_mb", self.max_total_mb, 0.0, 100.0, lo_open=True)
-        if self.headline is None and self.prosody is None:
-            raise ValueError("--headline and --prosody are both 'none': nothing to publish")
+        if self.headline is None and self.prosody is None and not self.voice_agent:
+            raise ValueError("--headline and --prosody are both 'none' and --no-voice-agent: nothing to publish")
+        if self.voice_agent and not self.voice_agent_runs:
+            raise ValueError("--voice-agent-runs needs at least one run folder (or --no-voice-agent)")
         if self.headline is not None and not self.runs:
             raise ValueError("--runs needs at least one run folder name")
 
@@ -86,6 +110,16 @@ def select_files(cfg: PublishResultsConfig) -> tuple[list[tuple[Path, str]], dic
             mine += [(head / run / n, f"{HEADLINE_DIR}/{run}/{n}") for n in RUN_FILES if (head / run / n).is_file()]
         files += mine
         parts["headline"] = {"source": shown(head), "runs": list(cfg.runs), **_part(mine)}
+    if cfg.voice_agent:
+        mine = []
+        for run in map(Path, cfg.voice_agent_runs):
+            missing = [n for n in RUN_REQUIRED if not (run / n).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{run / missing[0]}: not found (the run behind the shipped voice-agent point; "
+                                        "the Makefile's reproduce recipe writes it, or --no-voice-agent)")
+            mine += [(run / n, f"{run.name}/{n}") for n in RUN_FILES if (run / n).is_file()]
+        files += mine
+        parts[VOICE_AGENT_PART] = {"source": [shown(Path(r)) for r in cfg.voice_agent_runs], **_part(mine)}
     if cfg.prosody is not None:
         pro = Path(cfg.prosody)
         if not (pro / "report.md").is_file():

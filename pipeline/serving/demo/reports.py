@@ -21,18 +21,30 @@ from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 _IMAGE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.M)
 
 
+def default_eval_run_name() -> str | None:
+    """Folder name of the evaluation the default (voice-agent) operating point was chosen on, None if unknown."""
+    from vad_turn.harness.results import voice_agent_runs
+
+    try:
+        return voice_agent_runs()[0].name
+    except (ValueError, OSError):
+        return None
+
+
 def find_eval_runs(runs_root: Path | None = None) -> list[Path]:
-    """Evaluation run folders under `runs_root`: learned detectors first, then VAD-only; newest first within each."""
+    """Evaluation run folders under `runs_root`: the one the default operating point was chosen on first, then
+    learned detectors, then VAD-only; newest first within each."""
     root = Path(runs_root) if runs_root is not None else default_runs_root()
     cands = [p.parent for pat in ("eval-*/metrics.json", "headline/*/metrics.json") for p in root.glob(pat)]
     runs = [p for p in cands if (p / "report.md").exists()]
+    default = default_eval_run_name()
 
     def key(p: Path):
         try:
             det = json.loads((p / "metrics.json").read_text()).get("detector", "")
         except (OSError, json.JSONDecodeError):
             det = ""
-        return (det == "vad-only", -(p / "metrics.json").stat().st_mtime, str(p))
+        return (p.name != default, det == "vad-only", -(p / "metrics.json").stat().st_mtime, str(p))
 
     return sorted(runs, key=key)
 
@@ -90,15 +102,21 @@ def prosody_view(folder: Path) -> dict:
             "plots": [str(p) for p in sorted(folder.glob("*.png"))]}
 
 
-def committed_note(part: str, results_root: Path | None = None) -> str:
-    """Markdown saying the tab shows the committed results of `part` ("headline" or "prosody"): where they
-    were copied from, the commit(s) their runs were made at and the date of the newest file."""
+def committed_note(part: str | tuple[str, ...], results_root: Path | None = None) -> str:
+    """Markdown saying the tab shows the committed results of `part` ("headline", "voice_agent" or "prosody", or
+    several): where each was copied from, the commit(s) its runs were made at and the date of its newest file."""
     root = Path(results_root) if results_root is not None else COMMITTED_RESULTS_DIR
-    p = (read_provenance(root) or {}).get(part) or {}
-    commits = ", ".join(c[:10] for c in p.get("commits") or []) or "unknown"
-    return (f"**Committed results**, not a run of yours: `{shown(root)}`, copied from `{p.get('source', '?')}` "
-            f"(runs made at commit {commits}, {p.get('date', 'date unknown')}). runs/ has none yet; `make reproduce` "
-            "writes them, and this tab then shows those.")
+    prov = read_provenance(root) or {}
+    parts = [part] if isinstance(part, str) else [p for p in part if p in prov] or list(part[:1])
+    said = []
+    for name in parts:
+        p = prov.get(name) or {}
+        src = p.get("source", "?")
+        src = ", ".join(src) if isinstance(src, list) else src
+        commits = ", ".join(c[:10] for c in p.get("commits") or []) or "unknown"
+        said.append(f"copied from `{src}` (runs made at commit {commits}, {p.get('date', 'date unknown')})")
+    return (f"**Committed results**, not a run of yours: `{shown(root)}`, {'; '.join(said)}. runs/ has none yet; "
+            "`make reproduce` writes them, and this tab then shows those.")
 
 
 def eval_source(runs_root: Path | None = None, results_root: Path | None = None) -> tuple[list[Path], Path, str]:
@@ -110,7 +128,7 @@ def eval_source(runs_root: Path | None = None, results_root: Path | None = None)
         return runs, root, ""
     committed = Path(results_root) if results_root is not None else COMMITTED_RESULTS_DIR
     runs = find_eval_runs(committed)
-    return (runs, committed, committed_note("headline", committed)) if runs else ([], root, "")
+    return (runs, committed, committed_note(("voice_agent", "headline"), committed)) if runs else ([], root, "")
 
 
 def prosody_source(runs_root: Path | None = None, results_root: Path | None = None) -> tuple[Path | None, str]:
