@@ -120,3 +120,24 @@ def test_words_given_to_an_audio_detector_lie_inside_the_turn_audio():
                                                (pytest.approx(4.435), 4.845)]
     check_words(out, audio_end_s=4.845, source="clipped")  # accepted as the detector checks them
     assert turn_relative_words(words, 10.0, None)[-1].end == pytest.approx(5.105)  # text-only: kept as heard
+
+
+def test_bench_checks_the_stt_word_lag_against_the_policy_the_semantic_agent_runs(monkeypatch, tmp_path, caplog):
+    """The bench loads its models with the base config (the default policy, words 0.5 s late) and sets the shipped
+    voice-agent point after: the STT's lag is checked against that point's 0.7 s, which Moonshine (P90 0.69 s)
+    meets, not against the base default it would miss."""
+    import logging
+    from types import SimpleNamespace
+
+    from pipeline.runtime.runner import check_transcript_lag
+
+    monkeypatch.setenv("VAD_TURN_RUNS_ROOT", str(tmp_path))  # the shipped point, as on a fresh clone
+    cfg = BenchConfig()
+    runs = pipeline_config(cfg, "streaming-semantic", bench_policy(cfg, "fused")).turn_policy("fused")
+    base = pipeline_config(cfg, "streaming-semantic").turn_policy("fused")
+    assert runs.transcript_lag_s == pytest.approx(0.7) and base.transcript_lag_s == pytest.approx(0.5)
+    moonshine = SimpleNamespace(name="moonshine-base")
+    with caplog.at_level(logging.WARNING):
+        assert check_transcript_lag(runs, moonshine) is True and not caplog.records
+        assert check_transcript_lag(base, moonshine) is False
+    assert "more than 0.69 s after they end, later than the 0.50 s" in caplog.records[-1].getMessage()

@@ -44,7 +44,14 @@ from pathlib import Path
 
 from pipeline.runtime.frames import Interrupt
 from pipeline.runtime.observers import LatencyObserver
-from pipeline.runtime.runner import AudioInput, PipelineConfig, build_pipeline, load_models, load_turn_detector
+from pipeline.runtime.runner import (
+    AudioInput,
+    PipelineConfig,
+    build_pipeline,
+    check_transcript_lag,
+    load_models,
+    load_turn_detector,
+)
 from vad_turn.core.config import config_options, default_runs_root, require_range
 from vad_turn.core.runs import RunFolder, atomic_write_text
 from vad_turn.engines.llm.local import LocalLLM
@@ -486,9 +493,12 @@ def run(cfg: BenchConfig) -> dict:
                 done.add((r["config"], r["scenario"]))
     scen = bench_scenarios(cfg)
     base_cfg = pipeline_config(cfg, "streaming-semantic")
-    base = load_models(base_cfg)  # every model once, the detector included
+    base = load_models(base_cfg, check_lag=False)  # every model once, the detector included
     detectors: dict[tuple, tuple] = {}  # detector names -> (detector, name) of the configs that pick their own
     policy = bench_policy(cfg, base.detector_name)  # fails here, before any scenario, if the eval run is missing
+    if base.detector is not None and getattr(base.detector, "needs_words", True):  # the STT's lag against the
+        check_transcript_lag(pipeline_config(cfg, "streaming-semantic", policy).turn_policy(base.detector_name),
+                             base.stt)  # policy the semantic agent runs, not the base config's default
     llms = {base.llm.name: base.llm}
     wanted = lambda c, s: (c, s.id) not in done and (s.kind == "conversation" or (  # noqa: E731
         c.startswith("streaming") and c not in CONVERSATION_ONLY))

@@ -194,8 +194,11 @@ def check_transcript_lag(policy: TurnPolicy, stt) -> bool:
     return True
 
 
-def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None) -> Models:
-    """Load the STT engine, the LLM (warmed up), the detector (semantic runs) and check the voice."""
+def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] | None = None,
+                check_lag: bool = True) -> Models:
+    """Load the STT engine, the LLM (warmed up), the detector (semantic runs) and check the voice; `check_lag`:
+    also check the STT's word lag against `cfg`'s policy (`check_transcript_lag`; off for a caller that sets the
+    policy later and checks that one)."""
     from vad_turn.engines.stt import make_stt
     from vad_turn.engines.tts import synthesize, voice_from_id
 
@@ -208,7 +211,7 @@ def load_models(cfg: PipelineConfig, *, llm=None, detector: tuple[object, str] |
     if cfg.turn == "semantic":
         det, det_name = load_turn_detector(cfg.detectors) if detector is None else warm_detector(*detector)
     stt = make_stt(cfg.stt)
-    if det is not None and getattr(det, "needs_words", True):  # an audio-only detector (Smart Turn) sees no words
+    if check_lag and det is not None and getattr(det, "needs_words", True):  # Smart Turn (audio only) sees no words
         check_transcript_lag(cfg.turn_policy(det_name), stt)
     return Models(cfg.vad, stt, llm, det, det_name, voice)
 
