@@ -282,3 +282,30 @@ def test_the_voice_agent_point_is_the_default_of_pipeline_bench_and_demo(monkeyp
     assert got(pane_config(DemoSettings(), "semantic").turn_policy("fused")) == want
     bench = BenchConfig()
     assert got(pipeline_config(bench, "streaming-semantic", bench_policy(bench, "fused")).turn_policy("fused")) == want
+
+
+def test_publish_results_can_keep_the_committed_prosody_part(tmp_path, capsys):
+    """`--prosody keep` refreshes the rest without rerunning the prosody study: its files and provenance stay."""
+    head = tmp_path / "headline"
+    (head / "set-fused").mkdir(parents=True)
+    (head / "headline.md").write_text("# v1")
+    for f, text in (("report.md", "# r"), ("metrics.json", "{}"), ("commit.txt", "aaa\n")):
+        (head / "set-fused" / f).write_text(text)
+    pro = tmp_path / "prosody-run"
+    pro.mkdir()
+    for f in ("report.md", "measures.png", "commit.txt"):
+        (pro / f).write_text("beef\n" if f == "commit.txt" else f)
+    out = tmp_path / "committed"
+    base = ["publish-results", "--headline", str(head), "--runs", "set-fused", "--no-voice-agent", "--out", str(out)]
+    assert vad_turn_main([*base, "--prosody", "keep"]) == 2  # nothing to keep yet
+    assert "no prosody part to keep" in capsys.readouterr().err
+    assert vad_turn_main([*base, "--prosody", str(pro)]) == 0
+    before = json.loads((out / "provenance.json").read_text())
+    kept = {p.name: p.read_bytes() for p in (out / "prosody-default").iterdir()}
+    (head / "headline.md").write_text("# v2")
+    assert vad_turn_main([*base, "--prosody", "keep"]) == 0
+    after = json.loads((out / "provenance.json").read_text())
+    assert (out / "headline" / "headline.md").read_text() == "# v2"
+    assert after["prosody"] == before["prosody"] and {p.name: p.read_bytes() for p in (out / "prosody-default").iterdir()} == kept
+    assert {k: v for k, v in after["files"].items() if k.startswith("prosody-default/")} == {
+        k: v for k, v in before["files"].items() if k.startswith("prosody-default/")}

@@ -42,6 +42,7 @@ DEFAULT_RUNS = ("switchboard-rendered-dev-fused", "switchboard-rendered-dev-lexi
                 "switchboard-rendered-dev-acoustic", "switchboard-rendered-dev-vad-only",
                 "switchboard-val-fused", "switchboard-val-lexical", "switchboard-val-vad-only")
 VOICE_AGENT_PART = "voice_agent"
+KEEP = "keep"  # --prosody keep: the results folder's own prosody part stays as it is
 HEADLINE_FILES = ("headline.md", "headline.json")
 RUN_FILES = ("report.md", "metrics.json", "pareto.png", "config.json", "commit.txt")
 RUN_REQUIRED = ("report.md", "metrics.json")
@@ -68,7 +69,8 @@ class PublishResultsConfig:
     runs: tuple[str, ...] = field(default=DEFAULT_RUNS, metadata={
         "help": "its (set, detector) run folders to copy (report, metrics, Pareto plot)"})
     prosody: Path | None = field(default_factory=lambda: default_runs_root() / "prosody-default", metadata={
-        "help": "prosody study run folder (`prosody run`); 'none': no prosody part"})
+        "help": "prosody study run folder (`prosody run`); 'none': no prosody part; 'keep': the results folder's "
+                "own prosody part, files and provenance as they are (to refresh the rest without rerunning it)"})
     voice_agent: bool = field(default=True, metadata={
         "help": "also copy the runs behind the shipped voice-agent operating point (--voice-agent-runs)"})
     voice_agent_runs: tuple[Path, ...] = field(default_factory=voice_agent_runs, metadata={
@@ -120,7 +122,18 @@ def select_files(cfg: PublishResultsConfig) -> tuple[list[tuple[Path, str]], dic
             mine += [(run / n, f"{run.name}/{n}") for n in RUN_FILES if (run / n).is_file()]
         files += mine
         parts[VOICE_AGENT_PART] = {"source": [shown(Path(r)) for r in cfg.voice_agent_runs], **_part(mine)}
-    if cfg.prosody is not None:
+    if cfg.prosody is not None and str(cfg.prosody) == KEEP:
+        old = read_provenance(cfg.out) or {}
+        if "prosody" not in old:
+            raise FileNotFoundError(f"{cfg.out}: no prosody part to keep (its {PROVENANCE_FILE} has none); run "
+                                    "`prosody run` and pass its folder, or --prosody none")
+        mine = [(Path(cfg.out) / rel, rel) for rel in old.get("files", {}) if rel.startswith(f"{PROSODY_DIR}/")]
+        gone = [str(src) for src, _ in mine if not src.is_file()]
+        if not mine or gone:
+            raise FileNotFoundError(f"{cfg.out}: the prosody part's files are missing ({', '.join(gone) or 'none listed'})")
+        files += mine
+        parts["prosody"] = old["prosody"]
+    elif cfg.prosody is not None:
         pro = Path(cfg.prosody)
         if not (pro / "report.md").is_file():
             raise FileNotFoundError(f"{pro / 'report.md'}: not found (run `prosody run`, or --prosody none)")
