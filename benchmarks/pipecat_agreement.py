@@ -227,25 +227,23 @@ def summary(rows: list[dict], key: str) -> dict:
 
 def paired_difference(rows: list[dict], a: str, b: str, n_boot: int, seed: int = 0) -> dict:
     """Outcome `a` - outcome `b` over the same turns: false cut-off rate (points) and mean latency (s, over turns
-    neither cut off nor left undecided), with 95% intervals resampling calls (`ratio_bootstrap.group_weights`
-    over the turns' conversations, the harness's resampling)."""
-    from vad_turn.harness.ratio_bootstrap import conversation_of, group_weights
+    neither cut off nor left undecided), with 95% intervals resampling calls (`ratio_bootstrap.paired_interval`)."""
+    from vad_turn.harness.ratio_bootstrap import conversation_of, paired_interval
 
+    calls = np.array([conversation_of(r["id"]) for r in rows], dtype=object)
     cut = np.array([[r[a]["cutoff"], r[b]["cutoff"]] for r in rows], dtype=np.float64)
     lat = np.array([[r[k]["latency_s"] if r[k]["latency_s"] is not None else np.nan for k in (a, b)] for r in rows])
     both = np.isfinite(lat).all(axis=1)
-    w = np.vstack([np.ones((1, len(rows))), group_weights([conversation_of(r["id"]) for r in rows], n_boot, seed)])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fcr = 100.0 * (w @ (cut[:, 0] - cut[:, 1])) / w.sum(axis=1)
-        dlat = (w[:, both] @ (lat[both, 0] - lat[both, 1])) / w[:, both].sum(axis=1)
 
-    def point(x: np.ndarray) -> dict:
-        ci = np.nanpercentile(x[1:], [2.5, 97.5]).tolist() if n_boot and np.isfinite(x[1:]).any() else None
-        return {"value": float(x[0]), "ci95": ci}
+    def point(groups, diff: np.ndarray, scale: float = 1.0) -> dict:
+        ci = paired_interval(groups, diff, n_boot, seed) if n_boot and diff.size else None
+        return {"value": scale * float(diff.mean()) if diff.size else None,
+                "ci95": None if ci is None else [scale * x for x in ci]}
 
-    return {"a": a, "b": b, "n_turns": len(rows), "n_calls": len({conversation_of(r["id"]) for r in rows}),
-            "false_cutoffs": [int(cut[:, 0].sum()), int(cut[:, 1].sum())], "fcr_pt": point(fcr),
-            "n_turns_latency": int(both.sum()), "mean_latency_s": point(dlat)}
+    return {"a": a, "b": b, "n_turns": len(rows), "n_calls": len(set(calls)),
+            "false_cutoffs": [int(cut[:, 0].sum()), int(cut[:, 1].sum())],
+            "fcr_pt": point(calls, cut[:, 0] - cut[:, 1], 100.0), "n_turns_latency": int(both.sum()),
+            "mean_latency_s": point(calls[both], lat[both, 0] - lat[both, 1])}
 
 
 def run(cfg: AgreementConfig) -> int:

@@ -30,7 +30,7 @@ from vad_turn.core.config import config_main, config_to_dict
 from vad_turn.core.runs import atomic_write_json
 from vad_turn.harness import metrics as M
 from vad_turn.harness.operating_points import VOICE_AGENT_POINT, VOICE_AGENT_VAD_STOP_S, shipped_policy
-from vad_turn.harness.ratio_bootstrap import conversation_of, group_weights
+from vad_turn.harness.ratio_bootstrap import conversation_of, paired_interval
 
 
 def parse_policy(text: str) -> tuple[float, float, float]:
@@ -53,14 +53,6 @@ def turn_outcomes(table: M.SpanTable, p: np.ndarray, policy: tuple[float, float,
         hold_f = ~table.is_end & (table.span_tags["pause_context"].to_numpy() == "filler")
         filler[np.unique(table.span_turn[hold_f & out.hold_cut])] = True
     return {"cut": out.turn_cut.astype(bool), "latency_s": np.asarray(out.latency_s, float), "filler_cut": filler}
-
-
-def paired_interval(conv: np.ndarray, diff_per_turn: np.ndarray, n_resamples: int, seed: int) -> list[float]:
-    """95% interval of the mean over turns of `diff_per_turn`, conversations resampled with replacement
-    (`ratio_bootstrap.group_weights`, the harness's resampling)."""
-    w = group_weights(conv, n_resamples, seed)
-    est = (w @ diff_per_turn) / w.sum(axis=1)
-    return [float(np.percentile(est, 2.5)), float(np.percentile(est, 97.5))]
 
 
 def summarize(o: dict) -> dict:

@@ -95,6 +95,14 @@ def group_weights(groups, n_boot: int, seed: int) -> np.ndarray:
     return counts[:, codes].astype(np.float64)
 
 
+def paired_interval(groups, diff_per_turn: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    """95% interval of the mean over turns of `diff_per_turn` (one detector or policy minus another on the same
+    turns), the turns' groups (calls, conversations) resampled with replacement (`group_weights`)."""
+    w = group_weights(groups, n_boot, seed)
+    est = (w @ np.asarray(diff_per_turn, dtype=np.float64)) / w.sum(axis=1)
+    return [float(np.percentile(est, 2.5)), float(np.percentile(est, 97.5))]
+
+
 def _resample_weights(table: M.SpanTable, groups: dict | None, n_boot: int, seed: int) -> tuple[np.ndarray, list]:
     """(1 + n_boot, n_turns) turn weights - row 0 the full set, then `group_weights` over the turns' conversations
     (`groups` or `conversation_of`) - and those conversation keys."""

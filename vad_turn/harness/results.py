@@ -96,6 +96,14 @@ def _part(files: list[tuple[Path, str]]) -> dict:
     return {"commits": commits, "date": dt.datetime.fromtimestamp(newest, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def _run_files(run: Path, rel: str, hint: str) -> list[tuple[Path, str]]:
+    """[(file, rel/<name>)] of one run folder's RUN_FILES; FileNotFoundError naming a missing RUN_REQUIRED file."""
+    for name in RUN_REQUIRED:
+        if not (run / name).is_file():
+            raise FileNotFoundError(f"{run / name}: not found ({hint})")
+    return [(run / n, f"{rel}/{n}") for n in RUN_FILES if (run / n).is_file()]
+
+
 def select_files(cfg: PublishResultsConfig) -> tuple[list[tuple[Path, str]], dict]:
     """([(source file, path inside the results folder)], {part: provenance}); FileNotFoundError names what is missing."""
     files, parts = [], {}
@@ -105,21 +113,15 @@ def select_files(cfg: PublishResultsConfig) -> tuple[list[tuple[Path, str]], dic
         if not mine:
             raise FileNotFoundError(f"{head}: no headline.md / headline.json (run `vad-turn headline --out {head}`)")
         for run in cfg.runs:
-            for name in RUN_REQUIRED:
-                if not (head / run / name).is_file():
-                    raise FileNotFoundError(f"{head / run / name}: not found (runs there: "
-                                            f"{', '.join(sorted(p.parent.name for p in head.glob('*/metrics.json')))})")
-            mine += [(head / run / n, f"{HEADLINE_DIR}/{run}/{n}") for n in RUN_FILES if (head / run / n).is_file()]
+            mine += _run_files(head / run, f"{HEADLINE_DIR}/{run}", "runs there: " + ", ".join(
+                sorted(p.parent.name for p in head.glob("*/metrics.json"))))
         files += mine
         parts["headline"] = {"source": shown(head), "runs": list(cfg.runs), **_part(mine)}
     if cfg.voice_agent:
         mine = []
         for run in map(Path, cfg.voice_agent_runs):
-            missing = [n for n in RUN_REQUIRED if not (run / n).is_file()]
-            if missing:
-                raise FileNotFoundError(f"{run / missing[0]}: not found (the run behind the shipped voice-agent point; "
-                                        "the Makefile's reproduce recipe writes it, or --no-voice-agent)")
-            mine += [(run / n, f"{run.name}/{n}") for n in RUN_FILES if (run / n).is_file()]
+            mine += _run_files(run, run.name, "the run behind the shipped voice-agent point; the Makefile's "
+                                              "reproduce recipe writes it, or --no-voice-agent")
         files += mine
         parts[VOICE_AGENT_PART] = {"source": [shown(Path(r)) for r in cfg.voice_agent_runs], **_part(mine)}
     if cfg.prosody is not None and str(cfg.prosody) == KEEP:

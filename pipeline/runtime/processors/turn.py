@@ -199,8 +199,7 @@ class TurnProcessor(Processor):
             else:
                 await self._policy_tick_if_waiting()
         elif frame is _ANSWER:  # a detector answer arrived: decide on it now, not at the next audio chunk
-            if self.barge is None:
-                await self._policy_tick_if_waiting()
+            await self._policy_tick_if_waiting()
         elif isinstance(frame, UserStoppedSpeaking):
             self.user_speaking = False
             self.speech_end_s = frame.stream_t_s
@@ -210,8 +209,7 @@ class TurnProcessor(Processor):
         elif isinstance(frame, Transcript):
             self._transcript(frame)
             await self.push(frame)  # the LLM processor prefetches predictable tool calls from partials
-            if self.barge is None:  # a final the decision waited for: decide now
-                await self._policy_tick_if_waiting()
+            await self._policy_tick_if_waiting()  # a final the decision waited for: decide now
         else:
             await self.push(frame)
 
@@ -261,8 +259,9 @@ class TurnProcessor(Processor):
         self.broadcast(ResumeOutput(self.now(), b["response_id"], text))
 
     async def _policy_tick_if_waiting(self) -> None:
-        """`_policy_tick` while a user turn is in its silence and not decided yet."""
-        if not self.user_speaking and not self.fired and self.speech_end_s is not None and self.has_content:
+        """`_policy_tick` while a user turn is in its silence and not decided yet (no barge-in being arbitrated)."""
+        if (self.barge is None and not self.user_speaking and not self.fired and self.speech_end_s is not None
+                and self.has_content):
             await self._policy_tick()
 
     async def _policy_tick(self) -> None:
