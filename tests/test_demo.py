@@ -349,6 +349,12 @@ def test_reports_list_and_format_run_folders(tmp_path):
     assert [r.name for r in find_eval_runs(tmp_path)] == [default.name, "sw-val-lexical", "eval-a-vad-only"]
     v = eval_view(runs[0])
     assert "![" not in v["markdown"] and "text" in v["markdown"] and v["pareto"] is None
+    # absolute paths a run recorded do not reach the page: the repository's become relative, the corpora's a name
+    from pipeline.serving.demo.reports import page_text
+    from vad_turn.core.config import REPO_ROOT, default_data_root
+
+    text = f"`vad-turn evaluate --dataset {REPO_ROOT}/data/built/sw`; corpora {default_data_root()}/swb; root {REPO_ROOT}"
+    assert page_text(text) == "`vad-turn evaluate --dataset data/built/sw`; corpora $VAD_TURN_DATA_ROOT/swb; root ."
     assert v["ops"][0][:6] == ["fcr@lat<=0.6s", 25.0, 0.55, 40.0, 0.6, 0.625]
     assert find_prosody_run(tmp_path) is None
     (tmp_path / "prosody-x").mkdir()

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from vad_turn.core.config import default_runs_root
+from vad_turn.core.config import REPO_ROOT, default_data_root, default_runs_root
 from vad_turn.harness.operating_points import shown
 from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 
@@ -76,14 +76,25 @@ OP_HEADERS = ["operating point", "FCR %", "mean latency s", "VAD-only FCR %", "V
               "ratio to VAD-only", "policy"]
 
 
+def page_text(text: str) -> str:
+    """`text` as a page may show it: the server's own folders out of it (run reports and configs record absolute
+    paths: the repository's become repository-relative, the corpora's root `$VAD_TURN_DATA_ROOT`)."""
+    for root, name in ((default_data_root(), "$VAD_TURN_DATA_ROOT"), (REPO_ROOT, "")):
+        for form in dict.fromkeys((str(root), str(Path(root).resolve()))):
+            text = text.replace(form + "/", f"{name}/" if name else "").replace(form, name or ".")
+    return text
+
+
 def eval_view(folder: Path) -> dict:
-    """{"title", "markdown" (report.md without its image lines), "pareto" (path or None), "ops" (rows)}."""
+    """{"title", "markdown" (report.md without its image lines), "pareto" (path or None), "ops" (rows)}; text
+    through `page_text`."""
     folder = Path(folder)
     metrics = json.loads((folder / "metrics.json").read_text())
-    md = _IMAGE.sub("", (folder / "report.md").read_text())
+    md = page_text(_IMAGE.sub("", (folder / "report.md").read_text()))
     pareto = folder / "pareto.png"
-    return {"title": f"{metrics.get('detector')} on {metrics.get('dataset')} ({metrics.get('split')})",
-            "markdown": md, "pareto": str(pareto) if pareto.exists() else None, "ops": operating_points(metrics)}
+    title = page_text(f"{metrics.get('detector')} on {metrics.get('dataset')} ({metrics.get('split')})")
+    return {"title": title, "markdown": md, "pareto": str(pareto) if pareto.exists() else None,
+            "ops": operating_points(metrics)}
 
 
 def find_prosody_run(runs_root: Path | None = None) -> Path | None:
@@ -96,9 +107,9 @@ def find_prosody_run(runs_root: Path | None = None) -> Path | None:
 
 
 def prosody_view(folder: Path) -> dict:
-    """{"markdown": report.md without image lines, "plots": [png paths]}."""
+    """{"markdown": report.md without image lines (through `page_text`), "plots": [png paths]}."""
     folder = Path(folder)
-    return {"markdown": _IMAGE.sub("", (folder / "report.md").read_text()),
+    return {"markdown": page_text(_IMAGE.sub("", (folder / "report.md").read_text())),
             "plots": [str(p) for p in sorted(folder.glob("*.png"))]}
 
 
