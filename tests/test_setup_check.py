@@ -96,3 +96,16 @@ def test_cli_exit_code_and_failure_summary(monkeypatch, capsys):
     assert sc.main(["check", "--only", "models"]) == 1
     cap = capsys.readouterr()
     assert "[FAIL] model files: pipecat-ai: gone" in cap.out and "set-up check FAILED (1 of 1): model files" in cap.err
+
+
+def test_a_new_venv_without_the_disk_it_needs_stops_before_installing(tmp_path):
+    """`make setup` on a disk without room for a new .venv stops at once, naming the folder and the space it
+    needs, and creates nothing (CI once ran out of disk half-way through pip, after 90 s)."""
+    root = sc.LOCK_PATH.parent
+    for name in ("Makefile", "pyproject.toml", sc.LOCK_PATH.name):
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    r = subprocess.run(["make", "--no-print-directory", "setup", f"PYTHON={sys.executable}",
+                        "SETUP_FREE_GB=1000000"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "a new .venv needs 1000000 GB" in r.stderr and str(tmp_path) in r.stderr, r.stderr
+    assert not (tmp_path / ".venv").exists()
