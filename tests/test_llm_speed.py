@@ -188,12 +188,12 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
         proc = LLMProcessor(cached, max_new_tokens=6, tools=None)
         p = Pipeline([proc], WallClock(), conversation=conv)
         await p.start()
-        p.feed(Transcript(0.0, "so i was thinking about", True, 0))
-        p.feed(Transcript(0.0, "going to the lake this weekend", True, 1))
-        for _ in range(200):  # the prefill of the second segment runs on the processor's thread
-            await asyncio.sleep(0.01)
-            if proc.n_prefills == 2 and not proc._warming:
-                break
+        for seg, words in enumerate(("so i was thinking about", "going to the lake this weekend")):
+            p.feed(Transcript(0.0, words, True, seg))
+            for _ in range(200):  # each segment's prefill starts 0.05 s after its final, on the processor's thread
+                await asyncio.sleep(0.01)
+                if proc.n_prefills == seg + 1 and not proc._warming:
+                    break
         p.feed(EndOfTurn(0.0, 0, USER_TURNS[0], 0.9, 0.3, 1.0))
         for _ in range(500):
             await asyncio.sleep(0.01)
@@ -211,6 +211,49 @@ def test_llm_processor_prefills_the_turn_during_the_silence_and_keeps_history_si
     reply = plain.complete([SYSTEM, {"role": "user", "content": USER_TURNS[0]}], max_new_tokens=6)
     assert [m["role"] for m in conv.messages] == ["system", "user", "assistant"]
     assert conv.messages[2]["content"] == reply.strip()
+
+
+def test_a_reply_that_starts_before_the_prefill_prefills_itself_and_no_prefill_runs(cached):
+    """The prefill waits `prefill_after_s` after the final transcript; a preemptive start within that wait
+    (here 20 ms, a detector answer's time) cancels it, so the reply's first token does not wait behind a prefill
+    of the same words: the reply prefills every new token itself in one pass. Without a reply the prefill runs,
+    once for two finals in a row (the latest restarts the wait)."""
+    import asyncio
+
+    from pipeline.runtime.clock import WallClock
+    from pipeline.runtime.frames import EndOfStream, EndOfTurn, Transcript
+    from pipeline.runtime.processors.base import Conversation, Pipeline
+    from pipeline.runtime.processors.llm_proc import LLMProcessor
+
+    async def go(reply: bool):
+        cached.warm([SYSTEM])
+        proc = LLMProcessor(cached, max_new_tokens=2, tools=None, prefill_after_s=0.15)
+        p = Pipeline([proc], WallClock(), conversation=Conversation(messages=[SYSTEM]))
+        await p.start()
+        p.feed(Transcript(0.0, "so i was thinking", True, 0))
+        await asyncio.sleep(0.05)
+        p.feed(Transcript(0.0, "about the lake", True, 1))
+        await asyncio.sleep(0.02)
+        if reply:
+            p.feed(EndOfTurn(0.0, 0, "so i was thinking about the lake", 0.4, 0.2, 1.0, tentative=True))
+        await asyncio.sleep(0.3)
+        for _ in range(300):
+            if not proc._warming and (not reply or proc.jobs[0].task.done()):
+                break
+            await asyncio.sleep(0.01)
+        p.feed(EndOfStream(0.0))
+        await p.wait(60.0)
+        return proc
+
+    proc = asyncio.run(go(reply=True))
+    assert proc.n_prefills == 0
+    system_tokens = len(cached._tok(cached._tok.apply_chat_template([SYSTEM], tokenize=False),
+                                    add_special_tokens=False)["input_ids"])
+    assert cached.last_reused_tokens == system_tokens  # the reply prefilled the user's words itself
+    proc = asyncio.run(go(reply=False))
+    assert proc.n_prefills == 1 and cached._kv.n_cached > system_tokens + 5
+    with pytest.raises(ValueError, match="prefill-after-s"):
+        LLMProcessor(cached, prefill_after_s=-0.1)
 
 
 @pytest.mark.timeout(300)

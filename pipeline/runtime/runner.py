@@ -76,6 +76,9 @@ class PipelineConfig:
                 "or int8 (dynamic, ~2.6x faster decode, worse: +8-13% NLL on the bench turns)"})
     llm_prefill: bool = field(default=True, metadata={
         "help": "local LLM: prefill the user's words into the cache in the silence before the decision"})
+    llm_prefill_after_s: float = field(default=0.05, metadata={
+        "help": "start that prefill this long after the final transcript, unless a reply (e.g. the preemptive "
+                "start) began first: a prefill running then delays the reply's first token by one forward pass"})
     first_clause_words: int = field(default=2, metadata={
         "help": "streaming: the first TTS chunk is cut after this many words if no clause ended sooner"})
     reply_opener: str = field(default="", metadata={
@@ -102,6 +105,7 @@ class PipelineConfig:
         require_range("fallback_timeout_s", self.fallback_timeout_s, 0.0, 600.0, lo_open=True)
         require_range("bridge_after_s", self.bridge_after_s, 0.0, 600.0)
         require_range("llm_bridge_after_s", self.llm_bridge_after_s, 0.0, 600.0, allow_none=True)
+        require_range("llm_prefill_after_s", self.llm_prefill_after_s, 0.0, 10.0)
         if self.llm_threads < 1 or self.max_new_tokens < 1 or self.first_clause_words < 1:
             raise ValueError("--llm-threads, --max-new-tokens and --first-clause-words must be >= 1")
 
@@ -250,6 +254,7 @@ def build_pipeline(cfg: PipelineConfig, models: Models, clock: Clock | None = No
         TurnProcessor(policy, detector, barge_in=cfg.barge_in),
         LLMProcessor(models.llm, max_new_tokens=cfg.max_new_tokens, tools=tools, bridge_after_s=cfg.bridge_after_s,
                      llm_bridge_after_s=cfg.llm_bridge_after_s, prefill=cfg.llm_prefill,
+                     prefill_after_s=cfg.llm_prefill_after_s,
                      reply_opener="" if cascade else cfg.reply_opener),
         ClauseAggregator(mode="whole" if cascade else "clause", first_max_words=cfg.first_clause_words),
         TTSProcessor(models.voice, mode="whole" if cascade else "stream"),

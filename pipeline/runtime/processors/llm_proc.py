@@ -17,6 +17,12 @@ prefix KV cache.
 Prefill: each final transcript of the user's turn is rendered into the prompt it would make (without
 the assistant header) and prefilled into the local LLM's prefix KV cache (`LocalLLM.warm`) in the
 silence before the end-of-turn decision, so generation only prefills the few tokens that changed.
+It starts `prefill_after_s` after the turn's latest final transcript, and not at all when a reply
+starts first (a preemptive start comes one detector answer after the final, 6-17 ms in the
+bench's trace, well inside the default 0.05 s): the reply
+prefills its own prompt, and a prefill already running would hold the model for one more forward
+pass before the reply's first token (SmolLM2-135M reads all its weights in each pass, ~50 ms on a
+2-core EPYC: the preemptive start's first token came 40 ms later, median of 60 GetGoing turns).
 
 Reply opener (`reply_opener`, e.g. "Sure,"; off by default): when the LLM can continue a reply it was given
 (`continues_reply`: the local model), the opener is said at once, as the reply's first clause, and the LLM
@@ -33,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import queue as _queue
 
+from vad_turn.core.config import require_range
 from vad_turn.engines.llm.base import LLMError
 
 from ..frames import AgentText, EndOfResponse, EndOfStream, EndOfTurn, Interrupt, LLMToken, Transcript
@@ -58,7 +65,7 @@ class LLMProcessor(Processor):
     def __init__(self, llm, *, max_new_tokens: int = 32, temperature: float = 0.0, tools: ToolRunner | None = None,
                  bridge_after_s: float = 1.0, llm_bridge_after_s: float | None = None,
                  bridge_phrase: str = "Let me pull that up.", error_phrase: str = "Sorry, I lost my train of thought.",
-                 max_history: int = 6, prefill: bool = True, reply_opener: str = ""):
+                 max_history: int = 6, prefill: bool = True, prefill_after_s: float = 0.05, reply_opener: str = ""):
         super().__init__()
         self.reply_opener = reply_opener.strip() if getattr(llm, "continues_reply", False) else ""
         self.llm, self.max_new_tokens, self.temperature = llm, int(max_new_tokens), float(temperature)
@@ -69,6 +76,9 @@ class LLMProcessor(Processor):
         self.jobs: dict[int, _Job] = {}
         self._hist_start = 0  # index into the non-system history where the prompt window starts
         self.prefill = bool(prefill)
+        require_range("prefill_after_s", prefill_after_s, 0.0, 10.0)
+        self.prefill_after_s = float(prefill_after_s)
+        self._prefill_timer: asyncio.TimerHandle | None = None
         self._finals: dict[int, str] = {}  # final transcripts of the current turn, by segment
         self._warming = False
         self._prefill_again = False  # words arrived while a prefill ran: prefill again when it ends
@@ -96,12 +106,14 @@ class LLMProcessor(Processor):
                 self.tools.prefetch(frame.text)
             if frame.final:
                 self._finals[frame.segment] = frame.text
-                self._start_prefill()
+                self._schedule_prefill()
             return
         if isinstance(frame, EndOfTurn):
+            self._cancel_prefill()  # a reply starts (or the turn ended): it prefills its own prompt
             await self._end_of_turn(frame)
             return
         if isinstance(frame, EndOfStream):
+            self._cancel_prefill()
             for job in list(self.jobs.values()):
                 if job.task is not None and not job.hold:
                     try:
@@ -151,6 +163,18 @@ class LLMProcessor(Processor):
             self._hist_start = max(0, len(history) - max(1, self.max_history // 2))
         return history[self._hist_start:]
 
+    def _schedule_prefill(self) -> None:
+        """`_start_prefill` in `prefill_after_s` (the latest final transcript restarts the wait)."""
+        if not self.prefill:
+            return
+        self._cancel_prefill()
+        self._prefill_timer = asyncio.get_running_loop().call_later(self.prefill_after_s, self._start_prefill)
+
+    def _cancel_prefill(self) -> None:
+        if self._prefill_timer is not None:
+            self._prefill_timer.cancel()
+            self._prefill_timer = None
+
     def _start_prefill(self) -> None:
         """Prefill the prompt the turn's words so far would make into the LLM's prefix cache (`llm.warm`).
 
@@ -159,6 +183,7 @@ class LLMProcessor(Processor):
         has no `warm` (remote or wrapped) or a response is in flight; while a prefill runs, the
         newest words are prefilled after it.
         """
+        self._prefill_timer = None
         warm = getattr(self.llm, "warm", None)
         if not self.prefill or warm is None or self.conv.active_response is not None:
             return
