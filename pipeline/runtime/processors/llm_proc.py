@@ -17,12 +17,13 @@ prefix KV cache.
 Prefill: each final transcript of the user's turn is rendered into the prompt it would make (without
 the assistant header) and prefilled into the local LLM's prefix KV cache (`LocalLLM.warm`) in the
 silence before the end-of-turn decision, so generation only prefills the few tokens that changed.
-It starts `prefill_after_s` after the turn's latest final transcript, and not at all when a reply
-starts first (a preemptive start comes one detector answer after the final, 6-17 ms in the
-bench's trace, well inside the default 0.05 s): the reply
-prefills its own prompt, and a prefill already running would hold the model for one more forward
-pass before the reply's first token (SmolLM2-135M reads all its weights in each pass, ~50 ms on a
-2-core EPYC: the preemptive start's first token came 40 ms later, median of 60 GetGoing turns).
+It starts `prefill_after_s` after the turn's latest final transcript, and not at all when a reply starts
+first (a preemptive start comes one detector answer after the final, 6-17 ms in the bench's trace, well
+inside the default 0.05 s): the reply prefills its own prompt, and a prefill already running would hold
+the model for one more forward pass before the reply's first token (SmolLM2-135M reads all its weights in
+each pass, ~60 ms on a 2-core EPYC). With the prefill started at once, the semantic agent's held reply got
+its first token 39 ms after VAD-only's (paired median, 60 GetGoing turns); now 3 ms sooner
+(docs/turn-model-v3.md section 15).
 
 Reply opener (`reply_opener`, e.g. "Sure,"; off by default): when the LLM can continue a reply it was given
 (`continues_reply`: the local model), the opener is said at once, as the reply's first clause, and the LLM
