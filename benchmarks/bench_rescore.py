@@ -19,6 +19,7 @@ from pathlib import Path
 def main(argv=None) -> int:
     from pipeline.bench.e2e import OVERLOAD_LAG_S, summarize_sets
     from pipeline.bench.stats import comparisons
+    from vad_turn.core.config import without_server_paths
     from vad_turn.core.runs import atomic_write_json, read_jsonl
 
     ap = argparse.ArgumentParser(prog="bench_rescore")
@@ -40,8 +41,9 @@ def main(argv=None) -> int:
     small = {s: {c: {**{m: v[m] for m in keep}, "n_turns": v["n_turns"], "n_overloaded": v["n_overloaded"],
                      "false_cutoff_rate": v["false_cutoff_rate"], "stt_wer": v.get("stt_wer")}
                  for c, v in summ.items()} for s, summ in by_set.items()}
-    atomic_write_json(a.out, {"run": str(a.run), "config": cfg, "info": info, "by_set": small, "paired": paired,
-                              "overload_rule": f"decision or audio lag > {OVERLOAD_LAG_S} s"})
+    out = {"run": str(a.run), "config": cfg, "info": info, "by_set": small, "paired": paired,
+           "overload_rule": f"decision or audio lag > {OVERLOAD_LAG_S} s"}
+    atomic_write_json(a.out, json.loads(without_server_paths(json.dumps(out))))  # committed: no server folders
     for s, summ in small.items():
         print(f"## {s}")
         for c, v in summ.items():

@@ -312,3 +312,17 @@ def test_publish_results_can_keep_the_committed_prosody_part(tmp_path, capsys):
     assert after["prosody"] == before["prosody"] and {p.name: p.read_bytes() for p in (out / "prosody-default").iterdir()} == kept
     assert {k: v for k, v in after["files"].items() if k.startswith("prosody-default/")} == {
         k: v for k, v in before["files"].items() if k.startswith("prosody-default/")}
+
+
+def test_the_committed_bench_summaries_name_no_server_folders():
+    """`benchmarks/bench_rescore.py` writes the committed docs/bench-*.json through `without_server_paths`: the
+    runs a bench read are named repository-relative, not by the folders of the machine it ran on."""
+    import re
+
+    from vad_turn.core.config import REPO_ROOT, without_server_paths
+
+    files = sorted((REPO_ROOT / "docs").glob("bench-*.json"))
+    assert files
+    for p in files:
+        assert not re.search(r'"/[^"]*/(runs|data/built)/', p.read_text()), p
+    assert without_server_paths(json.dumps({"source": f"{REPO_ROOT}/runs/x"})) == '{"source": "runs/x"}'

@@ -27,6 +27,15 @@ def default_data_root() -> Path:
     return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
 
 
+def without_server_paths(text: str) -> str:
+    """`text` with this machine's folders taken out, for what is shown or committed (run reports and configs
+    record absolute paths): the repository's become repository-relative, the corpora's root `$VAD_TURN_DATA_ROOT`."""
+    for root, name in ((default_data_root(), "$VAD_TURN_DATA_ROOT"), (REPO_ROOT, "")):
+        for form in dict.fromkeys((str(root), str(Path(root).resolve()))):
+            text = text.replace(form + "/", f"{name}/" if name else "").replace(form, name or ".")
+    return text
+
+
 def default_built_root() -> Path:
     """Where built datasets go (git-ignored): $VAD_TURN_BUILT_ROOT or data/built."""
     env = os.environ.get("VAD_TURN_BUILT_ROOT")

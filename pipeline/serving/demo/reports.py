@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from vad_turn.core.config import REPO_ROOT, default_data_root, default_runs_root
+from vad_turn.core.config import default_runs_root, without_server_paths
 from vad_turn.harness.operating_points import shown
 from vad_turn.harness.results import COMMITTED_RESULTS_DIR, read_provenance
 
@@ -77,12 +77,8 @@ OP_HEADERS = ["operating point", "FCR %", "mean latency s", "VAD-only FCR %", "V
 
 
 def page_text(text: str) -> str:
-    """`text` as a page may show it: the server's own folders out of it (run reports and configs record absolute
-    paths: the repository's become repository-relative, the corpora's root `$VAD_TURN_DATA_ROOT`)."""
-    for root, name in ((default_data_root(), "$VAD_TURN_DATA_ROOT"), (REPO_ROOT, "")):
-        for form in dict.fromkeys((str(root), str(Path(root).resolve()))):
-            text = text.replace(form + "/", f"{name}/" if name else "").replace(form, name or ".")
-    return text
+    """`text` as a page may show it: the server's own folders out of it (`config.without_server_paths`)."""
+    return without_server_paths(text)
 
 
 def eval_view(folder: Path) -> dict:
